@@ -1,0 +1,48 @@
+"""The contract between a probe state machine and the driver loop.
+
+Machines are synchronous and never touch a socket or a clock: the driver passes
+``now`` (event-loop seconds) in, and takes packets and events out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from rawprobe.transport.base import Reply, Sent
+from rawprobe.transport.keys import MatchKey
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A packet to send, and the key its replies will carry."""
+
+    key: MatchKey
+    packet: bytes
+
+
+class Machine(Protocol):
+    """What drive() needs from a probe."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def poll(self, now: float) -> list[Outgoing]:
+        """Packets due at ``now`` (possibly none); also expires what timed out."""
+        ...
+
+    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
+        """The packet with ``key`` left (or the network refused it: ``sent.error``)."""
+        ...
+
+    def receive(self, reply: Reply, now: float) -> None:
+        """A reply for one of this machine's keys arrived."""
+        ...
+
+    def next_deadline(self) -> float:
+        """When ``poll`` must next be called, in event-loop seconds."""
+        ...
+
+    def take_events(self) -> list[object]:
+        """Events since the last call (for live output), oldest first."""
+        ...

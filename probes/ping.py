@@ -1,0 +1,292 @@
+"""ICMP echo (ping) over IPv4 and IPv6: a pure state machine plus async functions."""
+
+from __future__ import annotations
+
+import functools
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from rawprobe.errors import MalformedPacket, UsageError
+from rawprobe.probes.drive import EventCallback, drive
+from rawprobe.probes.icmp_text import describe_icmp
+from rawprobe.probes.machine import Outgoing
+from rawprobe.probes.models import PingError, PingReply, PingResult
+from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.keys import KIND_ECHO, Cookies, MatchKey
+from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6
+from rawprobe.transport.wire.icmp import build_echo
+from rawprobe.transport.wire.icmpv6 import build_echo6
+from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
+from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
+
+_ECHO_REPLY = {socket.AF_INET: 0, socket.AF_INET6: 129}
+_PROTO = {socket.AF_INET: 1, socket.AF_INET6: 58}
+_MAX_PAYLOAD = {socket.AF_INET: 65507, socket.AF_INET6: 65487}
+
+
+@dataclass(frozen=True, slots=True)
+class PingOptions:
+    """What one ping does; validated on construction (UsageError on nonsense).
+
+    ``count=None`` pings until cancelled. ``timeout_s`` is how long each probe waits
+    for its reply; the ping ends once every probe is answered or has timed out.
+    """
+
+    count: int | None = 4
+    interval_s: float = 1.0
+    timeout_s: float = 2.0
+    payload_size: int = 56
+    ttl: int = 64
+    tos: int = 0
+
+    def __post_init__(self) -> None:
+        if self.count is not None and self.count < 1:
+            raise UsageError(f"bad count {self.count}: must be at least 1")
+        if not (self.interval_s >= 0 and self.interval_s < 1e6):
+            raise UsageError(f"bad interval {self.interval_s}: must be >= 0 seconds")
+        if not (self.timeout_s > 0 and self.timeout_s < 1e6):
+            raise UsageError(f"bad timeout {self.timeout_s}: must be > 0 seconds")
+        if not 0 <= self.payload_size <= _MAX_PAYLOAD[socket.AF_INET6]:
+            raise UsageError(f"bad packet size {self.payload_size}: must be 0..65487")
+        if not 1 <= self.ttl <= 255:
+            raise UsageError(f"bad ttl {self.ttl}: must be 1..255")
+        if not 0 <= self.tos <= 255:
+            raise UsageError(f"bad tos {self.tos}: must be 0..255")
+
+
+class PingMachine:
+    """Echo requests to one address at a fixed interval; collects replies and errors.
+
+    Pure: packets come out of ``poll(now)``, replies go into ``receive``. Sequence
+    numbers count from 1 like iputils and wrap at 16 bits on the wire.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        source: str,
+        ident: int,
+        cookies: Cookies,
+        options: PingOptions,
+    ) -> None:
+        self.address = address
+        self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        if options.payload_size > _MAX_PAYLOAD[self.family]:
+            raise UsageError(f"bad packet size {options.payload_size} for IPv4: max 65507")
+        self.source = source
+        self.ident = ident
+        self.options = options
+        self._cookies = cookies
+        self._remote = socket.inet_pton(self.family, address)
+        self._transmitted = 0
+        self._next_send: float | None = None
+        self._started: float | None = None
+        self._finished: float | None = None
+        self._seq_of: dict[int, int] = {}  # wire seq -> seq (wire seqs wrap at 16 bits)
+        self._sent: dict[int, Sent] = {}  # wire seq -> send stamp
+        self._expiry: dict[int, float] = {}  # wire seq -> when we stop waiting
+        self._answered: set[int] = set()
+        self._replies: list[PingReply] = []
+        self._errors: list[PingError] = []
+        self._events: list[object] = []
+
+    # -- machine interface ---------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._all_sent() and not self._expiry
+
+    def poll(self, now: float) -> list[Outgoing]:
+        if self._started is None:
+            self._started = now
+            self._next_send = now
+        for wire_seq, expiry in list(self._expiry.items()):
+            if expiry <= now:
+                del self._expiry[wire_seq]
+        if self._all_sent() or self._next_send is None or now < self._next_send:
+            self._note_finish(now)
+            return []
+        self._transmitted += 1
+        seq = self._transmitted
+        # Keep the schedule, but never burst to catch up after a stall.
+        self._next_send += self.options.interval_s
+        if self._next_send <= now:
+            self._next_send = now + self.options.interval_s
+        return [self._packet(seq)]
+
+    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
+        wire_seq = key[3]
+        seq = self._seq_of[wire_seq]
+        self._sent[wire_seq] = sent
+        if sent.error is not None:
+            error = PingError(seq, self.source, f"sendto: {sent.error}")
+            self._errors.append(error)
+            self._events.append(error)
+        else:
+            self._expiry[wire_seq] = now + self.options.timeout_s
+        self._note_finish(now)
+
+    def receive(self, reply: Reply, now: float) -> None:
+        wire_seq = reply.key[3]
+        sent = self._sent.get(wire_seq)
+        if sent is None:
+            return
+        seq = self._seq_of[wire_seq]
+        try:
+            icmp_type, icmp_code, size = _icmp_fields(reply)
+        except MalformedPacket:
+            return
+        event: PingReply | PingError
+        if icmp_type == _ECHO_REPLY[self.family]:
+            duplicate = wire_seq in self._answered
+            self._answered.add(wire_seq)
+            event = PingReply(seq, reply.source, rtt_s(sent, reply), reply.ttl, size, duplicate)
+            self._replies.append(event)
+        else:
+            reason = describe_icmp(self.family, icmp_type, icmp_code)
+            event = PingError(seq, reply.source, reason, icmp_type, icmp_code)
+            self._errors.append(event)
+        self._expiry.pop(wire_seq, None)
+        self._events.append(event)
+        self._note_finish(now)
+
+    def next_deadline(self) -> float:
+        candidates = list(self._expiry.values())
+        if not self._all_sent() and self._next_send is not None:
+            candidates.append(self._next_send)
+        return min(candidates) if candidates else float("inf")
+
+    def take_events(self) -> list[object]:
+        events, self._events = self._events, []
+        return events
+
+    # -- results -------------------------------------------------------------------
+
+    def result(self, now: float | None = None) -> PingResult:
+        """The result so far (complete once ``done``); ``now`` dates an unfinished one."""
+        start = self._started if self._started is not None else 0.0
+        end = self._finished if self._finished is not None else (now or start)
+        return PingResult(
+            address=self.address,
+            transmitted=self._transmitted,
+            replies=tuple(self._replies),
+            errors=tuple(self._errors),
+            elapsed_s=max(0.0, end - start),
+            payload_size=self.options.payload_size,
+        )
+
+    # -- internals -----------------------------------------------------------------
+
+    def _all_sent(self) -> bool:
+        count = self.options.count
+        return count is not None and self._transmitted >= count
+
+    def _note_finish(self, now: float) -> None:
+        if self._all_sent() and not self._expiry and self._finished is None:
+            self._finished = now
+
+    def _packet(self, seq: int) -> Outgoing:
+        wire_seq = seq & 0xFFFF
+        key: MatchKey = (KIND_ECHO, self._remote, self.ident, wire_seq)
+        payload = self._cookies.echo_payload(key, self.options.payload_size)
+        self._seq_of[wire_seq] = seq
+        self._sent.pop(wire_seq, None)
+        self._answered.discard(wire_seq)
+        if self.family == socket.AF_INET:
+            icmp = build_echo(self.ident, wire_seq, payload)
+            header4 = IPv4Header(
+                src=self.source,
+                dst=self.address,
+                protocol=1,
+                ttl=self.options.ttl,
+                tos=self.options.tos,
+            )
+            return Outgoing(key, build_ipv4(header4, icmp))
+        icmp6 = build_echo6(self.ident, wire_seq, payload, src=self.source, dst=self.address)
+        header6 = IPv6Header(
+            src=self.source,
+            dst=self.address,
+            next_header=58,
+            hop_limit=self.options.ttl,
+            traffic_class=self.options.tos,
+        )
+        return Outgoing(key, build_ipv6(header6, icmp6))
+
+
+def _icmp_fields(reply: Reply) -> tuple[int, int, int]:
+    """(type, code, ICMP message size) of a reply's outer ICMP message."""
+    data = reply.data
+    try:
+        if reply.family == socket.AF_INET:
+            ihl = (data[0] & 0x0F) * 4
+            return data[ihl], data[ihl + 1], len(data) - ihl
+        return data[0], data[1], len(data)
+    except IndexError as exc:
+        raise MalformedPacket("reply too short for ICMP") from exc
+
+
+async def ping_with(
+    transport: Transport,
+    address: str,
+    options: PingOptions | None = None,
+    *,
+    source: str | None = None,
+    on_event: EventCallback | None = None,
+) -> PingResult:
+    """Ping one literal address over an open transport; results, never network errors.
+
+    Cancelling (e.g. ``anyio.move_on_after``) propagates; to keep a partial result
+    across cancellation use ``PingMachine`` with ``drive`` directly.
+    """
+    machine = new_machine(transport, address, options or PingOptions(), source=source)
+    await drive(machine, transport, on_event=on_event)
+    return machine.result()
+
+
+def new_machine(
+    transport: Transport, address: str, options: PingOptions, *, source: str | None = None
+) -> PingMachine:
+    """A PingMachine wired to ``transport``'s cookies and a fresh identifier."""
+    return PingMachine(
+        address,
+        source=source or transport.source_for(address),
+        ident=transport.cookies.new_ident(),
+        cookies=transport.cookies,
+        options=options,
+    )
+
+
+async def ping_many_with(
+    transport: Transport,
+    addresses: Sequence[str],
+    options: PingOptions | None = None,
+    *,
+    source: str | None = None,
+    on_event: Callable[[str, object], None] | None = None,
+) -> list[PingResult]:
+    """Ping every address concurrently over one transport; results in input order."""
+    options = options or PingOptions()
+    machines = [new_machine(transport, a, options, source=source) for a in addresses]
+
+    async def run(machine: PingMachine) -> None:
+        callback = None if on_event is None else functools.partial(on_event, machine.address)
+        await drive(machine, transport, on_event=callback)
+
+    async with anyio.create_task_group() as task_group:
+        for machine in machines:
+            task_group.start_soon(run, machine)
+    return [machine.result() for machine in machines]
+
+
+def ping_protocols(addresses: Sequence[str]) -> list[tuple[int, int]]:
+    """The raw sockets pinging ``addresses`` needs (no IPv6 socket for IPv4-only)."""
+    protocols: list[tuple[int, int]] = []
+    if any(":" not in address for address in addresses):
+        protocols.append((socket.AF_INET, PROTO_ICMP))
+    if any(":" in address for address in addresses):
+        protocols.append((socket.AF_INET6, PROTO_ICMPV6))
+    return protocols

@@ -1,0 +1,850 @@
+"""A throw-away network of Linux network namespaces for tests, benchmarks and demos.
+
+Topology (each box is a namespace named ``f"{prefix}-{role}"``)::
+
+    client --- r1 --- r2 --- r3 --- target
+         .1.0/24  .2.0/24  .3.0/24  .4.0/24      (198.18.N.0/24, 2001:db8:N::/64)
+
+Each link is a veth pair created directly inside its two namespaces as ``eth0`` (the side
+facing the client) and ``eth1`` (the side facing the target), so no interface ever exists
+in the root namespace and concurrent labs cannot collide on interface names. On link N
+the client-side end has host number 1 and the target-side end host number 2 (the client
+itself is ``.2`` on link 1).
+
+The target answers for all of 198.19.0.0/16 and 2001:db8:ff::/64 (AnyIP local routes),
+listens on :data:`OPEN_PORTS`, drops TCP :data:`DROP_PORTS` silently and rejects TCP
+:data:`REJECT_PORTS` with ICMP admin-prohibited. 198.18.200.0/24 and 2001:db8:ee::/64 are
+routed to the target and blackholed there: no answer, no ICMP error. Routers forward,
+answer with the address of their client-facing interface (checked with traceroute) and
+have ICMP rate limiting off until :meth:`Lab.set_icmp_ratelimit` turns it on.
+
+Checked on kernel 6.18 (``traceroute -n -q 1``): v4 to 198.19.0.5 shows 198.18.1.1,
+198.18.2.2, 198.18.3.2, 198.19.0.5; v6 to 2001:db8:ff::5 shows 2001:db8:1::1, ::2::2,
+::3::2, 2001:db8:ff::5. Kernel facts worth knowing: echo replies and TCP always come
+from the AnyIP address asked for, but ICMPv6 *errors* about an AnyIP address other than
+:data:`TARGET_V6` (which is also configured on ``lo``) come from the target's link
+address 2001:db8:4::2; a TCP ``connect()`` to a REJECT port fails at once over v4
+(EHOSTUNREACH) but only after the 1 s SYN retransmit over v6 (EACCES), because the
+first ICMPv6 error arrives while connect() still holds the socket lock.
+
+Traffic rule: nothing here sends a packet; all addresses lie in 198.18.0.0/15 and
+2001:db8::/32, and the client has no route outside them.
+
+Every lab has a state file ``/run/rawprobe/labs/<prefix>.json`` (claimed with O_EXCL
+before anything is built, removed by :meth:`Lab.down`), so a later process can find it
+(:meth:`Lab.load`, :func:`lab_status`) and :func:`down_all` can remove what a crashed run
+left behind; namespaces matching the naming scheme are found even without a state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import re
+import secrets
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from rawprobe.errors import LabError, UsageError
+
+__all__ = [
+    "CLIENT_V4",
+    "CLIENT_V6",
+    "DROP_PORTS",
+    "EXTRA_PORTS",
+    "LISTEN_PORTS",
+    "OPEN_PORTS",
+    "REJECT_PORTS",
+    "ROLES",
+    "ROUTERS",
+    "ROUTER_V4",
+    "ROUTER_V6",
+    "SILENT_NET_V4",
+    "SILENT_NET_V6",
+    "SILENT_V4",
+    "SILENT_V6",
+    "STATE_DIR",
+    "TARGET_ANYIP_V4",
+    "TARGET_ANYIP_V6",
+    "TARGET_V4",
+    "TARGET_V6",
+    "Lab",
+    "check_lab_possible",
+    "down_all",
+    "lab",
+    "lab_prefixes",
+    "lab_status",
+    "lab_up",
+]
+
+ROLES: Final = ("client", "r1", "r2", "r3", "target")
+ROUTERS: Final = ("r1", "r2", "r3")
+
+#: Links in order from the client; link N joins ROLES[N-1] (its eth1, or eth0 for the
+#: client) and ROLES[N] (its eth0).
+LINKS_V4: Final = ("198.18.1.0/24", "198.18.2.0/24", "198.18.3.0/24", "198.18.4.0/24")
+LINKS_V6: Final = ("2001:db8:1::/64", "2001:db8:2::/64", "2001:db8:3::/64", "2001:db8:4::/64")
+
+CLIENT_V4: Final = "198.18.1.2"
+CLIENT_V6: Final = "2001:db8:1::2"
+#: Client-facing address of r1, r2, r3: what a traceroute from the client shows.
+ROUTER_V4: Final = ("198.18.1.1", "198.18.2.2", "198.18.3.2")
+ROUTER_V6: Final = ("2001:db8:1::1", "2001:db8:2::2", "2001:db8:3::2")
+#: Address of the target on its link (it also owns every address of the AnyIP ranges).
+TARGET_LINK_V4: Final = "198.18.4.2"
+TARGET_LINK_V6: Final = "2001:db8:4::2"
+TARGET_ANYIP_V4: Final = "198.19.0.0/16"
+TARGET_ANYIP_V6: Final = "2001:db8:ff::/64"
+TARGET_V4: Final = "198.19.0.5"
+TARGET_V6: Final = "2001:db8:ff::5"
+SILENT_NET_V4: Final = "198.18.200.0/24"
+SILENT_NET_V6: Final = "2001:db8:ee::/64"
+SILENT_V4: Final = "198.18.200.1"
+SILENT_V6: Final = "2001:db8:ee::1"
+
+LISTEN_PORTS: Final = (22, 80, 443, 8080)
+#: More open ports, chosen outside the well-known range and the firewalled ranges.
+EXTRA_PORTS: Final = (3306, 5432, 8443, 65535)
+#: Every TCP port the target accepts connections on (v4 and v6), sorted.
+OPEN_PORTS: Final = tuple(sorted(LISTEN_PORTS + EXTRA_PORTS))
+#: TCP ports the target drops without an answer.
+DROP_PORTS: Final = range(1000, 2000)
+#: TCP ports the target rejects with ICMP admin-prohibited (v6: adm-prohibited).
+REJECT_PORTS: Final = range(2000, 3000)
+
+STATE_DIR: Final = Path("/run/rawprobe/labs")
+NETNS_DIR: Final = Path("/run/netns")
+
+_PREFIX_RE: Final = re.compile(r"rp[0-9a-z]{1,20}")
+_NS_RE: Final = re.compile(r"(rp[0-9a-z]{1,20})-(client|r1|r2|r3|target)")
+_CLONE_NEWNET: Final = 0x40000000
+_CMD_TIMEOUT_S: Final = 20.0
+_LISTENER_READY_TIMEOUT_S: Final = 10.0
+_SIOCGIFFLAGS: Final = 0x8913
+_IFF_RUNNING: Final = 0x40
+_IFREQ: Final = struct.Struct("16sh22x")  # struct ifreq: name, ifr_flags, padding
+
+# Kernel defaults restored by set_icmp_ratelimit(True) (checked on 6.18: all per-netns).
+_RATELIMIT_ON: Final = {
+    "net/ipv4/icmp_ratelimit": "1000",
+    "net/ipv6/icmp/ratelimit": "100",
+    "net/ipv4/icmp_msgs_per_sec": "1000",
+    "net/ipv4/icmp_msgs_burst": "50",
+}
+# Per-destination limit off (0 ms) and the per-namespace global token bucket far out of
+# reach (per_sec * HZ must fit in an int, hence not INT_MAX).
+_RATELIMIT_OFF: Final = {
+    "net/ipv4/icmp_ratelimit": "0",
+    "net/ipv6/icmp/ratelimit": "0",
+    "net/ipv4/icmp_msgs_per_sec": "1000000",
+    "net/ipv4/icmp_msgs_burst": "1000000",
+}
+_COMMON_SYSCTLS: Final = {
+    "net/ipv6/conf/all/accept_dad": "0",
+    "net/ipv6/conf/default/accept_dad": "0",
+    "net/ipv6/conf/default/accept_ra": "0",
+    "net/ipv6/conf/default/router_solicitations": "0",
+    **_RATELIMIT_OFF,
+}
+_ROUTER_SYSCTLS: Final = {
+    "net/ipv4/ip_forward": "1",
+    "net/ipv6/conf/all/forwarding": "1",
+}
+
+# The target's listener: dual-stack sockets on every open port; prints "ready" once all
+# are listening; accepts and closes; exits when its namespace loses its name (so a
+# manual `ip netns del` cannot leave it holding the namespace alive).
+_LISTENER_SRC: Final = r"""
+import os, selectors, socket, sys
+ns_path, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
+me = os.stat("/proc/self/ns/net")
+sel = selectors.DefaultSelector()
+for port in ports:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
+    s.listen(4096)
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ)
+null = os.open(os.devnull, os.O_RDWR)
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+while True:
+    for key, _ in sel.select(timeout=2.0):
+        for _ in range(64):
+            try:
+                conn, _ = key.fileobj.accept()
+            except OSError:
+                break
+            conn.close()
+    try:
+        st = os.stat(ns_path)
+    except OSError:
+        break
+    if (st.st_dev, st.st_ino) != (me.st_dev, me.st_ino):
+        break
+"""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fmt_cmd(argv: Sequence[str]) -> str:
+    return " ".join(argv)
+
+
+def _cmd(argv: Sequence[str], stdin: str | None = None) -> str:
+    """Run a command, return stdout; any failure becomes LabError with the command."""
+    try:
+        proc = subprocess.run(
+            list(argv),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=_CMD_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LabError(f"lab command failed: {_fmt_cmd(argv)}: {exc}") from exc
+    if proc.returncode != 0:
+        raise LabError(_failure(argv, proc.returncode, proc.stderr, stdin))
+    return proc.stdout
+
+
+def _failure(argv: Sequence[str], rc: int, stderr: str, stdin: str | None) -> str:
+    msg = f"lab command failed (exit {rc}): {_fmt_cmd(argv)}: {stderr.strip()}"
+    if stdin:
+        msg += "\n--- input ---\n" + stdin.rstrip()
+    return msg
+
+
+def _cmds_parallel(jobs: Sequence[tuple[Sequence[str], str | None]]) -> None:
+    """Run independent commands concurrently; the first failure raises LabError."""
+    started: list[tuple[Sequence[str], str | None, subprocess.Popen[str]]] = []
+    try:
+        for argv, stdin in jobs:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            started.append((argv, stdin, proc))
+    except OSError as exc:
+        for _, _, proc in started:
+            proc.kill()
+            proc.communicate()
+        raise LabError(f"lab command failed: {exc}") from exc
+    errors: list[str] = []
+    for argv, stdin, proc in started:
+        try:
+            _, err = proc.communicate(stdin, timeout=_CMD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            errors.append(f"lab command timed out: {_fmt_cmd(argv)}")
+            continue
+        if proc.returncode != 0:
+            errors.append(_failure(argv, proc.returncode, err, stdin))
+    if errors:
+        raise LabError(errors[0])
+
+
+def _libc_setns() -> Any:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.setns
+    fn.argtypes = (ctypes.c_int, ctypes.c_int)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _setns(fd: int) -> None:
+    """Move the calling thread into the network namespace behind ``fd``."""
+    os_setns = getattr(os, "setns", None)  # Python >= 3.12
+    if os_setns is not None:
+        os_setns(fd, _CLONE_NEWNET)
+        return
+    if _libc_setns()(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _ns_names() -> list[str]:
+    """Names of all named network namespaces (those under /run/netns)."""
+    try:
+        return sorted(p.name for p in NETNS_DIR.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def _ns_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _pids_in_namespaces(names: Iterable[str]) -> list[int]:
+    """Processes whose network namespace is one of the named ones (never our own pid)."""
+    inodes: set[str] = set()
+    for name in names:
+        ident = _ns_identity(str(NETNS_DIR / name))
+        if ident is not None:
+            inodes.add(f"net:[{ident[1]}]")
+    if not inodes:
+        return []
+    me = os.getpid()
+    pids: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            link = os.readlink(f"/proc/{entry.name}/ns/net")
+        except OSError:
+            continue
+        if link in inodes:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _kill_and_delete(names: Sequence[str]) -> list[str]:
+    """Kill every process in the named namespaces, then delete those that exist."""
+    existing = set(_ns_names())
+    present = [n for n in names if n in existing]
+    for pid in _pids_in_namespaces(present):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if present:
+        batch = "".join(f"netns delete {n}\n" for n in present)
+        with contextlib.suppress(LabError):
+            _cmd(["ip", "-force", "-batch", "-"], stdin=batch)
+        left = set(_ns_names()).intersection(present)
+        if left:
+            raise LabError(f"could not delete lab namespaces: {', '.join(sorted(left))}")
+    return present
+
+
+def _write_sysctls(values: Mapping[str, str]) -> None:
+    """Write sysctls of the calling thread's network namespace (paths under /proc/sys)."""
+    for key, value in values.items():
+        path = f"/proc/sys/{key}"
+        try:
+            with open(path, "w", encoding="ascii") as f:
+                f.write(value)
+        except OSError as exc:
+            raise LabError(f"cannot set sysctl {key.replace('/', '.')}={value}: {exc}") from exc
+
+
+def _new_prefix() -> str:
+    return f"rp{os.getpid() % 100000}{secrets.token_hex(2)}"
+
+
+def _check_prefix(prefix: str) -> str:
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise UsageError(
+            f"bad lab prefix {prefix!r}: want 'rp' followed by 1-20 of [0-9a-z] (no dash)"
+        )
+    return prefix
+
+
+def _state_path(prefix: str) -> Path:
+    return STATE_DIR / f"{prefix}.json"
+
+
+def _host(net: str, host: int) -> str:
+    """Address number ``host`` of a /24 or /64 written as in LINKS_V4/LINKS_V6."""
+    base = net.split("/")[0]
+    if ":" in base:
+        return f"{base}{host:x}"  # "2001:db8:1::" + "2"
+    return base.rsplit(".", 1)[0] + f".{host}"
+
+
+# --------------------------------------------------------------------------- the lab
+
+
+class Lab:
+    """A handle on one lab: its names, addresses, and ways to run code inside it.
+
+    Instances come from :func:`lab_up` (built by this process, which then owns the
+    target's listener process) or :meth:`Lab.load` (a lab built by another process).
+    All address attributes are plain strings; port attributes are tuples/ranges.
+    """
+
+    target_v4: str = TARGET_V4
+    target_v6: str = TARGET_V6
+    client_v4: str = CLIENT_V4
+    client_v6: str = CLIENT_V6
+    router_v4: tuple[str, ...] = ROUTER_V4
+    router_v6: tuple[str, ...] = ROUTER_V6
+    silent_v4: str = SILENT_V4
+    silent_v6: str = SILENT_V6
+    open_ports: tuple[int, ...] = OPEN_PORTS
+    drop_ports: range = DROP_PORTS
+    reject_ports: range = REJECT_PORTS
+    roles: tuple[str, ...] = ROLES
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix: str = _check_prefix(prefix)
+        self.listener_pid: int | None = None
+        self._listener: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"Lab(prefix={self.prefix!r})"
+
+    # -- names ---------------------------------------------------------------------
+
+    def ns(self, role: str) -> str:
+        """Full namespace name of ``role`` (one of :data:`ROLES`)."""
+        if role not in ROLES:
+            raise UsageError(f"unknown lab role {role!r}; roles are {', '.join(ROLES)}")
+        return f"{self.prefix}-{role}"
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(self.ns(r) for r in ROLES)
+
+    def netns_path(self, role: str) -> str:
+        """Path of the namespace's bind mount, for setns() or ``nsenter --net=``."""
+        return str(NETNS_DIR / self.ns(role))
+
+    @property
+    def state_path(self) -> Path:
+        return _state_path(self.prefix)
+
+    def exists(self) -> bool:
+        """True when all five namespaces exist."""
+        return set(self.namespaces) <= set(_ns_names())
+
+    # -- running things inside -----------------------------------------------------
+
+    def run(
+        self, role: str, *argv: str, check: bool = True, **kw: Any
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run ``argv`` inside ``role``'s namespace (``ip netns exec``) and wait.
+
+        Output is captured as text unless the caller passes ``stdout``, ``stderr``,
+        ``capture_output`` or ``text``-related options itself. With ``check`` a non-zero
+        exit raises :class:`LabError` carrying the command and its stderr; a
+        ``timeout`` keyword is passed through (``subprocess.TimeoutExpired``).
+        """
+        full = ["ip", "netns", "exec", self.ns(role), *argv]
+        if not {"stdout", "stderr", "capture_output"} & kw.keys():
+            kw["capture_output"] = True
+        if not {"text", "universal_newlines", "encoding", "errors"} & kw.keys():
+            kw["text"] = True
+        proc: subprocess.CompletedProcess[Any] = subprocess.run(full, check=False, **kw)
+        if check and proc.returncode != 0:
+            err = proc.stderr
+            if isinstance(err, bytes):
+                err = err.decode(errors="replace")
+            raise LabError(
+                _failure(full, proc.returncode, err if isinstance(err, str) else "", None)
+            )
+        return proc
+
+    def popen(self, role: str, *argv: str, **kw: Any) -> subprocess.Popen[Any]:
+        """Start ``argv`` inside ``role``'s namespace; the caller owns the process."""
+        return subprocess.Popen(["ip", "netns", "exec", self.ns(role), *argv], **kw)
+
+    @contextlib.contextmanager
+    def entered(self, role: str) -> Iterator[None]:
+        """Put the *calling thread* into ``role``'s network namespace for the block.
+
+        Sockets created inside the block belong to that namespace for their whole life
+        and keep working after the thread returns to its original namespace (saved from
+        ``/proc/thread-self/ns/net`` first, restored on exit even on error). Other
+        threads are unaffected. Do not ``await`` across the block in async code: other
+        tasks would run in the namespace too. Raises :class:`LabError` when the
+        namespace cannot be entered or, worse, the original one cannot be restored.
+        """
+        path = self.netns_path(role)
+        try:
+            target_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise LabError(f"cannot open namespace {path}: {exc}") from exc
+        try:
+            saved_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            os.close(target_fd)
+            raise LabError(f"cannot save the current network namespace: {exc}") from exc
+        try:
+            try:
+                _setns(target_fd)
+            except OSError as exc:
+                raise LabError(f"setns({path}) failed: {exc}") from exc
+            try:
+                yield
+            finally:
+                try:
+                    _setns(saved_fd)
+                except OSError as exc:
+                    raise LabError(
+                        f"cannot return to the original network namespace: {exc}"
+                    ) from exc
+        finally:
+            os.close(target_fd)
+            os.close(saved_fd)
+
+    # -- knobs ---------------------------------------------------------------------
+
+    def set_icmp_ratelimit(self, enabled: bool, roles: Sequence[str] = ROUTERS) -> None:
+        """Turn the kernel's ICMP error rate limits on (kernel defaults) or off.
+
+        Applies to the routers unless ``roles`` says otherwise (the target's REJECT
+        replies are ICMP errors too: pass ``ROLES`` to include it). "On" means the
+        defaults of a fresh namespace on 6.18: ``icmp_ratelimit`` 1000 ms,
+        ``ipv6.icmp.ratelimit`` 100 ms, ``icmp_msgs_per_sec`` 1000, ``icmp_msgs_burst``
+        50 (all per-namespace). Labs start with every limit off.
+        """
+        values = _RATELIMIT_ON if enabled else _RATELIMIT_OFF
+        for role in roles:
+            with self.entered(role):
+                _write_sysctls(values)
+
+    def set_ping_group_range(self, role: str, lo: int, hi: int) -> None:
+        """Set ``net.ipv4.ping_group_range`` of ``role`` (which gids may open ICMP
+        datagram sockets; the default ``1 0`` admits nobody, ``0 2147483647`` all)."""
+        with self.entered(role):
+            _write_sysctls({"net/ipv4/ping_group_range": f"{lo}\t{hi}"})
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @classmethod
+    def load(cls, prefix: str) -> Lab:
+        """A handle on an existing lab built by any process, from its state file (or,
+        failing that, its namespaces). Raises :class:`LabError` when there is none."""
+        self = cls(prefix)
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if not set(self.namespaces) & set(_ns_names()):
+                raise LabError(f"no lab with prefix {prefix!r}") from None
+            return self
+        except (OSError, ValueError) as exc:
+            raise LabError(f"unreadable lab state {self.state_path}: {exc}") from exc
+        pid = state.get("listener_pid") if isinstance(state, dict) else None
+        self.listener_pid = pid if isinstance(pid, int) else None
+        return self
+
+    def down(self) -> None:
+        """Tear the lab down: kill every process left in its namespaces (the listener
+        included), delete the namespaces (their veths go with them) and the state
+        file. Idempotent; safe on a half-built lab. Raises :class:`LabError` only when
+        a namespace survives deletion."""
+        try:
+            _kill_and_delete(self.namespaces)
+        finally:
+            if self._listener is not None:
+                proc, self._listener = self._listener, None
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+            with contextlib.suppress(FileNotFoundError):
+                self.state_path.unlink()
+
+    def _write_state(self, *, exclusive: bool) -> None:
+        state = {
+            "schema": "rawprobe-lab/1",
+            "prefix": self.prefix,
+            "namespaces": list(self.namespaces),
+            "listener_pid": self.listener_pid,
+            "created_unix": time.time(),
+            "builder_pid": os.getpid(),
+        }
+        data = json.dumps(state, indent=1) + "\n"
+        try:
+            STATE_DIR.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                with open(self.state_path, "x", encoding="utf-8") as f:
+                    f.write(data)
+            else:
+                tmp = self.state_path.with_suffix(".tmp")
+                tmp.write_text(data, encoding="utf-8")
+                tmp.replace(self.state_path)
+        except FileExistsError as exc:
+            raise LabError(f"lab prefix {self.prefix!r} is in use ({self.state_path})") from exc
+        except OSError as exc:
+            raise LabError(f"cannot write lab state {self.state_path}: {exc}") from exc
+
+    def _build(self) -> None:
+        names = self.namespaces
+        _cmd(["ip", "-batch", "-"], stdin="".join(f"netns add {n}\n" for n in names))
+        for role in ROLES:
+            with self.entered(role):
+                _write_sysctls(_COMMON_SYSCTLS)
+                if role in ROUTERS:
+                    _write_sysctls(_ROUTER_SYSCTLS)
+        # Link N: eth1 of ROLES[N-1] (eth0 for the client) <-> eth0 of ROLES[N]. Distinct
+        # ifindexes matter: a veth whose ifindex equals its peer's (both 2 in fresh
+        # namespaces) gets its carrier event deferred by linkwatch for up to a second.
+        veths = ""
+        for i in range(len(LINKS_V4)):
+            left, right = ROLES[i], ROLES[i + 1]
+            left_if = "eth0" if left == "client" else "eth1"
+            veths += (
+                f"link add {left_if} index {100 + 2 * i} netns {self.ns(left)} type veth"
+                f" peer name eth0 index {101 + 2 * i} netns {self.ns(right)}\n"
+            )
+        _cmd(["ip", "-batch", "-"], stdin=veths)
+        _cmds_parallel(
+            [(["ip", "-n", self.ns(role), "-batch", "-"], _ip_batch(role)) for role in ROLES]
+            + [
+                (["ip", "netns", "exec", self.ns("target"), "iptables-restore"], _RULES_V4),
+                (["ip", "netns", "exec", self.ns("target"), "ip6tables-restore"], _RULES_V6),
+            ]
+        )
+        self._wait_links_running()
+        self._start_listener()
+        self._write_state(exclusive=False)
+
+    def _wait_links_running(self, timeout_s: float = 3.0) -> None:
+        """Block until every veth is operationally up (IFF_RUNNING): before that its
+        transmit queue may not be active yet and the first packets could be lost."""
+        pending = [(role, dev) for role in ROLES for dev in _devices(role)]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pending = [(role, dev) for role, dev in pending if not self._running(role, dev)]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                which = ", ".join(f"{self.ns(r)}/{d}" for r, d in pending)
+                raise LabError(f"lab links did not come up within {timeout_s} s: {which}")
+            time.sleep(0.005)
+
+    def _running(self, role: str, dev: str) -> bool:
+        with self.entered(role), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                res = fcntl.ioctl(s, _SIOCGIFFLAGS, _IFREQ.pack(dev.encode(), 0))
+            except OSError as exc:
+                raise LabError(f"cannot read flags of {self.ns(role)}/{dev}: {exc}") from exc
+        flags: int = _IFREQ.unpack(res)[1]
+        return bool(flags & _IFF_RUNNING)
+
+    def _start_listener(self) -> None:
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.ns("target"),
+            sys.executable,
+            "-I",
+            "-c",
+            _LISTENER_SRC,
+            self.netns_path("target"),
+            *map(str, OPEN_PORTS),
+        ]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise LabError(f"cannot start the target listener: {exc}") from exc
+        self._listener = proc
+        self.listener_pid = proc.pid
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                ready = sel.select(timeout=_LISTENER_READY_TIMEOUT_S)
+            line = proc.stdout.readline() if ready else b""
+            if line != b"ready\n":
+                proc.kill()
+                proc.wait()
+                err = proc.stderr.read().decode(errors="replace").strip()
+                raise LabError(
+                    f"target listener failed to start (ports {OPEN_PORTS}): {err or 'timeout'}"
+                )
+        finally:
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+def _devices(role: str) -> tuple[str, ...]:
+    return ("eth0",) if role in ("client", "target") else ("eth0", "eth1")
+
+
+def _ip_batch(role: str) -> str:
+    """The ``ip -batch`` script configuring one namespace (addresses, links, routes)."""
+    lines = ["link set lo up"]
+    idx = ROLES.index(role)
+    # Links touching this role: link idx-1 on eth0 (client side), link idx on eth1.
+    ifaces: list[tuple[str, int, int]] = []  # (dev, link index, host number)
+    if role == "client":
+        ifaces.append(("eth0", 0, 2))
+    else:
+        # On link 1 the client is .2 and r1 .1; elsewhere the target-side end is .2.
+        ifaces.append(("eth0", idx - 1, 1 if role == "r1" else 2))
+        if role != "target":
+            ifaces.append(("eth1", idx, 1))
+    for dev, link, host in ifaces:
+        lines.append(f"addr add {_host(LINKS_V4[link], host)}/24 dev {dev}")
+        lines.append(f"addr add {_host(LINKS_V6[link], host)}/64 dev {dev} nodad")
+        lines.append(f"link set {dev} up")
+    if role == "client":
+        lines.append(f"route add default via {_host(LINKS_V4[0], 1)}")
+        lines.append(f"route add default via {_host(LINKS_V6[0], 1)}")
+    elif role == "target":
+        lines.append(f"route add default via {_host(LINKS_V4[3], 1)}")
+        lines.append(f"route add default via {_host(LINKS_V6[3], 1)}")
+        lines.append(f"route add local {TARGET_ANYIP_V4} dev lo")
+        lines.append(f"route add local {TARGET_ANYIP_V6} dev lo")
+        # An AnyIP route alone is not an address for ICMPv6 source selection: errors
+        # (e.g. traceroute's port unreachable) would come from the link address.
+        lines.append(f"addr add {TARGET_V6}/128 dev lo nodad")
+        lines.append(f"route add blackhole {SILENT_NET_V4}")
+        lines.append(f"route add blackhole {SILENT_NET_V6}")
+    else:
+        # Everything of the lab ranges toward the target; the links nearer the client
+        # back toward it. No default route: nothing can leave the lab ranges.
+        lines.append(f"route add 198.18.0.0/15 via {_host(LINKS_V4[idx], 2)}")
+        lines.append(f"route add 2001:db8::/32 via {_host(LINKS_V6[idx], 2)}")
+        for link in range(idx - 1):
+            lines.append(f"route add {LINKS_V4[link]} via {_host(LINKS_V4[idx - 1], 1)}")
+            lines.append(f"route add {LINKS_V6[link]} via {_host(LINKS_V6[idx - 1], 1)}")
+    return "\n".join(lines) + "\n"
+
+
+def _rules(reject_with: str) -> str:
+    return (
+        "*filter\n"
+        ":INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        f"-A INPUT -p tcp --dport {DROP_PORTS.start}:{DROP_PORTS.stop - 1} -j DROP\n"
+        f"-A INPUT -p tcp --dport {REJECT_PORTS.start}:{REJECT_PORTS.stop - 1}"
+        f" -j REJECT --reject-with {reject_with}\n"
+        "COMMIT\n"
+    )
+
+
+_RULES_V4: Final = _rules("icmp-admin-prohibited")
+_RULES_V6: Final = _rules("icmp6-adm-prohibited")
+
+
+# --------------------------------------------------------------------------- module API
+
+
+def check_lab_possible() -> str | None:
+    """None when a lab can be built here, else a one-line reason (for skipping)."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, veth, iptables): run as root"
+    for tool in ("ip", "iptables-restore", "ip6tables-restore"):
+        if shutil.which(tool) is None:
+            return f"the lab needs {tool!r} on PATH"
+    if not os.path.exists("/proc/thread-self/ns/net"):
+        return "no /proc/thread-self/ns/net: network namespaces unavailable"
+    try:
+        proc = subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"'ip netns list' failed: {exc}"
+    if proc.returncode != 0:
+        return f"'ip netns list' failed: {proc.stderr.strip()}"
+    return None
+
+
+def lab_up(prefix: str | None = None) -> Lab:
+    """Build a lab and return it (typically in well under a second).
+
+    ``prefix`` defaults to a fresh ``rp<pid><4 hex>``. On any failure everything built
+    so far is torn down and :class:`LabError` is raised with the failing command and
+    its stderr; a prefix already in use (state file or any of its namespaces) raises
+    :class:`LabError` without touching the existing lab. A bad prefix raises
+    :class:`UsageError`.
+    """
+    reason = check_lab_possible()
+    if reason is not None:
+        raise LabError(reason)
+    new = Lab(_new_prefix() if prefix is None else prefix)
+    new._write_state(exclusive=True)  # claims the prefix against concurrent runs
+    taken = set(new.namespaces) & set(_ns_names())
+    if taken:
+        new.state_path.unlink(missing_ok=True)
+        raise LabError(f"lab namespaces already exist: {', '.join(sorted(taken))}")
+    try:
+        new._build()
+    except BaseException as exc:
+        try:
+            new.down()
+        except LabError as cleanup_exc:
+            exc.add_note(f"teardown after the failure also failed: {cleanup_exc}")
+        raise
+    return new
+
+
+@contextlib.contextmanager
+def lab(prefix: str | None = None) -> Iterator[Lab]:
+    """``with lab() as net:`` builds a lab and tears it down however the block ends."""
+    built = lab_up(prefix)
+    try:
+        yield built
+    finally:
+        built.down()
+
+
+def _lab_namespaces() -> dict[str, list[str]]:
+    """Namespaces matching our naming scheme, grouped by prefix."""
+    found: dict[str, list[str]] = {}
+    for name in _ns_names():
+        m = _NS_RE.fullmatch(name)
+        if m:
+            found.setdefault(m.group(1), []).append(name)
+    return found
+
+
+def _state_prefixes() -> list[str]:
+    try:
+        return sorted(
+            p.stem for p in STATE_DIR.glob("*.json") if _PREFIX_RE.fullmatch(p.stem) is not None
+        )
+    except OSError:
+        return []
+
+
+def lab_prefixes() -> list[str]:
+    """Prefixes of every lab that has a state file or namespaces, sorted."""
+    return sorted(set(_lab_namespaces()) | set(_state_prefixes()))
+
+
+def lab_status() -> list[str]:
+    """Namespace names that belong to rawprobe labs (``rp...-<role>``), sorted."""
+    return sorted(n for names in _lab_namespaces().values() for n in names)
+
+
+def down_all(startswith: str = "rp") -> list[str]:
+    """Remove every rawprobe lab on the machine, whoever built it: kill the processes
+    inside, delete the namespaces, remove the state files. Returns the namespace names
+    removed, sorted. Namespaces of other tools (not ``rp...-<role>``) are never touched.
+
+    ``startswith`` narrows the sweep to prefixes starting with it (tests use this so
+    that they do not tear down labs of concurrent runs)."""
+    removed: list[str] = []
+    by_prefix = _lab_namespaces()
+    for prefix in sorted(set(by_prefix) | set(_state_prefixes())):
+        if not prefix.startswith(startswith):
+            continue
+        removed += _kill_and_delete(by_prefix.get(prefix, []))
+        with contextlib.suppress(FileNotFoundError):
+            _state_path(prefix).unlink()
+    return sorted(removed)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: install, then lint, type-check and run every test tier, the lab
+# tier included (RAWPROBE_LAB=required: a lab that cannot be built fails the run).
+# Needs root (raw sockets, network namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+export RAWPROBE_LAB=required
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+bash scripts/typecheck.sh
+.venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,253 @@
+"""RawTransport: the raw sockets, one receive loop per socket, and the demultiplexer.
+
+``async with open_transport() as t`` opens one raw socket per (family, protocol),
+starts one reader task per socket inside a task group it owns, and on exit marks
+itself closed, wakes and closes the sockets, and cancels the readers: no orphan task,
+no socket left open, whatever way the block is left.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectSendStream
+
+from rawprobe.errors import SendError, TransportClosed, TransportError
+from rawprobe.transport.base import Counters, Reply, Sent
+from rawprobe.transport.demux import Demux
+from rawprobe.transport.keys import Cookies, MatchKey
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
+from rawprobe.transport.sockets import (
+    IPV6_HOPLIMIT,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    SCM_TIMESTAMPNS,
+    SO_RXQ_OVFL,
+    RouteLookup,
+    open_raw_socket,
+)
+
+#: Datagrams read per wake-up before yielding to the event loop.
+RECV_BATCH = 256
+_RECV_BYTES = 65535
+_ANCILLARY_BYTES = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(4) * 2
+_TIMESPEC = struct.Struct("=qq")
+_U32 = struct.Struct("=I")
+_INT = struct.Struct("=i")
+
+#: Send errors that are the network's answer, reported as results, not exceptions.
+NETWORK_SEND_ERRORS = frozenset(
+    (
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.EPERM,
+        errno.EACCES,
+        errno.EADDRNOTAVAIL,
+        errno.EMSGSIZE,
+    )
+)
+#: How long a send keeps retrying while the kernel's queues are full (ENOBUFS).
+_ENOBUFS_PATIENCE_S = 5.0
+
+DEFAULT_PROTOCOLS = ((socket.AF_INET, PROTO_ICMP), (socket.AF_INET6, PROTO_ICMPV6))
+
+
+class RawTransport:
+    """Raw sockets plus demultiplexer. Create with ``open_transport``."""
+
+    def __init__(
+        self,
+        protocols: Iterable[tuple[int, int]] = DEFAULT_PROTOCOLS,
+        *,
+        rate_pps: float = DEFAULT_RATE_PPS,
+        cookies: Cookies | None = None,
+    ) -> None:
+        self.cookies = cookies or Cookies()
+        self.counters = Counters()
+        self._demux = Demux(self.cookies, self.counters)
+        self._bucket = TokenBucket(rate_pps, now=time.monotonic())
+        self._sockets: dict[tuple[int, int], socket.socket] = {}
+        self._send_sockets: dict[int, socket.socket] = {}
+        self._kernel_drops: dict[int, int] = {}
+        self._closed = False
+        self._routes = RouteLookup()
+        try:
+            for family, protocol in protocols:
+                try:
+                    sock = open_raw_socket(family, protocol)
+                except TransportError:
+                    if family == socket.AF_INET6:  # a host without IPv6 still pings IPv4
+                        continue
+                    raise
+                self._sockets[(family, protocol)] = sock
+                self._send_sockets.setdefault(family, sock)
+        except BaseException:
+            self._close_sockets()
+            raise
+
+    # -- interface used by probes ------------------------------------------------
+
+    def source_for(self, destination: str) -> str:
+        return self._routes.source_for(destination)
+
+    def register(self, key: MatchKey, inbox: MemoryObjectSendStream[Reply]) -> None:
+        if self._closed:
+            raise TransportClosed("transport is closed")
+        self._demux.register(key, inbox)
+
+    def unregister(self, key: MatchKey) -> None:
+        self._demux.unregister(key)
+
+    async def send(self, packet: bytes) -> Sent:
+        """Send a whole IP packet. Network refusals come back in ``Sent.error``."""
+        if self._closed:
+            raise TransportClosed("transport is closed")
+        delay = self._bucket.take(time.monotonic())
+        if delay > 0.0:
+            await anyio.sleep(delay)
+        version = packet[0] >> 4
+        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        sock = self._send_sockets.get(family)
+        if sock is None:
+            name = "IPv4" if version == 4 else "IPv6"
+            raise TransportError(f"{name} is not available on this host")
+        if version == 4:
+            address: tuple[str, int] = (socket.inet_ntop(socket.AF_INET, packet[16:20]), 0)
+        else:
+            address = (socket.inet_ntop(socket.AF_INET6, packet[24:40]), 0)
+        waited_s = 0.0
+        while True:
+            if self._closed:
+                raise TransportClosed("transport closed while sending")
+            realtime_ns = time.time_ns()
+            monotonic_s = time.monotonic()
+            try:
+                sock.sendto(packet, address)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    self.counters.send_errors += 1
+                    if exc.errno in NETWORK_SEND_ERRORS:
+                        return Sent(realtime_ns, monotonic_s, errno.errorcode[exc.errno])
+                    raise SendError(f"send to {address[0]} failed: {exc.strerror}") from exc
+            else:
+                self.counters.sent += 1
+                return Sent(realtime_ns, monotonic_s)
+            # Kernel queue full: wait it out rather than lose the probe.
+            if waited_s > _ENOBUFS_PATIENCE_S:
+                raise SendError(f"send to {address[0]}: kernel buffers stayed full")
+            await anyio.sleep(0.001)
+            waited_s += 0.001
+
+    # -- introspection -------------------------------------------------------------
+
+    @property
+    def socket_count(self) -> int:
+        """Raw sockets this transport holds: constant, however many probes run."""
+        return len(self._sockets)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def _start(self, task_group: anyio.abc.TaskGroup) -> None:
+        for (family, _protocol), sock in self._sockets.items():
+            task_group.start_soon(self._reader, sock, family)
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sock in self._sockets.values():
+            anyio.notify_closing(sock)
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._routes.close()
+
+    async def _reader(self, sock: socket.socket, family: int) -> None:
+        """Read until closed: try the syscall first, wait only when it would block,
+        drain a batch per wake-up, then yield so a flood cannot starve the loop."""
+        demux = self._demux
+        fileno = sock.fileno()
+        while not self._closed:
+            for _ in range(RECV_BATCH):
+                try:
+                    data, ancillary, _flags, address = sock.recvmsg(_RECV_BYTES, _ANCILLARY_BYTES)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    if self._closed:
+                        return
+                    self.counters.malformed += 1  # e.g. a queued ICMP error: count, go on
+                    continue
+                received_s = time.monotonic()
+                received_ns = 0
+                hop_limit: int | None = None
+                for level, kind, value in ancillary:
+                    if kind == SCM_TIMESTAMPNS and level == socket.SOL_SOCKET:
+                        seconds, nanos = _TIMESPEC.unpack_from(value)
+                        received_ns = seconds * 1_000_000_000 + nanos
+                    elif kind == SO_RXQ_OVFL and level == socket.SOL_SOCKET:
+                        self._note_drops(fileno, _U32.unpack_from(value)[0])
+                    elif kind == IPV6_HOPLIMIT and level == socket.IPPROTO_IPV6:
+                        hop_limit = _INT.unpack_from(value)[0]
+                if received_ns == 0:
+                    received_ns = time.time_ns()
+                if family == socket.AF_INET:
+                    demux.dispatch_v4(data, received_ns, received_s)
+                else:
+                    source = socket.inet_pton(socket.AF_INET6, address[0].split("%")[0])
+                    demux.dispatch_v6(data, source, hop_limit, received_ns, received_s)
+            else:
+                await anyio.lowlevel.checkpoint()
+                continue
+            try:
+                await anyio.wait_readable(sock)
+            except (anyio.ClosedResourceError, OSError):
+                return
+
+    def _note_drops(self, fileno: int, cumulative: int) -> None:
+        previous = self._kernel_drops.get(fileno, 0)
+        if cumulative > previous:
+            self.counters.kernel_drops += cumulative - previous
+            self._kernel_drops[fileno] = cumulative
+
+
+@asynccontextmanager
+async def open_transport(
+    protocols: Iterable[tuple[int, int]] = DEFAULT_PROTOCOLS,
+    *,
+    rate_pps: float = DEFAULT_RATE_PPS,
+    cookies: Cookies | None = None,
+) -> AsyncIterator[RawTransport]:
+    """Open a RawTransport for the duration of the block.
+
+    Sockets are created here, in the calling thread's network namespace. Raises
+    PrivilegeError without CAP_NET_RAW. ``rate_pps=0`` removes the send-rate cap.
+    """
+    transport = RawTransport(protocols, rate_pps=rate_pps, cookies=cookies)
+    try:
+        async with anyio.create_task_group() as task_group:
+            transport._start(task_group)
+            try:
+                yield transport
+            finally:
+                transport._close()
+                task_group.cancel_scope.cancel()
+    finally:
+        transport._close()

@@ -1,0 +1,147 @@
+"""Opening and configuring the raw sockets; the one place that maps socket OS errors.
+
+Python 3.11's ``socket`` module lacks several Linux constants; they are defined here
+once. Everything else in the package asks this module for sockets.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+
+from rawprobe.errors import PrivilegeError, ResolutionError, TransportError
+
+# Linux constants missing from Python 3.11's socket module.
+SOL_RAW = 255
+ICMP_FILTER = 1
+ICMP6_FILTER = 1
+IP_RECVERR = 11
+IPV6_RECVERR = 25
+IPV6_RECVHOPLIMIT = 51
+IPV6_HOPLIMIT = 52
+IPV6_HDRINCL = 36
+SO_TIMESTAMPNS = 35
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+SO_TIMESTAMPING = 37
+SO_ATTACH_FILTER = 26
+SO_RXQ_OVFL = 40
+SO_RCVBUFFORCE = 33
+ETH_P_ALL = 3
+
+PROTO_ICMP = socket.IPPROTO_ICMP
+PROTO_ICMPV6 = socket.IPPROTO_ICMPV6
+
+#: Receive buffer asked for: a burst of thousands of replies must not overflow it.
+DEFAULT_RCVBUF_BYTES = 8 * 1024 * 1024
+
+#: ICMP types the receive sockets let through (replies and errors quoting our probes).
+_ICMP4_PASS = (0, 3, 4, 5, 11, 12, 14)
+_ICMP6_PASS = (1, 2, 3, 4, 129)
+
+_PRIVILEGE_HINT = (
+    "raw sockets need root or CAP_NET_RAW: run with sudo, or grant the capability "
+    "once with `sudo setcap cap_net_raw+ep $(readlink -f $(which python3))`"
+)
+
+
+def _icmp4_filter() -> bytes:
+    """ICMP_FILTER mask: a set bit blocks that type."""
+    mask = 0xFFFFFFFF
+    for icmp_type in _ICMP4_PASS:
+        mask &= ~(1 << icmp_type)
+    return struct.pack("=I", mask)
+
+
+def _icmp6_filter() -> bytes:
+    """ICMP6_FILTER: 256-bit map where a set bit blocks that type (Linux semantics)."""
+    words = [0xFFFFFFFF] * 8
+    for icmp_type in _ICMP6_PASS:
+        words[icmp_type >> 5] &= ~(1 << (icmp_type & 31))
+    return struct.pack("=8I", *words)
+
+
+def open_raw_socket(
+    family: int, protocol: int, *, rcvbuf_bytes: int = DEFAULT_RCVBUF_BYTES
+) -> socket.socket:
+    """Open a non-blocking raw socket that sends whole IP packets (header included).
+
+    Receive side: kernel timestamps (SO_TIMESTAMPNS), drop counter (SO_RXQ_OVFL), hop
+    limit for IPv6, and a type filter so the kernel does not wake us for ICMP messages
+    that can never answer a probe. Raises PrivilegeError on EPERM/EACCES.
+    """
+    try:
+        sock = socket.socket(family, socket.SOCK_RAW, protocol)
+    except PermissionError as exc:
+        raise PrivilegeError(_PRIVILEGE_HINT) from exc
+    except OSError as exc:
+        raise TransportError(f"cannot open raw socket: {exc.strerror or exc}") from exc
+    try:
+        sock.setblocking(False)
+        _set_rcvbuf(sock, rcvbuf_bytes)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+            if protocol == PROTO_ICMP:
+                sock.setsockopt(SOL_RAW, ICMP_FILTER, _icmp4_filter())
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+            if protocol == PROTO_ICMPV6:
+                sock.setsockopt(PROTO_ICMPV6, ICMP6_FILTER, _icmp6_filter())
+    except OSError as exc:
+        sock.close()
+        raise TransportError(f"cannot configure raw socket: {exc.strerror or exc}") from exc
+    return sock
+
+
+def _set_rcvbuf(sock: socket.socket, size: int) -> None:
+    """Ask for a large receive buffer, past rmem_max when privileged."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+class RouteLookup:
+    """Source-address selection without sending: connect a UDP socket, read its name.
+
+    The sockets are opened once (so they live in the network namespace the transport
+    was opened in) and reused for every lookup.
+    """
+
+    def __init__(self) -> None:
+        self._sockets: dict[int, socket.socket] = {}
+        self._cache: dict[str, str] = {}
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                self._sockets[family] = socket.socket(family, socket.SOCK_DGRAM)
+            except OSError:
+                continue
+
+    def source_for(self, destination: str) -> str:
+        """The address the kernel would send from to reach ``destination``.
+
+        Raises ResolutionError when there is no route (the message names the address).
+        """
+        cached = self._cache.get(destination)
+        if cached is not None:
+            return cached
+        family = socket.AF_INET6 if ":" in destination else socket.AF_INET
+        sock = self._sockets.get(family)
+        if sock is None:
+            raise ResolutionError(f"{destination}: address family not supported here")
+        try:
+            sock.connect((destination, 9))
+            source = str(sock.getsockname()[0])
+        except OSError as exc:
+            reason = errno.errorcode.get(exc.errno or 0, str(exc))
+            raise ResolutionError(f"{destination}: no route to host ({reason})") from exc
+        self._cache[destination] = source
+        return source
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()

@@ -1,0 +1,173 @@
+"""ICMPv4 codec (RFC 792, RFC 4884 multi-part messages)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from rawprobe.errors import MalformedPacket, UsageError
+
+from .addr import ntop4
+from .checksum import internet_checksum
+
+__all__ = [
+    "DEST_UNREACH",
+    "ECHO_REPLY",
+    "ECHO_REQUEST",
+    "ERROR_TYPES",
+    "PARAMETER_PROBLEM",
+    "REDIRECT",
+    "SOURCE_QUENCH",
+    "TIMESTAMP",
+    "TIMESTAMP_REPLY",
+    "TIME_EXCEEDED",
+    "IcmpMessage",
+    "build_echo",
+    "build_icmp",
+    "parse_icmp",
+    "verify_icmp_checksum",
+]
+
+ECHO_REPLY = 0
+DEST_UNREACH = 3
+SOURCE_QUENCH = 4
+REDIRECT = 5
+ECHO_REQUEST = 8
+TIME_EXCEEDED = 11
+PARAMETER_PROBLEM = 12
+TIMESTAMP = 13
+TIMESTAMP_REPLY = 14
+
+#: Types whose body quotes the offending datagram (IP header + at least 8 bytes).
+ERROR_TYPES = frozenset({DEST_UNREACH, SOURCE_QUENCH, REDIRECT, TIME_EXCEEDED, PARAMETER_PROBLEM})
+#: Types whose byte 5 is the RFC 4884 length of the original datagram (32-bit words).
+RFC4884_TYPES = frozenset({DEST_UNREACH, TIME_EXCEEDED, PARAMETER_PROBLEM})
+
+# Destination Unreachable codes (RFC 792, RFC 1122, RFC 1812).
+UNREACH_NET = 0
+UNREACH_HOST = 1
+UNREACH_PROTOCOL = 2
+UNREACH_PORT = 3
+UNREACH_FRAG_NEEDED = 4
+UNREACH_SOURCE_ROUTE = 5
+UNREACH_NET_UNKNOWN = 6
+UNREACH_HOST_UNKNOWN = 7
+UNREACH_HOST_ISOLATED = 8
+UNREACH_NET_PROHIBITED = 9
+UNREACH_HOST_PROHIBITED = 10
+UNREACH_NET_TOS = 11
+UNREACH_HOST_TOS = 12
+UNREACH_ADMIN_PROHIBITED = 13
+UNREACH_PRECEDENCE_VIOLATION = 14
+UNREACH_PRECEDENCE_CUTOFF = 15
+# Time Exceeded codes.
+EXCEEDED_TTL = 0
+EXCEEDED_REASSEMBLY = 1
+
+_HEADER = struct.Struct("!BBHI")
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpMessage:
+    """An ICMPv4 message. ``rest`` is the 32-bit word after the checksum."""
+
+    type: int
+    code: int
+    checksum: int
+    rest: int
+    body: bytes
+
+    @property
+    def ident(self) -> int:
+        """Echo/timestamp identifier (upper 16 bits of ``rest``)."""
+        return self.rest >> 16
+
+    @property
+    def seq(self) -> int:
+        """Echo/timestamp sequence number (lower 16 bits of ``rest``)."""
+        return self.rest & 0xFFFF
+
+    @property
+    def is_error(self) -> bool:
+        return self.type in ERROR_TYPES
+
+    @property
+    def rfc4884_length(self) -> int:
+        """Length of the original datagram in bytes from the RFC 4884 field, 0 if unset."""
+        if self.type not in RFC4884_TYPES:
+            return 0
+        return ((self.rest >> 16) & 0xFF) * 4
+
+    @property
+    def quoted(self) -> bytes:
+        """The original datagram quoted by an error message (b"" for other types).
+
+        With a nonzero RFC 4884 length that fits the body, only that many bytes (the
+        datagram, zero padded to 32 bits); otherwise the whole body.
+        """
+        if self.type not in ERROR_TYPES:
+            return b""
+        length = self.rfc4884_length
+        if length and length <= len(self.body):
+            return self.body[:length]
+        return self.body
+
+    @property
+    def extensions(self) -> bytes:
+        """The raw RFC 4884 extension structure after the quoted datagram, or b""."""
+        length = self.rfc4884_length
+        if length and length <= len(self.body) and self.type in ERROR_TYPES:
+            return self.body[length:]
+        return b""
+
+    @property
+    def next_hop_mtu(self) -> int:
+        """Next-hop MTU of "fragmentation needed" (type 3 code 4, RFC 1191)."""
+        return self.rest & 0xFFFF
+
+    @property
+    def pointer(self) -> int:
+        """Byte offset of the problem in a Parameter Problem message."""
+        return self.rest >> 24
+
+    @property
+    def gateway(self) -> str:
+        """Gateway address of a Redirect message."""
+        return ntop4(self.rest.to_bytes(4, "big"))
+
+
+def build_icmp(
+    type: int, code: int, rest: int, body: bytes, *, checksum: int | None = None
+) -> bytes:
+    """Encode an ICMPv4 message; the checksum is computed unless given."""
+    try:
+        header = _HEADER.pack(type, code, 0, rest)
+    except struct.error as exc:
+        raise UsageError(f"ICMP header field out of range: {exc}") from exc
+    message = header + body
+    if checksum is None:
+        checksum = internet_checksum(message)
+    elif not 0 <= checksum <= 0xFFFF:
+        raise UsageError(f"ICMP checksum out of range: {checksum}")
+    return message[:2] + checksum.to_bytes(2, "big") + message[4:]
+
+
+def build_echo(ident: int, seq: int, payload: bytes, *, reply: bool = False) -> bytes:
+    """Encode an Echo Request (or Echo Reply with ``reply=True``)."""
+    if not (0 <= ident <= 0xFFFF and 0 <= seq <= 0xFFFF):
+        raise UsageError(f"echo ident {ident} / seq {seq} out of range")
+    return build_icmp(ECHO_REPLY if reply else ECHO_REQUEST, 0, (ident << 16) | seq, payload)
+
+
+def parse_icmp(data: bytes | bytearray | memoryview) -> IcmpMessage:
+    """Parse an ICMPv4 message (the IP payload). The checksum is not verified."""
+    try:
+        type_, code, checksum, rest = _HEADER.unpack_from(data, 0)
+    except struct.error as exc:
+        raise MalformedPacket(f"ICMP header truncated: {len(data)} of 8 bytes") from exc
+    return IcmpMessage(type_, code, checksum, rest, bytes(data[8:]))
+
+
+def verify_icmp_checksum(data: bytes | bytearray | memoryview) -> bool:
+    """True when the checksum of the ICMPv4 message ``data`` is correct."""
+    return len(data) >= 8 and internet_checksum(data) == 0
