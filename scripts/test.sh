@@ -9,4 +9,6 @@ export RAWPROBE_LAB=required
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 bash scripts/typecheck.sh
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+# The pytest script, not `python -m pytest`: the latter puts the repository root on
+# sys.path, where ./rawprobe would shadow the installed package.
+.venv/bin/pytest -p no:cacheprovider "$@"

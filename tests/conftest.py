@@ -1,8 +1,7 @@
 """Shared pytest fixtures; the lab fixtures live in tests/lab_fixture.py."""
 
 import pytest
-
-from tests.lab_fixture import lab, lab_required  # noqa: F401
+from lab_fixture import lab, lab_required  # noqa: F401
 
 
 @pytest.fixture(params=["asyncio", "trio"])

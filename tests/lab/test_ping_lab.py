@@ -10,11 +10,11 @@ import textwrap
 
 import anyio
 import pytest
+from unprivileged import can_run_unprivileged, run_as_nobody, unprivileged_tree
 
 from rawprobe.lab import Lab
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols, ping_with
 from rawprobe.transport.raw import open_transport
-from tests.unprivileged import can_run_unprivileged, run_as_nobody, unprivileged_tree
 
 pytestmark = pytest.mark.lab
 
@@ -25,7 +25,8 @@ REPLY_LINE = re.compile(
 
 def rawprobe_cli(lab: Lab, *args: str) -> tuple[int, str, str]:
     """Run the rawprobe CLI as a subprocess inside the lab's client namespace."""
-    done = lab.run("client", sys.executable, "-m", "rawprobe", *args, check=False, timeout=60)
+    # -I: isolated, so the repository root (cwd) cannot shadow the installed package.
+    done = lab.run("client", sys.executable, "-I", "-m", "rawprobe", *args, check=False, timeout=60)
     return done.returncode, done.stdout, done.stderr
 
 

@@ -73,7 +73,8 @@ async def test_loss_duplicates_and_errors() -> None:
             transport, ["198.19.0.1", "198.19.0.2", "198.19.0.3"], options
         )
     assert 0 < lossy.received < 20
-    assert (dup.received, dup.duplicates) == (20, 20)
+    # The last duplicate may arrive after the ping has ended (as with iputils).
+    assert dup.received == 20 and dup.duplicates in (19, 20)
     assert unreachable.received == 0 and len(unreachable.errors) == 20
     assert unreachable.errors[0].reason == "Destination Host Unreachable"
     assert unreachable.errors[0].source == "198.18.3.2"

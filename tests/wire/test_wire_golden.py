@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from wire_vectors import dissect, is_fragment, load_vector, parse_ip, vector_names
 
 from rawprobe.transport.wire import (
     ACK,
@@ -46,7 +47,6 @@ from rawprobe.transport.wire import (
 )
 from rawprobe.transport.wire import icmp as icmp4
 from rawprobe.transport.wire import icmpv6 as icmp6
-from tests.wire.wire_vectors import dissect, is_fragment, load_vector, parse_ip, vector_names
 
 ALL = vector_names()
 CLIENT4, ROUTER4, TARGET4 = "198.18.1.2", "198.18.1.1", "198.18.2.2"

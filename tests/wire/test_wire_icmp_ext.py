@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from wire_vectors import load_vector
 
 from rawprobe.errors import MalformedPacket
 from rawprobe.transport.wire import (
@@ -20,7 +21,6 @@ from rawprobe.transport.wire import (
     parse_ipv4,
     verify_extensions_checksum,
 )
-from tests.wire.wire_vectors import load_vector
 
 LABELS = (MplsLabel(16005, 0, False, 1), MplsLabel(24001, 5, True, 1))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from wire_strategies import extension_chain
+from wire_vectors import load_vector
 
 from rawprobe.errors import MalformedPacket
 from rawprobe.transport.wire import (
@@ -27,8 +29,6 @@ from rawprobe.transport.wire import (
     skip_extension_headers,
 )
 from rawprobe.transport.wire.ipv6 import MAX_EXTENSION_HEADERS
-from tests.wire.strategies import extension_chain
-from tests.wire.wire_vectors import load_vector
 
 V4 = build_ipv4(IPv4Header("198.18.0.1", "198.18.0.2", 17), b"12345678")
 

@@ -7,6 +7,17 @@ from dataclasses import replace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from wire_strategies import (
+    ipv4_headers,
+    ipv4_text,
+    ipv6_headers,
+    ipv6_text,
+    tcp_headers,
+    u8,
+    u16,
+    u32,
+    udp_headers,
+)
 
 from rawprobe.errors import UsageError
 from rawprobe.transport.wire import (
@@ -36,17 +47,6 @@ from rawprobe.transport.wire import (
     verify_ipv4_checksum,
     verify_tcp_checksum,
     verify_udp_checksum,
-)
-from tests.wire.strategies import (
-    ipv4_headers,
-    ipv4_text,
-    ipv6_headers,
-    ipv6_text,
-    tcp_headers,
-    u8,
-    u16,
-    u32,
-    udp_headers,
 )
 
 payloads = st.binary(max_size=300)

@@ -8,6 +8,14 @@ import contextlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from wire_strategies import ip_packets
+from wire_vectors import (
+    dissect,
+    is_fragment,
+    load_vector,
+    parse_ip,
+    vector_names,
+)
 
 from rawprobe.errors import MalformedPacket
 from rawprobe.transport.wire import (
@@ -22,14 +30,6 @@ from rawprobe.transport.wire import (
     parse_ports_seq,
     parse_tcp,
     parse_udp,
-)
-from tests.wire.strategies import ip_packets
-from tests.wire.wire_vectors import (
-    dissect,
-    is_fragment,
-    load_vector,
-    parse_ip,
-    vector_names,
 )
 
 ALL = vector_names()
