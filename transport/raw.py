@@ -128,8 +128,8 @@ class RawTransport:
         while True:
             if self._closed:
                 raise TransportClosed("transport closed while sending")
-            realtime_ns = time.time_ns()
             monotonic_s = time.monotonic()
+            realtime_ns = time.time_ns()  # the RTT's start: as close to the syscall as we can
             try:
                 sock.sendto(packet, address)
             except (BlockingIOError, InterruptedError):

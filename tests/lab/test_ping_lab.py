@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import textwrap
 
@@ -166,3 +168,59 @@ def test_rtt_is_plausible_and_uses_kernel_stamps(lab: Lab) -> None:
         assert all(0 < rtt < 0.005 for rtt in result.rtts), result.rtts
 
     anyio.run(main)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_prints_the_summary_so_far_and_exits_130(lab: Lab, backend: str) -> None:
+    command = [sys.executable, "-I", "-m", "rawprobe", "--backend", backend, "ping"]
+    proc = lab.popen(
+        "client", *command, "-i", "0.1", lab.target_v4, stdout=-1, stderr=-1, text=True
+    )
+    assert proc.stdout is not None
+    first = [proc.stdout.readline() for _ in range(3)]  # banner and two replies
+    assert REPLY_LINE.match(first[2].strip()), first
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    stats = re.search(r"^(\d+) packets transmitted, (\d+) received", out, re.MULTILINE)
+    assert stats and int(stats[1]) >= 2 and int(stats[2]) >= 2
+    assert "rtt min/avg/max/mdev" in out
+
+
+def test_cli_ping_on_trio_and_several_hosts_table(lab: Lab) -> None:
+    code, out, err = rawprobe_cli(
+        lab, "--backend", "trio", "ping", "-c", "2", "-i", "0.1", "-W", "0.5",
+        lab.target_v4, lab.target_v6, lab.silent_v6,
+    )  # fmt: skip
+    assert code == 1, err  # one host never answered (fping's rule for several hosts)
+    table = out[out.index("HOST") :].splitlines()
+    assert [row.split()[:3] for row in table[1:]] == [
+        [lab.target_v4, "2", "2"],
+        [lab.target_v6, "2", "2"],
+        [lab.silent_v6, "2", "0"],
+    ]
+
+
+def test_cli_lab_commands(lab: Lab) -> None:
+    """`rawprobe lab status` lists the session lab; `lab exec` runs in its client."""
+    status = lab.run("client", sys.executable, "-I", "-m", "rawprobe", "lab", "status")
+    assert lab.ns("client") in status.stdout
+    done = subprocess.run(
+        [sys.executable, "-I", "-m", "rawprobe", "lab", "exec", "--prefix", lab.prefix, "--",
+         "ip", "-4", "-o", "addr", "show", "dev", "eth0"],
+        capture_output=True, text=True, check=False, cwd="/",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"inet {lab.client_v4}/" in done.stdout
+
+
+@pytest.mark.anyio
+async def test_front_door_ping_opens_its_own_transport(lab: Lab) -> None:
+    import rawprobe
+
+    with lab.entered("client"):
+        result = await rawprobe.ping(lab.target_v6, count=2, interval_s=0.05)
+        silent = await rawprobe.ping(lab.silent_v4, count=1, timeout_s=0.3)
+    assert result.is_alive and result.received == 2 and result.address == lab.target_v6
+    assert not silent.is_alive and silent.packet_loss == 1.0
