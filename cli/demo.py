@@ -7,14 +7,22 @@ namespace, so every packet stays inside namespaces this run created.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anyio
 from rich.console import Console
 
 from rawprobe.cli import render
+from rawprobe.cli.args import add_backend_option
 from rawprobe.lab import Lab, lab
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols
 from rawprobe.transport.raw import open_transport
+
+
+def register(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="build a lab, probe it, tear it down")
+    add_backend_option(demo)
+    demo.set_defaults(handler=lambda args: run_demo(args.backend))
 
 
 def run_demo(backend: str) -> int:

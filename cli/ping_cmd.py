@@ -1,0 +1,123 @@
+"""``rawprobe ping``: iputils-compatible ICMP echo, many hosts at once."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import socket
+from typing import Any
+
+import anyio
+from rich.console import Console
+
+from rawprobe.cli import render
+from rawprobe.cli.args import (
+    EXIT_INTERRUPTED,
+    EXIT_NO_REPLY,
+    EXIT_OK,
+    add_backend_option,
+    int_in,
+    interruptible,
+    positive_int,
+    seconds,
+)
+from rawprobe.errors import UsageError
+from rawprobe.probes.drive import drive
+from rawprobe.probes.ping import PingOptions, new_machine, ping_protocols
+from rawprobe.targets import resolve
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS
+from rawprobe.transport.raw import open_transport
+
+
+def register(commands: Any) -> None:
+    ping = commands.add_parser("ping", help="ICMP echo, like iputils ping (many hosts at once)")
+    ping.add_argument("hosts", nargs="+", metavar="HOST")
+    ping.add_argument("-c", "--count", type=positive_int, help="stop after N probes per host")
+    ping.add_argument("-i", "--interval", type=seconds, default=1.0, help="seconds between probes")
+    ping.add_argument(
+        "-W", "--timeout", type=seconds, default=2.0, help="seconds to wait for each reply"
+    )
+    ping.add_argument("-s", "--size", type=int_in(0, 65487), default=56, help="payload bytes")
+    ping.add_argument("-t", "--ttl", type=int_in(1, 255), default=64, help="IP TTL / hop limit")
+    ping.add_argument("-Q", "--tos", type=int_in(0, 255), default=0, help="TOS / traffic class")
+    ping.add_argument("-I", "--source", metavar="ADDRESS", help="source address")
+    ping.add_argument("-q", "--quiet", action="store_true", help="only the summary")
+    family = ping.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
+    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    ping.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    ping.add_argument(
+        "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"
+    )
+    add_backend_option(ping)
+    ping.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = PingOptions(
+        count=args.count,
+        interval_s=args.interval,
+        timeout_s=args.timeout,
+        payload_size=args.size,
+        ttl=args.ttl,
+        tos=args.tos,
+    )
+    code: int = anyio.run(_main, args, options, backend=args.backend)
+    return code
+
+
+def _emit(line: str) -> None:
+    print(line, flush=True)
+
+
+async def _main(args: argparse.Namespace, options: PingOptions) -> int:
+    addresses = [await resolve(host, args.family) for host in args.hosts]
+    if args.source is not None and any((":" in args.source) != (":" in a) for a in addresses):
+        raise UsageError(f"source address {args.source} is not of the targets' family")
+    live_lines = not args.json and not args.quiet
+    rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
+
+    def on_event(event: object) -> None:
+        line = render.ping_event_line(event)
+        if line is not None:
+            _emit(line)
+
+    async with open_transport(ping_protocols(addresses), rate_pps=rate) as transport:
+        machines = [new_machine(transport, a, options, source=args.source) for a in addresses]
+        if live_lines:
+            for host, address in zip(args.hosts, addresses, strict=True):
+                _emit(render.ping_banner(host, address, options.payload_size))
+        async with interruptible() as interrupt, anyio.create_task_group() as probes:
+            for machine in machines:
+                callback = on_event if live_lines else None
+                probes.start_soon(functools.partial(drive, machine, transport, on_event=callback))
+        now = anyio.current_time()
+        results = [machine.result(now) for machine in machines]
+
+    if args.json:
+        document = render.ping_document(results, args.hosts, interrupted=interrupt.happened)
+        print(json.dumps(document, indent=2))
+    else:
+        _print_summaries(args, results)
+    if interrupt.happened:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(result.is_alive for result in results) else EXIT_NO_REPLY
+
+
+def _print_summaries(args: argparse.Namespace, results: list[Any]) -> None:
+    single = len(results) == 1
+    if not single or not args.quiet:
+        _emit("")
+    for host, result in zip(args.hosts, results, strict=True):
+        for line in render.ping_summary(result, host):
+            _emit(line)
+    if single:
+        return
+    _emit("")
+    console = Console(highlight=False, soft_wrap=True)
+    if console.is_terminal:
+        console.print(render.ping_table(results))
+    else:
+        for line in render.ping_table_plain(results):
+            _emit(line)
