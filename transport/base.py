@@ -41,6 +41,7 @@ class Reply:
     ttl: int | None
     received_ns: int
     received_s: float
+    protocol: int  # IP protocol of ``data`` (IPv4: the packet's; IPv6: the socket's)
 
 
 #: Tolerance between the two clocks' views of an RTT before the kernel stamp is
@@ -89,6 +90,14 @@ class Counters:
         }
 
 
+class Recorder(Protocol):
+    """Sees every packet a transport sends and every reply it delivers (pcap files)."""
+
+    def record(self, packet: bytes, timestamp_ns: int, outgoing: bool) -> None:
+        """``packet`` is a whole IPv4/IPv6 packet; ``timestamp_ns`` is CLOCK_REALTIME."""
+        ...
+
+
 class Transport(Protocol):
     """The interface probes use; RawTransport and MemoryTransport both implement it."""
 
@@ -99,8 +108,17 @@ class Transport(Protocol):
         """Source address the kernel would use towards ``destination``."""
         ...
 
-    def register(self, key: MatchKey, inbox: MemoryObjectSendStream[Reply]) -> None:
-        """Route replies carrying ``key`` to ``inbox``. Call before sending."""
+    def register(
+        self,
+        key: MatchKey,
+        inbox: MemoryObjectSendStream[Reply],
+        *,
+        authenticated: bool = True,
+    ) -> None:
+        """Route replies carrying ``key`` to ``inbox``. Call before sending.
+
+        Echo replies must carry this transport's cookie unless ``authenticated`` is
+        False (hand-made packets with a payload of the caller's choosing)."""
         ...
 
     def unregister(self, key: MatchKey) -> None:

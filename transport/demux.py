@@ -8,15 +8,18 @@ or foreign packet: those are counted.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Callable
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from rawprobe.errors import MalformedPacket
-from rawprobe.transport.base import Counters, Reply
+from rawprobe.errors import MalformedPacket, RawProbeError
+from rawprobe.transport.base import Counters, Recorder, Reply
 from rawprobe.transport.keys import (
     KIND_ECHO,
+    PROTO_ICMPV6,
     Cookies,
     MatchKey,
     echo_payload_v4,
@@ -24,6 +27,7 @@ from rawprobe.transport.keys import (
     key_of_reply_v4,
     key_of_reply_v6,
 )
+from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 
 Inbox = MemoryObjectSendStream[Reply]
 
@@ -31,16 +35,32 @@ Inbox = MemoryObjectSendStream[Reply]
 class Demux:
     """Key -> inbox routing with authentication and counters."""
 
-    def __init__(self, cookies: Cookies, counters: Counters) -> None:
+    def __init__(
+        self,
+        cookies: Cookies,
+        counters: Counters,
+        local_address: Callable[[str], str] | None = None,
+    ) -> None:
         self.cookies = cookies
         self.counters = counters
+        #: Sees every delivered reply (e.g. a pcap writer); set by the transport.
+        self.recorder: Recorder | None = None
+        self._local_address = local_address
         self._routes: dict[MatchKey, Inbox] = {}
+        self._unauthenticated: set[MatchKey] = set()
 
-    def register(self, key: MatchKey, inbox: Inbox) -> None:
+    def register(self, key: MatchKey, inbox: Inbox, *, authenticated: bool = True) -> None:
+        """Route ``key`` to ``inbox``. ``authenticated=False`` skips the cookie check for
+        echo replies (hand-made packets whose payload the caller chose)."""
         self._routes[key] = inbox
+        if authenticated:
+            self._unauthenticated.discard(key)
+        else:
+            self._unauthenticated.add(key)
 
     def unregister(self, key: MatchKey) -> None:
         self._routes.pop(key, None)
+        self._unauthenticated.discard(key)
 
     @property
     def registered(self) -> int:
@@ -59,11 +79,17 @@ class Demux:
         if inbox is None or key is None:
             counters.unmatched += 1
             return
-        if key[0] == KIND_ECHO and not self.cookies.verify_echo(key, echo_payload_v4(packet)):
+        if (
+            key[0] == KIND_ECHO
+            and not self.cookies.verify_echo(key, echo_payload_v4(packet))
+            and key not in self._unauthenticated
+        ):
             counters.forged += 1
             return
         source = socket.inet_ntop(socket.AF_INET, packet[12:16])
-        reply = Reply(key, socket.AF_INET, source, packet, packet[8], received_ns, received_s)
+        reply = Reply(
+            key, socket.AF_INET, source, packet, packet[8], received_ns, received_s, packet[9]
+        )
         self._deliver(key, inbox, reply)
 
     def dispatch_v6(
@@ -73,12 +99,14 @@ class Demux:
         hop_limit: int | None,
         received_ns: int,
         received_s: float,
+        protocol: int = PROTO_ICMPV6,
     ) -> None:
-        """Handle one IPv6 upper-layer message (no IPv6 header) from ``source`` (packed)."""
+        """Handle one IPv6 upper-layer message (no IPv6 header) of ``protocol`` from
+        ``source`` (packed), as a raw socket of that protocol delivers it."""
         counters = self.counters
         counters.received += 1
         try:
-            key = key_of_reply_v6(message, source)
+            key = key_of_reply_v6(message, source, protocol)
         except MalformedPacket:
             counters.malformed += 1
             return
@@ -86,14 +114,39 @@ class Demux:
         if inbox is None or key is None:
             counters.unmatched += 1
             return
-        if key[0] == KIND_ECHO and not self.cookies.verify_echo(key, echo_payload_v6(message)):
+        if (
+            key[0] == KIND_ECHO
+            and not self.cookies.verify_echo(key, echo_payload_v6(message))
+            and key not in self._unauthenticated
+        ):
             counters.forged += 1
             return
         text = socket.inet_ntop(socket.AF_INET6, source)
-        reply = Reply(key, socket.AF_INET6, text, message, hop_limit, received_ns, received_s)
+        reply = Reply(
+            key, socket.AF_INET6, text, message, hop_limit, received_ns, received_s, protocol
+        )
         self._deliver(key, inbox, reply)
 
+    def _full_packet(self, reply: Reply) -> bytes:
+        """The reply as a whole IP packet: IPv6 raw sockets strip the header, so one is
+        rebuilt (destination: our address towards the sender) for recorders."""
+        if reply.family == socket.AF_INET:
+            return reply.data
+        destination = "::"
+        if self._local_address is not None:
+            with contextlib.suppress(RawProbeError):
+                destination = self._local_address(reply.source)
+        header = IPv6Header(
+            src=reply.source,
+            dst=destination,
+            next_header=reply.protocol,
+            hop_limit=reply.ttl if reply.ttl is not None else 0,
+        )
+        return build_ipv6(header, reply.data)
+
     def _deliver(self, key: MatchKey, inbox: Inbox, reply: Reply) -> None:
+        if self.recorder is not None:
+            self.recorder.record(self._full_packet(reply), reply.received_ns, False)
         try:
             inbox.send_nowait(reply)
         except anyio.WouldBlock:

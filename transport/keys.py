@@ -1,9 +1,26 @@
 """Match keys of sent packets and of replies, and the cookies that authenticate replies.
 
-A match key is a plain tuple ``(kind, remote, ident, seq)``: ``kind`` names the probe
-protocol, ``remote`` is the probed address as packed bytes, ``ident``/``seq`` are the
-protocol's identifying numbers. ``key_of_sent`` and ``key_of_reply_*`` must agree: the
-reply to a packet (or the ICMP error quoting it) yields the key of that packet.
+A match key is a plain tuple ``(kind, remote, a, b)``: ``kind`` names the probe
+protocol, ``remote`` is the probed address as packed bytes, ``a``/``b`` are the
+protocol's identifying numbers:
+
+==============  =============================================  ======================
+kind            a                                              b
+==============  =============================================  ======================
+KIND_ECHO       ICMP identifier                                ICMP sequence
+KIND_QUERY      ICMP identifier (timestamp, info, mask query)  ICMP sequence
+KIND_TCP        local port << 16 | remote port                 the probe's sequence
+KIND_UDP        local port << 16 | remote port                 the probe's UDP checksum
+KIND_UDP_DATA   local port << 16 | remote port                 0
+==============  =============================================  ======================
+
+``keys_of_sent`` and ``key_of_reply_*`` must agree: the reply to a packet, or the ICMP
+error quoting it (of which only 8 transport bytes are guaranteed), yields a key of that
+packet. TCP replies are tied to the probe's sequence number: a SYN-ACK or RST+ACK
+acknowledges ``seq + 1`` (SYN and FIN probes), a bare RST (the answer to a segment
+with ACK set) carries the probe's acknowledgement number as its sequence, so probes
+with ACK set use ``ack == seq``. UDP probes are keyed by their checksum in ICMP errors
+(Paris traceroute puts its identity there) and by their ports for UDP answers.
 
 The reply functions run on every packet the raw sockets see, most of them someone
 else's, so they read a few bytes and build nothing but the key. Malformed packets
@@ -18,82 +35,155 @@ import secrets
 import struct
 
 from rawprobe.errors import MalformedPacket
+from rawprobe.transport.wire.ipv6 import skip_extension_headers
 
 KIND_ECHO = 1
+KIND_TCP = 2
+KIND_UDP = 3
+KIND_UDP_DATA = 4
+KIND_QUERY = 5
 
 MatchKey = tuple[int, bytes, int, int]
 
+_PROTO_ICMP = 1
+_PROTO_TCP = 6
+_PROTO_UDP = 17
+_PROTO_ICMPV6 = PROTO_ICMPV6 = 58
+
 _ICMP4_ECHO_REPLY = 0
 _ICMP4_ECHO_REQUEST = 8
+_ICMP4_QUERIES = frozenset((13, 15, 17))  # timestamp, information, address mask
+_ICMP4_QUERY_REPLIES = frozenset((14, 16, 18))
 _ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
 _ICMP6_ECHO_REQUEST = 128
 _ICMP6_ECHO_REPLY = 129
 _ICMP6_ERRORS = frozenset((1, 2, 3, 4))
-_PROTO_ICMP = 1
-_PROTO_ICMPV6 = 58
+
+_TCP_SYN = 0x02
+_TCP_RST = 0x04
+_TCP_ACK = 0x10
 
 _IDENT_SEQ = struct.Struct("!HH")
+_PORTS_WORD = struct.Struct("!HHH")  # ports, then the UDP length or TCP seq high half
+_PORTS_SEQ = struct.Struct("!HHI")
+_PORTS_SEQ_ACK = struct.Struct("!HHII")
+_UDP = struct.Struct("!HHHH")
 
 
-def key_of_sent(packet: bytes) -> MatchKey:
-    """Key of an outgoing IPv4 or IPv6 packet (full IP header included)."""
+def keys_of_sent(packet: bytes) -> tuple[MatchKey, ...]:
+    """Every key a reply to this outgoing IPv4/IPv6 packet may carry, primary first.
+
+    Raises MalformedPacket for packets whose replies cannot be told apart (for
+    example a protocol without identifying fields).
+    """
     try:
         version = packet[0] >> 4
         if version == 4:
-            ihl = (packet[0] & 0x0F) * 4
-            if packet[9] == _PROTO_ICMP and packet[ihl] == _ICMP4_ECHO_REQUEST:
-                ident, seq = _IDENT_SEQ.unpack_from(packet, ihl + 4)
-                return (KIND_ECHO, packet[16:20], ident, seq)
-        elif version == 6 and packet[6] == _PROTO_ICMPV6 and packet[40] == _ICMP6_ECHO_REQUEST:
-            ident, seq = _IDENT_SEQ.unpack_from(packet, 44)
-            return (KIND_ECHO, packet[24:40], ident, seq)
+            protocol, offset, remote = packet[9], (packet[0] & 0x0F) * 4, packet[16:20]
+        elif version == 6:
+            protocol, offset = skip_extension_headers(packet, 40, packet[6])
+            remote = packet[24:40]
+        else:
+            raise MalformedPacket(f"not an IP packet (version {version})")
+        key = _probe_key(packet, offset, protocol, remote)
     except (IndexError, struct.error) as exc:
         raise MalformedPacket("packet too short for a match key") from exc
-    raise MalformedPacket("no match key: not a probe this transport knows how to send")
+    if key is None:
+        raise MalformedPacket("no match key: replies to this packet cannot be recognised")
+    if key[0] == KIND_UDP:
+        return key, (KIND_UDP_DATA, remote, key[2], 0)
+    return (key,)
+
+
+def key_of_sent(packet: bytes) -> MatchKey:
+    """The primary key of an outgoing packet (see ``keys_of_sent``)."""
+    return keys_of_sent(packet)[0]
+
+
+def _probe_key(data: bytes, offset: int, protocol: int, remote: bytes) -> MatchKey | None:
+    """Key of a probe's transport header at ``offset``: read by both the sent side and
+    the quote in an ICMP error, so it uses only the first 8 transport bytes."""
+    if protocol == _PROTO_TCP:
+        local_port, remote_port, seq = _PORTS_SEQ.unpack_from(data, offset)
+        return (KIND_TCP, remote, local_port << 16 | remote_port, seq)
+    if protocol == _PROTO_UDP:
+        local_port, remote_port, _length, checksum = _UDP.unpack_from(data, offset)
+        return (KIND_UDP, remote, local_port << 16 | remote_port, checksum)
+    if protocol == _PROTO_ICMP:
+        icmp_type = data[offset]
+        if icmp_type == _ICMP4_ECHO_REQUEST:
+            return (KIND_ECHO, remote, *_IDENT_SEQ.unpack_from(data, offset + 4))
+        if icmp_type in _ICMP4_QUERIES:
+            return (KIND_QUERY, remote, *_IDENT_SEQ.unpack_from(data, offset + 4))
+    elif protocol == _PROTO_ICMPV6 and data[offset] == _ICMP6_ECHO_REQUEST:
+        return (KIND_ECHO, remote, *_IDENT_SEQ.unpack_from(data, offset + 4))
+    return None
+
+
+def _answer_key(data: bytes, offset: int, protocol: int, remote: bytes) -> MatchKey | None:
+    """Key of a TCP or UDP segment that may answer a probe (not an ICMP error)."""
+    if protocol == _PROTO_TCP:
+        remote_port, local_port, seq, ack = _PORTS_SEQ_ACK.unpack_from(data, offset)
+        flags = data[offset + 13]
+        if flags & _TCP_ACK and flags & (_TCP_SYN | _TCP_RST):
+            token = (ack - 1) & 0xFFFFFFFF  # SYN-ACK or RST+ACK to a SYN (or FIN) probe
+        elif flags & _TCP_RST:
+            token = seq  # bare RST: its seq is the ack of the probe, which equals its seq
+        else:
+            return None  # not an answer (this includes our own SYNs seen on loopback)
+        return (KIND_TCP, remote, local_port << 16 | remote_port, token)
+    if protocol == _PROTO_UDP:
+        remote_port, local_port = _IDENT_SEQ.unpack_from(data, offset)
+        return (KIND_UDP_DATA, remote, local_port << 16 | remote_port, 0)
+    return None
 
 
 def key_of_reply_v4(packet: bytes) -> MatchKey | None:
-    """Key of an IPv4 packet read from a raw ICMP socket (IP header included).
+    """Key of an IPv4 packet read from a raw socket (IP header included).
 
-    Echo replies give the key directly; ICMP errors give the key of the packet they
-    quote, read through the quoted IP header (only 8 transport bytes are guaranteed).
+    Echo and query replies and TCP/UDP answers give the key directly; ICMP errors give
+    the key of the packet they quote, read through the quoted IP header.
     """
     try:
         ihl = (packet[0] & 0x0F) * 4
+        protocol = packet[9]
+        if protocol != _PROTO_ICMP:
+            return _answer_key(packet, ihl, protocol, packet[12:16])
         icmp_type = packet[ihl]
         if icmp_type == _ICMP4_ECHO_REPLY:
-            ident, seq = _IDENT_SEQ.unpack_from(packet, ihl + 4)
-            return (KIND_ECHO, packet[12:16], ident, seq)
+            return (KIND_ECHO, packet[12:16], *_IDENT_SEQ.unpack_from(packet, ihl + 4))
+        if icmp_type in _ICMP4_QUERY_REPLIES:
+            return (KIND_QUERY, packet[12:16], *_IDENT_SEQ.unpack_from(packet, ihl + 4))
         if icmp_type in _ICMP4_ERRORS:
             quoted = ihl + 8
+            if packet[quoted] >> 4 != 4:
+                raise MalformedPacket("quoted packet is not IPv4")
             quoted_ihl = (packet[quoted] & 0x0F) * 4
             if quoted_ihl < 20:
                 raise MalformedPacket("quoted IPv4 header with IHL < 5")
-            inner = quoted + quoted_ihl
-            if packet[quoted + 9] == _PROTO_ICMP and packet[inner] == _ICMP4_ECHO_REQUEST:
-                ident, seq = _IDENT_SEQ.unpack_from(packet, inner + 4)
-                return (KIND_ECHO, packet[quoted + 16 : quoted + 20], ident, seq)
+            remote = packet[quoted + 16 : quoted + 20]
+            return _probe_key(packet, quoted + quoted_ihl, packet[quoted + 9], remote)
         return None
     except (IndexError, struct.error) as exc:
-        raise MalformedPacket("truncated ICMP packet") from exc
+        raise MalformedPacket("truncated packet") from exc
 
 
-def key_of_reply_v6(message: bytes, source: bytes) -> MatchKey | None:
-    """Key of an ICMPv6 message read from a raw socket (no IPv6 header; ``source`` is
-    the packed sender address from recvmsg)."""
+def key_of_reply_v6(
+    message: bytes, source: bytes, protocol: int = _PROTO_ICMPV6
+) -> MatchKey | None:
+    """Key of an IPv6 upper-layer message read from a raw socket of ``protocol`` (no IPv6
+    header; ``source`` is the packed sender address from recvmsg)."""
     try:
+        if protocol != _PROTO_ICMPV6:
+            return _answer_key(message, 0, protocol, source)
         icmp_type = message[0]
         if icmp_type == _ICMP6_ECHO_REPLY:
-            ident, seq = _IDENT_SEQ.unpack_from(message, 4)
-            return (KIND_ECHO, source, ident, seq)
+            return (KIND_ECHO, source, *_IDENT_SEQ.unpack_from(message, 4))
         if icmp_type in _ICMP6_ERRORS:
-            # Quoted IPv6 header at offset 8; extension headers before ICMPv6 are
-            # not skipped here because our own probes never carry any.
             if message[8] >> 4 != 6:
                 raise MalformedPacket("quoted packet is not IPv6")
-            if message[8 + 6] == _PROTO_ICMPV6 and message[48] == _ICMP6_ECHO_REQUEST:
-                ident, seq = _IDENT_SEQ.unpack_from(message, 52)
-                return (KIND_ECHO, message[32:48], ident, seq)
+            quoted_protocol, offset = skip_extension_headers(message, 48, message[14])
+            return _probe_key(message, offset, quoted_protocol, message[32:48])
         return None
     except (IndexError, struct.error) as exc:
         raise MalformedPacket("truncated ICMPv6 packet") from exc

@@ -2,10 +2,10 @@
 
 MemoryTransport accepts the same packets as RawTransport and feeds replies through the
 same Demux, so probes, keys, cookies and counters are exercised exactly as on the wire.
-The network is a table of hosts behind a chain of routers, with per-host delay,
-loss, duplication and ICMP errors; ``inject`` delivers arbitrary (forged, foreign,
-malformed) packets. Time is the event loop's clock, so trio's autojump clock makes a
-ten-second ping finish instantly.
+The network is a table of hosts behind a chain of routers, each host with its delay,
+loss, duplication, ICMP errors, TCP ports (open, dropped, rejected; the rest closed)
+and UDP services. ``inject`` delivers arbitrary (forged, foreign, malformed) packets.
+Time is the event loop's clock, so trio's autojump clock makes long probes instant.
 """
 
 from __future__ import annotations
@@ -18,29 +18,39 @@ from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
 from rawprobe.errors import MalformedPacket, TransportClosed
-from rawprobe.transport.base import Counters, Reply, Sent
+from rawprobe.transport.base import Counters, Recorder, Reply, Sent
 from rawprobe.transport.demux import Demux
+from rawprobe.transport.exchange import Exchanges
 from rawprobe.transport.keys import Cookies, MatchKey
-from rawprobe.transport.wire.icmp import build_echo, build_icmp, parse_icmp
-from rawprobe.transport.wire.icmpv6 import build_echo6, build_icmpv6, parse_icmpv6
-from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4, parse_ipv4
-from rawprobe.transport.wire.ipv6 import parse_ipv6
+from rawprobe.transport.wire.icmp import build_echo, build_icmp
+from rawprobe.transport.wire.icmpv6 import build_echo6, build_icmpv6
+from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
+from rawprobe.transport.wire.ipv6 import skip_extension_headers
+from rawprobe.transport.wire.tcp import ACK, RST, SYN, TcpHeader, build_tcp
+from rawprobe.transport.wire.udp import UdpHeader, build_udp
 
-#: A reply the network sends back: (packet, IPv6 source or None for IPv4, hop limit).
-_Delivery = tuple[bytes, str | None, int]
-_Answer = tuple[float, _Delivery]
+_V4: int = socket.AF_INET
+_V6: int = socket.AF_INET6
+#: (ICMP type, code) per family for the errors the network sends.
+_TIME_EXCEEDED: dict[int, tuple[int, int]] = {_V4: (11, 0), _V6: (3, 0)}
+_PORT_UNREACHABLE: dict[int, tuple[int, int]] = {_V4: (3, 3), _V6: (1, 4)}
+_ADMIN_PROHIBITED: dict[int, tuple[int, int]] = {_V4: (3, 13), _V6: (1, 1)}
+_ECHO: dict[int, tuple[int, int]] = {_V4: (8, 0), _V6: (128, 129)}
 
 
 @dataclass
 class SimHost:
     """How one simulated address behaves.
 
-    ``error`` makes the last router answer with that (type, code) ICMP error instead
-    of delivering. ``quote_bytes`` limits how much of the probe an ICMP error quotes
-    (8 transport bytes is the RFC 792 minimum; None quotes it whole).
+    ``error`` makes the last router answer every probe with that (type, code) ICMP
+    error instead of delivering it. ``quote_bytes`` limits how much of the probe an
+    ICMP error quotes (8 transport bytes is the RFC 792 minimum; None quotes it whole).
+    ``paths`` > 1 models per-flow load balancing: the routers at ``hops`` - 1 differ by
+    a hash of the flow (addresses, protocol, ports or ICMP identifier and checksum).
     """
 
     alive: bool = True
@@ -51,6 +61,12 @@ class SimHost:
     reply_ttl: int = 64
     error: tuple[int, int] | None = None
     quote_bytes: int | None = None
+    open_ports: frozenset[int] = frozenset()
+    dropped_ports: frozenset[int] = frozenset()
+    rejected_ports: frozenset[int] = frozenset()
+    udp_services: frozenset[int] = frozenset()
+    silent_hops: frozenset[int] = frozenset()
+    paths: int = 1
 
 
 @dataclass
@@ -74,13 +90,57 @@ class MemoryNetwork:
         self.hosts[address] = host
         return host
 
-    def router(self, family: int, hop: int) -> str:
-        routers = self.routers_v4 if family == socket.AF_INET else self.routers_v6
-        return routers[min(hop, len(routers)) - 1]
+    def router(self, family: int, hop: int, path: int = 0) -> str:
+        """Address of the router at ``hop`` (1-based); other paths get other addresses."""
+        routers = self.routers_v4 if family == _V4 else self.routers_v6
+        address = routers[(hop - 1) % len(routers)]
+        if path == 0:
+            return address
+        packed = bytearray(socket.inet_pton(family, address))
+        packed[-2] ^= path  # a sibling router on another path
+        return socket.inet_ntop(family, bytes(packed))
 
 
-class MemoryTransport:
+#: A reply the network sends back: (data, IPv6 source or None for IPv4, hop limit,
+#: protocol). IPv4 data is the whole packet, IPv6 data the upper layer only.
+_Delivery = tuple[bytes, str | None, int, int]
+_Answer = tuple[float, _Delivery]
+
+
+@dataclass(frozen=True)
+class _Probe:
+    family: int
+    src: str
+    dst: str
+    ttl: int
+    protocol: int
+    packet: bytes
+    header_length: int  # offset of the transport header in ``packet``
+
+    @property
+    def transport(self) -> bytes:
+        return self.packet[self.header_length :]
+
+
+def _parse(packet: bytes) -> _Probe:
+    version = packet[0] >> 4
+    if version == 4:
+        ihl = (packet[0] & 0x0F) * 4
+        src = socket.inet_ntop(_V4, packet[12:16])
+        dst = socket.inet_ntop(_V4, packet[16:20])
+        return _Probe(_V4, src, dst, packet[8], packet[9], packet, ihl)
+    if version == 6:
+        protocol, offset = skip_extension_headers(packet, 40, packet[6])
+        src = socket.inet_ntop(_V6, packet[8:24])
+        dst = socket.inet_ntop(_V6, packet[24:40])
+        return _Probe(_V6, src, dst, packet[7], protocol, packet, offset)
+    raise MalformedPacket("not an IP packet")
+
+
+class MemoryTransport(Exchanges):
     """The Transport interface over a MemoryNetwork."""
+
+    socket_count = 2
 
     def __init__(
         self,
@@ -93,19 +153,31 @@ class MemoryTransport:
         self.cookies = cookies or Cookies()
         self.counters = Counters()
         self.sent_packets: list[bytes] = []
-        self._demux = Demux(self.cookies, self.counters)
+        self._demux = Demux(self.cookies, self.counters, self.source_for)
         self._task_group = task_group
         self._closed = False
 
-    socket_count = 2
+    @property
+    def recorder(self) -> Recorder | None:
+        return self._demux.recorder
+
+    @recorder.setter
+    def recorder(self, recorder: Recorder | None) -> None:
+        self._demux.recorder = recorder
 
     def source_for(self, destination: str) -> str:
         return self.network.source_v6 if ":" in destination else self.network.source_v4
 
-    def register(self, key: MatchKey, inbox: MemoryObjectSendStream[Reply]) -> None:
+    def register(
+        self,
+        key: MatchKey,
+        inbox: MemoryObjectSendStream[Reply],
+        *,
+        authenticated: bool = True,
+    ) -> None:
         if self._closed:
             raise TransportClosed("transport is closed")
-        self._demux.register(key, inbox)
+        self._demux.register(key, inbox, authenticated=authenticated)
 
     def unregister(self, key: MatchKey) -> None:
         self._demux.unregister(key)
@@ -121,112 +193,134 @@ class MemoryTransport:
         now = anyio.current_time()
         self.sent_packets.append(packet)
         self.counters.sent += 1
-        for delay_s, reply in self._answers(packet):
-            self._task_group.start_soon(self._deliver_later, delay_s, reply)
+        if self._demux.recorder is not None:
+            self._demux.recorder.record(packet, int(now * 1e9), True)
+        try:
+            answers = self._answers(_parse(packet))
+        except (MalformedPacket, IndexError, ValueError):
+            answers = []
+        for delay_s, delivery in answers:
+            self._task_group.start_soon(self._deliver_later, delay_s, delivery)
         return Sent(int(now * 1e9), now)
 
-    def inject(self, packet: bytes, source: str | None = None, hop_limit: int = 64) -> None:
-        """Deliver a packet now as if the socket read it: an IPv4 packet, or (with an
-        IPv6 ``source``) an ICMPv6 message."""
+    def inject(
+        self, data: bytes, source: str | None = None, hop_limit: int = 64, protocol: int = 58
+    ) -> None:
+        """Deliver a packet now as if a socket read it: a whole IPv4 packet, or (with an
+        IPv6 ``source``) an IPv6 upper-layer message of ``protocol``."""
         now = anyio.current_time()
         if source is None:
-            self._demux.dispatch_v4(packet, int(now * 1e9), now)
+            self._demux.dispatch_v4(data, int(now * 1e9), now)
         else:
-            packed = socket.inet_pton(socket.AF_INET6, source)
-            self._demux.dispatch_v6(packet, packed, hop_limit, int(now * 1e9), now)
+            packed = socket.inet_pton(_V6, source)
+            self._demux.dispatch_v6(data, packed, hop_limit, int(now * 1e9), now, protocol)
 
     def close(self) -> None:
         self._closed = True
 
-    async def _deliver_later(self, delay_s: float, reply: _Delivery) -> None:
+    async def _deliver_later(self, delay_s: float, delivery: _Delivery) -> None:
         await anyio.sleep(delay_s)
         if not self._closed:
-            self.inject(*reply)
+            self.inject(*delivery)
 
     # -- the simulated network -----------------------------------------------------
 
-    def _answers(self, packet: bytes) -> list[_Answer]:
-        """What the network sends back for ``packet``: (delay, reply) pairs."""
-        try:
-            if packet[0] >> 4 == 4:
-                return self._answers_v4(packet)
-            return self._answers_v6(packet)
-        except (MalformedPacket, IndexError):
-            return []
-
-    def _answers_v4(self, packet: bytes) -> list[_Answer]:
+    def _answers(self, probe: _Probe) -> list[_Answer]:
+        """What the network sends back for ``probe``: (delay, delivery) pairs."""
         network = self.network
-        header, payload = parse_ipv4(packet)
-        host = network.hosts.get(header.dst)
-        if header.protocol != 1 or host is None:
+        host = network.hosts.get(probe.dst)
+        if host is None or network.rng.random() < host.loss:
             return []
-        message = parse_icmp(payload)
-        if message.type != 8 or network.rng.random() < host.loss:
-            return []
-        delay = host.delay_s
-        if header.ttl <= host.hops or host.error is not None:
-            hop = header.ttl if header.ttl <= host.hops else host.hops
-            icmp_type, code = (11, 0) if header.ttl <= host.hops else host.error or (3, 1)
-            quote = (
-                packet
-                if host.quote_bytes is None
-                else packet[: header.header_length + host.quote_bytes]
-            )
-            router = network.router(socket.AF_INET, hop)
-            error = build_icmp(icmp_type, code, 0, quote)
-            reply = IPv4Header(src=router, dst=header.src, protocol=1, ttl=64 - hop + 1)
-            return [(delay * hop / (host.hops + 1), (build_ipv4(reply, error), None, 0))]
+        path = self._path(probe, host)
+        if probe.ttl <= host.hops or host.error is not None:
+            hop = probe.ttl if probe.ttl <= host.hops else host.hops
+            if hop in host.silent_hops:
+                return []
+            icmp = _TIME_EXCEEDED[probe.family] if probe.ttl <= host.hops else host.error
+            assert icmp is not None
+            on_path = path if hop == host.hops - 1 else 0
+            router = network.router(probe.family, hop, on_path)
+            delivery = self._icmp_error(probe, router, icmp, host, 64 - hop + 1)
+            return [(host.delay_s * hop / (host.hops + 1), delivery)]
         if not host.alive:
             return []
-        answers: list[_Answer] = []
-        if network.forge_replies:
-            forged = build_echo(message.ident, message.seq, bytes(len(message.body)), reply=True)
-            forged_header = IPv4Header(src=header.dst, dst=header.src, protocol=1, ttl=64)
-            answers.append((delay / 2, (build_ipv4(forged_header, forged), None, 0)))
-        echo = build_echo(message.ident, message.seq, message.body, reply=True)
+        answers = self._host_answers(probe, host)
+        delivered = [(host.delay_s, d) for d in answers for _ in range(1 + host.duplicates)]
+        return delivered
+
+    @staticmethod
+    def _path(probe: _Probe, host: SimHost) -> int:
+        """Per-flow load balancing: hash what routers hash (not ICMP seq, not TCP seq)."""
+        if host.paths <= 1:
+            return 0
+        t = probe.transport
+        flow = t[0:4] if probe.protocol in (6, 17) else t[2:6]  # ports | checksum+ident
+        return hash((probe.src, probe.dst, probe.protocol, flow)) % host.paths
+
+    def _host_answers(self, probe: _Probe, host: SimHost) -> list[_Delivery]:
+        family, t = probe.family, probe.transport
         ttl = max(1, host.reply_ttl - host.hops)
-        reply_header = IPv4Header(src=header.dst, dst=header.src, protocol=1, ttl=ttl)
-        reply_packet = build_ipv4(reply_header, echo)
-        answers.extend((delay, (reply_packet, None, 0)) for _ in range(1 + host.duplicates))
-        return answers
-
-    def _answers_v6(self, packet: bytes) -> list[_Answer]:
-        network = self.network
-        header, protocol, upper = parse_ipv6(packet)
-        host = network.hosts.get(header.dst)
-        if protocol != 58 or host is None:
-            return []
-        message = parse_icmpv6(upper)
-        if message.type != 128 or network.rng.random() < host.loss:
-            return []
-        delay = host.delay_s
-        if header.hop_limit <= host.hops or host.error is not None:
-            exceeded = header.hop_limit <= host.hops
-            hop = header.hop_limit if exceeded else host.hops
-            icmp_type, code = (3, 0) if exceeded else host.error or (1, 3)
-            quote = packet if host.quote_bytes is None else packet[: 40 + host.quote_bytes]
-            router = network.router(socket.AF_INET6, hop)
-            error = build_icmpv6(icmp_type, code, 0, quote, src=router, dst=header.src)
-            return [(delay * hop / (host.hops + 1), (error, router, 64 - hop + 1))]
-        if not host.alive:
-            return []
-        answers: list[_Answer] = []
-        if network.forge_replies:
-            forged = build_echo6(
-                message.ident,
-                message.seq,
-                bytes(len(message.body)),
-                src=header.dst,
-                dst=header.src,
-                reply=True,
+        if probe.protocol in (1, 58):
+            if t[0] != _ECHO[family][0]:
+                return []
+            answers = []
+            if self.network.forge_replies:
+                forged = self._echo_reply(probe, bytes(len(t) - 8))
+                answers.append(self._ip(probe.dst, probe.src, probe.protocol, forged, ttl))
+            answers.append(
+                self._ip(probe.dst, probe.src, probe.protocol, self._echo_reply(probe, t[8:]), ttl)
             )
-            answers.append((delay / 2, (forged, header.dst, 64)))
-        echo = build_echo6(
-            message.ident, message.seq, message.body, src=header.dst, dst=header.src, reply=True
-        )
-        hop_limit = max(1, host.reply_ttl - host.hops)
-        answers.extend((delay, (echo, header.dst, hop_limit)) for _ in range(1 + host.duplicates))
-        return answers
+            return answers
+        if probe.protocol == 6:
+            sport, dport = int.from_bytes(t[0:2]), int.from_bytes(t[2:4])
+            seq, ack, flags = int.from_bytes(t[4:8]), int.from_bytes(t[8:12]), t[13]
+            if dport in host.dropped_ports:
+                return []
+            if dport in host.rejected_ports:
+                return [self._icmp_error(probe, probe.dst, _ADMIN_PROHIBITED[family], host, ttl)]
+            if flags & SYN and not flags & ACK:
+                reply_flags = SYN | ACK if dport in host.open_ports else RST | ACK
+                header = TcpHeader(dport, sport, seq=0x1000, ack=(seq + 1) & 0xFFFFFFFF,
+                                   flags=reply_flags)  # fmt: skip
+            elif flags & ACK:
+                header = TcpHeader(dport, sport, seq=ack, ack=0, flags=RST, window=0)
+            else:
+                return []
+            segment = build_tcp(header, b"", src=probe.dst, dst=probe.src)
+            return [self._ip(probe.dst, probe.src, 6, segment, ttl)]
+        if probe.protocol == 17:
+            sport, dport = int.from_bytes(t[0:2]), int.from_bytes(t[2:4])
+            if dport in host.udp_services:
+                datagram = build_udp(UdpHeader(dport, sport), b"ok", src=probe.dst, dst=probe.src)
+                return [self._ip(probe.dst, probe.src, 17, datagram, ttl)]
+            return [self._icmp_error(probe, probe.dst, _PORT_UNREACHABLE[family], host, ttl)]
+        return []
+
+    @staticmethod
+    def _echo_reply(probe: _Probe, payload: bytes) -> bytes:
+        t = probe.transport
+        ident, seq = int.from_bytes(t[4:6]), int.from_bytes(t[6:8])
+        if probe.family == _V4:
+            return build_echo(ident, seq, payload, reply=True)
+        return build_echo6(ident, seq, payload, src=probe.dst, dst=probe.src, reply=True)
+
+    def _icmp_error(
+        self, probe: _Probe, sender: str, icmp: tuple[int, int], host: SimHost, ttl: int
+    ) -> _Delivery:
+        quote = probe.packet
+        if host.quote_bytes is not None:
+            quote = quote[: probe.header_length + host.quote_bytes]
+        if probe.family == _V4:
+            return self._ip(sender, probe.src, 1, build_icmp(icmp[0], icmp[1], 0, quote), ttl)
+        message = build_icmpv6(icmp[0], icmp[1], 0, quote, src=sender, dst=probe.src)
+        return self._ip(sender, probe.src, 58, message, ttl)
+
+    @staticmethod
+    def _ip(src: str, dst: str, protocol: int, payload: bytes, ttl: int) -> _Delivery:
+        if ":" in src:
+            return (payload, src, ttl, protocol)
+        header = IPv4Header(src=src, dst=dst, protocol=protocol, ttl=ttl)
+        return (build_ipv4(header, payload), None, ttl, protocol)
 
 
 @asynccontextmanager

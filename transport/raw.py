@@ -21,14 +21,14 @@ import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
 from rawprobe.errors import SendError, TransportClosed, TransportError
-from rawprobe.transport.base import Counters, Reply, Sent
+from rawprobe.transport.base import Counters, Recorder, Reply, Sent
 from rawprobe.transport.demux import Demux
+from rawprobe.transport.exchange import Exchanges
 from rawprobe.transport.keys import Cookies, MatchKey
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
 from rawprobe.transport.sockets import (
+    ICMP_SOCKETS,
     IPV6_HOPLIMIT,
-    PROTO_ICMP,
-    PROTO_ICMPV6,
     SCM_TIMESTAMPNS,
     SO_RXQ_OVFL,
     RouteLookup,
@@ -58,10 +58,10 @@ NETWORK_SEND_ERRORS = frozenset(
 #: How long a send keeps retrying while the kernel's queues are full (ENOBUFS).
 _ENOBUFS_PATIENCE_S = 5.0
 
-DEFAULT_PROTOCOLS = ((socket.AF_INET, PROTO_ICMP), (socket.AF_INET6, PROTO_ICMPV6))
+DEFAULT_PROTOCOLS = ICMP_SOCKETS
 
 
-class RawTransport:
+class RawTransport(Exchanges):
     """Raw sockets plus demultiplexer. Create with ``open_transport``."""
 
     def __init__(
@@ -73,13 +73,13 @@ class RawTransport:
     ) -> None:
         self.cookies = cookies or Cookies()
         self.counters = Counters()
-        self._demux = Demux(self.cookies, self.counters)
+        self._routes = RouteLookup()
+        self._demux = Demux(self.cookies, self.counters, self._routes.source_for)
         self._bucket = TokenBucket(rate_pps, now=time.monotonic())
         self._sockets: dict[tuple[int, int], socket.socket] = {}
         self._send_sockets: dict[int, socket.socket] = {}
         self._kernel_drops: dict[int, int] = {}
         self._closed = False
-        self._routes = RouteLookup()
         try:
             for family, protocol in protocols:
                 try:
@@ -99,10 +99,16 @@ class RawTransport:
     def source_for(self, destination: str) -> str:
         return self._routes.source_for(destination)
 
-    def register(self, key: MatchKey, inbox: MemoryObjectSendStream[Reply]) -> None:
+    def register(
+        self,
+        key: MatchKey,
+        inbox: MemoryObjectSendStream[Reply],
+        *,
+        authenticated: bool = True,
+    ) -> None:
         if self._closed:
             raise TransportClosed("transport is closed")
-        self._demux.register(key, inbox)
+        self._demux.register(key, inbox, authenticated=authenticated)
 
     def unregister(self, key: MatchKey) -> None:
         self._demux.unregister(key)
@@ -142,12 +148,23 @@ class RawTransport:
                     raise SendError(f"send to {address[0]} failed: {exc.strerror}") from exc
             else:
                 self.counters.sent += 1
+                if self._demux.recorder is not None:
+                    self._demux.recorder.record(packet, realtime_ns, True)
                 return Sent(realtime_ns, monotonic_s)
             # Kernel queue full: wait it out rather than lose the probe.
             if waited_s > _ENOBUFS_PATIENCE_S:
                 raise SendError(f"send to {address[0]}: kernel buffers stayed full")
             await anyio.sleep(0.001)
             waited_s += 0.001
+
+    @property
+    def recorder(self) -> Recorder | None:
+        """Sees every sent packet and every delivered reply (e.g. a pcap writer)."""
+        return self._demux.recorder
+
+    @recorder.setter
+    def recorder(self, recorder: Recorder | None) -> None:
+        self._demux.recorder = recorder
 
     # -- introspection -------------------------------------------------------------
 
@@ -163,8 +180,8 @@ class RawTransport:
     # -- lifecycle -----------------------------------------------------------------
 
     def _start(self, task_group: anyio.abc.TaskGroup) -> None:
-        for (family, _protocol), sock in self._sockets.items():
-            task_group.start_soon(self._reader, sock, family)
+        for (family, protocol), sock in self._sockets.items():
+            task_group.start_soon(self._reader, sock, family, protocol)
 
     def _close(self) -> None:
         if self._closed:
@@ -179,7 +196,7 @@ class RawTransport:
             sock.close()
         self._routes.close()
 
-    async def _reader(self, sock: socket.socket, family: int) -> None:
+    async def _reader(self, sock: socket.socket, family: int, protocol: int) -> None:
         """Read until closed: try the syscall first, wait only when it would block,
         drain a batch per wake-up, then yield so a flood cannot starve the loop."""
         demux = self._demux
@@ -212,7 +229,7 @@ class RawTransport:
                     demux.dispatch_v4(data, received_ns, received_s)
                 else:
                     source = socket.inet_pton(socket.AF_INET6, address[0].split("%")[0])
-                    demux.dispatch_v6(data, source, hop_limit, received_ns, received_s)
+                    demux.dispatch_v6(data, source, hop_limit, received_ns, received_s, protocol)
             else:
                 await anyio.lowlevel.checkpoint()
                 continue

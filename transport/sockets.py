@@ -31,12 +31,20 @@ ETH_P_ALL = 3
 
 PROTO_ICMP = socket.IPPROTO_ICMP
 PROTO_ICMPV6 = socket.IPPROTO_ICMPV6
+PROTO_TCP = socket.IPPROTO_TCP
+PROTO_UDP = socket.IPPROTO_UDP
+
+#: Which raw sockets a probe protocol needs per family: ICMP errors about TCP and UDP
+#: probes arrive on the ICMP sockets, answers on the protocol's own.
+ICMP_SOCKETS = ((socket.AF_INET, PROTO_ICMP), (socket.AF_INET6, PROTO_ICMPV6))
+TCP_SOCKETS = (*ICMP_SOCKETS, (socket.AF_INET, PROTO_TCP), (socket.AF_INET6, PROTO_TCP))
+UDP_SOCKETS = (*ICMP_SOCKETS, (socket.AF_INET, PROTO_UDP), (socket.AF_INET6, PROTO_UDP))
 
 #: Receive buffer asked for: a burst of thousands of replies must not overflow it.
 DEFAULT_RCVBUF_BYTES = 8 * 1024 * 1024
 
 #: ICMP types the receive sockets let through (replies and errors quoting our probes).
-_ICMP4_PASS = (0, 3, 4, 5, 11, 12, 14)
+_ICMP4_PASS = (0, 3, 4, 5, 11, 12, 14, 16, 18)
 _ICMP6_PASS = (1, 2, 3, 4, 129)
 
 _PRIVILEGE_HINT = (
@@ -145,3 +153,14 @@ class RouteLookup:
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
+
+
+# -- Packet (AF_PACKET) sockets for the sniffer (transport/sniffer.py) ---------------------
+# Linux constants missing from Python 3.11's socket module (linux/if_packet.h,
+# linux/if_ether.h, asm-generic/socket.h). ETH_P_ALL, SO_ATTACH_FILTER are above.
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+SO_DETACH_FILTER = 27
+SO_LOCK_FILTER = 44
+ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD

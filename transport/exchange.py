@@ -1,0 +1,107 @@
+"""Send one packet and await its replies: the hand-crafted-packet side of a transport.
+
+Shared by RawTransport and MemoryTransport through ``Exchanges``; the match keys are
+derived from the packet itself (``keys_of_sent``), so any probe the key table knows
+(ICMP echo and queries, TCP, UDP) can be sent this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from rawprobe.errors import SendError
+from rawprobe.transport.base import Reply, Sent
+from rawprobe.transport.keys import MatchKey, keys_of_sent
+
+
+class Exchanges:
+    """``request`` and ``replies`` on top of register/send/unregister."""
+
+    def register(
+        self,
+        key: MatchKey,
+        inbox: MemoryObjectSendStream[Reply],
+        *,
+        authenticated: bool = True,
+    ) -> None:
+        raise NotImplementedError
+
+    def unregister(self, key: MatchKey) -> None:
+        raise NotImplementedError
+
+    async def send(self, packet: bytes) -> Sent:
+        raise NotImplementedError
+
+    async def request(
+        self, packet: bytes, timeout_s: float = 2.0, *, authenticated: bool = True
+    ) -> Reply | None:
+        """Send ``packet`` and return the first reply, or None after ``timeout_s``.
+
+        Echo replies count only if they carry this transport's cookie (put it in the
+        payload with ``cookies.echo_payload``) unless ``authenticated`` is False.
+
+        Raises MalformedPacket when replies to the packet cannot be recognised, and
+        SendError when the local stack refused to send it (the errno is named).
+        """
+        keys = keys_of_sent(packet)
+        inbox_in, inbox_out = anyio.create_memory_object_stream[Reply](64)
+        with inbox_in, inbox_out:
+            try:
+                await self._send_registered(packet, keys, inbox_in, authenticated)
+                with anyio.move_on_after(timeout_s):
+                    return await inbox_out.receive()
+                return None
+            finally:
+                for key in keys:
+                    self.unregister(key)
+
+    async def replies(
+        self,
+        packet: bytes,
+        timeout_s: float = 2.0,
+        *,
+        limit: int | None = None,
+        authenticated: bool = True,
+    ) -> AsyncIterator[Reply]:
+        """Send ``packet`` and yield each reply (duplicates, several routers' errors...)
+        until ``timeout_s`` has passed since the send, or ``limit`` replies came.
+
+        Leaving the loop early leaves keys registered until the generator is closed:
+        wrap it in ``contextlib.aclosing`` to release them at once.
+        """
+        keys = keys_of_sent(packet)
+        inbox_in, inbox_out = anyio.create_memory_object_stream[Reply](64)
+        with inbox_in, inbox_out:
+            try:
+                await self._send_registered(packet, keys, inbox_in, authenticated)
+                deadline = anyio.current_time() + timeout_s
+                count = 0
+                while limit is None or count < limit:
+                    reply = None
+                    # The cancel scope never spans a yield (unsafe in async generators).
+                    with anyio.move_on_after(deadline - anyio.current_time()):
+                        reply = await inbox_out.receive()
+                    if reply is None:
+                        return
+                    count += 1
+                    yield reply
+            finally:
+                for key in keys:
+                    self.unregister(key)
+
+    async def _send_registered(
+        self,
+        packet: bytes,
+        keys: tuple[MatchKey, ...],
+        inbox: MemoryObjectSendStream[Reply],
+        authenticated: bool,
+    ) -> None:
+        for key in keys:
+            # Before sending: a reply can beat the send's return.
+            self.register(key, inbox, authenticated=authenticated)
+        sent = await self.send(packet)
+        if sent.error is not None:
+            raise SendError(f"sendto: {sent.error}")
