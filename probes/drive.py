@@ -27,13 +27,16 @@ async def drive(
     Events are handed to ``on_event`` as soon as the machine produces them.
     """
     inbox_in, inbox_out = anyio.create_memory_object_stream[Reply](inbox_size)
-    keys: list[MatchKey] = []
+    keys: set[MatchKey] = set()
 
     def flush() -> None:
         events = machine.take_events()
         if on_event is not None:
             for event in events:
                 on_event(event)
+        for key in machine.take_retired():
+            transport.unregister(key)
+            keys.discard(key)
 
     def drain() -> None:
         while True:
@@ -49,7 +52,10 @@ async def drive(
                 drain()  # replies that arrived first count before anything expires
                 for outgoing in machine.poll(anyio.current_time()):
                     transport.register(outgoing.key, inbox_in)
-                    keys.append(outgoing.key)
+                    keys.add(outgoing.key)
+                    for key in outgoing.extra_keys:
+                        transport.register(key, inbox_in)
+                        keys.add(key)
                     sent = await transport.send(outgoing.packet)
                     machine.sent(outgoing.key, sent, anyio.current_time())
                 flush()

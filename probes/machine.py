@@ -15,10 +15,15 @@ from rawprobe.transport.keys import MatchKey
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A packet to send, and the key its replies will carry."""
+    """A packet to send, and the key its replies will carry.
+
+    ``extra_keys`` are further keys replies may carry (a UDP probe is answered by an
+    ICMP error keyed by its checksum, or by a datagram keyed by its ports).
+    """
 
     key: MatchKey
     packet: bytes
+    extra_keys: tuple[MatchKey, ...] = ()
 
 
 class Machine(Protocol):
@@ -45,4 +50,9 @@ class Machine(Protocol):
 
     def take_events(self) -> list[object]:
         """Events since the last call (for live output), oldest first."""
+        ...
+
+    def take_retired(self) -> list[MatchKey]:
+        """Keys no longer awaited (answered or given up), to unregister now; keeps a
+        long run's routing table small. Keys never retired are dropped at the end."""
         ...

@@ -164,6 +164,9 @@ class PingMachine:
         events, self._events = self._events, []
         return events
 
+    def take_retired(self) -> list[MatchKey]:
+        return []  # keys stay registered so late duplicates are still reported
+
     # -- results -------------------------------------------------------------------
 
     def result(self, now: float | None = None) -> PingResult:
