@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import NoReturn
 
 import anyio
 
 from rawprobe.errors import UsageError
+from rawprobe.probes.targets import parse_block, special_kind
 
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
@@ -18,6 +20,9 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 BACKENDS = ("asyncio", "trio")
+
+#: Upper bound of counts (iputils ping's: a signed 64-bit integer).
+MAX_COUNT = 2**63 - 1
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,6 +39,8 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_COUNT}: {text!r}")
     return value
 
 
@@ -61,6 +68,35 @@ def seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
     return value
+
+
+def address(text: str) -> str:
+    """A literal IPv4/IPv6 address (a source address: never resolved)."""
+    try:
+        return ipaddress.ip_address(text.strip()).compressed
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
+
+
+def add_broadcast_option(parser: argparse.ArgumentParser) -> None:
+    """``--broadcast``: allow broadcast and multicast destinations (refused otherwise)."""
+    parser.add_argument(
+        "--broadcast",
+        action="store_true",
+        help="allow broadcast/multicast destinations (answers from other hosts are not shown)",
+    )
+
+
+def refuse_special(targets: Iterable[str], allowed: bool) -> None:
+    """UsageError for a broadcast or multicast destination unless ``allowed``, and for
+    the unspecified address (0.0.0.0, ::) always. ``targets``: addresses, CIDR blocks
+    or ranges (already resolved)."""
+    for target in targets:
+        kind = special_kind(parse_block(target))
+        if kind == "unspecified":
+            raise UsageError(f"{target}: the unspecified address is not a destination")
+        if kind is not None and not allowed:
+            raise UsageError(f"{target} is a {kind} destination: add --broadcast to probe it")
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:

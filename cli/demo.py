@@ -16,6 +16,7 @@ from rawprobe.cli import render
 from rawprobe.cli.args import add_backend_option
 from rawprobe.lab import Lab, lab
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols
+from rawprobe.transport import privileges
 from rawprobe.transport.raw import open_transport
 
 
@@ -27,6 +28,7 @@ def register(commands: Any) -> None:
 
 def run_demo(backend: str) -> int:
     """Run the demo on ``backend``; returns 0 when the lab behaved as expected."""
+    privileges.drop_after_open(False)  # it must stay root to tear the lab down
     console = Console(highlight=False)
     started = time.monotonic()
     console.rule("rawprobe demo")

@@ -17,15 +17,20 @@ from rawprobe.cli.args import (
     EXIT_NO_REPLY,
     EXIT_OK,
     add_backend_option,
+    add_broadcast_option,
+    address,
     int_in,
     interruptible,
     positive_int,
+    refuse_special,
     seconds,
 )
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
 from rawprobe.probes.ping import PingOptions, new_machine, ping_protocols
 from rawprobe.targets import resolve
+from rawprobe.transport import privileges
+from rawprobe.transport.capture import record_pcap
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.raw import open_transport
 
@@ -41,7 +46,7 @@ def register(commands: Any) -> None:
     ping.add_argument("-s", "--size", type=int_in(0, 65487), default=56, help="payload bytes")
     ping.add_argument("-t", "--ttl", type=int_in(1, 255), default=64, help="IP TTL / hop limit")
     ping.add_argument("-Q", "--tos", type=int_in(0, 255), default=0, help="TOS / traffic class")
-    ping.add_argument("-I", "--source", metavar="ADDRESS", help="source address")
+    ping.add_argument("-I", "--source", type=address, metavar="ADDRESS", help="source address")
     ping.add_argument("-q", "--quiet", action="store_true", help="only the summary")
     family = ping.add_mutually_exclusive_group()
     family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
@@ -50,11 +55,24 @@ def register(commands: Any) -> None:
     ping.add_argument(
         "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"
     )
+    ping.add_argument("--pcap", metavar="FILE", help="record probes and replies to a pcap file")
+    add_broadcast_option(ping)
     add_backend_option(ping)
     ping.set_defaults(handler=run)
 
 
+#: iputils: "cannot flood; minimal interval allowed for user is 200ms".
+MIN_USER_INTERVAL_S = 0.2
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.interval < MIN_USER_INTERVAL_S and not privileges.has_net_raw():
+        raise UsageError(
+            f"interval {args.interval:g} s: below {MIN_USER_INTERVAL_S} s needs root or "
+            "CAP_NET_RAW (as in iputils ping)"
+        )
+    if args.pcap == "":
+        raise UsageError("--pcap: empty file name")
     options = PingOptions(
         count=args.count,
         interval_s=args.interval,
@@ -73,6 +91,7 @@ def _emit(line: str) -> None:
 
 async def _main(args: argparse.Namespace, options: PingOptions) -> int:
     addresses = [await resolve(host, args.family) for host in args.hosts]
+    refuse_special(addresses, args.broadcast)
     if args.source is not None and any((":" in args.source) != (":" in a) for a in addresses):
         raise UsageError(f"source address {args.source} is not of the targets' family")
     live_lines = not args.json and not args.quiet
@@ -88,10 +107,13 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
         if live_lines:
             for host, address in zip(args.hosts, addresses, strict=True):
                 _emit(render.ping_banner(host, address, options.payload_size))
-        async with interruptible() as interrupt, anyio.create_task_group() as probes:
-            for machine in machines:
-                callback = on_event if live_lines else None
-                probes.start_soon(functools.partial(drive, machine, transport, on_event=callback))
+        with record_pcap(transport, args.pcap):
+            async with interruptible() as interrupt, anyio.create_task_group() as probes:
+                for machine in machines:
+                    callback = on_event if live_lines else None
+                    probes.start_soon(
+                        functools.partial(drive, machine, transport, on_event=callback)
+                    )
         now = anyio.current_time()
         results = [machine.result(now) for machine in machines]
 

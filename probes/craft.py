@@ -24,7 +24,7 @@ from rawprobe.transport.wire.icmpv6 import build_icmpv6
 from rawprobe.transport.wire.ipv4 import DF, EVIL, MF, IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 from rawprobe.transport.wire.protocols import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
-from rawprobe.transport.wire.tcp import TcpHeader, TcpOption, build_tcp, parse_flags
+from rawprobe.transport.wire.tcp import ACK, TcpHeader, TcpOption, build_tcp, parse_flags
 from rawprobe.transport.wire.udp import UdpHeader, build_udp
 
 __all__ = ["ICMP", "IP", "TCP", "UDP", "craft"]
@@ -60,13 +60,15 @@ class IP:
 @dataclass(frozen=True, slots=True)
 class TCP:
     """TCP header fields. ``flags`` as tcpdump letters (``"S"``, ``"SA"``, ``"S."``,
-    ``"FPU"``) or an int; ``sport`` and ``seq`` None pick random values."""
+    ``"FPU"``) or an int; ``sport`` and ``seq`` None pick random values. ``ack`` None
+    is 0, or the sequence number when the ACK flag is set: a RST answering such a
+    segment carries our ack as its seq, and the transport matches it by that."""
 
     dport: int
     sport: int | None = None
     flags: str | int = "S"
     seq: int | None = None
-    ack: int = 0
+    ack: int | None = None
     window: int = 64240
     urgent: int = 0
     options: tuple[TcpOption, ...] = ()
@@ -176,11 +178,15 @@ def _upper(
         return None, payload
     if isinstance(layer, TCP):
         flags = parse_flags(layer.flags) if isinstance(layer.flags, str) else layer.flags
+        seq = secrets.randbits(32) if layer.seq is None else layer.seq
+        ack = layer.ack
+        if ack is None:
+            ack = seq if flags & ACK else 0
         tcp = TcpHeader(
             src_port=_random_port() if layer.sport is None else layer.sport,
             dst_port=layer.dport,
-            seq=secrets.randbits(32) if layer.seq is None else layer.seq,
-            ack=layer.ack,
+            seq=seq,
+            ack=ack,
             flags=flags,
             window=layer.window,
             urgent=layer.urgent,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import anyio
+import anyio.lowlevel
 
 from rawprobe.probes.machine import Machine
-from rawprobe.transport.base import Reply, Transport
+from rawprobe.transport.base import Inbox, Transport
 from rawprobe.transport.keys import MatchKey
 
 EventCallback = Callable[[object], None]
@@ -26,7 +27,7 @@ async def drive(
     return) and unregistered when the machine is done or the caller cancels.
     Events are handed to ``on_event`` as soon as the machine produces them.
     """
-    inbox_in, inbox_out = anyio.create_memory_object_stream[Reply](inbox_size)
+    inbox = Inbox(inbox_size)
     keys: set[MatchKey] = set()
 
     def flush() -> None:
@@ -39,35 +40,40 @@ async def drive(
             keys.discard(key)
 
     def drain() -> None:
-        while True:
-            try:
-                reply = inbox_out.receive_nowait()
-            except anyio.WouldBlock:
-                return
-            machine.receive(reply, anyio.current_time())
+        replies = inbox.take_all()
+        if replies:
+            now = anyio.current_time()
+            receive = machine.receive
+            for reply in replies:
+                receive(reply, now)
 
     try:
-        with inbox_in, inbox_out:
-            while True:
-                drain()  # replies that arrived first count before anything expires
-                for outgoing in machine.poll(anyio.current_time()):
-                    transport.register(outgoing.key, inbox_in)
+        while True:
+            drain()  # replies that arrived first count before anything expires
+            batch = machine.poll(anyio.current_time())
+            if batch:
+                for outgoing in batch:
+                    transport.register(outgoing.key, inbox)
                     keys.add(outgoing.key)
                     for key in outgoing.extra_keys:
-                        transport.register(key, inbox_in)
+                        transport.register(key, inbox)
                         keys.add(key)
-                    sent = await transport.send(outgoing.packet)
-                    machine.sent(outgoing.key, sent, anyio.current_time())
+                stamps = await transport.send_batch([o.packet for o in batch])
+                now = anyio.current_time()
+                for outgoing, sent in zip(batch, stamps, strict=True):
+                    machine.sent(outgoing.key, sent, now)
+            flush()
+            if machine.done:
+                return
+            wait_s = machine.next_deadline() - anyio.current_time()
+            if wait_s <= 0:
+                await anyio.lowlevel.checkpoint()  # let the readers run between batches
+            else:
+                with anyio.move_on_after(wait_s):
+                    await inbox.wait()
+                drain()
                 flush()
-                if machine.done:
-                    return
-                wait_s = machine.next_deadline() - anyio.current_time()
-                if wait_s > 0:
-                    with anyio.move_on_after(wait_s):
-                        reply = await inbox_out.receive()
-                        machine.receive(reply, anyio.current_time())
-                    drain()
-                    flush()
     finally:
+        inbox.closed = True
         for key in keys:
             transport.unregister(key)

@@ -96,3 +96,259 @@ class PingResult:
         if len(rtts) < 2:
             return None
         return sum(abs(b - a) for a, b in itertools.pairwise(rtts)) / (len(rtts) - 1)
+
+
+# ======================================================================================
+# Traceroute (probes/traceroute.py) — results of one trace, and mtr-style hop statistics.
+# ======================================================================================
+
+from rawprobe.transport.wire.icmpext import MplsLabel  # noqa: E402
+
+
+@dataclass(frozen=True, slots=True)
+class TraceResponse:
+    """The answer to one traceroute probe.
+
+    ``kind`` is ``time-exceeded``, ``unreachable``, ``echo-reply``, ``tcp-syn-ack``,
+    ``tcp-rst``, ``packet-too-big`` or ``other``; ``annotation`` is traceroute's mark
+    (``!H !N !P !X !S !F-<mtu> !V !C !<code>``, empty for none). ``terminal`` replies
+    end the trace at their hop (the destination answered, or an unreachable error).
+    ``quoted_ttl`` is the TTL of our probe as the ICMP error quotes it (1 normally);
+    ``mpls`` the label stack of an RFC 4950 extension. ``attempt`` counts retries
+    (0: the first probe of this query answered).
+    """
+
+    address: str
+    rtt_s: float
+    kind: str
+    icmp_type: int | None
+    icmp_code: int | None
+    reply_ttl: int | None
+    quoted_ttl: int | None = None
+    annotation: str = ""
+    terminal: bool = False
+    reached: bool = False
+    mpls: tuple[MplsLabel, ...] = ()
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TraceHop:
+    """One TTL: ``probes`` holds one entry per query, None where nothing answered (``*``)
+    even after retries; ``sent`` counts every probe sent for this TTL, retries included."""
+
+    ttl: int
+    probes: tuple[TraceResponse | None, ...]
+    sent: int
+
+    @property
+    def responses(self) -> tuple[TraceResponse, ...]:
+        return tuple(p for p in self.probes if p is not None)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Distinct responding addresses, in the order they first answered a query."""
+        return tuple(dict.fromkeys(p.address for p in self.responses))
+
+    @property
+    def is_silent(self) -> bool:
+        return not self.responses
+
+    @property
+    def terminal(self) -> bool:
+        return any(p.terminal for p in self.responses)
+
+    @property
+    def rtts(self) -> tuple[float, ...]:
+        return tuple(p.rtt_s for p in self.responses)
+
+    @property
+    def min_rtt_s(self) -> float | None:
+        return min(self.rtts) if self.rtts else None
+
+    @property
+    def avg_rtt_s(self) -> float | None:
+        rtts = self.rtts
+        return sum(rtts) / len(rtts) if rtts else None
+
+    @property
+    def max_rtt_s(self) -> float | None:
+        return max(self.rtts) if self.rtts else None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceResult:
+    """One trace. ``hops`` runs from ``first_ttl`` to the destination's hop inclusive
+    (to ``max_ttl`` when the destination never answered). ``flow`` is what stays
+    constant in Paris mode: (source port, destination port) for UDP/TCP, (identifier,
+    checksum) for ICMP; in classic mode the varying field shows its first value."""
+
+    target: str
+    address: str
+    method: str
+    source: str
+    paris: bool
+    flow: tuple[int, int]
+    first_ttl: int
+    max_ttl: int
+    hops: tuple[TraceHop, ...]
+    reached: bool
+    elapsed_s: float
+    probes_sent: int
+    packet_size: int
+    send_error: str | None = None
+
+    @property
+    def destination_ttl(self) -> int | None:
+        """TTL at which the trace ended with a terminal reply (None: it never did)."""
+        for hop in self.hops:
+            if hop.terminal:
+                return hop.ttl
+        return None
+
+    @property
+    def complete(self) -> bool:
+        """Reached, and every hop on the way answered at least once (no ``* * *`` row)."""
+        return self.reached and all(not hop.is_silent for hop in self.hops)
+
+    @property
+    def path(self) -> tuple[str | None, ...]:
+        """First responding address per hop (None for a silent hop)."""
+        return tuple(hop.addresses[0] if hop.addresses else None for hop in self.hops)
+
+
+@dataclass(frozen=True, slots=True)
+class HopStats:
+    """mtr's per-hop row over rounds: ``sent``/``received`` probes, RTTs in seconds."""
+
+    ttl: int
+    addresses: tuple[str, ...]
+    sent: int
+    received: int
+    last_s: float | None
+    avg_s: float | None
+    best_s: float | None
+    worst_s: float | None
+    stdev_s: float | None
+    annotation: str = ""
+
+    @property
+    def loss(self) -> float:
+        """Fraction of probes without an answer, 0.0 to 1.0."""
+        return 0.0 if self.sent == 0 else (self.sent - self.received) / self.sent
+
+
+# ======================================================================================
+# Port scan (probes/scan.py) — one decided port, one host's ports, the whole scan.
+# ======================================================================================
+
+
+@dataclass(frozen=True, slots=True)
+class PortResult:
+    """What one (host, port) turned out to be, and the evidence, like nmap's --reason.
+
+    ``state``: ``open`` (SYN-ACK), ``closed`` (RST), ``filtered`` (no answer after
+    every retry, or an ICMP error) or ``unfiltered`` (an ACK scan's RST). ``reason``:
+    ``syn-ack``, ``reset``, ``no-response``, ``admin-prohibited``, ``host-unreachable``,
+    ``net-unreachable``, ``port-unreachable``, ``time-exceeded``... ``source`` is who
+    answered (a router for some ICMP errors), ``ttl`` the answer's TTL / hop limit,
+    ``rtt_s`` its round trip, ``tries`` how many probes the port took.
+    """
+
+    address: str
+    port: int
+    state: str
+    reason: str
+    ttl: int | None = None
+    rtt_s: float | None = None
+    source: str | None = None
+    tries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class HostPorts:
+    """One scanned host: the ports worth listing, and a count of every (state, reason).
+
+    ``ports`` holds every open, filtered and unfiltered port (and the closed ones when
+    the scan kept them), sorted by port; ``counts`` has (state, reason, count) for all
+    decided ports, so closed ports are summarised without one object each.
+    """
+
+    address: str
+    ports: tuple[PortResult, ...]
+    counts: tuple[tuple[str, str, int], ...]
+    is_up: bool
+    min_rtt_s: float | None = None
+
+    def count(self, state: str) -> int:
+        """How many ports ended in ``state``."""
+        return sum(n for s, _reason, n in self.counts if s == state)
+
+    @property
+    def open_ports(self) -> tuple[int, ...]:
+        return tuple(p.port for p in self.ports if p.state == "open")
+
+    @property
+    def filtered_ports(self) -> tuple[int, ...]:
+        return tuple(p.port for p in self.ports if p.state == "filtered")
+
+    @property
+    def closed(self) -> int:
+        return self.count("closed")
+
+    @property
+    def scanned(self) -> int:
+        return sum(n for _s, _r, n in self.counts)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanTiming:
+    """How the scan paced itself: final RTT estimate and timeout, congestion window,
+    the rates it reached (send rate over ~0.2 s windows), how often it backed off on
+    loss (answers to retransmissions) and on delay (answers queueing up)."""
+
+    srtt_s: float | None
+    rttvar_s: float | None
+    timeout_s: float
+    cwnd: float
+    peak_cwnd: float
+    backoffs: int
+    delay_backoffs: int
+    peak_rate_pps: float
+    last_rate_pps: float
+    max_retries_used: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """A whole scan. ``hosts`` is sorted by address (empty when the scan ran with
+    ``collect=False``: then only the totals and the streamed PortResults exist)."""
+
+    technique: str
+    hosts: tuple[HostPorts, ...]
+    ports_per_host: int
+    host_count: int
+    decided: int
+    probes_sent: int
+    retransmissions: int
+    elapsed_s: float
+    timing: ScanTiming
+    state_totals: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def open_ports(self) -> tuple[tuple[str, int], ...]:
+        """(address, port) of every open port."""
+        return tuple((h.address, p) for h in self.hosts for p in h.open_ports)
+
+    @property
+    def complete(self) -> bool:
+        """True when every (host, port) was decided (False after an interruption)."""
+        return self.decided == self.ports_per_host * self.host_count
+
+    @property
+    def rate_pps(self) -> float:
+        """Average probes per second over the whole scan."""
+        return self.probes_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def total(self, state: str) -> int:
+        return dict(self.state_totals).get(state, 0)

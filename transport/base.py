@@ -8,27 +8,31 @@ and receive) the monotonic difference is used instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from anyio.streams.memory import MemoryObjectSendStream
+import anyio
+import anyio.lowlevel
 
 from rawprobe.transport.keys import Cookies, MatchKey
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
+class Sent(NamedTuple):
     """When a packet left, on both clocks; ``error`` names an errno for a send the
-    network refused (e.g. ``ENETUNREACH``), which the probe reports as a result."""
+    network refused (e.g. ``ENETUNREACH``), which the probe reports as a result.
+
+    A NamedTuple rather than a dataclass: one is made per packet sent.
+    """
 
     realtime_ns: int
     monotonic_s: float
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A packet that matched a registered key and passed authentication.
+class Reply(NamedTuple):
+    """A packet that matched a registered key and passed authentication (a NamedTuple:
+    one is made per matched packet).
 
     ``data`` is the whole IPv4 packet for IPv4, and the ICMPv6 (or upper-layer)
     message without the IPv6 header for IPv6, as raw sockets deliver them.
@@ -90,6 +94,49 @@ class Counters:
         }
 
 
+class Inbox:
+    """A bounded queue of replies for one consumer (a probe's driver).
+
+    The demultiplexer fills it synchronously (``put`` returns False when full: the
+    caller counts the overflow); one task drains it with ``take_all`` and sleeps in
+    ``wait``. Lighter than a memory object stream on the per-packet path.
+    """
+
+    __slots__ = ("_event", "_items", "closed", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.closed = False
+        self._items: list[Reply] = []
+        self._event: anyio.Event | None = None
+
+    def put(self, reply: Reply) -> bool:
+        items = self._items
+        if len(items) >= self.limit:
+            return False
+        items.append(reply)
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+        return True
+
+    def take_all(self) -> list[Reply]:
+        """Every queued reply, oldest first; the queue is left empty."""
+        items, self._items = self._items, []
+        return items
+
+    async def wait(self) -> None:
+        """Return once a reply is queued (at once if one already is)."""
+        if self._items:
+            await anyio.lowlevel.checkpoint()
+            return
+        event = self._event = anyio.Event()
+        await event.wait()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class Recorder(Protocol):
     """Sees every packet a transport sends and every reply it delivers (pcap files)."""
 
@@ -111,7 +158,7 @@ class Transport(Protocol):
     def register(
         self,
         key: MatchKey,
-        inbox: MemoryObjectSendStream[Reply],
+        inbox: Inbox,
         *,
         authenticated: bool = True,
     ) -> None:
@@ -127,4 +174,8 @@ class Transport(Protocol):
 
     async def send(self, packet: bytes) -> Sent:
         """Send a whole IPv4/IPv6 packet, paced by the transport's rate."""
+        ...
+
+    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
+        """Send packets in order, paced; one Sent per packet."""
         ...

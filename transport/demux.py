@@ -12,11 +12,8 @@ import contextlib
 import socket
 from collections.abc import Callable
 
-import anyio
-from anyio.streams.memory import MemoryObjectSendStream
-
 from rawprobe.errors import MalformedPacket, RawProbeError
-from rawprobe.transport.base import Counters, Recorder, Reply
+from rawprobe.transport.base import Counters, Inbox, Recorder, Reply
 from rawprobe.transport.keys import (
     KIND_ECHO,
     PROTO_ICMPV6,
@@ -28,8 +25,6 @@ from rawprobe.transport.keys import (
     key_of_reply_v6,
 )
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
-
-Inbox = MemoryObjectSendStream[Reply]
 
 
 class Demux:
@@ -147,12 +142,10 @@ class Demux:
     def _deliver(self, key: MatchKey, inbox: Inbox, reply: Reply) -> None:
         if self.recorder is not None:
             self.recorder.record(self._full_packet(reply), reply.received_ns, False)
-        try:
-            inbox.send_nowait(reply)
-        except anyio.WouldBlock:
-            self.counters.inbox_overflow += 1
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        if inbox.closed:
             self._routes.pop(key, None)
             self.counters.unmatched += 1
-        else:
+        elif inbox.put(reply):
             self.counters.delivered += 1
+        else:
+            self.counters.inbox_overflow += 1

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 from rawprobe.errors import SendError
-from rawprobe.transport.base import Reply, Sent
+from rawprobe.transport.base import Inbox, Reply, Sent
 from rawprobe.transport.keys import MatchKey, keys_of_sent
 
 
@@ -23,7 +22,7 @@ class Exchanges:
     def register(
         self,
         key: MatchKey,
-        inbox: MemoryObjectSendStream[Reply],
+        inbox: Inbox,
         *,
         authenticated: bool = True,
     ) -> None:
@@ -47,16 +46,17 @@ class Exchanges:
         SendError when the local stack refused to send it (the errno is named).
         """
         keys = keys_of_sent(packet)
-        inbox_in, inbox_out = anyio.create_memory_object_stream[Reply](64)
-        with inbox_in, inbox_out:
-            try:
-                await self._send_registered(packet, keys, inbox_in, authenticated)
-                with anyio.move_on_after(timeout_s):
-                    return await inbox_out.receive()
-                return None
-            finally:
-                for key in keys:
-                    self.unregister(key)
+        inbox = Inbox(64)
+        try:
+            await self._send_registered(packet, keys, inbox, authenticated)
+            with anyio.move_on_after(timeout_s):
+                await inbox.wait()
+            replies = inbox.take_all()
+            return replies[0] if replies else None
+        finally:
+            inbox.closed = True
+            for key in keys:
+                self.unregister(key)
 
     async def replies(
         self,
@@ -73,30 +73,31 @@ class Exchanges:
         wrap it in ``contextlib.aclosing`` to release them at once.
         """
         keys = keys_of_sent(packet)
-        inbox_in, inbox_out = anyio.create_memory_object_stream[Reply](64)
-        with inbox_in, inbox_out:
-            try:
-                await self._send_registered(packet, keys, inbox_in, authenticated)
-                deadline = anyio.current_time() + timeout_s
-                count = 0
-                while limit is None or count < limit:
-                    reply = None
-                    # The cancel scope never spans a yield (unsafe in async generators).
-                    with anyio.move_on_after(deadline - anyio.current_time()):
-                        reply = await inbox_out.receive()
-                    if reply is None:
-                        return
+        inbox = Inbox(64)
+        try:
+            await self._send_registered(packet, keys, inbox, authenticated)
+            deadline = anyio.current_time() + timeout_s
+            count = 0
+            while limit is None or count < limit:
+                # The cancel scope never spans a yield (unsafe in async generators).
+                with anyio.move_on_after(deadline - anyio.current_time()):
+                    await inbox.wait()
+                replies = inbox.take_all()
+                if not replies:
+                    return
+                for reply in replies[: None if limit is None else limit - count]:
                     count += 1
                     yield reply
-            finally:
-                for key in keys:
-                    self.unregister(key)
+        finally:
+            inbox.closed = True
+            for key in keys:
+                self.unregister(key)
 
     async def _send_registered(
         self,
         packet: bytes,
         keys: tuple[MatchKey, ...],
-        inbox: MemoryObjectSendStream[Reply],
+        inbox: Inbox,
         authenticated: bool,
     ) -> None:
         for key in keys:

@@ -68,6 +68,7 @@ _PORTS_WORD = struct.Struct("!HHH")  # ports, then the UDP length or TCP seq hig
 _PORTS_SEQ = struct.Struct("!HHI")
 _PORTS_SEQ_ACK = struct.Struct("!HHII")
 _UDP = struct.Struct("!HHHH")
+_COOKIE_FIELDS = struct.Struct("!BII")
 
 
 def keys_of_sent(packet: bytes) -> tuple[MatchKey, ...]:
@@ -218,13 +219,19 @@ class Cookies:
     COOKIE_BYTES = 8
 
     def __init__(self, secret: bytes | None = None) -> None:
-        self._secret = secret if secret is not None else secrets.token_bytes(32)
+        secret = secret if secret is not None else secrets.token_bytes(32)
+        self._ident_prefix = secrets.randbits(8)
+        self._ident_counter = secrets.randbits(8)
+        # Keyed once; each cookie copies the keyed state (cheaper than re-keying).
+        self._keyed = hashlib.blake2b(key=secret, digest_size=self.COOKIE_BYTES)
 
     def cookie(self, key: MatchKey) -> bytes:
-        """The cookie for a probe with this key (8 bytes)."""
-        kind, remote, ident, seq = key
-        data = struct.pack("!BHH", kind, ident, seq) + remote
-        return hashlib.blake2b(data, key=self._secret, digest_size=self.COOKIE_BYTES).digest()
+        """The cookie for a probe with this key (8 bytes of keyed BLAKE2b)."""
+        kind, remote, a, b = key
+        hasher = self._keyed.copy()
+        hasher.update(_COOKIE_FIELDS.pack(kind, a, b))
+        hasher.update(remote)
+        return hasher.digest()
 
     def echo_payload(self, key: MatchKey, size: int) -> bytes:
         """An echo payload of ``size`` bytes that starts with the cookie.
@@ -247,7 +254,15 @@ class Cookies:
         present = bytes(payload[: self.COOKIE_BYTES])
         return hmac.compare_digest(present, self.cookie(key)[: len(present)])
 
-    @staticmethod
-    def new_ident() -> int:
-        """A random 16-bit ICMP identifier."""
-        return secrets.randbits(16)
+    @property
+    def ident_prefix(self) -> int:
+        """High byte shared by every identifier this transport hands out, so a kernel
+        filter can drop other programs' echo replies before they wake us."""
+        return self._ident_prefix
+
+    def new_ident(self) -> int:
+        """A 16-bit ICMP identifier: the transport's prefix and a counter (which wraps
+        after 256; keys also hold the remote address, so reuse collides only for two
+        concurrent probes of one host)."""
+        self._ident_counter = (self._ident_counter + 1) & 0xFF
+        return self._ident_prefix << 8 | self._ident_counter

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectSendStream
 
 from rawprobe.errors import MalformedPacket, TransportClosed
-from rawprobe.transport.base import Counters, Recorder, Reply, Sent
+from rawprobe.transport.base import Counters, Inbox, Recorder, Sent
 from rawprobe.transport.demux import Demux
 from rawprobe.transport.exchange import Exchanges
 from rawprobe.transport.keys import Cookies, MatchKey
@@ -171,7 +170,7 @@ class MemoryTransport(Exchanges):
     def register(
         self,
         key: MatchKey,
-        inbox: MemoryObjectSendStream[Reply],
+        inbox: Inbox,
         *,
         authenticated: bool = True,
     ) -> None:
@@ -202,6 +201,9 @@ class MemoryTransport(Exchanges):
         for delay_s, delivery in answers:
             self._task_group.start_soon(self._deliver_later, delay_s, delivery)
         return Sent(int(now * 1e9), now)
+
+    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
+        return [await self.send(packet) for packet in packets]
 
     def inject(
         self, data: bytes, source: str | None = None, hop_limit: int = 64, protocol: int = 58

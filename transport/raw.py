@@ -12,16 +12,16 @@ import errno
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectSendStream
 
 from rawprobe.errors import SendError, TransportClosed, TransportError
-from rawprobe.transport.base import Counters, Recorder, Reply, Sent
+from rawprobe.transport import privileges
+from rawprobe.transport.base import Counters, Inbox, Recorder, Sent
 from rawprobe.transport.demux import Demux
 from rawprobe.transport.exchange import Exchanges
 from rawprobe.transport.keys import Cookies, MatchKey
@@ -29,9 +29,13 @@ from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
 from rawprobe.transport.sockets import (
     ICMP_SOCKETS,
     IPV6_HOPLIMIT,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
     SCM_TIMESTAMPNS,
     SO_RXQ_OVFL,
     RouteLookup,
+    attach_filter,
+    icmp_filter_program,
     open_raw_socket,
 )
 
@@ -57,6 +61,7 @@ NETWORK_SEND_ERRORS = frozenset(
 )
 #: How long a send keeps retrying while the kernel's queues are full (ENOBUFS).
 _ENOBUFS_PATIENCE_S = 5.0
+_ENOBUFS_WAIT_S = 0.001
 
 DEFAULT_PROTOCOLS = ICMP_SOCKETS
 
@@ -90,6 +95,10 @@ class RawTransport(Exchanges):
                     raise
                 self._sockets[(family, protocol)] = sock
                 self._send_sockets.setdefault(family, sock)
+                if protocol in (PROTO_ICMP, PROTO_ICMPV6):
+                    program = icmp_filter_program(family, self.cookies.ident_prefix)
+                    attach_filter(sock, program)
+            privileges.sockets_opened()  # drops them if the process opted in (the CLI)
         except BaseException:
             self._close_sockets()
             raise
@@ -102,7 +111,7 @@ class RawTransport(Exchanges):
     def register(
         self,
         key: MatchKey,
-        inbox: MemoryObjectSendStream[Reply],
+        inbox: Inbox,
         *,
         authenticated: bool = True,
     ) -> None:
@@ -115,11 +124,57 @@ class RawTransport(Exchanges):
 
     async def send(self, packet: bytes) -> Sent:
         """Send a whole IP packet. Network refusals come back in ``Sent.error``."""
+        return (await self.send_batch((packet,)))[0]
+
+    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
+        """Send whole IP packets in order, paced; one Sent per packet.
+
+        No per-packet await unless pacing or full kernel queues (ENOBUFS, waited out
+        rather than losing a probe) make the loop wait.
+        """
         if self._closed:
             raise TransportClosed("transport is closed")
-        delay = self._bucket.take(time.monotonic())
-        if delay > 0.0:
-            await anyio.sleep(delay)
+        stamps = []
+        bucket = self._bucket
+        for packet in packets:
+            delay = bucket.take(time.monotonic())
+            if delay > 0.0:
+                await anyio.sleep(delay)
+            waited_s = 0.0
+            while (sent := self._try_send(packet)) is None:
+                if waited_s > _ENOBUFS_PATIENCE_S:
+                    destination = self._route(packet)[1][0]
+                    raise SendError(f"send to {destination}: kernel buffers stayed full")
+                await anyio.sleep(_ENOBUFS_WAIT_S)
+                waited_s += _ENOBUFS_WAIT_S
+            stamps.append(sent)
+        recorder = self._demux.recorder
+        if recorder is not None:
+            for packet, sent in zip(packets, stamps, strict=True):
+                if sent.error is None:
+                    recorder.record(packet, sent.realtime_ns, True)
+        return stamps
+
+    def _try_send(self, packet: bytes) -> Sent | None:
+        """One sendto: a Sent, or None when the kernel's queue is full (try again)."""
+        if self._closed:
+            raise TransportClosed("transport closed while sending")
+        sock, address = self._route(packet)
+        monotonic_s = time.monotonic()
+        realtime_ns = time.time_ns()  # the RTT's start: right before the syscall
+        try:
+            sock.sendto(packet, address)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                return None
+            return self._send_failed(exc, address[0], realtime_ns, monotonic_s)
+        self.counters.sent += 1
+        return Sent(realtime_ns, monotonic_s)
+
+    def _route(self, packet: bytes) -> tuple[socket.socket, tuple[str, int]]:
+        """The socket and sendto address for a whole IP packet."""
         version = packet[0] >> 4
         family = socket.AF_INET if version == 4 else socket.AF_INET6
         sock = self._send_sockets.get(family)
@@ -127,35 +182,17 @@ class RawTransport(Exchanges):
             name = "IPv4" if version == 4 else "IPv6"
             raise TransportError(f"{name} is not available on this host")
         if version == 4:
-            address: tuple[str, int] = (socket.inet_ntop(socket.AF_INET, packet[16:20]), 0)
-        else:
-            address = (socket.inet_ntop(socket.AF_INET6, packet[24:40]), 0)
-        waited_s = 0.0
-        while True:
-            if self._closed:
-                raise TransportClosed("transport closed while sending")
-            monotonic_s = time.monotonic()
-            realtime_ns = time.time_ns()  # the RTT's start: as close to the syscall as we can
-            try:
-                sock.sendto(packet, address)
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    self.counters.send_errors += 1
-                    if exc.errno in NETWORK_SEND_ERRORS:
-                        return Sent(realtime_ns, monotonic_s, errno.errorcode[exc.errno])
-                    raise SendError(f"send to {address[0]} failed: {exc.strerror}") from exc
-            else:
-                self.counters.sent += 1
-                if self._demux.recorder is not None:
-                    self._demux.recorder.record(packet, realtime_ns, True)
-                return Sent(realtime_ns, monotonic_s)
-            # Kernel queue full: wait it out rather than lose the probe.
-            if waited_s > _ENOBUFS_PATIENCE_S:
-                raise SendError(f"send to {address[0]}: kernel buffers stayed full")
-            await anyio.sleep(0.001)
-            waited_s += 0.001
+            return sock, (socket.inet_ntop(socket.AF_INET, packet[16:20]), 0)
+        return sock, (socket.inet_ntop(socket.AF_INET6, packet[24:40]), 0)
+
+    def _send_failed(
+        self, exc: OSError, destination: str, realtime_ns: int, monotonic_s: float
+    ) -> Sent:
+        """A refused send: a result for network answers, SendError for the rest."""
+        self.counters.send_errors += 1
+        if exc.errno in NETWORK_SEND_ERRORS:
+            return Sent(realtime_ns, monotonic_s, errno.errorcode[exc.errno])
+        raise SendError(f"send to {destination} failed: {exc.strerror}") from exc
 
     @property
     def recorder(self) -> Recorder | None:
@@ -256,6 +293,8 @@ async def open_transport(
 
     Sockets are created here, in the calling thread's network namespace. Raises
     PrivilegeError without CAP_NET_RAW. ``rate_pps=0`` removes the send-rate cap.
+    A process that opted in with ``privileges.drop_after_open()`` (the CLI) loses its
+    privileges right after the sockets exist: it cannot open another transport.
     """
     transport = RawTransport(protocols, rate_pps=rate_pps, cookies=cookies)
     try:

@@ -6,6 +6,7 @@ once. Everything else in the package asks this module for sockets.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import socket
 import struct
@@ -67,6 +68,58 @@ def _icmp6_filter() -> bytes:
     for icmp_type in _ICMP6_PASS:
         words[icmp_type >> 5] &= ~(1 << (icmp_type & 31))
     return struct.pack("=8I", *words)
+
+
+# Classic BPF (SO_ATTACH_FILTER): the few opcodes the ICMP filters use.
+_BPF_LDX_B_MSH = 0xB1  # X = 4 * (packet[k] & 0x0F): the IPv4 header length
+_BPF_LD_B_ABS = 0x30  # A = packet[k]
+_BPF_LD_B_IND = 0x50  # A = packet[X + k]
+_BPF_JEQ_K = 0x15  # if A == k: skip jt, else skip jf
+_BPF_RET_K = 0x06  # accept k bytes (0: drop)
+_ACCEPT = 0x40000
+_ICMP4_ERRORS = (3, 4, 5, 11, 12)
+_ICMP4_QUERY_REPLIES = (0, 14, 16, 18)
+_ICMP6_ERRORS = (1, 2, 3, 4)
+
+
+def icmp_filter_program(family: int, ident_prefix: int) -> list[tuple[int, int, int, int]]:
+    """A socket filter passing ICMP errors and the replies whose identifier starts with
+    ``ident_prefix`` (ours): other programs' echo replies never wake the reader.
+
+    IPv4 raw sockets filter the whole IP packet, IPv6 ones the ICMPv6 message.
+    """
+    replies = _ICMP4_QUERY_REPLIES if family == socket.AF_INET else (129,)
+    errors = _ICMP4_ERRORS if family == socket.AF_INET else _ICMP6_ERRORS
+    program: list[tuple[int, int, int, int]] = []
+    if family == socket.AF_INET:
+        program.append((_BPF_LDX_B_MSH, 0, 0, 0))
+        program.append((_BPF_LD_B_IND, 0, 0, 0))  # ICMP type
+    else:
+        program.append((_BPF_LD_B_ABS, 0, 0, 0))
+    tests = [*errors, *replies]
+    accept_at = len(program) + len(tests) + 1  # index of "ret accept" after the tests
+    for position, value in enumerate(tests):
+        here = len(program)
+        if position < len(errors):
+            program.append((_BPF_JEQ_K, accept_at - here - 1, 0, value))
+        else:  # a reply: check the identifier's high byte first (after accept_at)
+            program.append((_BPF_JEQ_K, accept_at + 1 - here - 1, 0, value))
+    program.append((_BPF_RET_K, 0, 0, 0))  # no test matched: drop
+    program.append((_BPF_RET_K, 0, 0, _ACCEPT))  # accept_at
+    ident = (_BPF_LD_B_IND, 0, 0, 4) if family == socket.AF_INET else (_BPF_LD_B_ABS, 0, 0, 4)
+    program.append(ident)
+    program.append((_BPF_JEQ_K, 0, 1, ident_prefix))
+    program.append((_BPF_RET_K, 0, 0, _ACCEPT))
+    program.append((_BPF_RET_K, 0, 0, 0))
+    return program
+
+
+def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """Attach a classic BPF program to ``sock`` (the kernel copies it)."""
+    code = b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+    buffer = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HP", len(program), ctypes.addressof(buffer))  # native: padded
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def open_raw_socket(

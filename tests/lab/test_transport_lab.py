@@ -80,3 +80,21 @@ async def test_udp_port_unreachable_and_ttl_exceeded(lab: Lab, family: str) -> N
     assert expired is not None
     assert expired.source == (lab.router_v6[1] if v6 else lab.router_v4[1])
     assert icmp_type_code(expired.data, v6) == ((3, 0) if v6 else (11, 0))
+
+
+async def test_other_programs_echo_replies_never_reach_the_reader(lab: Lab) -> None:
+    """The kernel filter passes our replies and ICMP errors, drops everyone else's."""
+    from rawprobe.probes.ping import PingOptions, ping_many_with
+
+    targets = [lab.target_v4, lab.target_v6]
+    with lab.entered("client"):
+        async with open_transport() as transport:
+            for target in targets:  # iputils ping, a program of its own, as root
+                lab.run("client", "ping", "-c", "5", "-i", "0.01", target)
+            foreign = transport.counters.received
+            ours = await ping_many_with(transport, targets, PingOptions(count=3, interval_s=0.01))
+            errors = await ping_many_with(transport, targets, PingOptions(count=1, ttl=2))
+    assert foreign == 0
+    assert [result.received for result in ours] == [3, 3]
+    assert [len(result.errors) for result in errors] == [1, 1]
+    assert transport.counters.unmatched == 0

@@ -1,0 +1,115 @@
+"""Full-range SYN scan: rawprobe against nmap (and masscan, when installed) in one run.
+
+Builds a lab, then alternates, round after round, in the lab's client namespace:
+
+    rawprobe scan -p- --rate 0 --json TARGET
+    nmap -sS -p- -T4 -n -Pn -oG - TARGET
+    masscan -p1-65535 --rate R TARGET            (only if masscan is on PATH)
+
+Each is timed as a whole process (wall clock, startup included). Prints every round,
+then the medians, the ratio rawprobe/nmap (the goal is <= 0.5) and whether each tool
+found exactly the lab's open ports. Root only; every packet stays inside the lab.
+
+    sudo .venv/bin/python bench/scan_vs_nmap.py [--rounds 5] [-6] [--masscan-rate 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import sys
+import time
+
+from rawprobe.lab import Lab, lab
+
+_NMAP_OPEN = re.compile(r"(\d+)/open/tcp")
+_MASSCAN_OPEN = re.compile(r"Discovered open port (\d+)/tcp")
+
+
+def timed(the_lab: Lab, *argv: str) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = the_lab.run("client", *argv, timeout=600)
+    return time.perf_counter() - start, done.stdout
+
+
+def rawprobe_round(the_lab: Lab, target: str) -> tuple[float, set[int], dict[str, object]]:
+    seconds, out = timed(
+        the_lab, sys.executable, "-I", "-m", "rawprobe", "scan", "-p-", "--rate", "0", "--json",
+        target,
+    )  # fmt: skip
+    document = json.loads(out)
+    (host,) = document["hosts"]
+    found = {p["port"] for p in host["ports"] if p["state"] == "open"}
+    return seconds, found, document
+
+
+def nmap_round(the_lab: Lab, target: str) -> tuple[float, set[int]]:
+    argv = ["nmap", "-sS", "-p-", "-T4", "-n", "-Pn", "-oG", "-", target]
+    if ":" in target:
+        argv.insert(1, "-6")
+    seconds, out = timed(the_lab, *argv)
+    return seconds, {int(port) for port in _NMAP_OPEN.findall(out)}
+
+
+def masscan_round(the_lab: Lab, target: str, rate: int) -> tuple[float, set[int]]:
+    seconds, out = timed(the_lab, "masscan", "-p1-65535", "--rate", str(rate), target)
+    return seconds, {int(port) for port in _MASSCAN_OPEN.findall(out)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("-6", dest="v6", action="store_true", help="IPv6 target")
+    parser.add_argument("--masscan-rate", type=int, default=20000)
+    args = parser.parse_args()
+    use_masscan = shutil.which("masscan") is not None
+
+    with lab() as the_lab:
+        target = the_lab.target_v6 if args.v6 else the_lab.target_v4
+        truth = set(the_lab.open_ports)
+        ours: list[float] = []
+        nmaps: list[float] = []
+        masscans: list[float] = []
+        exact = {"rawprobe": 0, "nmap": 0, "masscan": 0}
+        print(f"target {target}, open ports {sorted(truth)}, {args.rounds} rounds")
+        for number in range(1, args.rounds + 1):
+            a, found_a, document = rawprobe_round(the_lab, target)
+            b, found_b = nmap_round(the_lab, target)
+            ours.append(a)
+            nmaps.append(b)
+            exact["rawprobe"] += found_a == truth
+            exact["nmap"] += found_b == truth
+            totals = document["state_totals"]
+            line = (
+                f"round {number}: rawprobe {a:6.2f} s ({len(found_a)} open, states {totals},"
+                f" peak {document['timing']['peak_rate_pps']:,} pps)  nmap {b:6.2f} s"
+                f" ({len(found_b)} open)  ratio {a / b:.2f}"
+            )
+            if use_masscan:
+                c, found_c = masscan_round(the_lab, target, args.masscan_rate)
+                masscans.append(c)
+                exact["masscan"] += found_c == truth
+                line += f"  masscan {c:6.2f} s ({len(found_c)} open)"
+            print(line, flush=True)
+        ours_median, nmap_median = statistics.median(ours), statistics.median(nmaps)
+        print()
+        rounds = args.rounds
+        print(f"rawprobe median {ours_median:.2f} s   exact open set {exact['rawprobe']}/{rounds}")
+        print(f"nmap     median {nmap_median:.2f} s   exact open set {exact['nmap']}/{rounds}")
+        print(f"ratio rawprobe/nmap {ours_median / nmap_median:.2f} (goal <= 0.50)")
+        if use_masscan:
+            masscan_median = statistics.median(masscans)
+            print(
+                f"masscan  median {masscan_median:.2f} s at {args.masscan_rate} pps   exact open"
+                f" set {exact['masscan']}/{args.rounds}   ratio rawprobe/masscan"
+                f" {ours_median / masscan_median:.2f}"
+            )
+        else:
+            print("masscan: not installed, skipped")
+
+
+if __name__ == "__main__":
+    main()

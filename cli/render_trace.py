@@ -1,0 +1,263 @@
+"""Pure rendering of traceroute results: classic plain lines, rich tables, JSON data,
+and the mtr-style statistics table (live and report modes).
+
+Nothing here prints, resolves names or reads a clock. ``names`` maps addresses to
+reverse-DNS names when the caller looked them up (never in tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.table import Table
+
+from rawprobe.cli.render import SCHEMA, ms
+from rawprobe.probes.models import HopStats, TraceHop, TraceResponse, TraceResult
+from rawprobe.transport.wire.icmpext import MplsLabel
+
+Names = Mapping[str, str]
+
+#: mtr's columns, in its order.
+LIVE_COLUMNS = ("Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev")
+
+
+def _family(address: str) -> str:
+    return "ipv6" if ":" in address else "ipv4"
+
+
+def _host(address: str, names: Names | None) -> str:
+    """``name (address)`` like traceroute when a name is known, else the address."""
+    name = names.get(address) if names else None
+    return f"{name} ({address})" if name else address
+
+
+def mpls_text(labels: Sequence[MplsLabel]) -> str:
+    """traceroute -e's form: ``<MPLS:L=100,E=0,S=1,T=1>`` (entries joined by ``/``)."""
+    entries = "/".join(
+        f"L={label.label},E={label.tc},S={int(label.bottom)},T={label.ttl}" for label in labels
+    )
+    return f"<MPLS:{entries}>"
+
+
+# -- classic plain layout ------------------------------------------------------------
+
+
+def trace_banner(result_or_target: TraceResult | str, address: str = "", **kw: int) -> str:
+    """traceroute's first line: ``traceroute to T (A), 30 hops max, 60 byte packets``."""
+    if isinstance(result_or_target, TraceResult):
+        r = result_or_target
+        return trace_banner(r.target, r.address, max_ttl=r.max_ttl, packet_size=r.packet_size)
+    return (
+        f"traceroute to {result_or_target} ({address}), {kw['max_ttl']} hops max, "
+        f"{kw['packet_size']} byte packets"
+    )
+
+
+def hop_line(hop: TraceHop, names: Names | None = None) -> str:
+    """One hop the way traceroute prints it: `` 2  198.18.2.2  0.040 ms  0.031 ms  *``.
+
+    The address is printed again whenever it changes within the hop (path change)."""
+    parts = [f"{hop.ttl:2d} "]
+    previous: str | None = None
+    for probe in hop.probes:
+        if probe is None:
+            parts.append(" *")
+            continue
+        if probe.address != previous:
+            parts.append(f" {_host(probe.address, names)}")
+            previous = probe.address
+        parts.append(f"  {probe.rtt_s * 1000:.3f} ms")
+        if probe.mpls:
+            parts.append(f" {mpls_text(probe.mpls)}")
+        if probe.annotation:
+            parts.append(f" {probe.annotation}")
+    return "".join(parts)
+
+
+def trace_lines(result: TraceResult, names: Names | None = None) -> list[str]:
+    """Every hop line of a finished trace (no banner)."""
+    return [hop_line(hop, names) for hop in result.hops]
+
+
+# -- rich ------------------------------------------------------------------------------
+
+
+def trace_table(result: TraceResult, names: Names | None = None) -> Table:
+    """A rich table for one trace (TTY output)."""
+    state = "[green]reached[/]" if result.reached else "[red]not reached[/]"
+    mode = "Paris" if result.paris else "classic"
+    table = Table(
+        title=f"{result.target} ({result.address}) · {result.method} · {mode} · {state}",
+        title_justify="left",
+    )
+    for name, justify in (("hop", "right"), ("address", "left"), ("rtt ms", "left"),
+                          ("note", "left")):  # fmt: skip
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for hop in result.hops:
+        if hop.is_silent:
+            table.add_row(str(hop.ttl), "[dim]*[/]", " ".join("*" for _ in hop.probes), "")
+            continue
+        addresses = "\n".join(_host(a, names) for a in hop.addresses)
+        rtts = " ".join("*" if p is None else f"{p.rtt_s * 1000:.3f}" for p in hop.probes)
+        notes = sorted({p.annotation for p in hop.responses if p.annotation})
+        notes += sorted({mpls_text(p.mpls) for p in hop.responses if p.mpls})
+        table.add_row(str(hop.ttl), addresses, rtts, " ".join(notes))
+    return table
+
+
+# -- JSON --------------------------------------------------------------------------------
+
+
+def _response_data(probe: TraceResponse, names: Names | None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "address": probe.address,
+        "rtt_ms": ms(probe.rtt_s),
+        "kind": probe.kind,
+        "icmp_type": probe.icmp_type,
+        "icmp_code": probe.icmp_code,
+        "annotation": probe.annotation or None,
+        "reply_ttl": probe.reply_ttl,
+        "quoted_ttl": probe.quoted_ttl,
+        "mpls": [
+            {"label": m.label, "tc": m.tc, "bottom": m.bottom, "ttl": m.ttl} for m in probe.mpls
+        ],
+        "attempt": probe.attempt,
+    }
+    if names and probe.address in names:
+        data["hostname"] = names[probe.address]
+    return data
+
+
+def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any]:
+    """One trace of the JSON document."""
+    return {
+        "target": result.target,
+        "address": result.address,
+        "family": _family(result.address),
+        "method": result.method,
+        "paris": result.paris,
+        "source": result.source,
+        "flow": list(result.flow),
+        "reached": result.reached,
+        "complete": result.complete,
+        "destination_ttl": result.destination_ttl,
+        "first_ttl": result.first_ttl,
+        "max_ttl": result.max_ttl,
+        "probes_sent": result.probes_sent,
+        "elapsed_ms": ms(result.elapsed_s),
+        "send_error": result.send_error,
+        "hops": [
+            {
+                "ttl": hop.ttl,
+                "sent": hop.sent,
+                "lost": sum(1 for p in hop.probes if p is None),
+                "responses": [_response_data(p, names) for p in hop.responses],
+            }
+            for hop in result.hops
+        ],
+    }
+
+
+def trace_document(
+    results: Sequence[TraceResult], names: Names | None = None, **extra: Any
+) -> dict[str, Any]:
+    """``{"schema": "rawprobe/1", "command": "trace", "traces": [...]}``."""
+    document: dict[str, Any] = {
+        "schema": SCHEMA,
+        "command": "trace",
+        "traces": [trace_data(r, names) for r in results],
+    }
+    document.update(extra)
+    return document
+
+
+# -- mtr-style statistics ------------------------------------------------------------------
+
+
+def _cell(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def _row_cells(row: HopStats) -> list[str]:
+    return [
+        f"{row.loss * 100:.1f}%",
+        str(row.sent),
+        _cell(row.last_s),
+        _cell(row.avg_s),
+        _cell(row.best_s),
+        _cell(row.worst_s),
+        _cell(row.stdev_s),
+    ]
+
+
+def _row_host(row: HopStats, names: Names | None) -> str:
+    if not row.addresses:
+        return "???"
+    text = " ".join(_host(a, names) for a in row.addresses)
+    return f"{text} {row.annotation}" if row.annotation else text
+
+
+def live_table(
+    target: str, address: str, rounds: int, rows: Sequence[HopStats], names: Names | None = None
+) -> Table:
+    """mtr's screen for one target: a row per hop with Loss%, Snt, Last, Avg, Best,
+    Wrst, StDev (milliseconds)."""
+    name = address if target == address else f"{target} ({address})"
+    title = f"{name} · round {rounds}"
+    table = Table(title=title, title_justify="left")
+    table.add_column("Hop", justify="right")
+    table.add_column("Host", justify="left")
+    for name in LIVE_COLUMNS:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(f"{row.ttl}.", _row_host(row, names), *_row_cells(row))
+    return table
+
+
+def report_lines(
+    target: str, rows: Sequence[HopStats], names: Names | None = None, host_width: int = 40
+) -> list[str]:
+    """``mtr -r`` layout: ``HOST: target  Loss% Snt Last Avg Best Wrst StDev`` then
+    `` 1.|-- 198.18.1.1  0.0%  10  0.1 ...`` per hop."""
+    widths = (6, 5, 6, 6, 6, 6, 6)
+    header = "".join(f"{name:>{w}}" for name, w in zip(LIVE_COLUMNS, widths, strict=True))
+    lines = [f"HOST: {target:<{host_width - 2}}{header}"]
+    for row in rows:
+        host = f"{row.ttl:3d}.|-- {_row_host(row, names)}"
+        cells = "".join(f"{c:>{w}}" for c, w in zip(_row_cells(row), widths, strict=True))
+        lines.append(f"{host:<{host_width + 4}}{cells}")
+    return lines
+
+
+def live_data(
+    target: str, address: str, rounds: int, rows: Sequence[HopStats], names: Names | None = None
+) -> dict[str, Any]:
+    """One target's statistics for JSON (report document or NDJSON live stream)."""
+
+    def ms_or_none(seconds: float | None) -> float | None:
+        return None if seconds is None else ms(seconds)
+
+    return {
+        "target": target,
+        "address": address,
+        "family": _family(address),
+        "rounds": rounds,
+        "hops": [
+            {
+                "ttl": row.ttl,
+                "addresses": list(row.addresses),
+                "hostnames": {a: names[a] for a in row.addresses if names and a in names},
+                "loss": round(row.loss, 6),
+                "sent": row.sent,
+                "received": row.received,
+                "last_ms": ms_or_none(row.last_s),
+                "avg_ms": ms_or_none(row.avg_s),
+                "best_ms": ms_or_none(row.best_s),
+                "worst_ms": ms_or_none(row.worst_s),
+                "stdev_ms": ms_or_none(row.stdev_s),
+                "annotation": row.annotation or None,
+            }
+            for row in rows
+        ],
+    }

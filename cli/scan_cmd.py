@@ -1,0 +1,176 @@
+"""``rawprobe scan``: TCP SYN (or ACK) port scan with nmap-like output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from rawprobe.cli import render_scan
+from rawprobe.cli.args import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    add_backend_option,
+    int_in,
+    interruptible,
+    seconds,
+)
+from rawprobe.errors import UsageError
+from rawprobe.probes.drive import drive
+from rawprobe.probes.scan import (
+    ScanOptions,
+    ScanProgress,
+    new_machine,
+    scan_ports,
+    scan_protocols,
+)
+from rawprobe.scan_targets import resolve_targets
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS
+from rawprobe.transport.raw import open_transport
+
+
+def register(commands: Any) -> None:
+    scan = commands.add_parser(
+        "scan",
+        help="TCP SYN port scan (like nmap -sS)",
+        description="Send a TCP SYN to every port of every target in a random order and "
+        "report each port as open (SYN-ACK), closed (RST) or filtered (no answer after "
+        "retries, or an ICMP error). Default ports: the 1000 most common.",
+    )
+    scan.add_argument("targets", nargs="*", metavar="TARGET", help="host, address, CIDR or A-B")
+    scan.add_argument("-f", "--file", type=Path, help="read targets from FILE (one per line)")
+    scan.add_argument(
+        "-p", "--ports", metavar="PORTS", help="22,80,443 / 1-1024 / - (all; -p- works too)"
+    )
+    scan.add_argument("--top-ports", type=int_in(1, 1000), metavar="N", help="N most common")
+    scan.add_argument(
+        "--rate", type=seconds, default=DEFAULT_RATE_PPS, help="max probes/s (0: no cap)"
+    )
+    scan.add_argument("--min-rate", type=seconds, default=0.0, help="min probes/s")
+    scan.add_argument("--retries", type=int_in(0, 20), default=1, help="retransmissions (1)")
+    scan.add_argument(
+        "--max-retries", type=int_in(0, 50), default=6, help="retransmissions when loss is seen"
+    )
+    scan.add_argument("--ack", action="store_true", help="ACK scan: unfiltered vs filtered")
+    scan.add_argument("--open", action="store_true", help="show only open ports")
+    scan.add_argument("--reason", action="store_true", help="show why each port has its state")
+    scan.add_argument("--all", action="store_true", help="list every port, closed ones too")
+    scan.add_argument("-r", dest="sequential", action="store_true", help="ports in order")
+    scan.add_argument("--seed", type=int, help="seed of the random order")
+    scan.add_argument("-S", "--source", metavar="ADDRESS", help="source address")
+    family = scan.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
+    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    scan.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    scan.add_argument("-oG", dest="grepable", metavar="FILE", help="grepable output (- stdout)")
+    scan.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_backend_option(scan)
+    scan.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = ScanOptions(
+        technique="ack" if args.ack else "syn",
+        retries=args.retries,
+        max_retries=max(args.max_retries, args.retries),
+        max_rate_pps=args.rate,
+        min_rate_pps=args.min_rate,
+        randomize=not args.sequential,
+        seed=args.seed,
+        keep_closed=args.all,
+        closed_events=False,  # nothing here streams closed ports
+    )
+    ports = scan_ports(args.ports, args.top_ports)
+    code: int = anyio.run(_main, args, options, ports, backend=args.backend)
+    return code
+
+
+def _target_texts(args: argparse.Namespace) -> list[str]:
+    texts = list(args.targets)
+    if args.file is not None:
+        try:
+            lines = args.file.read_text().splitlines()
+        except OSError as exc:
+            raise UsageError(f"{args.file}: {exc.strerror}") from None
+        texts += [word for line in lines for word in line.split("#")[0].split()]
+    if not texts:
+        raise UsageError("scan: give targets (hosts, addresses, CIDR blocks) or -f FILE")
+    return texts
+
+
+async def _main(args: argparse.Namespace, options: ScanOptions, ports: tuple[int, ...]) -> int:
+    space = await resolve_targets(_target_texts(args), args.family)
+    started = time.strftime("%a %b %d %H:%M:%S %Y")
+    console = Console(stderr=True, highlight=False)
+    show_progress = console.is_terminal and not args.quiet
+    progress = Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9,.0f} probes/s"),
+        TimeRemainingColumn(),
+        console=console,
+        auto_refresh=False,  # redrawn from the event loop on progress events
+        transient=True,
+    )
+    task = progress.add_task("scan", total=space.size * len(ports), rate=0.0)
+
+    def on_event(event: object) -> None:
+        if isinstance(event, ScanProgress):
+            progress.update(task, completed=event.decided, rate=event.rate_pps, refresh=True)
+
+    rate = options.max_rate_pps
+    async with open_transport(scan_protocols(space), rate_pps=rate) as transport:
+        machine = new_machine(transport, space, ports, options, source=args.source)
+        if show_progress:
+            progress.start()
+        try:
+            async with interruptible() as interrupt:
+                await drive(
+                    machine,
+                    transport,
+                    on_event=on_event if show_progress else None,
+                    inbox_size=1 << 16,
+                )
+        finally:
+            if show_progress:
+                progress.stop()
+        result = machine.result(anyio.current_time())
+        counters = transport.counters.as_dict()
+
+    if args.json:
+        document = render_scan.scan_document(
+            result, interrupted=interrupt.happened, counters=counters
+        )
+        print(json.dumps(document, indent=2))
+    else:
+        for line in render_scan.scan_report(
+            result, only_open=args.open, show_all=args.all, reason=args.reason
+        ):
+            print(line)
+    if args.grepable is not None:
+        finished = time.strftime("%a %b %d %H:%M:%S %Y")
+        command = "rawprobe " + " ".join(sys.argv[1:])
+        text = "\n".join(render_scan.grepable(result, command, started, finished)) + "\n"
+        if args.grepable == "-":
+            sys.stdout.write(text)
+        else:
+            try:
+                Path(args.grepable).write_text(text)
+            except OSError as exc:
+                raise UsageError(f"-oG {args.grepable}: {exc.strerror}") from None
+    return EXIT_INTERRUPTED if interrupt.happened else EXIT_OK

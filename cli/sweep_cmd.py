@@ -1,0 +1,282 @@
+"""``rawprobe sweep``: host discovery over whole networks (like ``fping -g``, ``nmap -sn``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import os
+import secrets
+import socket
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from rawprobe.cli.args import (
+    EXIT_INTERRUPTED,
+    EXIT_NO_REPLY,
+    EXIT_OK,
+    add_backend_option,
+    add_broadcast_option,
+    int_in,
+    interruptible,
+    refuse_special,
+    seconds,
+)
+from rawprobe.cli.render import SCHEMA, ms
+from rawprobe.errors import UsageError
+from rawprobe.probes.drive import drive
+from rawprobe.probes.permute import Permutation
+from rawprobe.probes.sweep import (
+    METHODS,
+    HostDown,
+    HostUp,
+    ShardOutcome,
+    SweepMachine,
+    SweepOptions,
+    merge_outcomes,
+)
+from rawprobe.probes.targets import TargetSpace
+from rawprobe.probes.workers import run_workers
+from rawprobe.targets import literal_address, resolve
+from rawprobe.transport import privileges
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS
+from rawprobe.transport.raw import open_transport
+
+
+def register(commands: Any) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        help="find the live hosts of networks (like fping -g / nmap -sn)",
+        description="Probe every address of the targets once (plus retries) in a random "
+        "order and report which hosts answered.",
+    )
+    sweep.add_argument("targets", nargs="*", metavar="TARGET", help="address, CIDR or range A-B")
+    sweep.add_argument("-f", "--file", type=Path, help="read targets from FILE, one per line")
+    sweep.add_argument("-M", "--method", choices=METHODS, default="icmp", help="probe type")
+    sweep.add_argument("-p", "--port", type=int_in(1, 65535), help="port for tcp-syn/tcp-ack/udp")
+    sweep.add_argument("-r", "--retries", type=int_in(0, 10), default=1, help="retries (1)")
+    sweep.add_argument(
+        "-t", "--timeout", type=seconds, default=1.0, help="max seconds to wait per probe (1)"
+    )
+    sweep.add_argument(
+        "--rate", type=seconds, default=DEFAULT_RATE_PPS, help="packets/s cap (0: none)"
+    )
+    sweep.add_argument("--seed", type=int, help="seed of the random order (shards need one)")
+    sweep.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="shard I of N")
+    output = sweep.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON document at the end")
+    output.add_argument("--ndjson", action="store_true", help="one JSON line per host as decided")
+    sweep.add_argument(
+        "-w", "--workers", type=int_in(1, 64), help="worker processes (default: CPUs, max 4)"
+    )
+    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_broadcast_option(sweep)
+    add_backend_option(sweep)
+    sweep.set_defaults(handler=run)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index_text, count_text = text.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not I/N: {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def run(args: argparse.Namespace) -> int:
+    options = SweepOptions(
+        method=args.method, port=args.port, retries=args.retries, timeout_s=args.timeout
+    )
+    if args.shard[1] > 1 and args.seed is None:
+        raise UsageError("--shard needs --seed: every shard must walk the same order")
+    specs = anyio.run(_target_specs, args)
+    refuse_special(specs, args.broadcast)
+    space = TargetSpace.parse(specs)
+    workers = args.workers or (min(os.cpu_count() or 1, 4) if space.size >= 4096 else 1)
+    if workers > 1 and args.seed is None:
+        args.seed = secrets.randbits(32)  # the workers must share one order
+    progress = mmap.mmap(-1, 16 * workers)  # per worker: decided, up (shared after fork)
+    show_progress = Console(stderr=True).is_terminal and not args.quiet
+
+    def job(worker: int) -> ShardOutcome:
+        shard_count = args.shard[1] * workers
+        shard_index = args.shard[0] + args.shard[1] * worker
+        draw = show_progress and worker == 0
+        outcome: ShardOutcome = anyio.run(
+            _sweep_shard, args, options, space, (shard_index, shard_count),
+            (progress, worker, workers, draw), backend=args.backend,
+        )  # fmt: skip
+        return outcome
+
+    outcomes = run_workers(job, workers, after_fork=privileges.sockets_opened)
+    result = merge_outcomes(space, outcomes)
+    interrupted = any(outcome.interrupted for outcome in outcomes)
+    counters = {
+        name: sum(outcome.counters.get(name, 0) for outcome in outcomes)
+        for name in outcomes[0].counters
+    }
+    total = len(Permutation(space.size, args.seed, *args.shard))
+    if args.json:
+        document = {
+            "schema": SCHEMA,
+            "command": "sweep",
+            "method": options.method,
+            "port": options.port,
+            "alive": list(result.alive),
+            "alive_count": len(result.alive),
+            "dead_count": result.dead_count,
+            "targets": total,
+            "probes_sent": result.probes_sent,
+            "elapsed_ms": ms(result.elapsed_s),
+            "rate_pps": round(result.rate_pps),
+            "workers": workers,
+            "shard": f"{args.shard[0]}/{args.shard[1]}",
+            "seed": args.seed,
+            "interrupted": interrupted,
+            "counters": counters,
+        }
+        print(json.dumps(document, indent=2))
+    elif not args.ndjson:
+        sys.stdout.write("".join(f"{address}\n" for address in result.alive))
+    if not args.json and not args.quiet:
+        Console(stderr=True).print(
+            f"{len(result.alive)} of {total} hosts up, {result.probes_sent} probes in"
+            f" {result.elapsed_s:.2f} s ({result.rate_pps:,.0f} probes/s, {workers} workers);"
+            f" kernel drops {counters.get('kernel_drops', 0)}",
+            highlight=False,
+        )
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.alive else EXIT_NO_REPLY
+
+
+async def _target_specs(args: argparse.Namespace) -> list[str]:
+    """Targets from the command line and ``-f``; names resolved to addresses."""
+    specs = list(args.targets)
+    if args.file is not None:
+        try:
+            lines = args.file.read_text().splitlines()
+        except OSError as exc:
+            raise UsageError(f"{args.file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{args.file}: not a text file") from None
+        specs += [line.split("#")[0].strip() for line in lines]
+        specs = [spec for spec in specs if spec]
+    if not specs:
+        raise UsageError("sweep: give targets (addresses, CIDR blocks, ranges) or -f FILE")
+    resolved = []
+    for spec in specs:
+        looks_literal = "/" in spec or "-" in spec or literal_address(spec) is not None
+        resolved.append(spec if looks_literal else await resolve(spec))
+    return resolved
+
+
+_Progress = tuple[mmap.mmap, int, int, bool]  # shared counters, worker, workers, draw?
+
+
+async def _sweep_shard(
+    args: argparse.Namespace,
+    options: SweepOptions,
+    space: TargetSpace,
+    shard: tuple[int, int],
+    progress: _Progress,
+) -> ShardOutcome:
+    """One worker: its own transport, its shard of the order, Ctrl-C -> partial."""
+    order = Permutation(space.size, args.seed, *shard)
+    rate = args.rate / progress[2]  # the workers share the rate cap
+
+    def on_event(event: object) -> None:
+        print(json.dumps(_event_data(event)), flush=True)  # whole lines: shards interleave
+
+    async with open_transport(options.socket_protocols, rate_pps=rate) as transport:
+        sources: dict[int, str] = {}
+        for block in space.blocks:
+            first = socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))
+            sources.setdefault(block.family, transport.source_for(first))
+        machine = SweepMachine(
+            space,
+            iter(order),
+            options,
+            sources=sources,
+            ident=transport.cookies.new_ident(),
+            cookies=transport.cookies,
+            emit_events=args.ndjson,
+        )
+        async with interruptible() as interrupt, anyio.create_task_group() as tasks:
+            tasks.start_soon(_report_progress, machine, progress, len(order))
+
+            async def run_sweep() -> None:
+                await drive(
+                    machine,
+                    transport,
+                    on_event=on_event if args.ndjson else None,
+                    inbox_size=2 * options.max_in_flight,
+                )
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(run_sweep)
+        outcome = machine.outcome(anyio.current_time(), transport.counters.as_dict())
+    if interrupt.happened:
+        return ShardOutcome(
+            outcome.alive_bitmap, outcome.dead_count, outcome.probes_sent,
+            outcome.elapsed_s, outcome.counters, interrupted=True,
+        )  # fmt: skip
+    return outcome
+
+
+def _event_data(event: object) -> dict[str, Any]:
+    if isinstance(event, HostUp):
+        return {
+            "schema": SCHEMA,
+            "event": "host",
+            "address": event.address,
+            "state": "up",
+            "reason": event.reason,
+            "rtt_ms": ms(event.rtt_s),
+            "ttl": event.ttl,
+        }
+    assert isinstance(event, HostDown)
+    return {
+        "schema": SCHEMA,
+        "event": "host",
+        "address": event.address,
+        "state": "down",
+        "reason": event.reason,
+    }
+
+
+async def _report_progress(machine: SweepMachine, progress: _Progress, shard_size: int) -> None:
+    """Publish this worker's counts; worker 0 also draws the bar for all of them
+    (refreshed from this task, never from a thread)."""
+    shared, worker, workers, draw = progress
+    slot = struct.Struct("=qq")
+    if not draw:
+        while True:
+            slot.pack_into(shared, 16 * worker, machine.decided_count, machine.alive_count)
+            await anyio.sleep(0.2)
+    columns = (
+        TextColumn("sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[up]} up"),
+        TimeRemainingColumn(),
+    )
+    console = Console(stderr=True)
+    total = shard_size * workers  # shards differ by at most a few addresses
+    with Progress(*columns, console=console, auto_refresh=False, transient=True) as bar:
+        task = bar.add_task("sweep", total=total, up=0)
+        while True:
+            slot.pack_into(shared, 0, machine.decided_count, machine.alive_count)
+            counts = [slot.unpack_from(shared, 16 * i) for i in range(workers)]
+            done, up = sum(c[0] for c in counts), sum(c[1] for c in counts)
+            bar.update(task, completed=done, up=up, refresh=True)
+            await anyio.sleep(0.2)

@@ -1,0 +1,348 @@
+"""``rawprobe trace``: Paris traceroute over ICMP, UDP or TCP to many targets at once, and
+an mtr-style live view (``--live``) or report (``--report -c N``).
+
+Options follow traceroute where they can (``-f`` first TTL, ``-m`` max TTL, ``-q``
+queries, ``-w`` wait, ``-p`` port, ``-n``, ``-I``/``-U``/``-T``); the targets file is
+``-F``/``--file`` because traceroute's ``-f`` is the first TTL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import anyio
+from rich.console import Console, Group
+
+from rawprobe.cli import render_trace
+from rawprobe.cli.args import (
+    EXIT_INTERRUPTED,
+    EXIT_NO_REPLY,
+    EXIT_OK,
+    add_backend_option,
+    add_broadcast_option,
+    address,
+    int_in,
+    interruptible,
+    positive_int,
+    refuse_special,
+    seconds,
+)
+from rawprobe.cli.live import LiveView
+from rawprobe.cli.render import SCHEMA
+from rawprobe.errors import UsageError
+from rawprobe.probes.drive import drive
+from rawprobe.probes.models import TraceHop, TraceResult
+from rawprobe.probes.traceroute import (
+    METHODS,
+    LiveTrace,
+    TraceOptions,
+    new_machine,
+    trace_many_with,
+    trace_protocols,
+)
+from rawprobe.targets import resolve
+from rawprobe.transport.base import Transport
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS
+from rawprobe.transport.raw import open_transport
+
+#: Reverse lookups never hold a trace's output longer than this.
+_DNS_TIMEOUT_S = 2.0
+
+
+def register(commands: Any) -> None:
+    trace = commands.add_parser(
+        "trace",
+        help="Paris traceroute (ICMP, UDP, TCP) to many targets at once; mtr-style --live",
+        description="Trace routes with flow-stable (Paris) probes. -f is the first TTL, "
+        "as in traceroute; read targets from a file with -F/--file.",
+    )
+    trace.add_argument("targets", nargs="*", metavar="TARGET")
+    trace.add_argument("-M", "--method", choices=METHODS, default=None, help="probe protocol")
+    trace.add_argument("-I", dest="method", action="store_const", const="icmp", help="-M icmp")
+    trace.add_argument("-U", dest="method", action="store_const", const="udp", help="-M udp")
+    trace.add_argument("-T", dest="method", action="store_const", const="tcp", help="-M tcp")
+    trace.add_argument("-p", "--port", type=int_in(1, 65535), help="destination port")
+    trace.add_argument("-f", "--first", type=int_in(1, 255), default=1, help="first TTL")
+    trace.add_argument("-m", "--max-hops", type=int_in(1, 255), default=30, help="max TTL")
+    trace.add_argument("-q", "--queries", type=int_in(1, 10), default=None, help="probes per hop")
+    trace.add_argument("-w", "--wait", type=seconds, default=1.0, help="seconds per probe")
+    trace.add_argument("--retries", type=int_in(0, 10), default=None, help="re-probes per query")
+    trace.add_argument(
+        "-N", "--in-flight", type=positive_int, default=None, help="TTLs probed at once (all)"
+    )
+    trace.add_argument("--classic", action="store_true", help="vary ports like traceroute")
+    trace.add_argument("-n", "--numeric", action="store_true", help="no reverse DNS")
+    trace.add_argument("-s", "--source", type=address, metavar="ADDRESS", help="source address")
+    add_broadcast_option(trace)
+    family = trace.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
+    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    trace.add_argument(
+        "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"
+    )
+    trace.add_argument("--json", action="store_true", help="JSON on stdout")
+    trace.add_argument("--live", action="store_true", help="mtr-style live table")
+    trace.add_argument("--report", action="store_true", help="like mtr -r: rounds, then a table")
+    trace.add_argument("-c", "--count", type=positive_int, help="rounds for --live/--report")
+    trace.add_argument(
+        "-i", "--interval", type=seconds, default=1.0, help="seconds between rounds (live)"
+    )
+    trace.add_argument("-F", "--file", metavar="FILE", help="targets, one per line")
+    add_backend_option(trace)
+    trace.set_defaults(handler=run)
+
+
+def read_targets(args: argparse.Namespace) -> list[str]:
+    """Targets from the command line, then from ``--file`` (blank lines and ``#``
+    comments skipped); UsageError when there are none or the file cannot be read."""
+    targets = list(args.targets)
+    if args.file is not None:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                targets += [t for t in (line.split("#")[0].strip() for line in f) if t]
+        except OSError as exc:
+            raise UsageError(f"cannot read targets file {args.file}: {exc.strerror}") from exc
+        except UnicodeDecodeError:
+            raise UsageError(f"targets file {args.file} is not text") from None
+    if not targets:
+        raise UsageError("rawprobe trace: no target given (see rawprobe trace --help)")
+    return targets
+
+
+def run(args: argparse.Namespace) -> int:
+    targets = read_targets(args)
+    live = args.live or args.report
+    if args.report and args.count is None:
+        args.count = 10  # mtr -r's default
+    queries = args.queries if args.queries is not None else (1 if live else 3)
+    retries = args.retries if args.retries is not None else (0 if live else 2)
+    options = TraceOptions(
+        method=args.method or "icmp",
+        first_ttl=args.first,
+        max_ttl=args.max_hops,
+        queries=queries,
+        wait_s=args.wait or 1.0,
+        retries=retries,
+        in_flight=args.in_flight,
+        port=args.port,
+        paris=not args.classic,
+    )
+    main = _live_main if live else _main
+    code: int = anyio.run(main, args, targets, options, backend=args.backend)
+    return code
+
+
+async def _addresses(args: argparse.Namespace, targets: Sequence[str]) -> list[str]:
+    addresses = [await resolve(target, args.family) for target in targets]
+    refuse_special(addresses, args.broadcast)
+    if args.source is not None and any((":" in args.source) != (":" in a) for a in addresses):
+        raise UsageError(f"source address {args.source} is not of the targets' family")
+    return addresses
+
+
+async def lookup_names(addresses: Iterable[str], cache: dict[str, str]) -> dict[str, str]:
+    """Reverse DNS for ``addresses`` (concurrently, bounded in time); fills ``cache``."""
+    todo = [a for a in dict.fromkeys(addresses) if a not in cache]
+
+    async def one(address: str) -> None:
+        with anyio.move_on_after(_DNS_TIMEOUT_S):
+            try:
+                name, _ = await anyio.getnameinfo((address, 0), socket.NI_NAMEREQD)
+            except OSError:
+                name = ""
+            cache[address] = name
+            return
+        cache[address] = ""
+
+    async with anyio.create_task_group() as task_group:
+        for address in todo:
+            task_group.start_soon(one, address)
+    return {a: n for a, n in cache.items() if n}
+
+
+def _emit(line: str, file: Any = None) -> None:
+    print(line, flush=True, file=file or sys.stdout)
+
+
+async def _main(args: argparse.Namespace, targets: list[str], options: TraceOptions) -> int:
+    addresses = await _addresses(args, targets)
+    rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
+    console = Console(highlight=False, soft_wrap=True)
+    rich_out = console.is_terminal and not args.json
+    streaming = len(targets) == 1 and not args.json and not rich_out
+    cache: dict[str, str] = {}
+    results: list[TraceResult] = []
+    hops_in, hops_out = anyio.create_memory_object_stream[TraceHop](1024)
+
+    async def print_hops() -> None:
+        async with hops_out:
+            async for hop in hops_out:
+                names = {} if args.numeric else await lookup_names(hop.addresses, cache)
+                _emit(render_trace.hop_line(hop, names))
+
+    def on_event(_target: str, event: object) -> None:
+        if isinstance(event, TraceHop):
+            hops_in.send_nowait(event)
+
+    async def show(result: TraceResult) -> None:
+        if args.json or streaming:
+            return
+        addresses_seen = [a for hop in result.hops for a in hop.addresses]
+        names = {} if args.numeric else await lookup_names(addresses_seen, cache)
+        if rich_out:
+            console.print(render_trace.trace_table(result, names))
+            return
+        _emit(render_trace.trace_banner(result))
+        for line in render_trace.trace_lines(result, names):
+            _emit(line)
+        _emit("")
+
+    protocols = trace_protocols(addresses, options.method)
+    async with open_transport(protocols, rate_pps=rate) as transport:
+        if streaming:
+            size = new_machine(transport, addresses[0], options).result().packet_size
+            banner = render_trace.trace_banner(
+                targets[0], addresses[0], max_ttl=options.max_ttl, packet_size=size
+            )
+            _emit(banner, sys.stderr)  # traceroute prints its banner on stderr
+        async with interruptible() as interrupt, anyio.create_task_group() as printers:
+            if streaming:
+                printers.start_soon(print_hops)
+            with hops_in:
+                async with trace_many_with(
+                    transport,
+                    addresses,
+                    options,
+                    targets=targets,
+                    source=args.source,
+                    on_event=on_event if streaming else None,
+                ) as finished:
+                    async for result in finished:
+                        results.append(result)
+                        await show(result)
+    ordered = _input_order(results, targets)
+    if args.json:
+        names: dict[str, str] = {}
+        if not args.numeric:
+            seen = [a for r in ordered for h in r.hops for a in h.addresses]
+            names = await lookup_names(seen, cache)
+        document = render_trace.trace_document(ordered, names, interrupted=interrupt.happened)
+        # Indented for a few traces; compact (C encoder, ~10x faster) for thousands.
+        print(json.dumps(document, indent=2 if len(ordered) <= 10 else None))
+    if interrupt.happened:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if ordered and all(r.reached for r in ordered) else EXIT_NO_REPLY
+
+
+def _input_order(results: Sequence[TraceResult], targets: Sequence[str]) -> list[TraceResult]:
+    """Results sorted as the targets were given (a repeated target keeps its places)."""
+    positions: dict[str, list[int]] = {}
+    for index, target in enumerate(targets):
+        positions.setdefault(target, []).append(index)
+    keyed = []
+    for result in results:
+        slots = positions.get(result.target, [])
+        keyed.append((slots.pop(0) if slots else len(targets), result))
+    return [result for _, result in sorted(keyed, key=lambda item: item[0])]
+
+
+# -- live / report ---------------------------------------------------------------------
+
+
+async def _rounds(
+    transport: Transport,
+    address: str,
+    target: str,
+    options: TraceOptions,
+    stats: LiveTrace,
+    args: argparse.Namespace,
+    on_round: Any,
+) -> None:
+    """Trace ``address`` once per interval with one flow (Paris: one path) until
+    ``args.count`` rounds are done (or forever)."""
+    flow_id = transport.cookies.new_ident()
+    number = 0
+    while args.count is None or number < args.count:
+        start = anyio.current_time()
+        machine = new_machine(
+            transport,
+            address,
+            options,
+            source=args.source,
+            target=target,
+            flow_id=flow_id,
+            probe_base=(number * 1024) & 0xFFFF,
+        )
+        await drive(machine, transport)
+        stats.add(machine.result())
+        number += 1
+        on_round(stats)
+        if args.count is not None and number >= args.count:
+            return
+        await anyio.sleep(max(0.0, start + args.interval - anyio.current_time()))
+
+
+async def _live_main(args: argparse.Namespace, targets: list[str], options: TraceOptions) -> int:
+    addresses = await _addresses(args, targets)
+    rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
+    stats = [LiveTrace(t, a) for t, a in zip(targets, addresses, strict=True)]
+    console = Console(highlight=False)
+    cache: dict[str, str] = {}
+    names: dict[str, str] = {}
+    stream_json = args.json and not args.report
+    view: LiveView | None = None
+
+    def render() -> Group:
+        tables = [
+            render_trace.live_table(s.target, s.address, s.rounds, s.rows(), names) for s in stats
+        ]
+        return Group(*tables)
+
+    def on_round(live: LiveTrace) -> None:
+        if stream_json:
+            data = render_trace.live_data(live.target, live.address, live.rounds, live.rows())
+            _emit(json.dumps({"schema": SCHEMA, "command": "trace", "event": "round", **data}))
+        elif view is not None:
+            view.refresh_soon()
+
+    protocols = trace_protocols(addresses, options.method)
+    async with open_transport(protocols, rate_pps=rate) as transport, interruptible() as interrupt:
+        if args.report or args.json:
+            async with anyio.create_task_group() as rounds:
+                for s, a, t in zip(stats, addresses, targets, strict=True):
+                    rounds.start_soon(_rounds, transport, a, t, options, s, args, on_round)
+        else:
+            with LiveView(console, render) as view:
+                async with anyio.create_task_group() as rounds:
+                    rounds.start_soon(view.ticker)
+                    async with anyio.create_task_group() as probes:
+                        for s, a, t in zip(stats, addresses, targets, strict=True):
+                            probes.start_soon(_rounds, transport, a, t, options, s, args, on_round)
+                    rounds.cancel_scope.cancel()
+    if not args.numeric:
+        seen = [a for s in stats for row in s.rows() for a in row.addresses]
+        names.update(await lookup_names(seen, cache))
+    if args.report and args.json:
+        document = {
+            "schema": SCHEMA,
+            "command": "trace",
+            "mode": "report",
+            "interrupted": interrupt.happened,
+            "reports": [
+                render_trace.live_data(s.target, s.address, s.rounds, s.rows(), names)
+                for s in stats
+            ],
+        }
+        print(json.dumps(document, indent=2))
+    elif args.report:
+        for s in stats:
+            for line in render_trace.report_lines(s.target, s.rows(), names):
+                _emit(line)
+    if interrupt.happened:
+        return EXIT_INTERRUPTED
+    return EXIT_OK

@@ -1,0 +1,503 @@
+"""Host discovery at line speed (like ``fping -g`` / ``nmap -sn``): a pure machine.
+
+The machine walks a permuted TargetSpace lazily and keeps state only for probes in
+flight: a dict from match key to (index, attempt, send stamp) and a deque of send
+times for expiry. Decided hosts go into a bitmap. Packets come from per-method
+templates: fixed header bytes, with the address, the cookie and the checksum filled
+in per probe. Timeouts adapt to the RTTs seen (RFC 6298 smoothing), capped by
+``timeout_s``; unanswered probes are retried ``retries`` times.
+
+Methods: ``icmp`` (echo), ``tcp-syn PORT`` and ``tcp-ack PORT`` (any TCP answer, or
+an ICMP error sent by the host itself, proves it is up), ``udp PORT`` (a port
+unreachable from the host or any UDP answer proves it).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import anyio
+
+from rawprobe.errors import UsageError
+from rawprobe.probes.drive import EventCallback, drive
+from rawprobe.probes.machine import Outgoing
+from rawprobe.probes.permute import Permutation
+from rawprobe.probes.targets import TargetSpace
+from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.keys import (
+    KIND_ECHO,
+    KIND_TCP,
+    KIND_UDP,
+    KIND_UDP_DATA,
+    Cookies,
+    MatchKey,
+)
+from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS, UDP_SOCKETS
+from rawprobe.transport.wire.checksum import internet_checksum, ones_complement_sum
+
+METHODS = ("icmp", "tcp-syn", "tcp-ack", "udp")
+_V4: int = socket.AF_INET
+_V6: int = socket.AF_INET6
+_PROTOCOL = {"icmp": 0, "tcp-syn": 6, "tcp-ack": 6, "udp": 17}
+_ECHO_REPLY: dict[int, int] = {_V4: 0, _V6: 129}
+_PORT_UNREACHABLE: dict[int, tuple[int, int]] = {_V4: (3, 3), _V6: (1, 4)}
+_ICMP_TYPE: dict[int, int] = {_V4: 8, _V6: 128}
+_TCP_SYN, _TCP_ACK = 0x02, 0x10
+
+
+@dataclass(frozen=True, slots=True)
+class SweepOptions:
+    """How a sweep probes. ``port`` is required by the TCP and UDP methods."""
+
+    method: str = "icmp"
+    port: int | None = None
+    retries: int = 1
+    timeout_s: float = 1.0
+    min_timeout_s: float = 0.05
+    batch: int = 256
+    max_in_flight: int = 65536
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"bad method {self.method!r}: one of {', '.join(METHODS)}")
+        if self.method != "icmp" and self.port is None:
+            raise UsageError(f"method {self.method} needs a port")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise UsageError(f"bad port {self.port}: must be 1..65535")
+        if not 0 <= self.retries <= 10:
+            raise UsageError(f"bad retries {self.retries}: must be 0..10")
+        if not 0 < self.timeout_s <= 60:
+            raise UsageError(f"bad timeout {self.timeout_s}: must be in (0, 60] seconds")
+        if not 1 <= self.batch <= 65536 or self.max_in_flight < self.batch:
+            raise UsageError("bad batch / in-flight limits")
+
+    @property
+    def socket_protocols(self) -> tuple[tuple[int, int], ...]:
+        """The raw sockets this method needs."""
+        if self.method == "icmp":
+            return ICMP_SOCKETS
+        return TCP_SOCKETS if self.method.startswith("tcp") else UDP_SOCKETS
+
+
+@dataclass(frozen=True, slots=True)
+class HostUp:
+    """A host answered. ``reason``: echo-reply, syn-ack, reset, port-unreachable..."""
+
+    address: str
+    rtt_s: float
+    ttl: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostDown:
+    """No answer from the host after every retry (``reason`` names an ICMP error sent
+    by a router instead, e.g. host-unreachable)."""
+
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """The outcome: alive addresses (in index order of the space), counts, timing."""
+
+    alive: tuple[str, ...]
+    dead_count: int
+    probes_sent: int
+    targets: int
+    elapsed_s: float
+
+    @property
+    def rate_pps(self) -> float:
+        return self.probes_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShardOutcome:
+    """What one shard (one worker process) found: picklable, merged by
+    ``merge_outcomes``. ``alive_bitmap`` has bit ``i`` set when index ``i`` is up."""
+
+    alive_bitmap: bytes
+    dead_count: int
+    probes_sent: int
+    elapsed_s: float
+    counters: dict[str, int]
+    interrupted: bool = False
+
+
+def merge_outcomes(space: TargetSpace, outcomes: list[ShardOutcome]) -> SweepResult:
+    """One SweepResult from the shards of one sweep (elapsed: the slowest shard)."""
+    merged = bytearray(len(outcomes[0].alive_bitmap))
+    for outcome in outcomes:
+        merged = bytearray(a | b for a, b in zip(merged, outcome.alive_bitmap, strict=True))
+    return SweepResult(
+        alive=tuple(space.address(index) for index in _set_bits(merged)),
+        dead_count=sum(o.dead_count for o in outcomes),
+        probes_sent=sum(o.probes_sent for o in outcomes),
+        targets=space.size,
+        elapsed_s=max(o.elapsed_s for o in outcomes),
+    )
+
+
+class _Template:
+    """Packets of one method and family: fixed bytes, per-probe address, cookie and
+    checksum. ``probe(dst, attempt)`` returns (key, packet, extra keys)."""
+
+    def __init__(
+        self, family: int, options: SweepOptions, source: str, ident: int, cookies: Cookies
+    ) -> None:
+        self.family = family
+        self.method = options.method
+        self.port = options.port or 0
+        self.ident = ident
+        self.sport = 32768 + ident % 28000  # one source port for the whole sweep
+        self.cookie = cookies.cookie
+        self.source = socket.inet_pton(family, source)
+        protocol = _PROTOCOL[self.method] or (1 if family == _V4 else 58)
+        self.protocol = protocol
+        body_length = {"icmp": 16, "tcp-syn": 20, "tcp-ack": 20, "udp": 16}[self.method]
+        if family == _V4:
+            # version/IHL, TOS, total length, ID (0: the kernel fills it), flags, TTL,
+            # protocol, checksum (the kernel fills it with IP_HDRINCL).
+            self.head = struct.pack("!BBHHHBBH", 0x45, 0, 20 + body_length, 0, 0, 64, protocol, 0)
+            self.head += self.source
+            self._pseudo = 0
+        else:
+            self.head = struct.pack("!IHBB", 6 << 28, body_length, protocol, 64) + self.source
+        self.body_length = body_length
+        self._pseudo_base = ones_complement_sum(self.source) + protocol + body_length
+
+    def _checksum(self, dst: bytes, body: bytes) -> int:
+        if self.family == _V4 and self.method == "icmp":
+            return internet_checksum(body)
+        return internet_checksum(body, self._pseudo_base + ones_complement_sum(dst))
+
+    def probe(self, dst: bytes, attempt: int) -> tuple[MatchKey, bytes, tuple[MatchKey, ...]]:
+        method = self.method
+        if method == "icmp":
+            key: MatchKey = (KIND_ECHO, dst, self.ident, attempt)
+            cookie = self.cookie(key)
+            body = struct.pack("!BBHHH", _ICMP_TYPE[self.family], 0, 0, self.ident, attempt)
+            body += cookie
+            checksum = self._checksum(dst, body)
+            body = body[:2] + checksum.to_bytes(2, "big") + body[4:]
+            return key, self.head + dst + body, ()
+        ports = self.sport << 16 | self.port
+        secret = int.from_bytes(self.cookie((KIND_TCP, dst, ports, attempt))[:4], "big")
+        if method == "udp":
+            payload = secret.to_bytes(4, "big") * 2
+            body = struct.pack("!HHHH", self.sport, self.port, 16, 0) + payload
+            checksum = self._checksum(dst, body) or 0xFFFF
+            body = body[:6] + checksum.to_bytes(2, "big") + payload
+            extra = ((KIND_UDP_DATA, dst, ports, 0),)
+            return (KIND_UDP, dst, ports, checksum), self.head + dst + body, extra
+        flags = _TCP_SYN if method == "tcp-syn" else _TCP_ACK
+        ack = secret if flags == _TCP_ACK else 0
+        body = struct.pack(
+            "!HHIIBBHHH", self.sport, self.port, secret, ack, 5 << 4, flags, 1024, 0, 0
+        )
+        checksum = self._checksum(dst, body)
+        body = body[:16] + checksum.to_bytes(2, "big") + body[18:]
+        return (KIND_TCP, dst, ports, secret), self.head + dst + body, ()
+
+
+#: What the machine keeps per probe in flight: (index, attempt, send stamp or None
+#: before the send, previous attempt's key, extra keys).
+_Flight = tuple[int, int, Sent | None, MatchKey | None, tuple[MatchKey, ...]]
+
+
+class SweepMachine:
+    """Probe every index of ``order`` once (plus retries) and decide each host."""
+
+    def __init__(
+        self,
+        space: TargetSpace,
+        order: Iterator[int],
+        options: SweepOptions,
+        *,
+        sources: dict[int, str],
+        ident: int,
+        cookies: Cookies,
+        emit_events: bool = False,
+    ) -> None:
+        self.space = space
+        self.options = options
+        self.emit_events = emit_events
+        self._order = order
+        self._exhausted = False
+        self._templates = {
+            family: _Template(family, options, source, ident, cookies)
+            for family, source in sources.items()
+        }
+        # key -> (index, attempt, send stamp, the previous attempt's key): the chain of
+        # a host's keys, all retired together once the host is decided.
+        self._in_flight: dict[MatchKey, _Flight] = {}
+        self._probes: deque[tuple[float, MatchKey]] = deque()  # (sent at, key), in order
+        self._retry: deque[tuple[int, int, MatchKey]] = deque()  # (index, attempt, prev key)
+        self._newest: dict[int, MatchKey] = {}  # index -> key of its latest retry
+        self._alive = bytearray((space.size + 7) // 8)
+        self._decided = bytearray((space.size + 7) // 8)
+        self._dead = 0
+        self._sent_count = 0
+        self._events: list[object] = []
+        self._retired: list[MatchKey] = []
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+        self._started: float | None = None
+        self._finished: float | None = None
+
+    # -- machine interface ---------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._exhausted and not self._in_flight and not self._retry
+
+    @property
+    def timeout_s(self) -> float:
+        """Current per-probe timeout: SRTT + 4 RTTVAR, within [min_timeout_s, timeout_s]."""
+        if self._srtt is None:
+            return self.options.timeout_s
+        adaptive = self._srtt + 4 * self._rttvar
+        return min(self.options.timeout_s, max(self.options.min_timeout_s, adaptive))
+
+    def poll(self, now: float) -> list[Outgoing]:
+        if self._started is None:
+            self._started = now
+        self._expire(now)
+        out: list[Outgoing] = []
+        room = min(self.options.batch, self.options.max_in_flight - len(self._in_flight))
+        retry = self._retry
+        while retry and len(out) < room:
+            index, attempt, previous = retry.popleft()
+            if self._is_decided(index):
+                continue
+            out.append(self._probe(index, attempt, previous))
+        order = self._order
+        while not self._exhausted and len(out) < room:
+            try:
+                index = next(order)
+            except StopIteration:
+                self._exhausted = True
+                break
+            out.append(self._probe(index, 0, None))
+        if self.done and self._finished is None:
+            self._finished = now
+        return out
+
+    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
+        entry = self._in_flight.get(key)
+        if entry is None:
+            return
+        if sent.error is not None:
+            self._decide_dead(key, f"send-{sent.error.lower()}")
+            return
+        self._in_flight[key] = (entry[0], entry[1], sent, entry[3], entry[4])
+        self._probes.append((now, key))
+
+    def receive(self, reply: Reply, now: float) -> None:
+        entry = self._in_flight.get(reply.key)
+        if entry is None:
+            return
+        index, sent = entry[0], entry[2]
+        reason = _reason(reply)
+        if reason is None:  # an ICMP error from a router: the host is unreachable
+            self._decide_dead(reply.key, _error_reason(reply))
+        else:
+            rtt = rtt_s(sent, reply) if sent is not None else 0.0
+            self._update_rtt(rtt)
+            self._decide(reply.key, True)
+            if self.emit_events:
+                self._events.append(HostUp(self.space.address(index), rtt, reply.ttl, reason))
+        if self.done and self._finished is None:
+            self._finished = now
+
+    def next_deadline(self) -> float:
+        has_work = self._retry or not self._exhausted
+        if has_work and len(self._in_flight) < self.options.max_in_flight:
+            return 0.0  # send more as soon as the transport lets us
+        if self._probes:
+            return self._probes[0][0] + self.timeout_s
+        return float("inf") if not self.done else 0.0
+
+    def take_events(self) -> list[object]:
+        events, self._events = self._events, []
+        return events
+
+    def take_retired(self) -> list[MatchKey]:
+        retired, self._retired = self._retired, []
+        return retired
+
+    # -- results -------------------------------------------------------------------
+
+    def result(self, now: float | None = None) -> SweepResult:
+        return merge_outcomes(self.space, [self.outcome(now)])
+
+    def outcome(
+        self, now: float | None = None, counters: dict[str, int] | None = None
+    ) -> ShardOutcome:
+        """This machine's findings as a picklable shard outcome."""
+        start = self._started or 0.0
+        end = self._finished if self._finished is not None else (now or start)
+        return ShardOutcome(
+            bytes(self._alive), self._dead, self._sent_count, end - start, counters or {}
+        )
+
+    @property
+    def alive_count(self) -> int:
+        return sum(map(int.bit_count, self._alive))
+
+    @property
+    def decided_count(self) -> int:
+        """Hosts decided so far (for progress bars)."""
+        return self._dead + self.alive_count
+
+    # -- internals -----------------------------------------------------------------
+
+    def _probe(self, index: int, attempt: int, previous: MatchKey | None) -> Outgoing:
+        block, offset = self.space.block_of(index)
+        template = self._templates[block.family]
+        dst = (block.first + offset).to_bytes(block.width, "big")
+        key, packet, extra = template.probe(dst, attempt)
+        flight: _Flight = (index, attempt, None, previous, extra)
+        self._in_flight[key] = flight
+        if previous is not None:
+            self._newest[index] = key
+        for extra_key in extra:  # answers that do not name the attempt (UDP data)
+            self._in_flight[extra_key] = flight
+        self._sent_count += 1
+        return Outgoing(key, packet, extra)
+
+    def _expire(self, now: float) -> None:
+        deadline = now - self.timeout_s
+        probes, in_flight = self._probes, self._in_flight
+        while probes and probes[0][0] <= deadline:
+            _sent_at, key = probes.popleft()
+            entry = in_flight.get(key)
+            if entry is None:
+                continue  # answered meanwhile
+            index, attempt = entry[0], entry[1]
+            if self._is_decided(index):
+                continue
+            if attempt < self.options.retries:
+                self._retry.append((index, attempt + 1, key))  # earlier keys stay awaited
+            else:
+                self._decide_dead(key, "no-response")
+
+    def _decide_dead(self, key: MatchKey, reason: str) -> None:
+        index = self._in_flight[key][0]
+        self._decide(key, False)
+        self._dead += 1
+        if self.emit_events:
+            self._events.append(HostDown(self.space.address(index), reason))
+
+    def _decide(self, key: MatchKey, alive: bool) -> None:
+        """Mark the host of ``key`` decided and retire the keys of all its attempts."""
+        flight = self._in_flight[key]
+        index = flight[0]
+        byte, bit = index >> 3, 1 << (index & 7)
+        self._decided[byte] |= bit
+        if alive:
+            self._alive[byte] |= bit
+        in_flight, retired = self._in_flight, self._retired
+        for extra_key in flight[4]:
+            if in_flight.pop(extra_key, None) is not None:
+                retired.append(extra_key)
+        # Walk the chain from the newest attempt back to the first.
+        newest: MatchKey | None = self._newest.pop(index, key)
+        while newest is not None:
+            entry = in_flight.pop(newest, None)
+            if entry is None:
+                break
+            retired.append(newest)
+            newest = entry[3]
+
+    def _is_decided(self, index: int) -> bool:
+        return bool(self._decided[index >> 3] & (1 << (index & 7)))
+
+    def _update_rtt(self, rtt: float) -> None:
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
+
+
+def _set_bits(bitmap: bytearray) -> Iterator[int]:
+    for byte_index, byte in enumerate(bitmap):
+        if byte:
+            base = byte_index << 3
+            for bit in range(8):
+                if byte >> bit & 1:
+                    yield base + bit
+
+
+def _reason(reply: Reply) -> str | None:
+    """Why ``reply`` proves the host up, or None when it does not (a router's error)."""
+    data = reply.data
+    if reply.family == _V4:
+        offset = (data[0] & 0x0F) * 4
+        protocol = data[9]
+    else:
+        offset, protocol = 0, reply.protocol
+    if protocol == 6:
+        return "syn-ack" if data[offset + 13] & _TCP_SYN else "reset"
+    if protocol == 17:
+        return "udp-response"
+    icmp_type, code = data[offset], data[offset + 1]
+    if icmp_type == _ECHO_REPLY[reply.family]:
+        return "echo-reply"
+    if (icmp_type, code) == _PORT_UNREACHABLE[reply.family]:
+        return "port-unreachable"  # only the host itself says so (from any of its addresses)
+    if socket.inet_pton(reply.family, reply.source) == reply.key[1]:
+        return "icmp-error"  # the host itself refused: it exists
+    return None
+
+
+def _error_reason(reply: Reply) -> str:
+    data = reply.data
+    offset = (data[0] & 0x0F) * 4 if reply.family == _V4 else 0
+    icmp_type, code = data[offset], data[offset + 1]
+    if (reply.family == _V4 and icmp_type == 11) or (reply.family == _V6 and icmp_type == 3):
+        return "ttl-exceeded"
+    return f"unreachable-from-{reply.source}-code-{code}"
+
+
+async def sweep_with(
+    transport: Transport,
+    space: TargetSpace,
+    options: SweepOptions | None = None,
+    *,
+    seed: int | None = None,
+    shard: int = 0,
+    shards: int = 1,
+    on_event: EventCallback | None = None,
+) -> SweepResult:
+    """Sweep ``space`` over ``transport`` (opened with ``options.socket_protocols``).
+
+    ``seed`` fixes the random order; shard ``shard`` of ``shards`` probes its share of
+    that order only, so N processes with one seed cover the space exactly once.
+    ``on_event`` receives a HostUp or HostDown for every host as it is decided.
+    """
+    options = options or SweepOptions()
+    sources: dict[int, str] = {}
+    for block in space.blocks:
+        if block.family not in sources:
+            first = socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))
+            sources[block.family] = transport.source_for(first)
+    order = iter(Permutation(space.size, seed, shard, shards))
+    machine = SweepMachine(
+        space,
+        order,
+        options,
+        sources=sources,
+        ident=transport.cookies.new_ident(),
+        cookies=transport.cookies,
+        emit_events=on_event is not None,
+    )
+    await drive(machine, transport, on_event=on_event, inbox_size=2 * options.max_in_flight)
+    return machine.result(anyio.current_time())

@@ -1,0 +1,905 @@
+"""Traceroute over ICMP, UDP and TCP (SYN), IPv4 and IPv6: a pure machine plus async
+functions for one target and for many targets at once.
+
+**Paris mode** (the default) keeps every field that per-flow load balancers hash
+constant for the whole trace — addresses, protocol, ports, and for ICMP the identifier
+*and the checksum* — so all probes of one trace follow one path. Each probe's identity
+travels where balancers do not look:
+
+========  ===============================================================  ==========
+method    identity of probe *i*                                            constant
+========  ===============================================================  ==========
+icmp      echo sequence; a payload word compensates so the checksum stays   ident,
+          constant (RFC 1624 arithmetic, ``checksum_update16``)             checksum
+udp       the UDP checksum, set through a payload word                     ports
+tcp       the SYN's sequence number (keyed by the transport's cookie)      ports
+========  ===============================================================  ==========
+
+and, over IPv4, also in the IP identification field. ``paris=False`` (``--classic``)
+varies what the original traceroute varies: the UDP destination port, the TCP source
+port, the ICMP sequence without compensation. Replies are matched by the transport's
+demultiplexer through the header an ICMP error quotes (8 transport bytes suffice).
+
+Scheduling: the machine keeps up to ``in_flight`` TTLs (default: all) probing at once,
+sends one TTL's probes per ``poll`` so replies are read between sends, stops sending beyond
+the destination's hop once it answered, and re-probes a query that got no answer after
+``wait_s`` up to ``retries`` times (routers that rate-limit ICMP drop errors; a second
+try a moment later usually gets one). A hop that never answers costs
+``(1 + retries) * wait_s`` of waiting, in parallel with every other hop.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+from rawprobe.errors import MalformedPacket, UsageError
+from rawprobe.probes.drive import EventCallback, drive
+from rawprobe.probes.machine import Outgoing
+from rawprobe.probes.models import HopStats, TraceHop, TraceResponse, TraceResult
+from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, Cookies, MatchKey, key_of_sent
+from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS
+from rawprobe.transport.wire.checksum import (
+    checksum_update16,
+    internet_checksum,
+    ones_complement_sum,
+    pseudo_header,
+)
+from rawprobe.transport.wire.icmp import build_icmp, parse_icmp
+from rawprobe.transport.wire.icmpext import (
+    MplsLabel,
+    parse_extensions,
+    verify_extensions_checksum,
+)
+from rawprobe.transport.wire.icmpv6 import build_icmpv6, parse_icmpv6
+from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
+from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
+from rawprobe.transport.wire.tcp import ACK, RST, SYN, TcpHeader, build_tcp
+from rawprobe.transport.wire.udp import UdpHeader, build_udp
+
+__all__ = [
+    "DEFAULT_TCP_PORT",
+    "DEFAULT_UDP_PORT",
+    "METHODS",
+    "LiveTrace",
+    "TraceFinished",
+    "TraceMachine",
+    "TraceManyMachine",
+    "TraceOptions",
+    "annotation",
+    "new_machine",
+    "trace_many_with",
+    "trace_protocols",
+    "traceroute_with",
+]
+
+METHODS = ("icmp", "udp", "tcp")
+DEFAULT_UDP_PORT = 33434  # traceroute's base port
+DEFAULT_TCP_PORT = 80
+#: traceroute's default packet sizes (whole IP packet, bytes) for ICMP and UDP.
+DEFAULT_PACKET_SIZE: dict[int, int] = {socket.AF_INET: 60, socket.AF_INET6: 80}
+_IP_HEADER: dict[int, int] = {socket.AF_INET: 20, socket.AF_INET6: 40}
+_ICMP_PROTO: dict[int, int] = {socket.AF_INET: 1, socket.AF_INET6: 58}
+_PROTO: dict[str, int] = {"udp": 17, "tcp": 6}
+_COOKIE = Cookies.COOKIE_BYTES
+#: Bytes an ICMP/UDP probe's payload needs: cookie (ICMP) and the compensating word.
+_MIN_PAYLOAD: dict[str, int] = {"icmp": _COOKIE + 2, "udp": 2, "tcp": 0}
+#: Where RFC 4884 non-compliant routers put extensions: after a 128-byte quote.
+_COMPAT_QUOTE = 128
+_WORD = struct.Struct("!H")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceOptions:
+    """What one trace does; validated on construction (UsageError on nonsense).
+
+    ``wait_s`` bounds the wait for each probe; ``retries`` re-probes an unanswered query
+    that many more times. ``in_flight`` is how many TTLs are probed at once (None: all).
+    ``port`` is the destination port (UDP: 33434, TCP: 80; classic UDP adds the probe
+    number). ``packet_size`` is the whole IP packet for ICMP and UDP (None: 60 bytes
+    over IPv4, 80 over IPv6, like traceroute); TCP probes are bare SYNs.
+    """
+
+    method: str = "icmp"
+    first_ttl: int = 1
+    max_ttl: int = 30
+    queries: int = 3
+    wait_s: float = 1.0
+    retries: int = 2
+    in_flight: int | None = None
+    port: int | None = None
+    paris: bool = True
+    packet_size: int | None = None
+    tos: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"bad method {self.method!r}: choose icmp, udp or tcp")
+        if not 1 <= self.max_ttl <= 255:
+            raise UsageError(f"bad max ttl {self.max_ttl}: must be 1..255")
+        if not 1 <= self.first_ttl <= self.max_ttl:
+            raise UsageError(f"bad first ttl {self.first_ttl}: must be 1..{self.max_ttl}")
+        if not 1 <= self.queries <= 10:
+            raise UsageError(f"bad number of queries {self.queries}: must be 1..10")
+        if not (self.wait_s > 0 and self.wait_s < 1e6):
+            raise UsageError(f"bad wait {self.wait_s}: must be > 0 seconds")
+        if not 0 <= self.retries <= 10:
+            raise UsageError(f"bad retries {self.retries}: must be 0..10")
+        if self.in_flight is not None and self.in_flight < 1:
+            raise UsageError(f"bad in-flight {self.in_flight}: must be at least 1")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise UsageError(f"bad port {self.port}: must be 1..65535")
+        if not 0 <= self.tos <= 255:
+            raise UsageError(f"bad tos {self.tos}: must be 0..255")
+        if self.packet_size is not None and not 0 <= self.packet_size <= 65000:
+            raise UsageError(f"bad packet size {self.packet_size}: must be 0..65000")
+
+    @property
+    def destination_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return DEFAULT_TCP_PORT if self.method == "tcp" else DEFAULT_UDP_PORT
+
+
+def _ones_add(a: int, b: int) -> int:
+    total = a + b
+    return (total & 0xFFFF) + (total >> 16)
+
+
+def compensating_word(checksum_with_zero: int, wanted: int) -> int:
+    """The 16-bit word that, written where the message had 0, turns its checksum from
+    ``checksum_with_zero`` into ``wanted`` (``wanted`` must not be 0 or 0xFFFF)."""
+    word = _ones_add(~wanted & 0xFFFF, checksum_with_zero)
+    assert checksum_update16(checksum_with_zero, 0, word) == wanted
+    return word
+
+
+def annotation(family: int, icmp_type: int, code: int, mtu: int = 0) -> str:
+    """traceroute's mark for an ICMP error (empty for TTL exceeded and port unreachable)."""
+    if family == socket.AF_INET:
+        if icmp_type != 3:
+            return ""
+        if code == 4:
+            return f"!F-{mtu}"
+        marks = {0: "!N", 1: "!H", 2: "!P", 3: "", 5: "!S", 6: "!N", 7: "!H", 8: "!N",
+                 9: "!X", 10: "!X", 11: "!N", 12: "!H", 13: "!X", 14: "!V", 15: "!C"}  # fmt: skip
+        return marks.get(code, f"!<{code}>")
+    if icmp_type == 2:
+        return f"!F-{mtu}"
+    if icmp_type != 1:
+        return ""
+    marks6 = {0: "!N", 1: "!X", 2: "!N", 3: "!H", 4: "", 5: "!X", 6: "!X"}
+    return marks6.get(code, f"!<{code}>")
+
+
+class _Probe:
+    """One packet in flight."""
+
+    __slots__ = ("attempt", "key", "query", "sent", "ttl")
+
+    def __init__(self, ttl: int, query: int, attempt: int, key: MatchKey) -> None:
+        self.ttl = ttl
+        self.query = query
+        self.attempt = attempt
+        self.key = key
+        self.sent: Sent | None = None
+
+
+class TraceMachine:
+    """One trace to one literal address. Pure: ``poll(now)`` gives packets (one TTL's
+    per call), ``receive`` takes matched replies, ``result()`` gives the TraceResult.
+
+    ``flow_id`` (16 bits) picks the flow: the ICMP identifier, or the source port of
+    UDP/TCP probes (32768 + flow_id % 28232). ``probe_base`` offsets probe identities
+    (live mode runs rounds with one flow and fresh identities).
+    Events: each TraceHop as soon as it and every hop below it are final, in order.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        source: str,
+        flow_id: int,
+        cookies: Cookies,
+        options: TraceOptions,
+        target: str | None = None,
+        probe_base: int = 0,
+    ) -> None:
+        self.address = address
+        self.target = target or address
+        self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.source = source
+        self.options = options
+        self._cookies = cookies
+        self._remote = socket.inet_pton(self.family, address)
+        self._flow_id = flow_id & 0xFFFF
+        self._sport = 32768 + self._flow_id % 28232
+        self._dport = options.destination_port
+        self._probe_base = probe_base
+        method = options.method
+        self._proto = _PROTO[method] if method != "icmp" else _ICMP_PROTO[self.family]
+        self._packet_size = 0
+        self._payload_size = 0
+        if method != "tcp":
+            size = options.packet_size or DEFAULT_PACKET_SIZE[self.family]
+            header = _IP_HEADER[self.family] + 8
+            self._payload_size = max(size - header, _MIN_PAYLOAD[method])
+            self._packet_size = header + self._payload_size
+        else:
+            self._packet_size = _IP_HEADER[self.family] + 20
+        # The constant ICMP checksum (never 0 or 0xFFFF) and the secret TCP sequence base.
+        self._icmp_checksum = 1 + (self._flow_id * 40503) % 0xFFFD
+        seed = cookies.cookie((KIND_TCP, self._remote, self._sport << 16 | self._dport, 0))
+        self._tcp_base = int.from_bytes(seed[:4], "big")
+        self._udp_base = int.from_bytes(seed[4:6], "big")
+        # Per-trace constants: the IP header template and the pseudo-header sum.
+        transport_length = self._packet_size - _IP_HEADER[self.family]
+        self._pseudo_sum = 0
+        if self.family == socket.AF_INET6 or method != "icmp":
+            pseudo = pseudo_header(source, address, self._proto, transport_length)
+            self._pseudo_sum = ones_complement_sum(pseudo)
+        self._ip_template = self._ip_header(transport_length)
+        # Scheduling state.
+        self._started: float | None = None
+        self._finished: float | None = None
+        self._last_poll = 0.0
+        self._next_index = 0
+        self._pending: list[tuple[int, int, int]] = []  # heap of (ttl, query, attempt)
+        self._next_ttl = options.first_ttl  # next TTL to activate
+        self._open_ttls: set[int] = set()  # activated, not final
+        self._unresolved: dict[int, int] = {}  # ttl -> queries not final
+        self._outstanding: dict[MatchKey, _Probe] = {}
+        self._deadlines: list[tuple[float, int, MatchKey]] = []
+        self._answers: dict[tuple[int, int], TraceResponse | None] = {}
+        self._sent_per_ttl: dict[int, int] = {}
+        self._dest_ttl: int | None = None
+        self._next_emit = options.first_ttl
+        self._probes_sent = 0
+        self._send_error: str | None = None
+        self._events: list[object] = []
+        self._retired: list[MatchKey] = []
+
+    # -- machine interface ---------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._started is not None and self._finished is not None
+
+    def poll(self, now: float) -> list[Outgoing]:
+        if self._started is None:
+            self._started = now
+        self._last_poll = now
+        self._expire(now)
+        self._activate()
+        outgoing: list[Outgoing] = []
+        limit = self._limit()
+        while self._pending and self._pending[0][0] <= limit:
+            if outgoing and self._pending[0][0] != self._outstanding[outgoing[0].key].ttl:
+                break
+            ttl, query, attempt = heapq.heappop(self._pending)
+            outgoing.append(self._packet(ttl, query, attempt))
+        self._check_finished(now)
+        return outgoing
+
+    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
+        probe = self._outstanding.get(key)
+        if probe is None:
+            return
+        probe.sent = sent
+        if sent.error is not None:
+            # The local stack refused (no route): no answer will come; not retried.
+            self._send_error = sent.error
+            del self._outstanding[key]
+            self._retired.append(key)
+            self._resolve(probe.ttl, probe.query, None)
+        else:
+            heapq.heappush(self._deadlines, (now + self.options.wait_s, self._next_index, key))
+        self._check_finished(now)
+
+    def receive(self, reply: Reply, now: float) -> None:
+        probe = self._outstanding.get(reply.key)
+        if probe is None or probe.sent is None:
+            return  # late (given up), duplicate, or beyond the destination
+        try:
+            response = self._response(reply, probe)
+        except MalformedPacket:
+            return
+        if response is None:
+            return
+        del self._outstanding[reply.key]
+        self._retired.append(reply.key)
+        if response.terminal and (self._dest_ttl is None or probe.ttl < self._dest_ttl):
+            self._dest_ttl = probe.ttl
+            self._drop_beyond_destination()
+        self._resolve(probe.ttl, probe.query, response)
+        self._check_finished(now)
+
+    def next_deadline(self) -> float:
+        if self._finished is not None:
+            return math.inf
+        if self._sendable():
+            return self._last_poll
+        while self._deadlines and self._deadlines[0][2] not in self._outstanding:
+            heapq.heappop(self._deadlines)
+        return self._deadlines[0][0] if self._deadlines else self._last_poll
+
+    def take_events(self) -> list[object]:
+        events, self._events = self._events, []
+        return events
+
+    def take_retired(self) -> list[MatchKey]:
+        retired, self._retired = self._retired, []
+        return retired
+
+    # -- results -------------------------------------------------------------------
+
+    def result(self, now: float | None = None) -> TraceResult:
+        """The trace so far (complete once ``done``); ``now`` dates an unfinished one."""
+        start = self._started if self._started is not None else 0.0
+        end = self._finished if self._finished is not None else (now or start)
+        last = self._dest_ttl if self._dest_ttl is not None else self.options.max_ttl
+        hops = tuple(self._hop(ttl) for ttl in range(self.options.first_ttl, last + 1))
+        return TraceResult(
+            target=self.target,
+            address=self.address,
+            method=self.options.method,
+            source=self.source,
+            paris=self.options.paris,
+            flow=self.flow,
+            first_ttl=self.options.first_ttl,
+            max_ttl=self.options.max_ttl,
+            hops=hops,
+            reached=any(p.reached for hop in hops for p in hop.responses),
+            elapsed_s=max(0.0, end - start),
+            probes_sent=self._probes_sent,
+            packet_size=self._packet_size,
+            send_error=self._send_error,
+        )
+
+    @property
+    def flow(self) -> tuple[int, int]:
+        if self.options.method == "icmp":
+            return (self._flow_id, self._icmp_checksum if self.options.paris else 0)
+        return (self._sport, self._dport)
+
+    # -- scheduling ------------------------------------------------------------------
+
+    def _limit(self) -> int:
+        return self._dest_ttl if self._dest_ttl is not None else self.options.max_ttl
+
+    def _activate(self) -> None:
+        window = self.options.in_flight
+        while self._next_ttl <= self._limit() and (window is None or len(self._open_ttls) < window):
+            ttl = self._next_ttl
+            self._next_ttl += 1
+            self._open_ttls.add(ttl)
+            self._unresolved[ttl] = self.options.queries
+            for query in range(self.options.queries):
+                heapq.heappush(self._pending, (ttl, query, 0))
+
+    def _sendable(self) -> bool:
+        limit = self._limit()
+        if self._pending and self._pending[0][0] <= limit:
+            return True
+        window = self.options.in_flight
+        return self._next_ttl <= limit and (window is None or len(self._open_ttls) < window)
+
+    def _expire(self, now: float) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, key = heapq.heappop(self._deadlines)
+            probe = self._outstanding.pop(key, None)
+            if probe is None:
+                continue
+            self._retired.append(key)
+            beyond = self._dest_ttl is not None and probe.ttl > self._dest_ttl
+            if beyond:
+                continue
+            if probe.attempt < self.options.retries:
+                heapq.heappush(self._pending, (probe.ttl, probe.query, probe.attempt + 1))
+            else:
+                self._resolve(probe.ttl, probe.query, None)
+
+    def _drop_beyond_destination(self) -> None:
+        limit = self._limit()
+        for key, probe in list(self._outstanding.items()):
+            if probe.ttl > limit:
+                del self._outstanding[key]
+                self._retired.append(key)
+        for ttl in [t for t in self._open_ttls if t > limit]:
+            self._open_ttls.discard(ttl)
+        self._pending = [item for item in self._pending if item[0] <= limit]
+        heapq.heapify(self._pending)
+
+    def _resolve(self, ttl: int, query: int, response: TraceResponse | None) -> None:
+        slot = (ttl, query)
+        if slot in self._answers:
+            return
+        self._answers[slot] = response
+        left = self._unresolved.get(ttl, 0) - 1
+        self._unresolved[ttl] = left
+        if left <= 0:
+            self._open_ttls.discard(ttl)
+        self._emit_ready()
+
+    def _emit_ready(self) -> None:
+        while self._next_emit <= self._limit() and self._unresolved.get(self._next_emit) == 0:
+            hop = self._hop(self._next_emit)
+            self._events.append(hop)
+            self._next_emit += 1
+            if hop.terminal:
+                self._next_emit = self.options.max_ttl + 1
+                break
+
+    def _check_finished(self, now: float) -> None:
+        if self._finished is not None or self._started is None:
+            return
+        limit = self._limit()
+        if self._next_ttl <= limit:
+            return
+        if any(probe.ttl <= limit for probe in self._outstanding.values()):
+            return
+        if any(item[0] <= limit for item in self._pending):
+            return
+        if any(self._unresolved.get(t, 0) > 0 for t in range(self.options.first_ttl, limit + 1)):
+            return
+        self._finished = now
+        self._retired.extend(self._outstanding)
+        self._outstanding.clear()
+        self._emit_ready()
+
+    def _hop(self, ttl: int) -> TraceHop:
+        probes = tuple(self._answers.get((ttl, q)) for q in range(self.options.queries))
+        return TraceHop(ttl, probes, self._sent_per_ttl.get(ttl, 0))
+
+    # -- packets ---------------------------------------------------------------------
+
+    def _ip_header(self, transport_length: int) -> bytes:
+        """The IP header of every probe, built once with TTL 0 and IP ID 0."""
+        placeholder = bytes(transport_length)
+        if self.family == socket.AF_INET:
+            header4 = IPv4Header(
+                src=self.source, dst=self.address, protocol=self._proto, ttl=0,
+                tos=self.options.tos,
+            )  # fmt: skip
+            return build_ipv4(header4, placeholder)[:20]
+        header6 = IPv6Header(
+            src=self.source, dst=self.address, next_header=self._proto, hop_limit=0,
+            traffic_class=self.options.tos,
+        )  # fmt: skip
+        return build_ipv6(header6, placeholder)[:40]
+
+    def _with_ttl(self, ttl: int, ident: int) -> bytes:
+        """The template with this TTL (and IPv4 ID), checksum updated (RFC 1624)."""
+        t = self._ip_template
+        if self.family == socket.AF_INET6:
+            return t[:7] + bytes((ttl,)) + t[8:]
+        checksum = _WORD.unpack_from(t, 10)[0]
+        checksum = checksum_update16(checksum, self._proto, ttl << 8 | self._proto)
+        checksum = checksum_update16(checksum, 0, ident)
+        return b"".join((t[:4], _WORD.pack(ident), t[6:8], bytes((ttl,)), t[9:10],
+                         _WORD.pack(checksum), t[12:]))  # fmt: skip
+
+    def _packet(self, ttl: int, query: int, attempt: int) -> Outgoing:
+        index = self._next_index
+        self._next_index += 1
+        self._probes_sent += 1
+        self._sent_per_ttl[ttl] = self._sent_per_ttl.get(ttl, 0) + 1
+        number = self._probe_base + index
+        method = self.options.method
+        if method == "icmp":
+            transport, ident = self._icmp(number)
+        elif method == "udp":
+            transport, ident = self._udp(number)
+        else:
+            transport, ident = self._tcp(number)
+        packet = self._with_ttl(ttl, ident & 0xFFFF) + transport
+        key = key_of_sent(packet)
+        self._outstanding[key] = _Probe(ttl, query, attempt, key)
+        return Outgoing(key, packet)
+
+    def _icmp(self, number: int) -> tuple[bytes, int]:
+        seq = number & 0xFFFF
+        key: MatchKey = (KIND_ECHO, self._remote, self._flow_id, seq)
+        payload = bytearray(self._cookies.echo_payload(key, self._payload_size))
+        payload[_COOKIE : _COOKIE + 2] = b"\x00\x00"
+        checksum = internet_checksum(self._echo(seq, bytes(payload), 0), self._pseudo_sum)
+        if self.options.paris:
+            word = compensating_word(checksum, self._icmp_checksum)
+            payload[_COOKIE : _COOKIE + 2] = _WORD.pack(word)
+            checksum = self._icmp_checksum
+        return self._echo(seq, bytes(payload), checksum), seq
+
+    def _echo(self, seq: int, payload: bytes, checksum: int) -> bytes:
+        rest = self._flow_id << 16 | seq
+        if self.family == socket.AF_INET:
+            return build_icmp(8, 0, rest, payload, checksum=checksum)
+        return build_icmpv6(
+            128, 0, rest, payload, src=self.source, dst=self.address, checksum=checksum
+        )
+
+    def _udp(self, number: int) -> tuple[bytes, int]:
+        payload = bytearray(i & 0xFF for i in range(0x40, 0x40 + self._payload_size))
+        dport = self._dport
+        if self.options.paris:
+            payload[0:2] = b"\x00\x00"
+        else:
+            dport = (self._dport + number) & 0xFFFF or 1
+        zero = build_udp(UdpHeader(self._sport, dport, checksum=0), bytes(payload),
+                         src=self.source, dst=self.address)  # fmt: skip
+        checksum = internet_checksum(zero, self._pseudo_sum) or 0xFFFF
+        if self.options.paris:
+            wanted = 1 + (self._udp_base + number) % 0xFFFD  # never 0 (none) or 0xFFFF
+            payload[0:2] = _WORD.pack(compensating_word(checksum, wanted))
+            checksum = wanted
+        header = UdpHeader(self._sport, dport, checksum=checksum)
+        return build_udp(header, bytes(payload), src=self.source, dst=self.address), checksum
+
+    def _tcp(self, number: int) -> tuple[bytes, int]:
+        seq = (self._tcp_base + number) & 0xFFFFFFFF
+        sport = self._sport
+        if not self.options.paris:
+            sport = 32768 + (self._sport - 32768 + number) % 28232
+        header = TcpHeader(sport, self._dport, seq=seq, flags=SYN, window=5840, checksum=0)
+        zero = build_tcp(header, b"", src=self.source, dst=self.address)
+        checksum = internet_checksum(zero, self._pseudo_sum)
+        return zero[:16] + _WORD.pack(checksum) + zero[18:], seq
+
+    # -- replies ---------------------------------------------------------------------
+
+    def _response(self, reply: Reply, probe: _Probe) -> TraceResponse | None:
+        assert probe.sent is not None
+        rtt = rtt_s(probe.sent, reply)
+        data = reply.data
+        if reply.family == socket.AF_INET:
+            if len(data) < 20:
+                raise MalformedPacket("reply shorter than an IPv4 header")
+            ihl = (data[0] & 0x0F) * 4
+            if reply.protocol == 6:
+                return self._tcp_answer(reply, data, ihl, rtt, probe)
+            message = parse_icmp(data[ihl:])
+            icmp_type, code, body = message.type, message.code, message.body
+            ttl_offset, mtu = 8, message.next_hop_mtu
+            echo_reply, exceeded, unreach = icmp_type == 0, icmp_type == 11, icmp_type == 3
+            port_unreach = unreach and code == 3
+            extensions = message.extensions
+            has_length = message.rfc4884_length != 0
+        else:
+            if reply.protocol == 6:
+                return self._tcp_answer(reply, data, 0, rtt, probe)
+            message6 = parse_icmpv6(data)
+            icmp_type, code, body = message6.type, message6.code, message6.body
+            ttl_offset, mtu = 7, message6.mtu
+            echo_reply, exceeded, unreach = icmp_type == 129, icmp_type == 3, icmp_type == 1
+            port_unreach = unreach and code == 4
+            extensions = message6.extensions
+            has_length = message6.rfc4884_length != 0
+        if echo_reply:
+            return TraceResponse(
+                reply.source, rtt, "echo-reply", icmp_type, code, reply.ttl,
+                terminal=True, reached=True, attempt=probe.attempt,
+            )  # fmt: skip
+        kind = (
+            "time-exceeded"
+            if exceeded
+            else "unreachable"
+            if unreach
+            else "packet-too-big"
+            if self.family == socket.AF_INET6 and icmp_type == 2
+            else "other"
+        )
+        quoted_ttl = body[ttl_offset] if len(body) > ttl_offset else None
+        reached = port_unreach or (unreach and reply.source == self.address)
+        return TraceResponse(
+            address=reply.source,
+            rtt_s=rtt,
+            kind=kind,
+            icmp_type=icmp_type,
+            icmp_code=code,
+            reply_ttl=reply.ttl,
+            quoted_ttl=quoted_ttl,
+            annotation=annotation(self.family, icmp_type, code, mtu),
+            terminal=unreach,
+            reached=reached,
+            mpls=_mpls(extensions, body, has_length),
+            attempt=probe.attempt,
+        )
+
+    def _tcp_answer(
+        self, reply: Reply, data: bytes, offset: int, rtt: float, probe: _Probe
+    ) -> TraceResponse | None:
+        if len(data) < offset + 14:
+            raise MalformedPacket("TCP answer too short")
+        flags = data[offset + 13]
+        if flags & SYN and flags & ACK:
+            kind = "tcp-syn-ack"
+        elif flags & RST:
+            kind = "tcp-rst"
+        else:
+            return None
+        return TraceResponse(
+            reply.source, rtt, kind, None, None, reply.ttl,
+            terminal=True, reached=True, attempt=probe.attempt,
+        )  # fmt: skip
+
+
+def _mpls(extensions: bytes, body: bytes, has_length: bool) -> tuple[MplsLabel, ...]:
+    """MPLS labels from an RFC 4884 extension structure; also the pre-RFC 4884 layout
+    (extensions after a 128-byte quote, length field 0) when its checksum verifies."""
+    if not extensions and not has_length and len(body) >= _COMPAT_QUOTE + 8:
+        candidate = body[_COMPAT_QUOTE:]
+        if candidate[0] >> 4 == 2 and verify_extensions_checksum(candidate):
+            extensions = candidate
+    if not extensions:
+        return ()
+    try:
+        labels: list[MplsLabel] = []
+        for obj in parse_extensions(extensions):
+            stack = obj.mpls_labels
+            if stack:
+                labels.extend(stack)
+        return tuple(labels)
+    except MalformedPacket:
+        return ()
+
+
+# -- async functions ---------------------------------------------------------------
+
+
+def new_machine(
+    transport: Transport,
+    address: str,
+    options: TraceOptions,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    flow_id: int | None = None,
+    probe_base: int = 0,
+) -> TraceMachine:
+    """A TraceMachine wired to ``transport``'s cookies, with a fresh flow unless given."""
+    return TraceMachine(
+        address,
+        source=source or transport.source_for(address),
+        flow_id=transport.cookies.new_ident() if flow_id is None else flow_id,
+        cookies=transport.cookies,
+        options=options,
+        target=target,
+        probe_base=probe_base,
+    )
+
+
+async def traceroute_with(
+    transport: Transport,
+    address: str,
+    options: TraceOptions | None = None,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    flow_id: int | None = None,
+    on_event: EventCallback | None = None,
+) -> TraceResult:
+    """Trace the route to one literal address over an open transport.
+
+    Silence, unreachables and rate-limited routers are results, never exceptions.
+    ``on_event`` receives each TraceHop once it and the hops below it are final.
+    """
+    machine = new_machine(
+        transport, address, options or TraceOptions(), source=source, target=target,
+        flow_id=flow_id,
+    )  # fmt: skip
+    await drive(machine, transport, on_event=on_event)
+    return machine.result()
+
+
+class TraceFinished:
+    """Event of ``TraceManyMachine``: one of its traces is done."""
+
+    __slots__ = ("machine",)
+
+    def __init__(self, machine: TraceMachine) -> None:
+        self.machine = machine
+
+
+class TraceManyMachine:
+    """Many TraceMachines behind one Machine, so one driver loop (one task, one inbox)
+    runs a thousand traces: a task per trace would make the event loop's ready queue
+    so long that the socket readers fall behind the replies.
+
+    ``poll`` visits the traces round-robin, one TTL's probes each, until ``batch``
+    packets are due: a trace's next TTL is sent only after every other trace had its
+    turn, by when the previous TTL's replies (sub-millisecond in a lab, a few ms on a
+    LAN) have usually been read, so little is sent beyond a destination.
+    Events: ``(target, TraceHop)`` pairs, and TraceFinished when a trace is done.
+    """
+
+    def __init__(self, machines: Sequence[TraceMachine], *, batch: int = 256) -> None:
+        self._active = list(machines)
+        self._cursor = 0
+        self._batch = batch
+        self._owner: dict[MatchKey, TraceMachine] = {}
+        self._events: list[object] = []
+        self._retired: list[MatchKey] = []
+
+    @property
+    def done(self) -> bool:
+        return not self._active
+
+    def poll(self, now: float) -> list[Outgoing]:
+        outgoing: list[Outgoing] = []
+        visited = 0
+        while self._active and visited < len(self._active) and len(outgoing) < self._batch:
+            self._cursor %= len(self._active)
+            machine = self._active[self._cursor]
+            visited += 1
+            for item in machine.poll(now):
+                self._owner[item.key] = machine
+                outgoing.append(item)
+            if self._collect(machine):
+                continue  # removed: the cursor already points at the next trace
+            self._cursor += 1
+        return outgoing
+
+    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
+        machine = self._owner.get(key)
+        if machine is not None:
+            machine.sent(key, sent, now)
+            self._collect(machine)
+
+    def receive(self, reply: Reply, now: float) -> None:
+        machine = self._owner.get(reply.key)
+        if machine is not None:
+            machine.receive(reply, now)
+            self._collect(machine)
+
+    def next_deadline(self) -> float:
+        return min((m.next_deadline() for m in self._active), default=math.inf)
+
+    def take_events(self) -> list[object]:
+        events, self._events = self._events, []
+        return events
+
+    def take_retired(self) -> list[MatchKey]:
+        retired, self._retired = self._retired, []
+        return retired
+
+    def _collect(self, machine: TraceMachine) -> bool:
+        """Move the machine's events and retired keys up; True when it just finished."""
+        for event in machine.take_events():
+            self._events.append((machine.target, event))
+        for key in machine.take_retired():
+            self._owner.pop(key, None)
+            self._retired.append(key)
+        if not machine.done:
+            return False
+        index = self._active.index(machine)
+        del self._active[index]
+        if index < self._cursor:
+            self._cursor -= 1
+        self._events.append(TraceFinished(machine))
+        return index == self._cursor or index > self._cursor
+
+
+@asynccontextmanager
+async def trace_many_with(
+    transport: Transport,
+    addresses: Sequence[str],
+    options: TraceOptions | None = None,
+    *,
+    targets: Sequence[str] | None = None,
+    source: str | None = None,
+    on_event: Callable[[str, object], None] | None = None,
+) -> AsyncIterator[AsyncIterator[TraceResult]]:
+    """Trace every address concurrently over one transport; yields an async iterator of
+    results in completion order::
+
+        async with trace_many_with(transport, addresses) as results:
+            async for result in results:
+                ...
+
+    Leaving the block early cancels the traces still running. ``targets`` names the
+    addresses as the user typed them (``TraceResult.target``); ``on_event`` gets
+    ``(target, TraceHop)`` as each hop of each trace becomes final.
+    """
+    options = options or TraceOptions()
+    names = list(targets) if targets is not None else list(addresses)
+    machines = [
+        new_machine(transport, address, options, source=source, target=name)
+        for address, name in zip(addresses, names, strict=True)
+    ]
+    many = TraceManyMachine(machines)
+    send, receive = anyio.create_memory_object_stream[TraceResult](max(1, len(machines)))
+
+    def dispatch(event: object) -> None:
+        if isinstance(event, TraceFinished):
+            send.send_nowait(event.machine.result())
+        elif on_event is not None and isinstance(event, tuple):
+            on_event(event[0], event[1])
+
+    async def run_all() -> None:
+        with send:
+            await drive(many, transport, on_event=dispatch)
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(run_all)
+        with receive:
+            try:
+                yield receive
+            finally:
+                task_group.cancel_scope.cancel()
+
+
+def trace_protocols(addresses: Sequence[str], method: str) -> list[tuple[int, int]]:
+    """The raw sockets tracing ``addresses`` with ``method`` needs (ICMP errors arrive
+    on the ICMP sockets; TCP answers on the TCP ones)."""
+    sockets = TCP_SOCKETS if method == "tcp" else ICMP_SOCKETS
+    families = {socket.AF_INET6 if ":" in a else socket.AF_INET for a in addresses}
+    return [(family, protocol) for family, protocol in sockets if family in families]
+
+
+# -- mtr-style statistics over rounds ----------------------------------------------
+
+
+class LiveTrace:
+    """Per-hop statistics over repeated traces of one target (mtr's Loss%, Snt, Last,
+    Avg, Best, Wrst, StDev). Pure: feed it each round's TraceResult."""
+
+    def __init__(self, target: str, address: str) -> None:
+        self.target = target
+        self.address = address
+        self.rounds = 0
+        self._sent: dict[int, int] = {}
+        self._rtts: dict[int, list[float]] = {}
+        self._last: dict[int, float] = {}
+        self._addresses: dict[int, dict[str, None]] = {}
+        self._annotation: dict[int, str] = {}
+        self._dest_ttl: int | None = None
+
+    def add(self, result: TraceResult) -> None:
+        """Count one round: one probe per query per hop up to its destination."""
+        self.rounds += 1
+        if result.destination_ttl is not None:
+            self._dest_ttl = result.destination_ttl
+        for hop in result.hops:
+            self._sent[hop.ttl] = self._sent.get(hop.ttl, 0) + len(hop.probes)
+            for response in hop.responses:
+                self._rtts.setdefault(hop.ttl, []).append(response.rtt_s)
+                self._last[hop.ttl] = response.rtt_s
+                self._addresses.setdefault(hop.ttl, {})[response.address] = None
+                if response.annotation:
+                    self._annotation[hop.ttl] = response.annotation
+
+    def rows(self) -> list[HopStats]:
+        """One row per TTL up to the latest destination hop (or the last one probed)."""
+        if not self._sent:
+            return []
+        last = self._dest_ttl if self._dest_ttl is not None else max(self._sent)
+        rows = []
+        for ttl in sorted(t for t in self._sent if t <= last):
+            rtts = self._rtts.get(ttl, [])
+            mean = sum(rtts) / len(rtts) if rtts else None
+            stdev = None
+            if mean is not None:
+                stdev = math.sqrt(sum((r - mean) ** 2 for r in rtts) / len(rtts))
+            rows.append(
+                HopStats(
+                    ttl=ttl,
+                    addresses=tuple(self._addresses.get(ttl, {})),
+                    sent=self._sent[ttl],
+                    received=len(rtts),
+                    last_s=self._last.get(ttl),
+                    avg_s=mean,
+                    best_s=min(rtts) if rtts else None,
+                    worst_s=max(rtts) if rtts else None,
+                    stdev_s=stdev,
+                    annotation=self._annotation.get(ttl, ""),
+                )
+            )
+        return rows

@@ -1,0 +1,399 @@
+"""Bad user input, for every subcommand: exit 2, one line on stderr, never a traceback.
+
+The CLI runs in-process. No case may reach the network: the transports and the sniffer
+are replaced by fakes that fail the test if a case gets as far as opening them (the
+ping/trace/sweep/scan/send ones by an empty simulated network, so a case that wrongly
+passes validation ends quickly instead of probing anything real).
+
+Placeholders in the argv: ``{missing}`` a file that does not exist, ``{junk}`` a text
+file of nonsense targets, ``{binary}`` random bytes, ``{empty}`` an empty file,
+``{dir}`` a directory, ``{nodir}`` a path in a directory that does not exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rawprobe.cli import ping_cmd, scan_cmd, send_cmd, sniff_cmd, sweep_cmd, trace_cmd
+from rawprobe.cli.app import main
+from rawprobe.transport import privileges
+from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
+
+V4 = "127.0.0.1"
+V6 = "::1"
+
+PING = [
+    ["ping"],
+    ["ping", ""],
+    ["ping", " "],
+    ["ping", "999.1.1.1"],
+    ["ping", "1.2.3"],
+    ["ping", "1.2.3.4.5"],
+    ["ping", "127.0.0.1/8"],
+    ["ping", "fe80::1::2"],
+    ["ping", "-c", "0", V4],
+    ["ping", "-c", "-1", V4],
+    ["ping", "-c", "x", V4],
+    ["ping", "-c", "", V4],
+    ["ping", "-c", "1.5", V4],
+    ["ping", "-c", "99999999999999999999999", V4],
+    ["ping", "-i", "-1", V4],
+    ["ping", "-i", "nan", V4],
+    ["ping", "-i", "inf", V4],
+    ["ping", "-i", "", V4],
+    ["ping", "-i", "1e400", V4],
+    ["ping", "-W", "abc", V4],
+    ["ping", "-W", "0", V4],
+    ["ping", "-W", "-2", V4],
+    ["ping", "-s", "70000", V4],
+    ["ping", "-s", "-1", V4],
+    ["ping", "-s", "big", V4],
+    ["ping", "-t", "0", V4],
+    ["ping", "-t", "256", V4],
+    ["ping", "-t", "-1", V4],
+    ["ping", "-Q", "256", V4],
+    ["ping", "-4", V6],
+    ["ping", "-6", V4],
+    ["ping", "-4", "-6", V4],
+    ["ping", "-I", V6, V4],
+    ["ping", "-I", "999.1.1.1", V4],
+    ["ping", "-I", "", V4],
+    ["ping", "-I", "not an address", V4],
+    ["ping", "--rate", "-5", V4],
+    ["ping", "--rate", "nan", V4],
+    ["ping", "--rate", "fast", V4],
+    ["ping", "--pcap", "{nodir}", "-c", "1", V4],
+    ["ping", "--pcap", "{dir}", "-c", "1", V4],
+    ["ping", "--pcap", "", "-c", "1", V4],
+    ["ping", "--bogus", V4],
+    ["ping", "-c", "1", "255.255.255.255"],
+    ["ping", "-c", "1", "224.0.0.1"],
+    ["ping", "-c", "1", "239.255.255.250"],
+    ["ping", "-c", "1", "ff02::1"],
+    ["ping", "-c", "1", "0.0.0.0"],
+    ["ping", "-c", "1", "::"],
+    ["--backend", "tokio", "ping", V4],
+    ["ping", "--backend", "curio", V4],
+]
+
+TRACE = [
+    ["trace"],
+    ["trace", ""],
+    ["trace", "999.1.1.1"],
+    ["trace", "-f", "0", V4],
+    ["trace", "-f", "256", V4],
+    ["trace", "-m", "0", V4],
+    ["trace", "-m", "300", V4],
+    ["trace", "-f", "10", "-m", "5", V4],
+    ["trace", "-q", "0", V4],
+    ["trace", "-q", "11", V4],
+    ["trace", "-w", "-1", V4],
+    ["trace", "-w", "nan", V4],
+    ["trace", "-p", "0", V4],
+    ["trace", "-p", "65536", V4],
+    ["trace", "-p", "http", V4],
+    ["trace", "-M", "sctp", V4],
+    ["trace", "--retries", "-1", V4],
+    ["trace", "-N", "0", V4],
+    ["trace", "-c", "0", "--report", V4],
+    ["trace", "-i", "-1", "--live", V4],
+    ["trace", "--rate", "-1", V4],
+    ["trace", "-s", V6, V4],
+    ["trace", "-4", V6],
+    ["trace", "-F", "{missing}"],
+    ["trace", "-F", "{junk}"],
+    ["trace", "-F", "{binary}"],
+    ["trace", "-F", "{empty}"],
+    ["trace", "-F", "{dir}"],
+    ["trace", "224.0.0.1"],
+    ["trace", "255.255.255.255"],
+    ["trace", "ff02::1"],
+]
+
+SWEEP = [
+    ["sweep"],
+    ["sweep", ""],
+    ["sweep", "999.1.1.1"],
+    ["sweep", "127.0.0.0/33"],
+    ["sweep", "127.0.0.0/-1"],
+    ["sweep", "127.0.0.0/x"],
+    ["sweep", "::/129"],
+    ["sweep", "127.0.0.9-1"],
+    ["sweep", "127.0.0.1-256"],
+    ["sweep", "127.0.0.1-::5"],
+    ["sweep", "127.0.0.1-"],
+    ["sweep", "-127.0.0.1"],
+    ["sweep", "127.0.0.1--5"],
+    ["sweep", "127.0.0.1/24/8"],
+    ["sweep", "-M", "tcp-syn", "127.0.0.1"],
+    ["sweep", "-M", "udp", "127.0.0.1"],
+    ["sweep", "-M", "sctp", "127.0.0.1"],
+    ["sweep", "-M", "tcp-syn", "-p", "0", "127.0.0.1"],
+    ["sweep", "-M", "tcp-syn", "-p", "65536", "127.0.0.1"],
+    ["sweep", "-r", "-1", "127.0.0.1"],
+    ["sweep", "-r", "11", "127.0.0.1"],
+    ["sweep", "-t", "0", "127.0.0.1"],
+    ["sweep", "-t", "-1", "127.0.0.1"],
+    ["sweep", "-t", "nan", "127.0.0.1"],
+    ["sweep", "-t", "61", "127.0.0.1"],
+    ["sweep", "--rate", "-1", "127.0.0.1"],
+    ["sweep", "--shard", "1/1", "--seed", "1", "127.0.0.1"],
+    ["sweep", "--shard", "2/1", "--seed", "1", "127.0.0.1"],
+    ["sweep", "--shard", "0/0", "--seed", "1", "127.0.0.1"],
+    ["sweep", "--shard", "-1/2", "--seed", "1", "127.0.0.1"],
+    ["sweep", "--shard", "x", "--seed", "1", "127.0.0.1"],
+    ["sweep", "--shard", "0/2", "127.0.0.1"],
+    ["sweep", "--seed", "x", "127.0.0.1"],
+    ["sweep", "-w", "0", "127.0.0.1"],
+    ["sweep", "-w", "65", "127.0.0.1"],
+    ["sweep", "-f", "{missing}"],
+    ["sweep", "-f", "{junk}"],
+    ["sweep", "-f", "{binary}"],
+    ["sweep", "-f", "{empty}"],
+    ["sweep", "-f", "{dir}"],
+    ["sweep", "--json", "--ndjson", "127.0.0.1"],
+    ["sweep", "255.255.255.255"],
+    ["sweep", "224.0.0.0/28"],
+    ["sweep", "ff02::1"],
+    ["sweep", "127.0.0.1", "239.1.1.1-3"],
+]
+
+SCAN: list[Any] = [
+    ["scan"],
+    ["scan", ""],
+    ["scan", "999.1.1.1"],
+    ["scan", "127.0.0.0/33"],
+    ["scan", "127.0.0.9-1"],
+    ["scan", "-p", "", V4],
+    ["scan", "-p", "0", V4],
+    ["scan", "-p", "65536", V4],
+    ["scan", "-p", "80,", V4],
+    ["scan", "-p", ",80", V4],
+    ["scan", "-p", "100-1", V4],
+    ["scan", "-p", "http", V4],
+    ["scan", "-p", "1-2-3", V4],
+    ["scan", "-p", "-5", V4, "--top-ports", "10"],
+    ["scan", "--top-ports", "0", V4],
+    ["scan", "--top-ports", "1001", V4],
+    ["scan", "--rate", "-1", V4],
+    ["scan", "--min-rate", "nan", V4],
+    ["scan", "--retries", "-1", V4],
+    ["scan", "--max-retries", "51", V4],
+    ["scan", "--seed", "x", V4],
+    ["scan", "-4", V6],
+    ["scan", "-6", V4],
+    ["scan", "-f", "{missing}"],
+    ["scan", "-f", "{junk}"],
+    pytest.param(
+        ["scan", "-f", "{binary}"],
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="cli/scan_cmd.py (being finished by another engineer) lets "
+            "UnicodeDecodeError out of _target_texts; drop this mark once it is caught",
+        ),
+    ),
+    ["scan", "-f", "{empty}"],
+    ["scan", "-f", "{dir}"],
+]
+
+SEND = [
+    ["send"],
+    ["send", ""],
+    ["send", "999.1.1.1"],
+    ["send", "127.0.0.0/24"],
+    ["send", "-t", "256", V4],
+    ["send", "-t", "-1", V4],
+    ["send", "--tos", "x", V4],
+    ["send", "--id", "65536", V4],
+    ["send", "--frag-offset", "8192", V4],
+    ["send", "--ip-options", "zz", V4],
+    ["send", "--ip-options", "abc", V4],
+    ["send", "--flow-label", "1048576", V6],
+    ["send", "--ip-proto", "256", V4],
+    ["send", "--ip-length", "-1", V4],
+    ["send", "--tcp", "-p", "65536", V4],
+    ["send", "--tcp", "-s", "-1", V4],
+    ["send", "--tcp", "--flags", "XYZ", V4],
+    ["send", "--tcp", "--seq", "4294967296", V4],
+    ["send", "--tcp", "--ts", "a:b", V4],
+    ["send", "--tcp", "--ts", "1:4294967296", V4],
+    ["send", "--tcp", "--wscale", "256", V4],
+    ["send", "--flags", "S", V4],
+    ["send", "--icmp", "-p", "80", V4],
+    ["send", "--udp", "--type", "8", V4],
+    ["send", "--tcp", "--udp", V4],
+    ["send", "--data", "x", "--size", "3", V4],
+    ["send", "--data-hex", "0g", V4],
+    ["send", "--size", "-1", V4],
+    ["send", "--size", "70000", V4],
+    ["send", "--badsum", "--checksum", "1", V4],
+    ["send", "-c", "0", V4],
+    ["send", "-i", "-1", V4],
+    ["send", "-W", "nan", V4],
+    ["send", "-I", V6, V4],
+    ["send", "-6", V4],
+    ["send", "--pcap", "{nodir}", V4],
+]
+
+SNIFF = [
+    ["sniff", "-c", "0"],
+    ["sniff", "-c", "x"],
+    ["sniff", "--duration", "-1"],
+    ["sniff", "--duration", "nan"],
+    ["sniff", "-p", "sctp"],
+    ["sniff", "--host", "999.1.1.1"],
+    ["sniff", "--host", ""],
+    ["sniff", "--host", "example"],
+    ["sniff", "--port", "65536"],
+    ["sniff", "--port", "-1"],
+    ["sniff", "--direction", "sideways"],
+    ["sniff", "-4", "-6"],
+    ["sniff", "-r", "{missing}"],
+    ["sniff", "-r", "{binary}"],
+    ["sniff", "-r", "{empty}"],
+    ["sniff", "-r", "{dir}"],
+    ["sniff", "-r", "{junk}"],
+    ["sniff", "-r", "{empty}", "-i", "lo"],
+    ["sniff", "-r", "{empty}", "--duration", "1"],
+    ["sniff", "-w", "{nodir}", "-r", "{empty}"],
+    ["sniff", "-w", "{dir}", "-r", "{empty}"],
+]
+
+LAB = [
+    ["lab"],
+    ["lab", "frobnicate"],
+    ["lab", "exec"],
+    ["lab", "exec", "--"],
+    ["lab", "exec", "--ns", "nowhere", "--", "true"],
+    ["lab", "exec", "--prefix", "rpnosuchlab", "--", "true"],
+    ["lab", "exec", "--prefix", "../../etc", "--", "true"],
+    ["lab", "down", "rpnosuchlab"],
+    ["lab", "down", "../etc"],
+    ["lab", "up", "--prefix", "bad name!"],
+    ["lab", "up", "--prefix", ""],
+    ["lab", "up", "--prefix", "x" * 40],
+]
+
+OTHER: list[list[str]] = [[], ["frobnicate"], ["--backend"], ["demo", "--bogus"]]
+
+CASES: list[Any] = [*PING, *TRACE, *SWEEP, *SCAN, *SEND, *SNIFF, *LAB, *OTHER]
+
+
+def _case_id(case: Any) -> str:
+    argv = case.values[0] if hasattr(case, "values") else case
+    return " ".join(argv) or "<none>"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "junk.txt").write_text("not-an-address\n198.19.0.1/99\n")
+    (tmp_path / "binary").write_bytes(bytes(range(256)) * 3 + b"\xff\xfe\x00garbage")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "dir").mkdir()
+    return {
+        "missing": str(tmp_path / "missing.txt"),
+        "junk": str(tmp_path / "junk.txt"),
+        "binary": str(tmp_path / "binary"),
+        "empty": str(tmp_path / "empty"),
+        "dir": str(tmp_path / "dir"),
+        "nodir": str(tmp_path / "no" / "such" / "dir" / "out"),
+    }
+
+
+@contextlib.asynccontextmanager
+async def _simulated(*_args: Any, **_kwargs: Any) -> AsyncIterator[Any]:
+    async with open_memory_transport(MemoryNetwork()) as transport:
+        yield transport
+
+
+@contextlib.asynccontextmanager
+async def _no_sniffer(*_args: Any, **_kwargs: Any) -> AsyncIterator[Any]:
+    raise AssertionError("a bad-input case reached the sniffer")
+    yield  # pragma: no cover
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No real socket: simulated transports, no sniffer, no privilege drop, and an
+    alarm so a case that wrongly starts probing cannot hang the suite."""
+    for module in (ping_cmd, trace_cmd, sweep_cmd, scan_cmd, send_cmd):
+        monkeypatch.setattr(module, "open_transport", _simulated)
+    monkeypatch.setattr(sniff_cmd, "open_sniffer", _no_sniffer)
+
+    def timeout(_signum: int, _frame: Any) -> None:
+        raise AssertionError("a bad-input case ran for more than 20 s")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(20)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run(argv: list[str], files: dict[str, str], capsys: pytest.CaptureFixture[str]) -> str:
+    argv = [arg.format(**files) if "{" in arg else arg for arg in argv]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("rawprobe"), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv", CASES, ids=[_case_id(c) for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str],
+    files: dict[str, str],
+    offline: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _run(argv, files, capsys)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ping", "-c", "1", "-W", "0.1", "255.255.255.255"],
+        ["ping", "-c", "1", "-W", "0.1", "224.0.0.1"],
+        ["sweep", "-q", "-t", "0.1", "224.0.0.0/30"],
+    ],
+)
+def test_broadcast_and_multicast_need_the_flag(
+    argv: list[str], files: dict[str, str], offline: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _run(argv, files, capsys)
+    assert "--broadcast" in line
+    # With the flag the same command runs (here on the empty simulated network).
+    assert main([argv[0], "--broadcast", *argv[1:]]) in (0, 1)
+
+
+@pytest.mark.parametrize("interval", ["0.1", "0", "0.199"])
+def test_short_ping_interval_needs_privilege(
+    interval: str,
+    files: dict[str, str],
+    offline: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(privileges, "has_net_raw", lambda: False)
+    line = _run(["ping", "-c", "1", "-i", interval, V4], files, capsys)
+    assert "0.2" in line
+    monkeypatch.setattr(privileges, "has_net_raw", lambda: True)
+    assert main(["ping", "-c", "2", "-W", "0.05", "-i", interval, V4]) == 1  # allowed: no reply
+
+
+def test_interval_of_0_2_needs_no_privilege(
+    offline: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(privileges, "has_net_raw", lambda: False)
+    assert main(["ping", "-c", "1", "-W", "0.05", "-i", "0.2", V4]) == 1
+    assert "rawprobe" not in capsys.readouterr().err

@@ -1,0 +1,119 @@
+"""Port scans against the real kernel in the lab: every port of the target classified
+exactly (IPv4 and IPv6), forged SYN-ACKs ignored, loss survived by retries."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from rawprobe.lab import Lab
+from rawprobe.probes.scan import ScanOptions, scan_protocols, syn_scan_with
+from rawprobe.scan_targets import resolve_targets
+from rawprobe.transport.raw import open_transport
+
+pytestmark = pytest.mark.lab
+
+
+def rawprobe_cli(lab: Lab, *args: str) -> tuple[int, str, str]:
+    done = lab.run(
+        "client", sys.executable, "-I", "-m", "rawprobe", *args, check=False, timeout=120
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_all_65535_ports_classified_with_zero_errors(lab: Lab, family: str) -> None:
+    target = lab.target_v4 if family == "v4" else lab.target_v6
+    code, out, err = rawprobe_cli(lab, "scan", "-p-", "--rate", "0", "--json", target)
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["schema"] == "rawprobe/1" and document["complete"]
+    (host,) = document["hosts"]
+    assert host["address"] == target and host["up"]
+    states = {p["port"]: (p["state"], p["reason"]) for p in host["ports"]}
+    expected = {port: ("open", "syn-ack") for port in lab.open_ports}
+    expected |= {port: ("filtered", "no-response") for port in lab.drop_ports}
+    expected |= {port: ("filtered", "admin-prohibited") for port in lab.reject_ports}
+    assert states == expected  # every listed port right, none missing, none extra
+    assert host["closed"] == 65535 - len(expected)
+    assert all(p["ttl"] == 61 for p in host["ports"] if p["state"] == "open")
+
+
+FORGER = textwrap.dedent(
+    """
+    # Sees every SYN reaching the target and answers first with a forged SYN-ACK from
+    # the probed address: right ports, a wrong acknowledgement number.
+    import socket, struct
+
+    def checksum(data):
+        total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return ~total & 0xFFFF
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    print("ready", flush=True)
+    while True:
+        packet, (source, _) = sock.recvfrom(65535)
+        ihl = (packet[0] & 15) * 4
+        sport, dport, seq = struct.unpack_from("!HHI", packet, ihl)
+        if packet[ihl + 13] != 0x02:
+            continue
+        tcp = struct.pack("!HHIIBBHHH", dport, sport, 12345, (seq + 2) & 0xFFFFFFFF,
+                          5 << 4, 0x12, 65535, 0, 0)
+        pseudo = packet[16:20] + packet[12:16] + struct.pack("!BBH", 0, 6, len(tcp))
+        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+        header = struct.pack("!BBHHHBBH", 0x45, 0, 0, 0, 0, 64, 6, 0)
+        sock.sendto(header + packet[16:20] + packet[12:16] + tcp, (source, 0))
+    """
+)
+
+
+@pytest.mark.anyio
+async def test_forged_syn_acks_with_wrong_acks_never_open_a_port(lab: Lab) -> None:
+    forger = lab.popen("target", sys.executable, "-c", FORGER, stdout=-1, text=True)
+    try:
+        assert forger.stdout is not None and forger.stdout.readline().strip() == "ready"
+        space = await resolve_targets([lab.target_v4])
+        with lab.entered("client"):
+            transport_cm = open_transport(scan_protocols(space), rate_pps=0)
+            transport = await transport_cm.__aenter__()
+        try:
+            options = ScanOptions(max_rate_pps=5000)
+            result = await syn_scan_with(transport, space, range(4000, 5001), options)
+            counters = transport.counters
+        finally:
+            await transport_cm.__aexit__(None, None, None)
+    finally:
+        forger.kill()
+        forger.communicate()
+    (host,) = result.hosts
+    assert host.open_ports == () and host.closed == 1001
+    assert counters.unmatched >= 900  # the forgeries reached us and matched nothing
+
+
+@pytest.mark.anyio
+async def test_ten_percent_loss_still_finds_every_open_port(lab: Lab) -> None:
+    rule = ["FORWARD", "-m", "statistic", "--mode", "random", "--probability", "0.1", "-j", "DROP"]
+    lab.run("r2", "iptables", "-I", *rule)
+    try:
+        space = await resolve_targets([lab.target_v4])
+        with lab.entered("client"):
+            transport_cm = open_transport(scan_protocols(space), rate_pps=0)
+            transport = await transport_cm.__aenter__()
+        try:
+            ports = sorted({*range(1, 3001), *lab.open_ports})
+            options = ScanOptions(max_rate_pps=0, retries=2)
+            result = await syn_scan_with(transport, space, ports, options)
+        finally:
+            await transport_cm.__aexit__(None, None, None)
+    finally:
+        lab.run("r2", "iptables", "-D", *rule)
+    (host,) = result.hosts
+    assert host.open_ports == tuple(lab.open_ports)
+    assert result.timing.backoffs >= 1 and result.timing.max_retries_used >= 3
+    assert result.timing.cwnd < result.timing.peak_cwnd

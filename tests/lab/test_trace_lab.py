@@ -1,0 +1,219 @@
+"""Traceroute against the real kernel: every method and family through the three lab
+routers, rate-limited routers, a silent hop, ECMP (own namespaces), CLI and live mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from rawprobe.lab import Lab
+from rawprobe.probes.models import TraceResult
+from rawprobe.probes.traceroute import TraceOptions, trace_protocols, traceroute_with
+from rawprobe.transport.raw import open_transport
+
+pytestmark = pytest.mark.lab
+
+
+def trace(lab_or_ns: Lab, role: str, address: str, options: TraceOptions) -> TraceResult:
+    async def main() -> TraceResult:
+        with lab_or_ns.entered(role):
+            async with open_transport(trace_protocols([address], options.method)) as transport:
+                return await traceroute_with(transport, address, options)
+
+    return anyio.run(main)
+
+
+def cli(lab: Lab, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    argv = (sys.executable, "-I", "-m", "rawprobe", "trace", "-n", *args)
+    return lab.run("client", *argv, check=False, timeout=timeout)
+
+
+@pytest.mark.parametrize("method", ["icmp", "udp", "tcp"])
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_each_method_and_family_reaches_the_target_through_the_routers(
+    lab: Lab, method: str, family: str
+) -> None:
+    target = lab.target_v4 if family == "v4" else lab.target_v6
+    routers = lab.router_v4 if family == "v4" else lab.router_v6
+    start = time.monotonic()
+    result = trace(lab, "client", target, TraceOptions(method=method))
+    assert time.monotonic() - start < 2.0
+    assert result.reached and result.complete, result
+    assert [hop.addresses for hop in result.hops] == [(r,) for r in routers] + [(target,)]
+    assert all(len(hop.responses) == 3 for hop in result.hops)
+    assert {p.quoted_ttl for hop in result.hops[:3] for p in hop.responses} == {1}
+
+
+def test_rate_limited_routers_still_give_complete_traces(lab: Lab) -> None:
+    lab.set_icmp_ratelimit(True)
+    try:
+        results = [
+            trace(lab, "client", target, TraceOptions(method="udp"))
+            for target in (lab.target_v4, lab.target_v4, lab.target_v4, lab.target_v6)
+        ]  # back to back: the routers' token buckets run dry after the first ones
+    finally:
+        lab.set_icmp_ratelimit(False)
+    for result in results:
+        assert result.complete, [hop.addresses for hop in result.hops]
+    retried = [p for r in results for hop in r.hops for p in hop.responses if p.attempt > 0]
+    assert retried, "the limit never bit: the test proves nothing"
+
+
+def test_silent_hop_is_a_star_and_does_not_stall_the_trace(lab: Lab) -> None:
+    rule = ("OUTPUT", "-p", "icmp", "--icmp-type", "time-exceeded", "-j", "DROP")
+    lab.run("r2", "iptables", "-A", *rule)
+    try:
+        start = time.monotonic()
+        result = trace(lab, "client", lab.target_v4, TraceOptions(wait_s=0.5, retries=1))
+        elapsed = time.monotonic() - start
+    finally:
+        lab.run("r2", "iptables", "-D", *rule)
+    assert result.reached and not result.complete
+    assert result.path == (lab.router_v4[0], None, lab.router_v4[2], lab.target_v4)
+    assert result.hops[1].probes == (None, None, None)
+    assert elapsed < 2 * 0.5 + 0.5  # (1 + retries) waits, hops probed in parallel
+
+
+def test_cli_plain_layout_json_and_file(lab: Lab, tmp_path: os.PathLike[str]) -> None:
+    done = cli(lab, "-U", lab.target_v4)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(f"traceroute to {lab.target_v4} ({lab.target_v4}), 30 hops max")
+    lines = done.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        ["1", lab.router_v4[0]], ["2", lab.router_v4[1]], ["3", lab.router_v4[2]],
+        ["4", lab.target_v4],
+    ]  # fmt: skip
+    assert all(line.count(" ms") == 3 for line in lines)
+    targets = os.path.join(os.fspath(tmp_path), "targets.txt")
+    with open(targets, "w", encoding="utf-8") as f:
+        f.write(f"# lab targets\n{lab.target_v6}\n198.19.0.9\n")
+    done = cli(lab, "--json", "-T", "-F", targets, lab.silent_v4, "-w", "0.3", "-m", "6")
+    assert done.returncode == 1  # the silent target was not reached
+    document = json.loads(done.stdout)
+    assert document["schema"] == "rawprobe/1"
+    traces = {t["target"]: t for t in document["traces"]}
+    assert list(traces) == [lab.silent_v4, lab.target_v6, "198.19.0.9"]
+    assert traces["198.19.0.9"]["reached"] and len(traces["198.19.0.9"]["hops"]) == 4
+    hop = traces[lab.target_v6]["hops"][0]
+    assert hop["ttl"] == 1 and hop["responses"][0]["address"] == lab.router_v6[0]
+    assert "rtt_ms" in hop["responses"][0]
+    assert not traces[lab.silent_v4]["reached"] and len(traces[lab.silent_v4]["hops"]) == 6
+
+
+def test_cli_report_has_mtr_columns(lab: Lab) -> None:
+    done = cli(lab, "--report", "-c", "3", "-i", "0.1", lab.target_v4, lab.target_v6)
+    assert done.returncode == 0, done.stderr
+    headers = [line for line in done.stdout.splitlines() if line.startswith("HOST:")]
+    assert len(headers) == 2
+    for name in ("Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev"):
+        assert name in headers[0]
+    assert f"  1.|-- {lab.router_v4[0]}" in done.stdout
+    assert f"  4.|-- {lab.target_v6}" in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_live_mode_under_tmux_shows_a_row_per_hop(lab: Lab) -> None:
+    session = f"rptrace{os.getpid()}"
+    # "; sleep 30" keeps the pane, and any error, on screen until the capture.
+    command = " ".join(
+        ("ip netns exec", lab.ns("client"), sys.executable, "-I -m rawprobe trace -n --live",
+         "-c 30 -i 0.2", lab.target_v4, lab.target_v6, "2>&1; sleep 30")
+    )  # fmt: skip
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command],
+        check=True,
+    )
+    try:
+        time.sleep(3.0)
+        screen = subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True,
+            check=True,
+        ).stdout  # fmt: skip
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    for name in ("Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev"):
+        assert name in screen, screen
+    for address in (*lab.router_v4, lab.target_v4, *lab.router_v6, lab.target_v6):
+        assert address in screen, screen
+
+
+# -- ECMP: a lab variant with a router that has two next hops ------------------------
+
+#: Lab role names reused for client c, router r, path routers a and b, target t.
+_ECMP_ROLES = ("client", "r1", "r2", "r3", "target")
+_ECMP_TARGET = "198.18.110.1"
+_ECMP_HOPS = ("198.18.102.2", "198.18.103.2")
+
+
+def _ip(ns: str, script: str) -> None:
+    subprocess.run(["ip", "-n", ns, "-batch", "-"], input=script, text=True, check=True)
+
+
+@pytest.fixture(scope="module")
+def ecmp(lab_required: None) -> Iterator[Lab]:
+    """client c -- r ==(a | b)== t: r splits 198.18.110.0/24 over a and b by L4 hash."""
+    prefix = f"rpecmp{os.getpid() % 100000}"
+    names = [f"{prefix}-{role}" for role in _ECMP_ROLES]
+    subprocess.run(["ip", "-batch", "-"], input="".join(f"netns add {n}\n" for n in names),
+                   text=True, check=True)  # fmt: skip
+    try:
+        c, r, a, b, t = names
+        links = [(c, "eth0", r, "eth0", 101), (r, "eth1", a, "eth0", 102),
+                 (r, "eth2", b, "eth0", 103), (a, "eth1", t, "eth0", 104),
+                 (b, "eth1", t, "eth1", 105)]  # fmt: skip
+        for i, (left, lif, right, rif, _) in enumerate(links):
+            subprocess.run(
+                ["ip", "link", "add", lif, "index", str(200 + 2 * i), "netns", left, "type",
+                 "veth", "peer", "name", rif, "index", str(201 + 2 * i), "netns", right],
+                check=True,
+            )  # fmt: skip
+        for ns in names:
+            for key, value in (("net.ipv4.ip_forward", "1"), ("net.ipv4.icmp_ratelimit", "0"),
+                               ("net.ipv4.fib_multipath_hash_policy", "1"),
+                               ("net.ipv4.conf.all.rp_filter", "0"),
+                               ("net.ipv4.conf.default.rp_filter", "0")):  # fmt: skip
+                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"{key}={value}"],
+                               check=True)  # fmt: skip
+        scripts: dict[str, list[str]] = {n: ["link set lo up"] for n in names}
+        for left, lif, right, rif, net in links:
+            scripts[left] += [f"addr add 198.18.{net}.1/24 dev {lif}", f"link set {lif} up"]
+            scripts[right] += [f"addr add 198.18.{net}.2/24 dev {rif}", f"link set {rif} up"]
+        scripts[c].append("route add default via 198.18.101.2")
+        scripts[r].append(
+            "route add 198.18.110.0/24 nexthop via 198.18.102.2 nexthop via 198.18.103.2"
+        )
+        scripts[a] += ["route add 198.18.110.0/24 via 198.18.104.2",
+                       "route add 198.18.101.0/24 via 198.18.102.1"]  # fmt: skip
+        scripts[b] += ["route add 198.18.110.0/24 via 198.18.105.2",
+                       "route add 198.18.101.0/24 via 198.18.103.1"]  # fmt: skip
+        scripts[t] += [f"addr add {_ECMP_TARGET}/32 dev lo",
+                       "route add 198.18.101.0/24 via 198.18.104.1"]  # fmt: skip
+        for ns, lines in scripts.items():
+            _ip(ns, "\n".join(lines) + "\n")
+        time.sleep(0.5)  # carrier up on every veth
+        yield Lab(prefix)
+    finally:
+        for ns in names:
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+@pytest.mark.parametrize("method", ["udp", "tcp"])
+def test_ecmp_paris_traces_keep_one_path_and_flows_find_both(ecmp: Lab, method: str) -> None:
+    seen: set[str] = set()
+    port = 33434 if method == "udp" else 80
+    for _ in range(12):
+        result = trace(ecmp, "client", _ECMP_TARGET, TraceOptions(method=method, port=port))
+        assert result.reached, result
+        assert len(result.hops) == 3
+        middle = result.hops[1].addresses
+        assert len(middle) == 1 and middle[0] in _ECMP_HOPS, middle  # one path per trace
+        seen.add(middle[0])
+    assert seen == set(_ECMP_HOPS)  # other flow identifiers took the other path

@@ -1,0 +1,134 @@
+"""The sweep machine and targets, over the simulated network (asyncio and trio)."""
+
+import socket
+
+import pytest
+
+from rawprobe.errors import UsageError
+from rawprobe.probes.permute import Permutation
+from rawprobe.probes.sweep import HostDown, HostUp, SweepMachine, SweepOptions, sweep_with
+from rawprobe.probes.targets import TargetSpace, parse_block
+from rawprobe.transport.keys import Cookies
+from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
+
+pytestmark = pytest.mark.anyio
+
+
+def test_cidr_blocks_skip_network_and_broadcast_like_fping() -> None:
+    space = TargetSpace.parse(["198.19.0.0/30", "198.19.1.7", "2001:db8::/126"])
+    assert space.size == 2 + 1 + 4
+    addresses = [space.address(i) for i in range(space.size)]
+    assert addresses[:3] == ["198.19.0.1", "198.19.0.2", "198.19.1.7"]
+    assert addresses[3:] == ["2001:db8::", "2001:db8::1", "2001:db8::2", "2001:db8::3"]
+
+
+def test_ranges_long_and_short_form() -> None:
+    assert parse_block("198.19.0.1-9").count == 9
+    assert parse_block("198.19.0.250-198.19.1.4").count == 11
+    assert parse_block("2001:db8::1-2001:db8::ff").count == 255
+
+
+@pytest.mark.parametrize(
+    "spec", ["198.19.0.9-1", "198.19.0.1-300", "198.19.0.0/33", "nonsense", "1.2.3.4-::1", ""]
+)
+def test_bad_target_specs(spec: str) -> None:
+    with pytest.raises(UsageError):
+        TargetSpace.parse([spec])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"method": "ping"}, {"method": "udp"}, {"method": "tcp-syn", "port": 0}, {"retries": -1}],
+)
+def test_bad_options(options: dict[str, object]) -> None:
+    with pytest.raises(UsageError):
+        SweepOptions(**options)  # type: ignore[arg-type]
+
+
+def lab_like_network(**behaviour: object) -> MemoryNetwork:
+    network = MemoryNetwork()
+    for last in range(1, 255):
+        network.add(f"198.19.0.{last}", open_ports=frozenset({80}), **behaviour)
+    for last in range(1, 9):
+        network.add(f"2001:db8:ff::{last:x}", open_ports=frozenset({80}), **behaviour)
+    return network
+
+
+@pytest.mark.parametrize(
+    ("method", "port", "reason"),
+    [("icmp", None, "echo-reply"), ("tcp-syn", 80, "syn-ack"), ("tcp-syn", 81, "reset"),
+     ("tcp-ack", 81, "reset"), ("udp", 33434, "port-unreachable")],
+)  # fmt: skip
+async def test_every_method_finds_every_host(method: str, port: int | None, reason: str) -> None:
+    space = TargetSpace.parse(["198.19.0.0/24", "2001:db8:ff::1-2001:db8:ff::8", "198.18.200.1"])
+    options = SweepOptions(method=method, port=port, timeout_s=0.2)
+    events: list[object] = []
+    async with open_memory_transport(lab_like_network()) as transport:
+        result = await sweep_with(transport, space, options, seed=3, on_event=events.append)
+    assert len(result.alive) == 254 + 8
+    assert result.dead_count == 1  # 198.18.200.1 has no host
+    assert {e.reason for e in events if isinstance(e, HostUp)} == {reason}
+    [down] = [e for e in events if isinstance(e, HostDown)]
+    assert down.address == "198.18.200.1" and down.reason == "no-response"
+    assert result.probes_sent == 262 + 2  # the silent host was retried once
+    assert transport.registered == 0
+
+
+async def test_retries_recover_lost_probes() -> None:
+    network = lab_like_network(loss=0.3)
+    space = TargetSpace.parse(["198.19.0.0/24"])
+    async with open_memory_transport(network) as transport:
+        once = await sweep_with(transport, space, SweepOptions(retries=0, timeout_s=0.1), seed=1)
+        thrice = await sweep_with(transport, space, SweepOptions(retries=4, timeout_s=0.1), seed=1)
+    assert len(once.alive) < 230
+    assert len(thrice.alive) >= 250
+
+
+async def test_router_errors_mean_down_not_up() -> None:
+    network = MemoryNetwork()
+    network.add("198.19.0.1", error=(3, 1))  # the last router: host unreachable
+    async with open_memory_transport(network) as transport:
+        events: list[object] = []
+        result = await sweep_with(
+            transport, TargetSpace.parse(["198.19.0.1"]), on_event=events.append
+        )
+    assert result.alive == () and result.dead_count == 1
+    assert isinstance(events[0], HostDown) and "unreachable" in events[0].reason
+
+
+async def test_forged_echo_replies_do_not_make_hosts_up() -> None:
+    network = MemoryNetwork(forge_replies=True)
+    network.add("198.19.0.1")
+    network.add("198.19.0.2", alive=False)
+    async with open_memory_transport(network) as transport:
+        result = await sweep_with(transport, TargetSpace.parse(["198.19.0.1-2"]))
+    assert result.alive == ("198.19.0.1",)
+    assert transport.counters.forged >= 1
+
+
+def test_shards_with_one_seed_cover_the_space_exactly_once() -> None:
+    """Four machines fed shard i/4 of one seed probe every address exactly once."""
+    space = TargetSpace.parse(["198.19.0.0/16"])
+    sent: list[bytes] = []
+    for shard in range(4):
+        order = iter(Permutation(space.size, seed=1, shard=shard, shards=4))
+        machine = SweepMachine(
+            space, order, SweepOptions(batch=4096, max_in_flight=1 << 17),
+            sources={socket.AF_INET: "198.18.1.2"}, ident=1, cookies=Cookies(),
+        )  # fmt: skip
+        while batch := machine.poll(0.0):
+            sent += [outgoing.packet[16:20] for outgoing in batch]
+    assert len(sent) == 65534 and len(set(sent)) == 65534
+
+
+def test_in_flight_state_is_bounded() -> None:
+    space = TargetSpace.parse(["2001:db8:ff::/108"])  # a million addresses
+    machine = SweepMachine(
+        space, iter(Permutation(space.size, 1)), SweepOptions(max_in_flight=5000),
+        sources={socket.AF_INET6: "2001:db8:1::2"}, ident=1, cookies=Cookies(),
+    )  # fmt: skip
+    sent = 0
+    for _ in range(100):
+        sent += len(machine.poll(0.0))
+    assert sent == 5000  # no reply yet: the window is full and stays full
+    assert machine.next_deadline() > 0.0
