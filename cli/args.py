@@ -13,6 +13,8 @@ import anyio
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.targets import parse_block, special_kind
+from rawprobe.transport.capture import record_pcap
+from rawprobe.transport.raw import RawTransport, open_transport
 
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
@@ -131,3 +133,26 @@ async def interruptible() -> AsyncIterator[Interrupt]:
         task_group.start_soon(watch)
         yield interrupt
         task_group.cancel_scope.cancel()
+
+
+def add_pcap_option(parser: argparse.ArgumentParser) -> None:
+    """``--pcap FILE``: record every probe sent and every reply matched."""
+    parser.add_argument(
+        "--pcap", type=_pcap_path, metavar="FILE", help="record probes and replies to a pcap file"
+    )
+
+
+def _pcap_path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty file name")
+    return text
+
+
+@asynccontextmanager
+async def recording_transport(
+    protocols: Iterable[tuple[int, int]], *, rate_pps: float, pcap: str | None
+) -> AsyncIterator[RawTransport]:
+    """``open_transport`` that also records to ``pcap`` (kernel timestamps) when given."""
+    async with open_transport(protocols, rate_pps=rate_pps) as transport:
+        with record_pcap(transport, pcap):
+            yield transport

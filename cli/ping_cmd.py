@@ -18,10 +18,12 @@ from rawprobe.cli.args import (
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_pcap_option,
     address,
     int_in,
     interruptible,
     positive_int,
+    recording_transport,
     refuse_special,
     seconds,
 )
@@ -30,9 +32,7 @@ from rawprobe.probes.drive import drive
 from rawprobe.probes.ping import PingOptions, new_machine, ping_protocols
 from rawprobe.targets import resolve
 from rawprobe.transport import privileges
-from rawprobe.transport.capture import record_pcap
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
-from rawprobe.transport.raw import open_transport
 
 
 def register(commands: Any) -> None:
@@ -55,7 +55,7 @@ def register(commands: Any) -> None:
     ping.add_argument(
         "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"
     )
-    ping.add_argument("--pcap", metavar="FILE", help="record probes and replies to a pcap file")
+    add_pcap_option(ping)
     add_broadcast_option(ping)
     add_backend_option(ping)
     ping.set_defaults(handler=run)
@@ -71,8 +71,6 @@ def run(args: argparse.Namespace) -> int:
             f"interval {args.interval:g} s: below {MIN_USER_INTERVAL_S} s needs root or "
             "CAP_NET_RAW (as in iputils ping)"
         )
-    if args.pcap == "":
-        raise UsageError("--pcap: empty file name")
     options = PingOptions(
         count=args.count,
         interval_s=args.interval,
@@ -102,18 +100,16 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
         if line is not None:
             _emit(line)
 
-    async with open_transport(ping_protocols(addresses), rate_pps=rate) as transport:
+    protocols = ping_protocols(addresses)
+    async with recording_transport(protocols, rate_pps=rate, pcap=args.pcap) as transport:
         machines = [new_machine(transport, a, options, source=args.source) for a in addresses]
         if live_lines:
             for host, address in zip(args.hosts, addresses, strict=True):
                 _emit(render.ping_banner(host, address, options.payload_size))
-        with record_pcap(transport, args.pcap):
-            async with interruptible() as interrupt, anyio.create_task_group() as probes:
-                for machine in machines:
-                    callback = on_event if live_lines else None
-                    probes.start_soon(
-                        functools.partial(drive, machine, transport, on_event=callback)
-                    )
+        async with interruptible() as interrupt, anyio.create_task_group() as probes:
+            for machine in machines:
+                callback = on_event if live_lines else None
+                probes.start_soon(functools.partial(drive, machine, transport, on_event=callback))
         now = anyio.current_time()
         results = [machine.result(now) for machine in machines]
 

@@ -87,7 +87,7 @@ def scan_report(
             continue
         lines.append(f"rawprobe scan report for {host.address}")
         if host.is_up:
-            latency = f" ({host.min_rtt_s:.2g}s latency)" if host.min_rtt_s is not None else ""
+            latency = f" ({host.min_rtt_s:.5f}s latency)" if host.min_rtt_s is not None else ""
             lines.append(f"Host is up{latency}.")
         else:
             lines.append("No answer from the host itself.")

@@ -25,8 +25,10 @@ from rawprobe.cli.args import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     add_backend_option,
+    add_pcap_option,
     int_in,
     interruptible,
+    recording_transport,
     seconds,
 )
 from rawprobe.errors import UsageError
@@ -38,9 +40,8 @@ from rawprobe.probes.scan import (
     scan_ports,
     scan_protocols,
 )
-from rawprobe.scan_targets import resolve_targets
+from rawprobe.targets import resolve_targets
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
-from rawprobe.transport.raw import open_transport
 
 
 def register(commands: Any) -> None:
@@ -79,6 +80,7 @@ def register(commands: Any) -> None:
     scan.add_argument("-oG", dest="grepable", metavar="FILE", help="grepable output (- stdout)")
     scan.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_backend_option(scan)
+    add_pcap_option(scan)
     scan.set_defaults(handler=run)
 
 
@@ -134,7 +136,9 @@ async def _main(args: argparse.Namespace, options: ScanOptions, ports: tuple[int
             progress.update(task, completed=event.decided, rate=event.rate_pps, refresh=True)
 
     rate = options.max_rate_pps
-    async with open_transport(scan_protocols(space), rate_pps=rate) as transport:
+    async with recording_transport(
+        scan_protocols(space), rate_pps=rate, pcap=args.pcap
+    ) as transport:
         machine = new_machine(transport, space, ports, options, source=args.source)
         if show_progress:
             progress.start()

@@ -10,6 +10,7 @@ import secrets
 import socket
 import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ from rawprobe.cli.args import (
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_pcap_option,
     int_in,
     interruptible,
+    recording_transport,
     refuse_special,
     seconds,
 )
@@ -43,10 +46,9 @@ from rawprobe.probes.sweep import (
 )
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.workers import run_workers
-from rawprobe.targets import literal_address, resolve
+from rawprobe.targets import resolve_targets
 from rawprobe.transport import privileges
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
-from rawprobe.transport.raw import open_transport
 
 
 def register(commands: Any) -> None:
@@ -78,6 +80,7 @@ def register(commands: Any) -> None:
     sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_broadcast_option(sweep)
     add_backend_option(sweep)
+    add_pcap_option(sweep)
     sweep.set_defaults(handler=run)
 
 
@@ -98,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.shard[1] > 1 and args.seed is None:
         raise UsageError("--shard needs --seed: every shard must walk the same order")
-    specs = anyio.run(_target_specs, args)
+    specs = _target_specs(args)
     refuse_special(specs, args.broadcast)
-    space = TargetSpace.parse(specs)
+    space: TargetSpace = anyio.run(resolve_targets, specs)
     workers = args.workers or (min(os.cpu_count() or 1, 4) if space.size >= 4096 else 1)
+    if args.pcap is not None:
+        workers = 1  # one process writes the capture file
     if workers > 1 and args.seed is None:
         args.seed = secrets.randbits(32)  # the workers must share one order
     progress = mmap.mmap(-1, 16 * workers)  # per worker: decided, up (shared after fork)
@@ -125,14 +130,15 @@ def run(args: argparse.Namespace) -> int:
         for name in outcomes[0].counters
     }
     total = len(Permutation(space.size, args.seed, *args.shard))
+    alive_count = result.alive_count
     if args.json:
         document = {
             "schema": SCHEMA,
             "command": "sweep",
             "method": options.method,
             "port": options.port,
-            "alive": list(result.alive),
-            "alive_count": len(result.alive),
+            "alive": "@ALIVE@",
+            "alive_count": alive_count,
             "dead_count": result.dead_count,
             "targets": total,
             "probes_sent": result.probes_sent,
@@ -144,40 +150,51 @@ def run(args: argparse.Namespace) -> int:
             "interrupted": interrupted,
             "counters": counters,
         }
-        print(json.dumps(document, indent=2))
+        # The alive list is streamed in place of its marker: a million addresses are
+        # never one Python list or one string.
+        head, tail = json.dumps(document, indent=2).split('"@ALIVE@"')
+        sys.stdout.write(head + "[")
+        items = (f'{"," if i else ""}\n    "{a}"' for i, a in enumerate(result.iter_alive()))
+        _write_chunks(items)
+        sys.stdout.write(("\n  ]" if alive_count else "]") + tail + "\n")
     elif not args.ndjson:
-        sys.stdout.write("".join(f"{address}\n" for address in result.alive))
+        _write_chunks(f"{address}\n" for address in result.iter_alive())
     if not args.json and not args.quiet:
         Console(stderr=True).print(
-            f"{len(result.alive)} of {total} hosts up, {result.probes_sent} probes in"
+            f"{alive_count} of {total} hosts up, {result.probes_sent} probes in"
             f" {result.elapsed_s:.2f} s ({result.rate_pps:,.0f} probes/s, {workers} workers);"
             f" kernel drops {counters.get('kernel_drops', 0)}",
             highlight=False,
         )
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_OK if result.alive else EXIT_NO_REPLY
+    return EXIT_OK if alive_count else EXIT_NO_REPLY
 
 
-async def _target_specs(args: argparse.Namespace) -> list[str]:
-    """Targets from the command line and ``-f``; names resolved to addresses."""
+def _write_chunks(pieces: Iterator[str], chunk: int = 4096) -> None:
+    """Write many small strings to stdout in joined chunks (one write per chunk)."""
+    batch: list[str] = []
+    for piece in pieces:
+        batch.append(piece)
+        if len(batch) >= chunk:
+            sys.stdout.write("".join(batch))
+            batch.clear()
+    sys.stdout.write("".join(batch))
+
+
+def _target_specs(args: argparse.Namespace) -> list[str]:
+    """Targets from the command line and ``-f`` (one per line, ``#`` comments)."""
     specs = list(args.targets)
     if args.file is not None:
         try:
             lines = args.file.read_text().splitlines()
-        except OSError as exc:
-            raise UsageError(f"{args.file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"{args.file}: not a text file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{args.file}: cannot read targets ({exc})") from None
         specs += [line.split("#")[0].strip() for line in lines]
         specs = [spec for spec in specs if spec]
     if not specs:
         raise UsageError("sweep: give targets (addresses, CIDR blocks, ranges) or -f FILE")
-    resolved = []
-    for spec in specs:
-        looks_literal = "/" in spec or "-" in spec or literal_address(spec) is not None
-        resolved.append(spec if looks_literal else await resolve(spec))
-    return resolved
+    return specs
 
 
 _Progress = tuple[mmap.mmap, int, int, bool]  # shared counters, worker, workers, draw?
@@ -197,7 +214,8 @@ async def _sweep_shard(
     def on_event(event: object) -> None:
         print(json.dumps(_event_data(event)), flush=True)  # whole lines: shards interleave
 
-    async with open_transport(options.socket_protocols, rate_pps=rate) as transport:
+    protocols = options.socket_protocols
+    async with recording_transport(protocols, rate_pps=rate, pcap=args.pcap) as transport:
         sources: dict[int, str] = {}
         for block in space.blocks:
             first = socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))

@@ -25,10 +25,12 @@ from rawprobe.cli.args import (
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_pcap_option,
     address,
     int_in,
     interruptible,
     positive_int,
+    recording_transport,
     refuse_special,
     seconds,
 )
@@ -48,7 +50,6 @@ from rawprobe.probes.traceroute import (
 from rawprobe.targets import resolve
 from rawprobe.transport.base import Transport
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
-from rawprobe.transport.raw import open_transport
 
 #: Reverse lookups never hold a trace's output longer than this.
 _DNS_TIMEOUT_S = 2.0
@@ -94,6 +95,7 @@ def register(commands: Any) -> None:
     )
     trace.add_argument("-F", "--file", metavar="FILE", help="targets, one per line")
     add_backend_option(trace)
+    add_pcap_option(trace)
     trace.set_defaults(handler=run)
 
 
@@ -203,7 +205,7 @@ async def _main(args: argparse.Namespace, targets: list[str], options: TraceOpti
         _emit("")
 
     protocols = trace_protocols(addresses, options.method)
-    async with open_transport(protocols, rate_pps=rate) as transport:
+    async with recording_transport(protocols, rate_pps=rate, pcap=args.pcap) as transport:
         if streaming:
             size = new_machine(transport, addresses[0], options).result().packet_size
             banner = render_trace.trace_banner(
@@ -311,7 +313,10 @@ async def _live_main(args: argparse.Namespace, targets: list[str], options: Trac
             view.refresh_soon()
 
     protocols = trace_protocols(addresses, options.method)
-    async with open_transport(protocols, rate_pps=rate) as transport, interruptible() as interrupt:
+    async with (
+        recording_transport(protocols, rate_pps=rate, pcap=args.pcap) as transport,
+        interruptible() as interrupt,
+    ):
         if args.report or args.json:
             async with anyio.create_task_group() as rounds:
                 for s, a, t in zip(stats, addresses, targets, strict=True):

@@ -6,19 +6,18 @@ Machines are synchronous and never touch a socket or a clock: the driver passes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from rawprobe.transport.base import Reply, Sent
 from rawprobe.transport.keys import MatchKey
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """A packet to send, and the key its replies will carry.
 
     ``extra_keys`` are further keys replies may carry (a UDP probe is answered by an
-    ICMP error keyed by its checksum, or by a datagram keyed by its ports).
+    ICMP error keyed by its checksum, or by a datagram keyed by its ports). A
+    NamedTuple: sweeps and scans make one per packet.
     """
 
     key: MatchKey
@@ -56,3 +55,20 @@ class Machine(Protocol):
         """Keys no longer awaited (answered or given up), to unregister now; keeps a
         long run's routing table small. Keys never retired are dropped at the end."""
         ...
+
+
+class MachineOutbox:
+    """The two hand-off lists every machine keeps: events for live output and keys
+    to unregister. Machines inherit it and append to ``_events`` / ``_retired``."""
+
+    def __init__(self) -> None:
+        self._events: list[object] = []
+        self._retired: list[MatchKey] = []
+
+    def take_events(self) -> list[object]:
+        events, self._events = self._events, []
+        return events
+
+    def take_retired(self) -> list[MatchKey]:
+        retired, self._retired = self._retired, []
+        return retired

@@ -12,7 +12,7 @@ import anyio
 from rawprobe.errors import MalformedPacket, UsageError
 from rawprobe.probes.drive import EventCallback, drive
 from rawprobe.probes.icmp_text import describe_icmp
-from rawprobe.probes.machine import Outgoing
+from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import PingError, PingReply, PingResult
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import KIND_ECHO, Cookies, MatchKey
@@ -57,7 +57,7 @@ class PingOptions:
             raise UsageError(f"bad tos {self.tos}: must be 0..255")
 
 
-class PingMachine:
+class PingMachine(MachineOutbox):
     """Echo requests to one address at a fixed interval; collects replies and errors.
 
     Pure: packets come out of ``poll(now)``, replies go into ``receive``. Sequence
@@ -73,6 +73,7 @@ class PingMachine:
         cookies: Cookies,
         options: PingOptions,
     ) -> None:
+        super().__init__()  # keys are never retired: late duplicates are still reported
         self.address = address
         self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
         if options.payload_size > _MAX_PAYLOAD[self.family]:
@@ -92,7 +93,6 @@ class PingMachine:
         self._answered: set[int] = set()
         self._replies: list[PingReply] = []
         self._errors: list[PingError] = []
-        self._events: list[object] = []
 
     # -- machine interface ---------------------------------------------------------
 
@@ -159,13 +159,6 @@ class PingMachine:
         if not self._all_sent() and self._next_send is not None:
             candidates.append(self._next_send)
         return min(candidates) if candidates else float("inf")
-
-    def take_events(self) -> list[object]:
-        events, self._events = self._events, []
-        return events
-
-    def take_retired(self) -> list[MatchKey]:
-        return []  # keys stay registered so late duplicates are still reported
 
     # -- results -------------------------------------------------------------------
 

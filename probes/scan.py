@@ -39,11 +39,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import EventCallback, drive
-from rawprobe.probes.machine import Outgoing
+from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
 from rawprobe.probes.permute import Permutation
 from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
-from rawprobe.probes.targets import AddressBlock, TargetSpace
+from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import KIND_TCP, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
@@ -55,7 +55,6 @@ __all__ = [
     "ScanOptions",
     "ScanProgress",
     "ScanStream",
-    "disjoint_blocks",
     "new_machine",
     "open_scan",
     "scan_ports",
@@ -250,7 +249,7 @@ class _HostTally:
         self.min_rtt_s: float | None = None
 
 
-class ScanMachine:
+class ScanMachine(MachineOutbox):
     """Scan every (host, port) of ``space`` x ``ports``; pure, time injected.
 
     ``source_for(address)`` gives our source address towards a target (the
@@ -291,8 +290,7 @@ class ScanMachine:
         self._expiry: deque[tuple[float, MatchKey, int]] = deque()
         self._resend: deque[MatchKey] = deque()
         self._in_flight = 0
-        self._events: list[object] = []
-        self._retired: list[MatchKey] = []
+        super().__init__()
         self._hosts: dict[bytes, _HostTally] = {}
         self._totals: dict[str, int] = {}
         # Timing and congestion state.
@@ -428,14 +426,6 @@ class ScanMachine:
         if self._resend or not self._exhausted:
             candidates.append(self._send_time())
         return min(candidates)
-
-    def take_events(self) -> list[object]:
-        events, self._events = self._events, []
-        return events
-
-    def take_retired(self) -> list[MatchKey]:
-        retired, self._retired = self._retired, []
-        return retired
 
     # -- results -------------------------------------------------------------------
 
@@ -764,23 +754,6 @@ class ScanMachine:
 
 
 # -- targets and ports --------------------------------------------------------------
-
-
-def disjoint_blocks(blocks: Sequence[AddressBlock]) -> list[AddressBlock]:
-    """Blocks merged so no address appears twice (a port of a host is probed once)."""
-    merged: list[AddressBlock] = []
-    for block in sorted(blocks, key=lambda b: (b.family, b.first)):
-        last = merged[-1] if merged else None
-        if (
-            last is not None
-            and last.family == block.family
-            and block.first <= last.first + (last.count)
-        ):
-            end = max(last.first + last.count, block.first + block.count)
-            merged[-1] = AddressBlock(last.family, last.first, end - last.first)
-        else:
-            merged.append(block)
-    return merged
 
 
 def scan_ports(ports: str | Sequence[int] | None = None, top: int | None = None) -> tuple[int, ...]:

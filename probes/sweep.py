@@ -24,7 +24,7 @@ import anyio
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import EventCallback, drive
-from rawprobe.probes.machine import Outgoing
+from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.permute import Permutation
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
@@ -104,13 +104,33 @@ class HostDown:
 
 @dataclass(frozen=True, slots=True)
 class SweepResult:
-    """The outcome: alive addresses (in index order of the space), counts, timing."""
+    """The outcome: which indices of ``space`` are up (a bitmap, so a million-address
+    result stays small), counts and timing. Addresses are made on demand."""
 
-    alive: tuple[str, ...]
+    space: TargetSpace
+    alive_bitmap: bytes
     dead_count: int
     probes_sent: int
-    targets: int
     elapsed_s: float
+
+    @property
+    def targets(self) -> int:
+        return self.space.size
+
+    @property
+    def alive_count(self) -> int:
+        return int.from_bytes(self.alive_bitmap, "little").bit_count()
+
+    @property
+    def alive(self) -> tuple[str, ...]:
+        """Addresses that answered, in the order of the target space."""
+        return tuple(self.iter_alive())
+
+    def iter_alive(self) -> Iterator[str]:
+        """The same, one at a time (for output of very large sweeps)."""
+        address = self.space.address
+        for index in _set_bits(self.alive_bitmap):
+            yield address(index)
 
     @property
     def rate_pps(self) -> float:
@@ -132,14 +152,15 @@ class ShardOutcome:
 
 def merge_outcomes(space: TargetSpace, outcomes: list[ShardOutcome]) -> SweepResult:
     """One SweepResult from the shards of one sweep (elapsed: the slowest shard)."""
-    merged = bytearray(len(outcomes[0].alive_bitmap))
+    size = len(outcomes[0].alive_bitmap)
+    merged = 0
     for outcome in outcomes:
-        merged = bytearray(a | b for a, b in zip(merged, outcome.alive_bitmap, strict=True))
+        merged |= int.from_bytes(outcome.alive_bitmap, "little")
     return SweepResult(
-        alive=tuple(space.address(index) for index in _set_bits(merged)),
+        space=space,
+        alive_bitmap=merged.to_bytes(size, "little"),
         dead_count=sum(o.dead_count for o in outcomes),
         probes_sent=sum(o.probes_sent for o in outcomes),
-        targets=space.size,
         elapsed_s=max(o.elapsed_s for o in outcomes),
     )
 
@@ -211,7 +232,7 @@ class _Template:
 _Flight = tuple[int, int, Sent | None, MatchKey | None, tuple[MatchKey, ...]]
 
 
-class SweepMachine:
+class SweepMachine(MachineOutbox):
     """Probe every index of ``order`` once (plus retries) and decide each host."""
 
     def __init__(
@@ -244,8 +265,7 @@ class SweepMachine:
         self._decided = bytearray((space.size + 7) // 8)
         self._dead = 0
         self._sent_count = 0
-        self._events: list[object] = []
-        self._retired: list[MatchKey] = []
+        super().__init__()
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._started: float | None = None
@@ -323,14 +343,6 @@ class SweepMachine:
         if self._probes:
             return self._probes[0][0] + self.timeout_s
         return float("inf") if not self.done else 0.0
-
-    def take_events(self) -> list[object]:
-        events, self._events = self._events, []
-        return events
-
-    def take_retired(self) -> list[MatchKey]:
-        retired, self._retired = self._retired, []
-        return retired
 
     # -- results -------------------------------------------------------------------
 
@@ -427,7 +439,7 @@ class SweepMachine:
             self._srtt = 0.875 * self._srtt + 0.125 * rtt
 
 
-def _set_bits(bitmap: bytearray) -> Iterator[int]:
+def _set_bits(bitmap: bytes | bytearray) -> Iterator[int]:
     for byte_index, byte in enumerate(bitmap):
         if byte:
             base = byte_index << 3

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rawprobe.errors import UsageError
@@ -138,3 +138,20 @@ def special_kind(block: AddressBlock) -> str | None:
     if block.first == 0:
         return "unspecified"
     return None
+
+
+def disjoint_blocks(blocks: Sequence[AddressBlock]) -> list[AddressBlock]:
+    """Blocks merged so no address appears twice (a port of a host is probed once)."""
+    merged: list[AddressBlock] = []
+    for block in sorted(blocks, key=lambda b: (b.family, b.first)):
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and last.family == block.family
+            and block.first <= last.first + (last.count)
+        ):
+            end = max(last.first + last.count, block.first + block.count)
+            merged[-1] = AddressBlock(last.family, last.first, end - last.first)
+        else:
+            merged.append(block)
+    return merged

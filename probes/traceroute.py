@@ -42,7 +42,7 @@ import anyio
 
 from rawprobe.errors import MalformedPacket, UsageError
 from rawprobe.probes.drive import EventCallback, drive
-from rawprobe.probes.machine import Outgoing
+from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import HopStats, TraceHop, TraceResponse, TraceResult
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, Cookies, MatchKey, key_of_sent
@@ -193,7 +193,7 @@ class _Probe:
         self.sent: Sent | None = None
 
 
-class TraceMachine:
+class TraceMachine(MachineOutbox):
     """One trace to one literal address. Pure: ``poll(now)`` gives packets (one TTL's
     per call), ``receive`` takes matched replies, ``result()`` gives the TraceResult.
 
@@ -265,8 +265,7 @@ class TraceMachine:
         self._next_emit = options.first_ttl
         self._probes_sent = 0
         self._send_error: str | None = None
-        self._events: list[object] = []
-        self._retired: list[MatchKey] = []
+        super().__init__()
 
     # -- machine interface ---------------------------------------------------------
 
@@ -331,14 +330,6 @@ class TraceMachine:
         while self._deadlines and self._deadlines[0][2] not in self._outstanding:
             heapq.heappop(self._deadlines)
         return self._deadlines[0][0] if self._deadlines else self._last_poll
-
-    def take_events(self) -> list[object]:
-        events, self._events = self._events, []
-        return events
-
-    def take_retired(self) -> list[MatchKey]:
-        retired, self._retired = self._retired, []
-        return retired
 
     # -- results -------------------------------------------------------------------
 
@@ -708,7 +699,7 @@ class TraceFinished:
         self.machine = machine
 
 
-class TraceManyMachine:
+class TraceManyMachine(MachineOutbox):
     """Many TraceMachines behind one Machine, so one driver loop (one task, one inbox)
     runs a thousand traces: a task per trace would make the event loop's ready queue
     so long that the socket readers fall behind the replies.
@@ -725,8 +716,7 @@ class TraceManyMachine:
         self._cursor = 0
         self._batch = batch
         self._owner: dict[MatchKey, TraceMachine] = {}
-        self._events: list[object] = []
-        self._retired: list[MatchKey] = []
+        super().__init__()
 
     @property
     def done(self) -> bool:
@@ -761,14 +751,6 @@ class TraceManyMachine:
 
     def next_deadline(self) -> float:
         return min((m.next_deadline() for m in self._active), default=math.inf)
-
-    def take_events(self) -> list[object]:
-        events, self._events = self._events, []
-        return events
-
-    def take_retired(self) -> list[MatchKey]:
-        retired, self._retired = self._retired, []
-        return retired
 
     def _collect(self, machine: TraceMachine) -> bool:
         """Move the machine's events and retired keys up; True when it just finished."""

@@ -39,8 +39,8 @@ from rawprobe.probes.scan import ScanOptions, ScanProgress, ScanStream, open_sca
 from rawprobe.probes.scan import scan_ports as _scan_ports
 from rawprobe.probes.scan import scan_protocols as _scan_protocols
 from rawprobe.probes.traceroute import TraceOptions, trace_many_with, trace_protocols
-from rawprobe.scan_targets import resolve_targets as _resolve_targets
 from rawprobe.targets import resolve
+from rawprobe.targets import resolve_targets as _resolve_targets
 from rawprobe.transport.base import Transport
 from rawprobe.transport.capture import PcapRecorder, record_pcap
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS

@@ -9,10 +9,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Sequence
 
 import anyio
 
-from rawprobe.errors import ResolutionError
+from rawprobe.errors import ResolutionError, UsageError
+from rawprobe.probes.targets import AddressBlock, TargetSpace, disjoint_blocks, parse_block
 
 _DOTTED = re.compile(r"^[0-9.]+$")
 
@@ -60,3 +62,25 @@ async def resolve(host: str, family: int | None = None) -> str:
         if family is None or info_family == family:
             return ipaddress.ip_address(str(sockaddr[0]).split("%")[0]).compressed
     raise ResolutionError(f"{host}: no address of the requested family")
+
+
+async def resolve_targets(texts: Sequence[str], family: int | None = None) -> TargetSpace:
+    """A TargetSpace from addresses, CIDR blocks (``198.19.0.0/24``, ``2001:db8::/120``),
+    ranges (``198.19.0.1-20``) and host names (resolved once; ``name/24`` takes the
+    block around the name's address). Duplicates and overlaps are merged.
+
+    Raises ResolutionError / UsageError naming the bad target.
+    """
+    if not texts:
+        raise UsageError("no targets given")
+    blocks: list[AddressBlock] = []
+    for text in texts:
+        spec = text.strip()
+        host, slash, prefix = spec.partition("/")
+        if "-" not in spec and literal_address(host) is None:
+            spec = await resolve(host, family) + slash + prefix
+        block = parse_block(spec)
+        if family is not None and block.family != family:
+            raise UsageError(f"{text}: not of the requested address family")
+        blocks.append(block)
+    return TargetSpace(disjoint_blocks(blocks))

@@ -48,14 +48,15 @@ class Demux:
         """Route ``key`` to ``inbox``. ``authenticated=False`` skips the cookie check for
         echo replies (hand-made packets whose payload the caller chose)."""
         self._routes[key] = inbox
-        if authenticated:
-            self._unauthenticated.discard(key)
-        else:
+        if not authenticated:
             self._unauthenticated.add(key)
+        elif self._unauthenticated:
+            self._unauthenticated.discard(key)
 
     def unregister(self, key: MatchKey) -> None:
         self._routes.pop(key, None)
-        self._unauthenticated.discard(key)
+        if self._unauthenticated:
+            self._unauthenticated.discard(key)
 
     @property
     def registered(self) -> int:
@@ -63,29 +64,19 @@ class Demux:
 
     def dispatch_v4(self, packet: bytes, received_ns: int, received_s: float) -> None:
         """Handle one IPv4 packet read from a raw socket (IP header included)."""
-        counters = self.counters
-        counters.received += 1
+        self.counters.received += 1
         try:
             key = key_of_reply_v4(packet)
         except MalformedPacket:
-            counters.malformed += 1
+            self.counters.malformed += 1
             return
-        inbox = self._routes.get(key) if key is not None else None
-        if inbox is None or key is None:
-            counters.unmatched += 1
-            return
-        if (
-            key[0] == KIND_ECHO
-            and not self.cookies.verify_echo(key, echo_payload_v4(packet))
-            and key not in self._unauthenticated
-        ):
-            counters.forged += 1
-            return
-        source = socket.inet_ntop(socket.AF_INET, packet[12:16])
-        reply = Reply(
-            key, socket.AF_INET, source, packet, packet[8], received_ns, received_s, packet[9]
-        )
-        self._deliver(key, inbox, reply)
+        inbox = self._accept(key, packet, echo_payload_v4)
+        if inbox is not None and key is not None:
+            source = socket.inet_ntop(socket.AF_INET, packet[12:16])
+            reply = Reply(
+                key, socket.AF_INET, source, packet, packet[8], received_ns, received_s, packet[9]
+            )
+            self._deliver(reply, inbox)
 
     def dispatch_v6(
         self,
@@ -98,29 +89,37 @@ class Demux:
     ) -> None:
         """Handle one IPv6 upper-layer message (no IPv6 header) of ``protocol`` from
         ``source`` (packed), as a raw socket of that protocol delivers it."""
-        counters = self.counters
-        counters.received += 1
+        self.counters.received += 1
         try:
             key = key_of_reply_v6(message, source, protocol)
         except MalformedPacket:
-            counters.malformed += 1
+            self.counters.malformed += 1
             return
+        inbox = self._accept(key, message, echo_payload_v6)
+        if inbox is not None and key is not None:
+            text = socket.inet_ntop(socket.AF_INET6, source)
+            reply = Reply(
+                key, socket.AF_INET6, text, message, hop_limit, received_ns, received_s, protocol
+            )
+            self._deliver(reply, inbox)
+
+    def _accept(
+        self, key: MatchKey | None, data: bytes, echo_payload: Callable[[bytes], bytes]
+    ) -> Inbox | None:
+        """The inbox for ``key``, or None (counted) when nobody waits for it or an echo
+        reply lacks our cookie. Runs only after the cheap key extraction."""
         inbox = self._routes.get(key) if key is not None else None
         if inbox is None or key is None:
-            counters.unmatched += 1
-            return
+            self.counters.unmatched += 1
+            return None
         if (
             key[0] == KIND_ECHO
-            and not self.cookies.verify_echo(key, echo_payload_v6(message))
+            and not self.cookies.verify_echo(key, echo_payload(data))
             and key not in self._unauthenticated
         ):
-            counters.forged += 1
-            return
-        text = socket.inet_ntop(socket.AF_INET6, source)
-        reply = Reply(
-            key, socket.AF_INET6, text, message, hop_limit, received_ns, received_s, protocol
-        )
-        self._deliver(key, inbox, reply)
+            self.counters.forged += 1
+            return None
+        return inbox
 
     def _full_packet(self, reply: Reply) -> bytes:
         """The reply as a whole IP packet: IPv6 raw sockets strip the header, so one is
@@ -139,11 +138,11 @@ class Demux:
         )
         return build_ipv6(header, reply.data)
 
-    def _deliver(self, key: MatchKey, inbox: Inbox, reply: Reply) -> None:
+    def _deliver(self, reply: Reply, inbox: Inbox) -> None:
         if self.recorder is not None:
             self.recorder.record(self._full_packet(reply), reply.received_ns, False)
         if inbox.closed:
-            self._routes.pop(key, None)
+            self._routes.pop(reply.key, None)
             self.counters.unmatched += 1
         elif inbox.put(reply):
             self.counters.delivered += 1

@@ -1,35 +1,59 @@
 """Send one packet and await its replies: the hand-crafted-packet side of a transport.
 
-Shared by RawTransport and MemoryTransport through ``Exchanges``; the match keys are
+Shared by RawTransport and MemoryTransport through ``TransportBase``; the match keys are
 derived from the packet itself (``keys_of_sent``), so any probe the key table knows
 (ICMP echo and queries, TCP, UDP) can be sent this way.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 
-from rawprobe.errors import SendError
-from rawprobe.transport.base import Inbox, Reply, Sent
-from rawprobe.transport.keys import MatchKey, keys_of_sent
+from rawprobe.errors import SendError, TransportClosed
+from rawprobe.transport.base import Counters, Inbox, Recorder, Reply, Sent
+from rawprobe.transport.demux import Demux
+from rawprobe.transport.keys import Cookies, MatchKey, keys_of_sent
 
 
-class Exchanges:
-    """``request`` and ``replies`` on top of register/send/unregister."""
+class TransportBase:
+    """What the raw and the memory transport share: the demultiplexer and its
+    counters, key registration, the recorder hook, and request/replies on top.
+    Subclasses provide ``send`` (and set ``_closed`` when they close)."""
 
-    def register(
-        self,
-        key: MatchKey,
-        inbox: Inbox,
-        *,
-        authenticated: bool = True,
-    ) -> None:
-        raise NotImplementedError
+    def __init__(self, cookies: Cookies | None, local_address: Callable[[str], str]) -> None:
+        self.cookies = cookies or Cookies()
+        self.counters = Counters()
+        self._demux = Demux(self.cookies, self.counters, local_address)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def recorder(self) -> Recorder | None:
+        """Sees every sent packet and every delivered reply (e.g. a pcap writer)."""
+        return self._demux.recorder
+
+    @recorder.setter
+    def recorder(self, recorder: Recorder | None) -> None:
+        self._demux.recorder = recorder
+
+    @property
+    def registered(self) -> int:
+        """Keys currently routed (0 once every probe has finished)."""
+        return self._demux.registered
+
+    def register(self, key: MatchKey, inbox: Inbox, *, authenticated: bool = True) -> None:
+        """Route replies carrying ``key`` to ``inbox`` (see Transport.register)."""
+        if self._closed:
+            raise TransportClosed("transport is closed")
+        self._demux.register(key, inbox, authenticated=authenticated)
 
     def unregister(self, key: MatchKey) -> None:
-        raise NotImplementedError
+        self._demux.unregister(key)
 
     async def send(self, packet: bytes) -> Sent:
         raise NotImplementedError

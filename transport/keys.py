@@ -146,7 +146,10 @@ def key_of_reply_v4(packet: bytes) -> MatchKey | None:
     the key of the packet they quote, read through the quoted IP header.
     """
     try:
-        ihl = (packet[0] & 0x0F) * 4
+        first = packet[0]
+        ihl = (first & 0x0F) * 4
+        if first >> 4 != 4 or ihl < 20:
+            raise MalformedPacket(f"not an IPv4 header (first byte {first:#04x})")
         protocol = packet[9]
         if protocol != _PROTO_ICMP:
             return _answer_key(packet, ihl, protocol, packet[12:16])

@@ -21,10 +21,9 @@ import anyio.abc
 import anyio.lowlevel
 
 from rawprobe.errors import MalformedPacket, TransportClosed
-from rawprobe.transport.base import Counters, Inbox, Recorder, Sent
-from rawprobe.transport.demux import Demux
-from rawprobe.transport.exchange import Exchanges
-from rawprobe.transport.keys import Cookies, MatchKey
+from rawprobe.transport.base import Sent
+from rawprobe.transport.exchange import TransportBase
+from rawprobe.transport.keys import Cookies
 from rawprobe.transport.wire.icmp import build_echo, build_icmp
 from rawprobe.transport.wire.icmpv6 import build_echo6, build_icmpv6
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
@@ -136,7 +135,7 @@ def _parse(packet: bytes) -> _Probe:
     raise MalformedPacket("not an IP packet")
 
 
-class MemoryTransport(Exchanges):
+class MemoryTransport(TransportBase):
     """The Transport interface over a MemoryNetwork."""
 
     socket_count = 2
@@ -149,41 +148,12 @@ class MemoryTransport(Exchanges):
         cookies: Cookies | None = None,
     ) -> None:
         self.network = network
-        self.cookies = cookies or Cookies()
-        self.counters = Counters()
+        super().__init__(cookies, self.source_for)
         self.sent_packets: list[bytes] = []
-        self._demux = Demux(self.cookies, self.counters, self.source_for)
         self._task_group = task_group
-        self._closed = False
-
-    @property
-    def recorder(self) -> Recorder | None:
-        return self._demux.recorder
-
-    @recorder.setter
-    def recorder(self, recorder: Recorder | None) -> None:
-        self._demux.recorder = recorder
 
     def source_for(self, destination: str) -> str:
         return self.network.source_v6 if ":" in destination else self.network.source_v4
-
-    def register(
-        self,
-        key: MatchKey,
-        inbox: Inbox,
-        *,
-        authenticated: bool = True,
-    ) -> None:
-        if self._closed:
-            raise TransportClosed("transport is closed")
-        self._demux.register(key, inbox, authenticated=authenticated)
-
-    def unregister(self, key: MatchKey) -> None:
-        self._demux.unregister(key)
-
-    @property
-    def registered(self) -> int:
-        return self._demux.registered
 
     async def send(self, packet: bytes) -> Sent:
         if self._closed:

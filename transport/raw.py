@@ -21,10 +21,9 @@ import anyio.lowlevel
 
 from rawprobe.errors import SendError, TransportClosed, TransportError
 from rawprobe.transport import privileges
-from rawprobe.transport.base import Counters, Inbox, Recorder, Sent
-from rawprobe.transport.demux import Demux
-from rawprobe.transport.exchange import Exchanges
-from rawprobe.transport.keys import Cookies, MatchKey
+from rawprobe.transport.base import Sent
+from rawprobe.transport.exchange import TransportBase
+from rawprobe.transport.keys import Cookies
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
 from rawprobe.transport.sockets import (
     ICMP_SOCKETS,
@@ -66,7 +65,7 @@ _ENOBUFS_WAIT_S = 0.001
 DEFAULT_PROTOCOLS = ICMP_SOCKETS
 
 
-class RawTransport(Exchanges):
+class RawTransport(TransportBase):
     """Raw sockets plus demultiplexer. Create with ``open_transport``."""
 
     def __init__(
@@ -76,15 +75,12 @@ class RawTransport(Exchanges):
         rate_pps: float = DEFAULT_RATE_PPS,
         cookies: Cookies | None = None,
     ) -> None:
-        self.cookies = cookies or Cookies()
-        self.counters = Counters()
         self._routes = RouteLookup()
-        self._demux = Demux(self.cookies, self.counters, self._routes.source_for)
+        super().__init__(cookies, self._routes.source_for)
         self._bucket = TokenBucket(rate_pps, now=time.monotonic())
         self._sockets: dict[tuple[int, int], socket.socket] = {}
         self._send_sockets: dict[int, socket.socket] = {}
         self._kernel_drops: dict[int, int] = {}
-        self._closed = False
         try:
             for family, protocol in protocols:
                 try:
@@ -107,20 +103,6 @@ class RawTransport(Exchanges):
 
     def source_for(self, destination: str) -> str:
         return self._routes.source_for(destination)
-
-    def register(
-        self,
-        key: MatchKey,
-        inbox: Inbox,
-        *,
-        authenticated: bool = True,
-    ) -> None:
-        if self._closed:
-            raise TransportClosed("transport is closed")
-        self._demux.register(key, inbox, authenticated=authenticated)
-
-    def unregister(self, key: MatchKey) -> None:
-        self._demux.unregister(key)
 
     async def send(self, packet: bytes) -> Sent:
         """Send a whole IP packet. Network refusals come back in ``Sent.error``."""
@@ -194,25 +176,12 @@ class RawTransport(Exchanges):
             return Sent(realtime_ns, monotonic_s, errno.errorcode[exc.errno])
         raise SendError(f"send to {destination} failed: {exc.strerror}") from exc
 
-    @property
-    def recorder(self) -> Recorder | None:
-        """Sees every sent packet and every delivered reply (e.g. a pcap writer)."""
-        return self._demux.recorder
-
-    @recorder.setter
-    def recorder(self, recorder: Recorder | None) -> None:
-        self._demux.recorder = recorder
-
     # -- introspection -------------------------------------------------------------
 
     @property
     def socket_count(self) -> int:
         """Raw sockets this transport holds: constant, however many probes run."""
         return len(self._sockets)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     # -- lifecycle -----------------------------------------------------------------
 

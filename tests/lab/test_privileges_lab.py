@@ -17,7 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
-from unprivileged import NOBODY, SYSTEM_PYTHON, can_run_unprivileged, unprivileged_tree
+from unprivileged import (
+    NOBODY,
+    SYSTEM_PYTHON,
+    can_run_unprivileged,
+    run_as_nobody,
+    unprivileged_tree,
+)
 
 from rawprobe.lab import Lab
 
@@ -148,3 +154,27 @@ def test_under_sudo_the_process_becomes_the_user_and_owns_its_files(lab: Lab) ->
         stat = pcap.stat()
         assert (stat.st_uid, stat.st_gid) == (NOBODY, NOBODY)
         assert stat.st_size > 24 + 8 * 16  # header and 8 records at least
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["trace", "-n", "198.19.0.5"],
+        ["sweep", "-q", "198.19.0.0/30"],
+        ["send", "198.19.0.5"],
+        ["sniff", "-c", "1"],
+        ["scan", "-q", "-p", "22", "198.19.0.5"],
+    ],
+    ids=["trace", "sweep", "send", "sniff", "scan"],
+)
+def test_without_privilege_every_probe_says_what_to_do(lab: Lab, argv: list[str]) -> None:
+    """The bottom of the privilege ladder: no raw socket, one line naming the fix."""
+    reason = can_run_unprivileged()
+    if reason is not None:
+        pytest.fail(reason) if os.environ.get("RAWPROBE_LAB") == "required" else pytest.skip(reason)
+    with unprivileged_tree() as tree:
+        done = run_as_nobody(tree, argv, netns=lab.ns("client"))
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("rawprobe") and "CAP_NET_RAW" in lines[0], lines[0]

@@ -11,7 +11,7 @@ import pytest
 
 from rawprobe.lab import Lab
 from rawprobe.probes.scan import ScanOptions, scan_protocols, syn_scan_with
-from rawprobe.scan_targets import resolve_targets
+from rawprobe.targets import resolve_targets
 from rawprobe.transport.raw import open_transport
 
 pytestmark = pytest.mark.lab

@@ -8,7 +8,7 @@ import pytest
 
 from rawprobe.probes.models import PortResult
 from rawprobe.probes.scan import ScanOptions, open_scan, syn_scan_with
-from rawprobe.scan_targets import resolve_targets
+from rawprobe.targets import resolve_targets
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 from rawprobe.transport.wire.tcp import ACK, SYN, TcpHeader, build_tcp, parse_tcp

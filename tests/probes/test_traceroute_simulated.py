@@ -43,11 +43,11 @@ async def test_paris_traces_follow_one_path_and_classic_ones_several() -> None:
     async with open_memory_transport(net) as transport:
         paris = [
             await traceroute_with(transport, "198.19.0.7", TraceOptions(method="udp", wait_s=0.3))
-            for _ in range(8)
+            for _ in range(16)  # all on one path with p = 2**-15
         ]
-        classic = await traceroute_with(
-            transport, "198.19.0.7", TraceOptions(method="udp", wait_s=0.3, paris=False)
-        )
+        # 10 probes per hop with varying ports: all on one path with p = 2**-9.
+        classic_options = TraceOptions(method="udp", wait_s=0.3, paris=False, queries=10)
+        classic = await traceroute_with(transport, "198.19.0.7", classic_options)
     for result in paris:
         assert all(len(hop.addresses) == 1 for hop in result.hops)
     assert len({r.hops[2].addresses for r in paris}) == 2  # other flows, other paths

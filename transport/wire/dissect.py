@@ -26,7 +26,7 @@ from .addr import ntop4
 from .checksum import internet_checksum, ones_complement_sum, pseudo_header
 from .icmpext import parse_extensions
 from .ipv4 import parse_ipv4
-from .ipv6 import MAX_EXTENSION_HEADERS, _extension_header, parse_ipv6
+from .ipv6 import MAX_EXTENSION_HEADERS, extension_header, parse_ipv6
 from .protocols import (
     PROTO_AH,
     PROTO_DSTOPTS,
@@ -353,7 +353,7 @@ def _dissect_ipv6(data: bytes, *, quoted: bool, depth: int) -> tuple[list[Layer]
     later_fragment = False
     fragmented = False
     for _ in range(MAX_EXTENSION_HEADERS):
-        found = _extension_header(view, offset, next_header)  # validated by parse_ipv6
+        found = extension_header(view, offset, next_header)  # validated by parse_ipv6
         if found is None:
             break
         following, length = found

@@ -99,7 +99,7 @@ def build_ipv6(header: IPv6Header, payload: bytes) -> bytes:
     return fixed + payload
 
 
-def _extension_header(
+def extension_header(
     buf: bytes | bytearray | memoryview, offset: int, next_header: int
 ) -> tuple[int, int] | None:
     """``(following next-header, length)`` of the extension header at ``offset``.
@@ -137,7 +137,7 @@ def skip_extension_headers(
     middle of the upper-layer data: check ``find_fragment_header`` before trusting it.
     """
     for _ in range(MAX_EXTENSION_HEADERS + 1):
-        found = _extension_header(buf, offset, next_header)
+        found = extension_header(buf, offset, next_header)
         if found is None:
             return next_header, offset
         next_header, length = found
@@ -150,7 +150,7 @@ def find_fragment_header(
 ) -> FragmentHeader | None:
     """The first Fragment header in the chain starting at ``offset``, or None."""
     for _ in range(MAX_EXTENSION_HEADERS + 1):
-        found = _extension_header(buf, offset, next_header)
+        found = extension_header(buf, offset, next_header)
         if found is None:
             return None
         if next_header == PROTO_FRAGMENT:
