@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import NoReturn
@@ -12,7 +13,7 @@ from typing import NoReturn
 import anyio
 
 from rawprobe.errors import UsageError
-from rawprobe.probes.targets import parse_block, special_kind
+from rawprobe.probes.targets import AddressBlock, TargetSpace, parse_block, special_kind
 from rawprobe.transport.capture import record_pcap
 from rawprobe.transport.raw import RawTransport, open_transport
 
@@ -94,11 +95,25 @@ def refuse_special(targets: Iterable[str], allowed: bool) -> None:
     the unspecified address (0.0.0.0, ::) always. ``targets``: addresses, CIDR blocks
     or ranges (already resolved)."""
     for target in targets:
-        kind = special_kind(parse_block(target))
-        if kind == "unspecified":
-            raise UsageError(f"{target}: the unspecified address is not a destination")
-        if kind is not None and not allowed:
-            raise UsageError(f"{target} is a {kind} destination: add --broadcast to probe it")
+        _refuse_block(target, parse_block(target), allowed)
+
+
+def refuse_special_space(space: TargetSpace, allowed: bool) -> None:
+    """``refuse_special`` for a resolved target space (names already turned into
+    addresses, so a name that resolves to a broadcast address is caught too)."""
+    for block in space.blocks:
+        first = socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))
+        _refuse_block(
+            first if block.count == 1 else f"{first} (+{block.count - 1})", block, allowed
+        )
+
+
+def _refuse_block(target: str, block: AddressBlock, allowed: bool) -> None:
+    kind = special_kind(block)
+    if kind == "unspecified":
+        raise UsageError(f"{target}: the unspecified address is not a destination")
+    if kind is not None and not allowed:
+        raise UsageError(f"{target} is a {kind} destination: add --broadcast to probe it")
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:

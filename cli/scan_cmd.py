@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import secrets
 import socket
 import sys
 import time
@@ -25,21 +28,28 @@ from rawprobe.cli.args import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     add_backend_option,
+    add_broadcast_option,
     add_pcap_option,
+    address,
     int_in,
     interruptible,
     recording_transport,
+    refuse_special_space,
     seconds,
 )
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
+from rawprobe.probes.models import ScanResult
 from rawprobe.probes.scan import (
     ScanOptions,
     ScanProgress,
+    merge_results,
     new_machine,
     scan_ports,
     scan_protocols,
 )
+from rawprobe.probes.targets import TargetSpace
+from rawprobe.probes.workers import run_workers
 from rawprobe.targets import resolve_targets
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 
@@ -72,15 +82,19 @@ def register(commands: Any) -> None:
     scan.add_argument("--all", action="store_true", help="list every port, closed ones too")
     scan.add_argument("-r", dest="sequential", action="store_true", help="ports in order")
     scan.add_argument("--seed", type=int, help="seed of the random order")
-    scan.add_argument("-S", "--source", metavar="ADDRESS", help="source address")
+    scan.add_argument("-S", "--source", type=address, metavar="ADDRESS", help="source address")
     family = scan.add_mutually_exclusive_group()
     family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
     family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
     scan.add_argument("--json", action="store_true", help="one JSON document on stdout")
     scan.add_argument("-oG", dest="grepable", metavar="FILE", help="grepable output (- stdout)")
+    scan.add_argument(
+        "-w", "--workers", type=int_in(1, 64), help="worker processes (default: CPUs, max 4)"
+    )
     scan.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_backend_option(scan)
     add_pcap_option(scan)
+    add_broadcast_option(scan)
     scan.set_defaults(handler=run)
 
 
@@ -97,69 +111,38 @@ def run(args: argparse.Namespace) -> int:
         closed_events=False,  # nothing here streams closed ports
     )
     ports = scan_ports(args.ports, args.top_ports)
-    code: int = anyio.run(_main, args, options, ports, backend=args.backend)
-    return code
-
-
-def _target_texts(args: argparse.Namespace) -> list[str]:
-    texts = list(args.targets)
-    if args.file is not None:
-        try:
-            lines = args.file.read_text().splitlines()
-        except OSError as exc:
-            raise UsageError(f"{args.file}: {exc.strerror}") from None
-        texts += [word for line in lines for word in line.split("#")[0].split()]
-    if not texts:
-        raise UsageError("scan: give targets (hosts, addresses, CIDR blocks) or -f FILE")
-    return texts
-
-
-async def _main(args: argparse.Namespace, options: ScanOptions, ports: tuple[int, ...]) -> int:
-    space = await resolve_targets(_target_texts(args), args.family)
+    space: TargetSpace = anyio.run(resolve_targets, _target_texts(args), args.family)
+    refuse_special_space(space, args.broadcast)
     started = time.strftime("%a %b %d %H:%M:%S %Y")
-    console = Console(stderr=True, highlight=False)
-    show_progress = console.is_terminal and not args.quiet
-    progress = Progress(
-        TextColumn("scanning"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>9,.0f} probes/s"),
-        TimeRemainingColumn(),
-        console=console,
-        auto_refresh=False,  # redrawn from the event loop on progress events
-        transient=True,
-    )
-    task = progress.add_task("scan", total=space.size * len(ports), rate=0.0)
-
-    def on_event(event: object) -> None:
-        if isinstance(event, ScanProgress):
-            progress.update(task, completed=event.decided, rate=event.rate_pps, refresh=True)
-
-    rate = options.max_rate_pps
-    async with recording_transport(
-        scan_protocols(space), rate_pps=rate, pcap=args.pcap
-    ) as transport:
-        machine = new_machine(transport, space, ports, options, source=args.source)
-        if show_progress:
-            progress.start()
-        try:
-            async with interruptible() as interrupt:
-                await drive(
-                    machine,
-                    transport,
-                    on_event=on_event if show_progress else None,
-                    inbox_size=1 << 16,
-                )
-        finally:
-            if show_progress:
-                progress.stop()
-        result = machine.result(anyio.current_time())
-        counters = transport.counters.as_dict()
-
-    if args.json:
-        document = render_scan.scan_document(
-            result, interrupted=interrupt.happened, counters=counters
+    probes = space.size * len(ports)
+    workers = args.workers or (min(os.cpu_count() or 1, 4) if probes >= 4096 else 1)
+    if args.pcap is not None:
+        workers = 1  # one process writes the capture file
+    if workers > 1:
+        options = dataclasses.replace(
+            options,
+            seed=options.seed if options.seed is not None else secrets.randbits(32),
+            shards=workers,
+            max_rate_pps=options.max_rate_pps / workers,  # the workers share the caps
+            min_rate_pps=options.min_rate_pps / workers,
         )
+    show_progress = Console(stderr=True).is_terminal and not args.quiet
+
+    def job(worker: int) -> _Shard:
+        shard_options = dataclasses.replace(options, shard=worker)
+        draw = show_progress and worker == 0
+        shard: _Shard = anyio.run(
+            _scan_shard, args, shard_options, space, ports, draw, workers, backend=args.backend
+        )
+        return shard
+
+    shards = run_workers(job, workers)
+    result = merge_results([shard[0] for shard in shards])
+    interrupted = any(shard[2] for shard in shards)
+    counters = {name: sum(shard[1][name] for shard in shards) for name in shards[0][1]}
+    if args.json:
+        document = render_scan.scan_document(result, interrupted=interrupted, counters=counters)
+        document["workers"] = workers
         print(json.dumps(document, indent=2))
     else:
         for line in render_scan.scan_report(
@@ -177,4 +160,72 @@ async def _main(args: argparse.Namespace, options: ScanOptions, ports: tuple[int
                 Path(args.grepable).write_text(text)
             except OSError as exc:
                 raise UsageError(f"-oG {args.grepable}: {exc.strerror}") from None
-    return EXIT_INTERRUPTED if interrupt.happened else EXIT_OK
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+#: What a scan worker sends back: its result, transport counters, interrupted?
+_Shard = tuple[ScanResult, dict[str, int], bool]
+
+
+def _target_texts(args: argparse.Namespace) -> list[str]:
+    texts = list(args.targets)
+    if args.file is not None:
+        try:
+            lines = args.file.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{args.file}: cannot read targets ({exc})") from None
+        texts += [word for line in lines for word in line.split("#")[0].split()]
+    if not texts:
+        raise UsageError("scan: give targets (hosts, addresses, CIDR blocks) or -f FILE")
+    return texts
+
+
+async def _scan_shard(
+    args: argparse.Namespace,
+    options: ScanOptions,
+    space: TargetSpace,
+    ports: tuple[int, ...],
+    show_progress: bool,
+    workers: int,
+) -> _Shard:
+    """One worker: its own transport and its shard of the (host, port) order."""
+    console = Console(stderr=True, highlight=False)
+    progress = Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9,.0f} probes/s"),
+        TimeRemainingColumn(),
+        console=console,
+        auto_refresh=False,  # redrawn from the event loop on progress events
+        transient=True,
+    )
+    task = progress.add_task("scan", total=space.size * len(ports), rate=0.0)
+
+    def on_event(event: object) -> None:
+        if isinstance(event, ScanProgress):  # this shard's share, scaled to the whole
+            done, rate = event.decided * workers, event.rate_pps * workers
+            progress.update(task, completed=done, rate=rate, refresh=True)
+
+    rate = options.max_rate_pps
+    async with recording_transport(
+        scan_protocols(space), rate_pps=rate, pcap=args.pcap
+    ) as transport:
+        machine = new_machine(transport, space, ports, options, source=args.source)
+        transport.filter_tcp([machine.source_port])  # this process's scan only
+        if show_progress:
+            progress.start()
+        try:
+            async with interruptible() as interrupt:
+                await drive(
+                    machine,
+                    transport,
+                    on_event=on_event if show_progress else None,
+                    inbox_size=1 << 16,
+                )
+        finally:
+            if show_progress:
+                progress.stop()
+        result = machine.result(anyio.current_time())
+        counters = transport.counters.as_dict()
+    return result, counters, interrupt.happened

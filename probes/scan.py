@@ -25,6 +25,9 @@ congestion control alone), ``min_rate_pps`` floors it whatever the window says.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import ipaddress
 import math
 import secrets
 import socket
@@ -133,6 +136,8 @@ class ScanOptions:
     max_cwnd: int = 4096
     randomize: bool = True
     seed: int | None = None
+    shard: int = 0
+    shards: int = 1
     source_port: int | None = None
     ttl: int = 64
     keep_closed: bool = False
@@ -142,6 +147,8 @@ class ScanOptions:
     def __post_init__(self) -> None:
         if self.technique not in TECHNIQUES:
             raise UsageError(f"bad technique {self.technique!r}: one of {', '.join(TECHNIQUES)}")
+        if not 0 <= self.shard < self.shards:
+            raise UsageError(f"bad shard {self.shard}/{self.shards}: need 0 <= I < N")
         if not 0 <= self.retries <= 20:
             raise UsageError(f"bad retries {self.retries}: must be 0..20")
         if not 0 <= self.max_retries <= 50:
@@ -279,10 +286,11 @@ class ScanMachine(MachineOutbox):
         self._port_words = tuple(self._sport << 16 | port for port in self.ports)
         self._ack_scan = options.technique == "ack"
         self._flags = _ACK if self._ack_scan else _SYN
+        shard, shards = options.shard, options.shards
         self._order: Iterator[int] = (
-            iter(Permutation(self.total, options.seed))
+            iter(Permutation(self.total, options.seed, shard, shards))
             if options.randomize and self.total > 1
-            else iter(range(self.total))
+            else iter(range(shard, self.total, shards))
         )
         self._exhausted = False
         self._templates: dict[bytes, _Template] = {}
@@ -429,12 +437,17 @@ class ScanMachine(MachineOutbox):
 
     # -- results -------------------------------------------------------------------
 
+    @property
+    def source_port(self) -> int:
+        """The TCP source port of every probe (answers come back to it)."""
+        return self._sport
+
     def result(self, now: float | None = None) -> ScanResult:
         """The result so far (complete once ``done``); ``now`` dates an unfinished one."""
         start = self._started if self._started is not None else 0.0
         end = self._finished if self._finished is not None else (now or start)
         hosts = []
-        for remote in sorted(self._hosts, key=lambda packed: (len(packed), packed)):
+        for remote in sorted(self._hosts, key=_address_order):
             tally = self._hosts[remote]
             counts = tuple(
                 (state, reason, count) for (state, reason), count in sorted(tally.counts.items())
@@ -784,6 +797,60 @@ def scan_protocols(space: TargetSpace) -> list[tuple[int, int]]:
 
 #: Inbox for a scan's replies: a burst of answers must not overflow it.
 _INBOX = 1 << 16
+
+
+def _address_order(packed: bytes) -> tuple[int, bytes]:
+    return len(packed), packed
+
+
+def merge_results(results: Sequence[ScanResult]) -> ScanResult:
+    """One ScanResult from the shards of one scan (``ScanOptions.shard``): hosts merged
+    port by port, counts summed, elapsed time the slowest shard's."""
+    if len(results) == 1:
+        return results[0]
+    parts: dict[str, list[HostPorts]] = {}
+    for result in results:
+        for host in result.hosts:
+            parts.setdefault(host.address, []).append(host)
+    hosts = []
+    for address in sorted(parts, key=lambda a: _address_order(ipaddress.ip_address(a).packed)):
+        counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        for part in parts[address]:
+            for state, reason, count in part.counts:
+                counts[(state, reason)] += count
+        rtts = [p.min_rtt_s for p in parts[address] if p.min_rtt_s is not None]
+        hosts.append(
+            HostPorts(
+                address,
+                tuple(sorted((p for h in parts[address] for p in h.ports), key=lambda p: p.port)),
+                tuple((state, reason, n) for (state, reason), n in sorted(counts.items())),
+                any(p.is_up for p in parts[address]),
+                min(rtts) if rtts else None,
+            )
+        )
+    totals: collections.Counter[str] = collections.Counter()
+    for result in results:
+        totals.update(dict(result.state_totals))
+    first = results[0]
+    timing = dataclasses.replace(
+        first.timing,
+        peak_rate_pps=sum(r.timing.peak_rate_pps for r in results),
+        last_rate_pps=sum(r.timing.last_rate_pps for r in results),
+        backoffs=sum(r.timing.backoffs for r in results),
+        delay_backoffs=sum(r.timing.delay_backoffs for r in results),
+    )
+    return ScanResult(
+        technique=first.technique,
+        hosts=tuple(hosts),
+        ports_per_host=first.ports_per_host,
+        host_count=first.host_count,
+        decided=sum(r.decided for r in results),
+        probes_sent=sum(r.probes_sent for r in results),
+        retransmissions=sum(r.retransmissions for r in results),
+        elapsed_s=max(r.elapsed_s for r in results),
+        timing=timing,
+        state_totals=tuple(sorted(totals.items())),
+    )
 
 
 def new_machine(

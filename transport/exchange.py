@@ -7,7 +7,7 @@ derived from the packet itself (``keys_of_sent``), so any probe the key table kn
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
 
@@ -57,6 +57,10 @@ class TransportBase:
 
     async def send(self, packet: bytes) -> Sent:
         raise NotImplementedError
+
+    def filter_tcp(self, local_ports: Sequence[int]) -> None:
+        """Deliver only TCP segments to ``local_ports`` (a kernel filter on raw
+        sockets; nothing to do for a simulated network)."""
 
     async def request(
         self, packet: bytes, timeout_s: float = 2.0, *, authenticated: bool = True

@@ -30,12 +30,14 @@ from rawprobe.transport.sockets import (
     IPV6_HOPLIMIT,
     PROTO_ICMP,
     PROTO_ICMPV6,
+    PROTO_TCP,
     SCM_TIMESTAMPNS,
     SO_RXQ_OVFL,
     RouteLookup,
     attach_filter,
     icmp_filter_program,
     open_raw_socket,
+    tcp_filter_program,
 )
 
 #: Datagrams read per wake-up before yielding to the event loop.
@@ -175,6 +177,16 @@ class RawTransport(TransportBase):
         if exc.errno in NETWORK_SEND_ERRORS:
             return Sent(realtime_ns, monotonic_s, errno.errorcode[exc.errno])
         raise SendError(f"send to {destination} failed: {exc.strerror}") from exc
+
+    def filter_tcp(self, local_ports: Sequence[int]) -> None:
+        """Let the raw TCP sockets deliver only segments to ``local_ports``.
+
+        For a process that owns this transport (the scan command): other TCP users of
+        the same transport would stop hearing their answers.
+        """
+        for (family, protocol), sock in self._sockets.items():
+            if protocol == PROTO_TCP:
+                attach_filter(sock, tcp_filter_program(family, local_ports))
 
     # -- introspection -------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import ctypes
 import errno
 import socket
 import struct
+from collections.abc import Sequence
 
 from rawprobe.errors import PrivilegeError, ResolutionError, TransportError
 
@@ -111,6 +112,27 @@ def icmp_filter_program(family: int, ident_prefix: int) -> list[tuple[int, int, 
     program.append((_BPF_JEQ_K, 0, 1, ident_prefix))
     program.append((_BPF_RET_K, 0, 0, _ACCEPT))
     program.append((_BPF_RET_K, 0, 0, 0))
+    return program
+
+
+_BPF_LD_H_ABS = 0x28  # A = 16 bits at packet[k]
+_BPF_LD_H_IND = 0x48  # A = 16 bits at packet[X + k]
+
+
+def tcp_filter_program(family: int, local_ports: Sequence[int]) -> list[tuple[int, int, int, int]]:
+    """A socket filter passing only TCP segments sent to one of ``local_ports`` (the
+    source ports of our probes): a scan's raw TCP socket then never wakes for the
+    host's other connections, nor for a sibling worker's answers."""
+    program: list[tuple[int, int, int, int]] = []
+    if family == socket.AF_INET:
+        program.append((_BPF_LDX_B_MSH, 0, 0, 0))
+        program.append((_BPF_LD_H_IND, 0, 0, 2))  # destination port
+    else:
+        program.append((_BPF_LD_H_ABS, 0, 0, 2))
+    for position, port in enumerate(local_ports):
+        program.append((_BPF_JEQ_K, len(local_ports) - position, 0, port))
+    program.append((_BPF_RET_K, 0, 0, 0))
+    program.append((_BPF_RET_K, 0, 0, _ACCEPT))
     return program
 
 

@@ -165,12 +165,6 @@ SWEEP = [
 ]
 
 
-def _scan_todo(argv: list[str], fix: str) -> Any:
-    """A case cli/scan_cmd.py (finished by another engineer meanwhile) still fails; the
-    strict xfail turns into a failure once fixed, so the mark gets removed."""
-    return pytest.param(argv, marks=pytest.mark.xfail(strict=True, reason=f"scan_cmd: {fix}"))
-
-
 SCAN: list[Any] = [
     ["scan"],
     ["scan", ""],
@@ -193,15 +187,15 @@ SCAN: list[Any] = [
     ["scan", "--retries", "-1", V4],
     ["scan", "--max-retries", "51", V4],
     ["scan", "--seed", "x", V4],
-    _scan_todo(["scan", "-S", "999.1.1.1", V4], "-S is not validated: use type=args.address"),
-    _scan_todo(["scan", "-S", "", V4], "-S is not validated: use type=args.address"),
+    ["scan", "-S", "999.1.1.1", V4],
+    ["scan", "-S", "", V4],
     ["scan", "-S", V6, V4],
-    _scan_todo(["scan", "224.0.0.1"], "multicast targets: call args.refuse_special(...)"),
+    ["scan", "224.0.0.1"],
     ["scan", "-4", V6],
     ["scan", "-6", V4],
     ["scan", "-f", "{missing}"],
     ["scan", "-f", "{junk}"],
-    _scan_todo(["scan", "-f", "{binary}"], "UnicodeDecodeError escapes _target_texts"),
+    ["scan", "-f", "{binary}"],
     ["scan", "-f", "{empty}"],
     ["scan", "-f", "{dir}"],
 ]
