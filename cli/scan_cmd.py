@@ -51,6 +51,7 @@ from rawprobe.probes.scan import (
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.workers import run_workers
 from rawprobe.targets import resolve_targets
+from rawprobe.transport import privileges
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 
 
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return shard
 
-    shards = run_workers(job, workers)
+    shards = run_workers(job, workers, after_fork=privileges.sockets_opened)
     result = merge_results([shard[0] for shard in shards])
     interrupted = any(shard[2] for shard in shards)
     counters = {name: sum(shard[1][name] for shard in shards) for name in shards[0][1]}

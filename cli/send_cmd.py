@@ -254,7 +254,8 @@ async def _main(args: argparse.Namespace) -> int:
     protocols = {"icmp": ICMP_SOCKETS, "tcp": TCP_SOCKETS, "udp": UDP_SOCKETS}[args.mode]
     console = Console(highlight=False, soft_wrap=True)
     exchanges: list[_Exchange] = []
-    async with open_transport(protocols) as transport:
+    # Any ICMP identifier may be chosen (--icmp-id): no kernel filter on identifiers.
+    async with open_transport(protocols, icmp_filter=False) as transport:
         source = args.source or transport.source_for(address)
         seen = _Seen()
         transport.recorder = seen

@@ -7,7 +7,6 @@ import json
 import mmap
 import os
 import secrets
-import socket
 import struct
 import sys
 from collections.abc import Iterator
@@ -43,6 +42,7 @@ from rawprobe.probes.sweep import (
     SweepMachine,
     SweepOptions,
     merge_outcomes,
+    new_machine,
 )
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.workers import run_workers
@@ -216,19 +216,7 @@ async def _sweep_shard(
 
     protocols = options.socket_protocols
     async with recording_transport(protocols, rate_pps=rate, pcap=args.pcap) as transport:
-        sources: dict[int, str] = {}
-        for block in space.blocks:
-            first = socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))
-            sources.setdefault(block.family, transport.source_for(first))
-        machine = SweepMachine(
-            space,
-            iter(order),
-            options,
-            sources=sources,
-            ident=transport.cookies.new_ident(),
-            cookies=transport.cookies,
-            emit_events=args.ndjson,
-        )
+        machine = new_machine(transport, space, iter(order), options, emit_events=args.ndjson)
         async with interruptible() as interrupt, anyio.create_task_group() as tasks:
             tasks.start_soon(_report_progress, machine, progress, len(order))
 

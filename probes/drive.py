@@ -53,7 +53,10 @@ async def drive(
             batch = machine.poll(anyio.current_time())
             if batch:
                 for outgoing in batch:
-                    transport.register(outgoing.key, inbox)
+                    if outgoing.authenticated:
+                        transport.register(outgoing.key, inbox)
+                    else:
+                        transport.register(outgoing.key, inbox, authenticated=False)
                     keys.add(outgoing.key)
                     for key in outgoing.extra_keys:
                         transport.register(key, inbox)

@@ -23,6 +23,9 @@ class Outgoing(NamedTuple):
     key: MatchKey
     packet: bytes
     extra_keys: tuple[MatchKey, ...] = ()
+    #: False when the packet cannot carry a whole cookie (an echo payload under 8
+    #: bytes): its replies are then matched by key alone.
+    authenticated: bool = True
 
 
 class Machine(Protocol):

@@ -82,6 +82,8 @@ class PingMachine(MachineOutbox):
         self.ident = ident
         self.options = options
         self._cookies = cookies
+        # Under 8 payload bytes the cookie does not fit: replies match by key alone.
+        self._authenticated = options.payload_size >= Cookies.COOKIE_BYTES
         self._remote = socket.inet_pton(self.family, address)
         self._transmitted = 0
         self._next_send: float | None = None
@@ -135,6 +137,8 @@ class PingMachine(MachineOutbox):
         sent = self._sent.get(wire_seq)
         if sent is None:
             return
+        if wire_seq not in self._expiry and wire_seq not in self._answered:
+            return  # later than -W: the probe was already given up (duplicates still count)
         seq = self._seq_of[wire_seq]
         try:
             icmp_type, icmp_code, size = _icmp_fields(reply)
@@ -201,7 +205,7 @@ class PingMachine(MachineOutbox):
                 ttl=self.options.ttl,
                 tos=self.options.tos,
             )
-            return Outgoing(key, build_ipv4(header4, icmp))
+            return Outgoing(key, build_ipv4(header4, icmp), (), self._authenticated)
         icmp6 = build_echo6(self.ident, wire_seq, payload, src=self.source, dst=self.address)
         header6 = IPv6Header(
             src=self.source,
@@ -210,7 +214,7 @@ class PingMachine(MachineOutbox):
             hop_limit=self.options.ttl,
             traffic_class=self.options.tos,
         )
-        return Outgoing(key, build_ipv6(header6, icmp6))
+        return Outgoing(key, build_ipv6(header6, icmp6), (), self._authenticated)
 
 
 def _icmp_fields(reply: Reply) -> tuple[int, int, int]:

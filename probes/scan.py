@@ -46,6 +46,7 @@ from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
 from rawprobe.probes.permute import Permutation
 from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
+from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import KIND_TCP, Cookies, MatchKey
@@ -302,9 +303,10 @@ class ScanMachine(MachineOutbox):
         self._hosts: dict[bytes, _HostTally] = {}
         self._totals: dict[str, int] = {}
         # Timing and congestion state.
-        self._srtt: float | None = None
-        self._rttvar: float | None = None
-        self._timeout = options.initial_rtt_timeout_s
+        self._rtt = RttEstimator(
+            options.initial_rtt_timeout_s, options.min_rtt_timeout_s, options.max_rtt_timeout_s
+        )
+        self._timeout = self._rtt.timeout_s
         self._cwnd = float(options.initial_cwnd)
         self._ssthresh = math.inf
         self._peak_cwnd = self._cwnd
@@ -414,7 +416,8 @@ class ScanMachine(MachineOutbox):
             self._on_loss(flight)
         else:
             sample = now - flight.sent_s
-            self._rtt_sample(sample)
+            self._rtt.sample(sample)
+            self._timeout = self._rtt.timeout_s
             template = self._templates.get(key[1])
             if template is not None:  # queueing delay: this RTT above the host's least
                 template.base_s = min(template.base_s, sample)
@@ -464,8 +467,8 @@ class ScanMachine(MachineOutbox):
             retransmissions=self.retransmissions,
             elapsed_s=max(0.0, end - start),
             timing=ScanTiming(
-                srtt_s=self._srtt,
-                rttvar_s=self._rttvar,
+                srtt_s=self._rtt.srtt_s,
+                rttvar_s=self._rtt.rttvar_s,
                 timeout_s=self._timeout,
                 cwnd=self._cwnd,
                 peak_cwnd=self._peak_cwnd,
@@ -646,19 +649,6 @@ class ScanMachine(MachineOutbox):
                 self._resend.append(key)
             else:
                 self._decide(key, flight, FILTERED, "no-response")
-
-    def _rtt_sample(self, sample: float) -> None:
-        """RFC 6298: SRTT and RTTVAR, timeout = SRTT + 4 RTTVAR, clamped."""
-        if self._srtt is None or self._rttvar is None:
-            self._srtt, self._rttvar = sample, sample / 2
-        else:
-            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - sample)
-            self._srtt = 0.875 * self._srtt + 0.125 * sample
-        options = self.options
-        self._timeout = min(
-            options.max_rtt_timeout_s,
-            max(options.min_rtt_timeout_s, self._srtt + 4 * self._rttvar),
-        )
 
     def _open_window(self, flight: _Flight | None = None) -> None:
         """One probe completed: grow the window, unless answers queue up (ours or the

@@ -17,15 +17,16 @@ from __future__ import annotations
 import socket
 import struct
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import anyio
 
-from rawprobe.errors import UsageError
+from rawprobe.errors import RawProbeError, UsageError
 from rawprobe.probes.drive import EventCallback, drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.permute import Permutation
+from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import (
@@ -241,7 +242,7 @@ class SweepMachine(MachineOutbox):
         order: Iterator[int],
         options: SweepOptions,
         *,
-        sources: dict[int, str],
+        source_for: Callable[[str], str],
         ident: int,
         cookies: Cookies,
         emit_events: bool = False,
@@ -251,23 +252,44 @@ class SweepMachine(MachineOutbox):
         self.emit_events = emit_events
         self._order = order
         self._exhausted = False
-        self._templates = {
-            family: _Template(family, options, source, ident, cookies)
-            for family, source in sources.items()
-        }
+        # One template per block, from the source address routing picks for it (blocks
+        # behind different interfaces get their own); blocks sharing a source share it.
+        # A block without a route takes another block's source: its sends are refused
+        # (EHOSTUNREACH...) and its hosts decided down with that reason.
+        sources: list[str | None] = []
+        fallback: dict[int, str] = {}
+        failure: RawProbeError | None = None
+        for block in space.blocks:
+            try:
+                source = source_for(space.first_address(block))
+            except RawProbeError as exc:
+                sources.append(None)
+                failure = failure or exc
+                continue
+            sources.append(source)
+            fallback.setdefault(block.family, source)
+        by_source: dict[str, _Template] = {}
+        self._templates: list[_Template] = []
+        for block, found in zip(space.blocks, sources, strict=True):
+            source = found or fallback.get(block.family)
+            if source is None:
+                assert failure is not None
+                raise failure
+            if source not in by_source:
+                by_source[source] = _Template(block.family, options, source, ident, cookies)
+            self._templates.append(by_source[source])
         # key -> (index, attempt, send stamp, the previous attempt's key): the chain of
         # a host's keys, all retired together once the host is decided.
         self._in_flight: dict[MatchKey, _Flight] = {}
         self._probes: deque[tuple[float, MatchKey]] = deque()  # (sent at, key), in order
         self._retry: deque[tuple[int, int, MatchKey]] = deque()  # (index, attempt, prev key)
-        self._newest: dict[int, MatchKey] = {}  # index -> key of its latest retry
+        self._newest: dict[int, MatchKey] = {}  # index -> key of its latest attempt
         self._alive = bytearray((space.size + 7) // 8)
         self._decided = bytearray((space.size + 7) // 8)
         self._dead = 0
         self._sent_count = 0
         super().__init__()
-        self._srtt: float | None = None
-        self._rttvar = 0.0
+        self._rtt = RttEstimator(options.timeout_s, options.min_timeout_s, options.timeout_s)
         self._started: float | None = None
         self._finished: float | None = None
 
@@ -280,10 +302,7 @@ class SweepMachine(MachineOutbox):
     @property
     def timeout_s(self) -> float:
         """Current per-probe timeout: SRTT + 4 RTTVAR, within [min_timeout_s, timeout_s]."""
-        if self._srtt is None:
-            return self.options.timeout_s
-        adaptive = self._srtt + 4 * self._rttvar
-        return min(self.options.timeout_s, max(self.options.min_timeout_s, adaptive))
+        return self._rtt.timeout_s
 
     def poll(self, now: float) -> list[Outgoing]:
         if self._started is None:
@@ -329,7 +348,7 @@ class SweepMachine(MachineOutbox):
             self._decide_dead(reply.key, _error_reason(reply))
         else:
             rtt = rtt_s(sent, reply) if sent is not None else 0.0
-            self._update_rtt(rtt)
+            self._rtt.sample(rtt)
             self._decide(reply.key, True)
             if self.emit_events:
                 self._events.append(HostUp(self.space.address(index), rtt, reply.ttl, reason))
@@ -371,14 +390,14 @@ class SweepMachine(MachineOutbox):
     # -- internals -----------------------------------------------------------------
 
     def _probe(self, index: int, attempt: int, previous: MatchKey | None) -> Outgoing:
-        block, offset = self.space.block_of(index)
-        template = self._templates[block.family]
+        position, offset = self.space.locate(index)
+        block = self.space.blocks[position]
+        template = self._templates[position]
         dst = (block.first + offset).to_bytes(block.width, "big")
         key, packet, extra = template.probe(dst, attempt)
         flight: _Flight = (index, attempt, None, previous, extra)
         self._in_flight[key] = flight
-        if previous is not None:
-            self._newest[index] = key
+        self._newest[index] = key  # the head of this host's chain of keys
         for extra_key in extra:  # answers that do not name the attempt (UDP data)
             self._in_flight[extra_key] = flight
         self._sent_count += 1
@@ -419,7 +438,8 @@ class SweepMachine(MachineOutbox):
         for extra_key in flight[4]:
             if in_flight.pop(extra_key, None) is not None:
                 retired.append(extra_key)
-        # Walk the chain from the newest attempt back to the first.
+        # Walk the chain from the newest attempt back to the first (the reply may carry
+        # an extra key, such as a UDP answer's, that is not in the chain).
         newest: MatchKey | None = self._newest.pop(index, key)
         while newest is not None:
             entry = in_flight.pop(newest, None)
@@ -430,13 +450,6 @@ class SweepMachine(MachineOutbox):
 
     def _is_decided(self, index: int) -> bool:
         return bool(self._decided[index >> 3] & (1 << (index & 7)))
-
-    def _update_rtt(self, rtt: float) -> None:
-        if self._srtt is None:
-            self._srtt, self._rttvar = rtt, rtt / 2
-        else:
-            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
-            self._srtt = 0.875 * self._srtt + 0.125 * rtt
 
 
 def _set_bits(bitmap: bytes | bytearray) -> Iterator[int]:
@@ -479,6 +492,26 @@ def _error_reason(reply: Reply) -> str:
     return f"unreachable-from-{reply.source}-code-{code}"
 
 
+def new_machine(
+    transport: Transport,
+    space: TargetSpace,
+    order: Iterator[int],
+    options: SweepOptions,
+    *,
+    emit_events: bool = False,
+) -> SweepMachine:
+    """A SweepMachine wired to ``transport``'s routing, identifier and cookies."""
+    return SweepMachine(
+        space,
+        order,
+        options,
+        source_for=transport.source_for,
+        ident=transport.cookies.new_ident(),
+        cookies=transport.cookies,
+        emit_events=emit_events,
+    )
+
+
 async def sweep_with(
     transport: Transport,
     space: TargetSpace,
@@ -496,20 +529,7 @@ async def sweep_with(
     ``on_event`` receives a HostUp or HostDown for every host as it is decided.
     """
     options = options or SweepOptions()
-    sources: dict[int, str] = {}
-    for block in space.blocks:
-        if block.family not in sources:
-            first = socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))
-            sources[block.family] = transport.source_for(first)
     order = iter(Permutation(space.size, seed, shard, shards))
-    machine = SweepMachine(
-        space,
-        order,
-        options,
-        sources=sources,
-        ident=transport.cookies.new_ident(),
-        cookies=transport.cookies,
-        emit_events=on_event is not None,
-    )
+    machine = new_machine(transport, space, order, options, emit_events=on_event is not None)
     await drive(machine, transport, on_event=on_event, inbox_size=2 * options.max_in_flight)
     return machine.result(anyio.current_time())

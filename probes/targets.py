@@ -99,8 +99,16 @@ class TargetSpace:
 
     def block_of(self, index: int) -> tuple[AddressBlock, int]:
         """The block holding ``index`` and the offset inside it."""
+        position, offset = self.locate(index)
+        return self.blocks[position], offset
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(position of the block holding ``index`` in ``blocks``, offset inside it)."""
         position = bisect.bisect_right(self._starts, index) - 1
-        return self.blocks[position], index - self._starts[position]
+        return position, index - self._starts[position]
+
+    def first_address(self, block: AddressBlock) -> str:
+        return socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))
 
     def packed(self, index: int) -> bytes:
         """The address at ``index`` as packed bytes (4 or 16)."""

@@ -9,6 +9,7 @@ value through a pipe. A worker that fails sends its exception, re-raised here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -49,14 +50,17 @@ def run_workers(
             _work(job, index, write_fd)
         os.close(write_fd)
         children.append((pid, read_fd))
-    if after_fork is not None:
-        after_fork()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # workers handle Ctrl-C
+    pending = list(children)
     try:
+        if after_fork is not None:
+            after_fork()
         results: list[T] = []
-        for pid, read_fd in children:
+        while pending:
+            pid, read_fd = pending[0]
             with os.fdopen(read_fd, "rb") as pipe:
                 data = pipe.read()
+            pending.pop(0)
             _pid, status = os.waitpid(pid, 0)
             if not data:
                 raise WorkerFailed(f"worker {pid} died (exit status {status})")
@@ -66,7 +70,19 @@ def run_workers(
             results.append(value)
         return results
     finally:
+        _stop(pending)  # after a failure: no worker goes on probing on its own
         signal.signal(signal.SIGINT, previous)
+
+
+def _stop(children: list[tuple[int, int]]) -> None:
+    """Terminate and reap workers whose results will not be read."""
+    for pid, read_fd in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        os.close(read_fd)
+    for pid, _read_fd in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def _work(job: Callable[[int], T], index: int, write_fd: int) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything rawprobe needs on a fresh Debian machine, as root:
-# system tools for the lab (iproute2, iptables, tcpdump, iputils ping) and a virtual
-# environment in .venv with rawprobe and its test extras.
+# system tools for the lab and its tests (iproute2, iptables, tcpdump, iputils ping,
+# traceroute, tmux, setpriv) and a virtual environment in .venv with rawprobe and its
+# test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,13 +13,16 @@ command -v ip6tables >/dev/null || need+=(iptables)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v traceroute >/dev/null || need+=(traceroute)
+command -v tmux >/dev/null || need+=(tmux)          # the live-view test drives a terminal
+command -v setpriv >/dev/null || need+=(util-linux) # tests that run as uid 65534
+python=${PYTHON:-python3}
+"$python" -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
     echo "installing Debian packages: ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi

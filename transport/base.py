@@ -48,22 +48,23 @@ class Reply(NamedTuple):
     protocol: int  # IP protocol of ``data`` (IPv4: the packet's; IPv6: the socket's)
 
 
-#: Tolerance between the two clocks' views of an RTT before the kernel stamp is
-#: distrusted (a clock step between send and receive).
+#: Slack between the two clocks' views of an RTT before the kernel stamp is
+#: distrusted (a forward clock step between send and receive).
 _CLOCK_STEP_TOLERANCE_S = 0.05
 
 
 def rtt_s(sent: Sent, reply: Reply) -> float:
     """Round-trip time in seconds: kernel receive stamp minus the send stamp.
 
-    Falls back to the monotonic difference when the realtime difference is negative
-    or disagrees with it by more than the tolerance (a wall-clock step).
+    The kernel stamps a packet before we read it, so its RTT is at most the monotonic
+    one (read time minus send time, however late the read). Only a wall-clock step can
+    make it negative or larger: then the monotonic difference is used instead.
     """
     kernel = (reply.received_ns - sent.realtime_ns) / 1e9
     monotonic = reply.received_s - sent.monotonic_s
-    if kernel < 0 or abs(kernel - monotonic) > _CLOCK_STEP_TOLERANCE_S:
-        return max(monotonic, 0.0)
-    return kernel
+    if 0.0 <= kernel <= monotonic + _CLOCK_STEP_TOLERANCE_S:
+        return kernel
+    return max(monotonic, 0.0)
 
 
 @dataclass(slots=True)

@@ -104,7 +104,10 @@ class Demux:
             self._deliver(reply, inbox)
 
     def _accept(
-        self, key: MatchKey | None, data: bytes, echo_payload: Callable[[bytes], bytes]
+        self,
+        key: MatchKey | None,
+        data: bytes,
+        echo_payload: Callable[[bytes], tuple[bytes, bool]],
     ) -> Inbox | None:
         """The inbox for ``key``, or None (counted) when nobody waits for it or an echo
         reply lacks our cookie. Runs only after the cheap key extraction."""
@@ -112,13 +115,11 @@ class Demux:
         if inbox is None or key is None:
             self.counters.unmatched += 1
             return None
-        if (
-            key[0] == KIND_ECHO
-            and not self.cookies.verify_echo(key, echo_payload(data))
-            and key not in self._unauthenticated
-        ):
-            self.counters.forged += 1
-            return None
+        if key[0] == KIND_ECHO and key not in self._unauthenticated:
+            payload, quoted = echo_payload(data)
+            if not self.cookies.verify_echo(key, payload, quoted=quoted):
+                self.counters.forged += 1
+                return None
         return inbox
 
     def _full_packet(self, reply: Reply) -> bytes:

@@ -193,22 +193,22 @@ def key_of_reply_v6(
         raise MalformedPacket("truncated ICMPv6 packet") from exc
 
 
-def echo_payload_v4(packet: bytes) -> bytes:
-    """The echo payload an IPv4 echo reply carries, or that an ICMP error quotes.
-
-    Call only on packets whose key matched (``key_of_reply_v4`` accepted them)."""
+def echo_payload_v4(packet: bytes) -> tuple[bytes, bool]:
+    """The echo payload an IPv4 echo reply carries, or that an ICMP error quotes, and
+    whether it is a quote. Call only on packets whose key matched."""
     ihl = (packet[0] & 0x0F) * 4
     if packet[ihl] == _ICMP4_ECHO_REPLY:
-        return packet[ihl + 8 :]
+        return packet[ihl + 8 :], False
     quoted = ihl + 8
-    return packet[quoted + (packet[quoted] & 0x0F) * 4 + 8 :]
+    return packet[quoted + (packet[quoted] & 0x0F) * 4 + 8 :], True
 
 
-def echo_payload_v6(message: bytes) -> bytes:
-    """The echo payload an ICMPv6 echo reply carries, or that an ICMPv6 error quotes."""
+def echo_payload_v6(message: bytes) -> tuple[bytes, bool]:
+    """The echo payload an ICMPv6 echo reply carries, or that an ICMPv6 error quotes,
+    and whether it is a quote."""
     if message[0] == _ICMP6_ECHO_REPLY:
-        return message[8:]
-    return message[56:]
+        return message[8:], False
+    return message[56:], True
 
 
 class Cookies:
@@ -248,13 +248,19 @@ class Cookies:
         filler = bytes(i & 0xFF for i in range(len(cookie), size))
         return cookie + filler
 
-    def verify_echo(self, key: MatchKey, payload: bytes | memoryview) -> bool:
-        """True when ``payload`` (an echoed or quoted echo payload) carries our cookie.
+    def verify_echo(
+        self, key: MatchKey, payload: bytes | memoryview, *, quoted: bool = False
+    ) -> bool:
+        """True when ``payload`` carries our cookie.
 
-        A quote may hold fewer payload bytes than were sent (RFC 792 guarantees none);
-        the bytes that are present must match.
+        An echo reply returns the whole payload, so it must hold the whole cookie (a
+        probe sent with fewer payload bytes is registered unauthenticated instead). A
+        quote in an ICMP error may hold fewer bytes than were sent (RFC 792 guarantees
+        none): the bytes that are present must match.
         """
         present = bytes(payload[: self.COOKIE_BYTES])
+        if not quoted and len(present) < self.COOKIE_BYTES:
+            return False
         return hmac.compare_digest(present, self.cookie(key)[: len(present)])
 
     @property

@@ -12,8 +12,10 @@ drops everything, before it parses a single packet from the network or writes a 
    invoking user, so the pcap and output files it writes afterwards belong to that user;
 3. the effective, permitted and inheritable capability sets are cleared (``capset``).
 
-The drop is checked (``/proc/self/status`` CapEff must read 0, the uids must have
-changed) and a failure raises PrivilegeError: the tool refuses to go on privileged.
+The drop is checked (``/proc/self/status`` CapEff must read 0 and, under sudo, the
+uids must have changed) and a failure raises PrivilegeError: the tool refuses to go on
+privileged. Run as root without sudo, the process keeps uid 0 but no capability: it
+can still write files root owns (documented in the README's Security section).
 
 Where it happens, in one place: ``RawTransport`` and the sniffer call
 ``sockets_opened()`` right after creating their sockets. That does nothing unless the

@@ -76,6 +76,7 @@ class RawTransport(TransportBase):
         *,
         rate_pps: float = DEFAULT_RATE_PPS,
         cookies: Cookies | None = None,
+        icmp_filter: bool = True,
     ) -> None:
         self._routes = RouteLookup()
         super().__init__(cookies, self._routes.source_for)
@@ -93,7 +94,7 @@ class RawTransport(TransportBase):
                     raise
                 self._sockets[(family, protocol)] = sock
                 self._send_sockets.setdefault(family, sock)
-                if protocol in (PROTO_ICMP, PROTO_ICMPV6):
+                if icmp_filter and protocol in (PROTO_ICMP, PROTO_ICMPV6):
                     program = icmp_filter_program(family, self.cookies.ident_prefix)
                     attach_filter(sock, program)
             privileges.sockets_opened()  # drops them if the process opted in (the CLI)
@@ -269,15 +270,18 @@ async def open_transport(
     *,
     rate_pps: float = DEFAULT_RATE_PPS,
     cookies: Cookies | None = None,
+    icmp_filter: bool = True,
 ) -> AsyncIterator[RawTransport]:
     """Open a RawTransport for the duration of the block.
 
     Sockets are created here, in the calling thread's network namespace. Raises
     PrivilegeError without CAP_NET_RAW. ``rate_pps=0`` removes the send-rate cap.
+    ``icmp_filter=False`` lets every echo reply through the kernel (for hand-made
+    probes whose ICMP identifier is not one of this transport's).
     A process that opted in with ``privileges.drop_after_open()`` (the CLI) loses its
     privileges right after the sockets exist: it cannot open another transport.
     """
-    transport = RawTransport(protocols, rate_pps=rate_pps, cookies=cookies)
+    transport = RawTransport(protocols, rate_pps=rate_pps, cookies=cookies, icmp_filter=icmp_filter)
     try:
         async with anyio.create_task_group() as task_group:
             transport._start(task_group)

@@ -168,3 +168,13 @@ def test_statistics_match_iputils_definitions() -> None:
     # mdev = sqrt(mean(x^2) - mean(x)^2), as iputils computes it
     assert result.mdev_s == pytest.approx(0.0012472191, rel=1e-6)
     assert result.jitter_s == pytest.approx(0.0015)
+
+
+def test_a_reply_later_than_the_timeout_is_not_counted() -> None:
+    m = machine(count=1, timeout_s=0.5)
+    [out] = m.poll(0.0)
+    m.sent(out.key, stamp(0.0), 0.0)
+    m.poll(0.6)  # the probe expires
+    m.receive(echo_reply(out.packet, 0.9), 0.9)
+    result = m.result()
+    assert (result.transmitted, result.received) == (1, 0)

@@ -147,3 +147,37 @@ def test_virtual_time_makes_a_long_ping_instant() -> None:
         assert elapsed == pytest.approx(99.25, abs=0.01)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_forged_empty_echo_reply_is_refused() -> None:
+    """Right ident and seq, no payload: refused (it used to pass the cookie check)."""
+    network = MemoryNetwork()
+    network.add("198.19.0.5", alive=False)
+    async with open_memory_transport(network) as transport:
+        machine_result: list[object] = []
+
+        async def forge_while_pinging() -> None:
+            await anyio.sleep(0.01)
+            [packet] = transport.sent_packets
+            ident, seq = int.from_bytes(packet[24:26]), int.from_bytes(packet[26:28])
+            echo = build_echo(ident, seq, b"", reply=True)
+            transport.inject(
+                build_ipv4(IPv4Header(src="198.19.0.5", dst="198.18.1.2", protocol=1), echo)
+            )
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(forge_while_pinging)
+            machine_result.append(
+                await ping_with(transport, "198.19.0.5", PingOptions(count=1, timeout_s=0.1))
+            )
+    [result] = machine_result
+    assert result.received == 0  # type: ignore[attr-defined]
+    assert transport.counters.forged == 1
+
+
+async def test_small_payloads_still_match_by_key() -> None:
+    network = MemoryNetwork()
+    network.add("198.19.0.5")
+    async with open_memory_transport(network) as transport:
+        result = await ping_with(transport, "198.19.0.5", PingOptions(count=2, payload_size=0))
+    assert result.received == 2 and transport.counters.forged == 0

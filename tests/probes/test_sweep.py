@@ -2,6 +2,7 @@
 
 import socket
 
+import anyio
 import pytest
 
 from rawprobe.errors import UsageError
@@ -114,7 +115,7 @@ def test_shards_with_one_seed_cover_the_space_exactly_once() -> None:
         order = iter(Permutation(space.size, seed=1, shard=shard, shards=4))
         machine = SweepMachine(
             space, order, SweepOptions(batch=4096, max_in_flight=1 << 17),
-            sources={socket.AF_INET: "198.18.1.2"}, ident=1, cookies=Cookies(),
+            source_for=lambda _address: "198.18.1.2", ident=1, cookies=Cookies(),
         )  # fmt: skip
         while batch := machine.poll(0.0):
             sent += [outgoing.packet[16:20] for outgoing in batch]
@@ -125,10 +126,43 @@ def test_in_flight_state_is_bounded() -> None:
     space = TargetSpace.parse(["2001:db8:ff::/108"])  # a million addresses
     machine = SweepMachine(
         space, iter(Permutation(space.size, 1)), SweepOptions(max_in_flight=5000),
-        sources={socket.AF_INET6: "2001:db8:1::2"}, ident=1, cookies=Cookies(),
+        source_for=lambda _address: "2001:db8:1::2", ident=1, cookies=Cookies(),
     )  # fmt: skip
     sent = 0
     for _ in range(100):
         sent += len(machine.poll(0.0))
     assert sent == 5000  # no reply yet: the window is full and stays full
     assert machine.next_deadline() > 0.0
+
+
+async def test_udp_answers_decide_the_host_and_the_sweep_ends() -> None:
+    """A UDP datagram answers on the extra key; every key of the host must go (found in
+    review: the main key stayed in flight and the sweep never ended)."""
+    network = MemoryNetwork()
+    network.add("198.19.0.1", udp_services=frozenset({53}))
+    network.add("198.19.0.2", udp_services=frozenset({53}), loss=0.0)
+    options = SweepOptions(method="udp", port=53, timeout_s=0.2)
+    async with open_memory_transport(network) as transport:
+        with anyio.fail_after(5):
+            result = await sweep_with(transport, TargetSpace.parse(["198.19.0.1-2"]), options)
+    assert result.alive == ("198.19.0.1", "198.19.0.2")
+    assert transport.registered == 0
+
+
+def test_each_block_gets_the_source_address_routing_picks_for_it() -> None:
+    """Found in review: one source per family sent probes for a second network out with
+    the first one's source address."""
+    space = TargetSpace.parse(["198.19.0.0/30", "203.0.113.0/30"])
+    routes = {"198.19.0.1": "198.18.1.2", "203.0.113.1": "192.0.2.7"}
+    machine = SweepMachine(
+        space, iter(range(space.size)), SweepOptions(),
+        source_for=routes.__getitem__, ident=1, cookies=Cookies(),
+    )  # fmt: skip
+    sources = {
+        socket.inet_ntoa(out.packet[16:20]): socket.inet_ntoa(out.packet[12:16])
+        for out in machine.poll(0.0)
+    }
+    assert sources == {
+        "198.19.0.1": "198.18.1.2", "198.19.0.2": "198.18.1.2",
+        "203.0.113.1": "192.0.2.7", "203.0.113.2": "192.0.2.7",
+    }  # fmt: skip

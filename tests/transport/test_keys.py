@@ -130,17 +130,30 @@ def test_cookie_checks_only_the_bytes_a_quote_carries() -> None:
     cookies = Cookies()
     key = key_of_sent(echo4(7, 1, b""))
     payload = cookies.echo_payload(key, 56)
-    assert cookies.verify_echo(key, payload[:3])
-    assert not cookies.verify_echo(key, bytes([payload[0] ^ 1]) + payload[1:3])
+    assert cookies.verify_echo(key, payload[:3], quoted=True)
+    assert not cookies.verify_echo(key, bytes([payload[0] ^ 1]) + payload[1:3], quoted=True)
+
+
+def test_an_echo_reply_must_carry_the_whole_cookie() -> None:
+    """A reply echoes the whole payload: a short or empty one is a forgery (found in
+    review: an empty payload used to compare b"" with b"" and pass)."""
+    cookies = Cookies()
+    key = key_of_sent(echo4(7, 1, b""))
+    payload = cookies.echo_payload(key, 56)
+    assert not cookies.verify_echo(key, b"")
+    assert not cookies.verify_echo(key, payload[:7])
+    assert cookies.verify_echo(key, payload[:8])
 
 
 def test_echo_payload_offsets() -> None:
     request = echo4(7, 1, b"PAYLOAD!")
-    assert echo_payload_v4(reply4(request)) == b"PAYLOAD!"
-    assert echo_payload_v4(error4(request)) == b"PAYLOAD!"
-    assert echo_payload_v4(error4(request, 8)) == b""
+    assert echo_payload_v4(reply4(request)) == (b"PAYLOAD!", False)
+    assert echo_payload_v4(error4(request)) == (b"PAYLOAD!", True)
+    assert echo_payload_v4(error4(request, 8)) == (b"", True)
     req6 = echo6(7, 1, b"PAYLOAD6")
-    assert echo_payload_v6(build_echo6(7, 1, b"PAYLOAD6", src=THEM6, dst=US6, reply=True)) == (
-        b"PAYLOAD6"
+    reply6 = build_echo6(7, 1, b"PAYLOAD6", src=THEM6, dst=US6, reply=True)
+    assert echo_payload_v6(reply6) == (b"PAYLOAD6", False)
+    assert echo_payload_v6(build_icmpv6(1, 3, 0, req6, src=ROUTER6, dst=US6)) == (
+        b"PAYLOAD6",
+        True,
     )
-    assert echo_payload_v6(build_icmpv6(1, 3, 0, req6, src=ROUTER6, dst=US6)) == b"PAYLOAD6"

@@ -1,0 +1,27 @@
+"""RTT from kernel stamps, with the monotonic clock as a guard against clock steps."""
+
+import pytest
+
+from rawprobe.transport.base import Reply, Sent, rtt_s
+
+
+def reply(received_ns: int, received_s: float) -> Reply:
+    return Reply((1, b"\0" * 4, 1, 1), 2, "198.19.0.5", b"", 64, received_ns, received_s, 1)
+
+
+SENT = Sent(realtime_ns=1_000_000_000_000, monotonic_s=50.0)
+
+
+def test_kernel_stamp_is_used() -> None:
+    assert rtt_s(SENT, reply(1_000_000_120_000, 50.0002)) == pytest.approx(120e-6)
+
+
+def test_a_late_read_keeps_the_kernel_stamp() -> None:
+    """The reader may be busy for a while: the kernel stamp is still the truth (found
+    in review: a read 50 ms late used to fall back to the coarse clock)."""
+    assert rtt_s(SENT, reply(1_000_000_120_000, 50.3)) == pytest.approx(120e-6)
+
+
+@pytest.mark.parametrize("step_ns", [-5_000_000_000, 7_000_000_000])
+def test_a_wall_clock_step_falls_back_to_the_monotonic_clock(step_ns: int) -> None:
+    assert rtt_s(SENT, reply(1_000_000_120_000 + step_ns, 50.0003)) == pytest.approx(300e-6)
