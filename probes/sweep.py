@@ -271,13 +271,13 @@ class SweepMachine(MachineOutbox):
         by_source: dict[str, _Template] = {}
         self._templates: list[_Template] = []
         for block, found in zip(space.blocks, sources, strict=True):
-            source = found or fallback.get(block.family)
-            if source is None:
+            chosen = found or fallback.get(block.family)
+            if chosen is None:
                 assert failure is not None
                 raise failure
-            if source not in by_source:
-                by_source[source] = _Template(block.family, options, source, ident, cookies)
-            self._templates.append(by_source[source])
+            if chosen not in by_source:
+                by_source[chosen] = _Template(block.family, options, chosen, ident, cookies)
+            self._templates.append(by_source[chosen])
         # key -> (index, attempt, send stamp, the previous attempt's key): the chain of
         # a host's keys, all retired together once the host is decided.
         self._in_flight: dict[MatchKey, _Flight] = {}
