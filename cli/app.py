@@ -1,13 +1,16 @@
 """The ``rawprobe`` command: argparse subcommands, one place that turns errors into exit 2.
 
 Each subcommand lives in its own module with a ``register(commands)`` function that
-adds its parser and sets ``handler``; this module lists them. Exit codes follow the
-classic tools (see cli/args.py): 0 success, 1 no reply, 2 error, 130 after Ctrl-C.
+adds its parser and sets ``handler``; this module lists them, and imports only the one
+the command line names (start-up time is part of every probe's wall time). Exit codes
+follow the classic tools (see cli/args.py): 0 success, 1 no reply, 2 error, 130 after
+Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,31 +18,48 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.markup import escape
 
-from rawprobe.cli import (
-    demo,
-    lab_cmd,
-    ping_cmd,
-    scan_cmd,
-    send_cmd,
-    sniff_cmd,
-    sweep_cmd,
-    trace_cmd,
-)
 from rawprobe.cli.args import BACKENDS, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Parser
 from rawprobe.errors import RawProbeError
 from rawprobe.transport import privileges
 
-COMMANDS = (ping_cmd, lab_cmd, demo, send_cmd, sniff_cmd, trace_cmd, sweep_cmd, scan_cmd)
+#: Subcommand -> (module defining it, one-line help for ``rawprobe --help``).
+COMMANDS = {
+    "ping": ("rawprobe.cli.ping_cmd", "ICMP echo, like iputils ping (many hosts at once)"),
+    "trace": ("rawprobe.cli.trace_cmd", "traceroute (ICMP/UDP/TCP, Paris), many targets, live"),
+    "scan": ("rawprobe.cli.scan_cmd", "TCP SYN port scan (like nmap -sS)"),
+    "sweep": ("rawprobe.cli.sweep_cmd", "find the live hosts of networks (like fping -g)"),
+    "send": ("rawprobe.cli.send_cmd", "send one hand-made packet, show the reply dissected"),
+    "sniff": ("rawprobe.cli.sniff_cmd", "watch IP packets (or read a pcap file), dissected"),
+    "lab": ("rawprobe.cli.lab_cmd", "the network-namespace lab (root)"),
+    "demo": ("rawprobe.cli.demo", "build a lab, probe it, tear it down"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full definition of the subcommand ``argv`` names (every
+    subcommand when ``argv`` names none; placeholders for the others)."""
     parser = Parser(prog="rawprobe", description="Async raw-socket network probes.")
     parser.add_argument("--backend", choices=BACKENDS, default="asyncio", help="event loop")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for command in COMMANDS:
-        command.register(commands)
+    chosen = _command_word(sys.argv[1:] if argv is None else argv)
+    for name, (module_name, help_text) in COMMANDS.items():
+        if chosen is None or name == chosen:
+            importlib.import_module(module_name).register(commands)
+        else:
+            commands.add_parser(name, help=help_text)
     return parser
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand in ``argv`` (after global options), if it names a known one."""
+    words = iter(argv)
+    for word in words:
+        if word == "--backend":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = None) -> int:
@@ -55,7 +75,7 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
     try:
         if drop_privileges:
             privileges.drop_after_open()
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except RawProbeError as exc:
