@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import signal
 import socket
@@ -12,9 +13,10 @@ from typing import NoReturn
 
 import anyio
 
-from rawprobe.errors import UsageError
+from rawprobe.errors import PrivilegeError, UsageError
 from rawprobe.probes.targets import AddressBlock, TargetSpace, parse_block, special_kind
 from rawprobe.transport.capture import record_pcap
+from rawprobe.transport.dgram import DatagramTransport, open_datagram_transport
 from rawprobe.transport.raw import RawTransport, open_transport
 
 EXIT_OK = 0
@@ -165,9 +167,64 @@ def _pcap_path(text: str) -> str:
 
 @asynccontextmanager
 async def recording_transport(
-    protocols: Iterable[tuple[int, int]], *, rate_pps: float, pcap: str | None
-) -> AsyncIterator[RawTransport]:
-    """``open_transport`` that also records to ``pcap`` (kernel timestamps) when given."""
-    async with open_transport(protocols, rate_pps=rate_pps) as transport:
-        with record_pcap(transport, pcap):
-            yield transport
+    protocols: Iterable[tuple[int, int]],
+    *,
+    rate_pps: float,
+    pcap: str | None,
+    rung: str = "raw",
+) -> AsyncIterator[RawTransport | DatagramTransport]:
+    """The transport for a probe command, recording to ``pcap`` when given.
+
+    ``rung`` climbs the privilege ladder: ``raw`` (raw sockets: root or CAP_NET_RAW),
+    ``datagram`` (ICMP datagram sockets: ICMP echo only, for users in
+    ``net.ipv4.ping_group_range``), or ``auto``: raw sockets when allowed, else
+    datagram sockets; PrivilegeError says what to do when neither is.
+    """
+    protocols = list(protocols)
+    async with contextlib.AsyncExitStack() as stack:
+        transport: RawTransport | DatagramTransport
+        if rung == "datagram":
+            transport = await stack.enter_async_context(_datagram(protocols, rate_pps))
+        else:
+            try:
+                transport = await stack.enter_async_context(
+                    open_transport(protocols, rate_pps=rate_pps)
+                )
+            except PrivilegeError as raw_refused:
+                if rung == "raw":
+                    raise
+                try:
+                    transport = await stack.enter_async_context(_datagram(protocols, rate_pps))
+                except PrivilegeError as exc:
+                    raise PrivilegeError(f"{raw_refused}; or {exc}") from exc
+        stack.enter_context(record_pcap(transport, pcap))
+        yield transport
+
+
+def _datagram(
+    protocols: list[tuple[int, int]], rate_pps: float
+) -> contextlib.AbstractAsyncContextManager[DatagramTransport]:
+    families = sorted({family for family, _protocol in protocols})
+    return open_datagram_transport(families, rate_pps=rate_pps)
+
+
+def add_rung_options(parser: argparse.ArgumentParser) -> None:
+    """``--privileged`` / ``--unprivileged`` and ``-v`` (which rung was used)."""
+    rung = parser.add_mutually_exclusive_group()
+    rung.add_argument(
+        "--privileged", dest="rung", action="store_const", const="raw",
+        help="raw sockets only (root or CAP_NET_RAW)",
+    )  # fmt: skip
+    rung.add_argument(
+        "--unprivileged", dest="rung", action="store_const", const="datagram",
+        help="ICMP datagram sockets only (net.ipv4.ping_group_range)",
+    )  # fmt: skip
+    parser.set_defaults(rung="auto")
+    parser.add_argument("-v", "--verbose", action="store_true", help="say which sockets are used")
+
+
+def describe_rung(transport: object) -> str:
+    """One line for ``-v``: which rung of the privilege ladder the transport is."""
+    if isinstance(transport, DatagramTransport):
+        return "rawprobe: using ICMP datagram sockets (unprivileged: net.ipv4.ping_group_range)"
+    return "rawprobe: using raw sockets (CAP_NET_RAW)"

@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import socket
+import sys
 from typing import Any
 
 import anyio
@@ -19,7 +20,9 @@ from rawprobe.cli.args import (
     add_backend_option,
     add_broadcast_option,
     add_pcap_option,
+    add_rung_options,
     address,
+    describe_rung,
     int_in,
     interruptible,
     positive_int,
@@ -32,6 +35,7 @@ from rawprobe.probes.drive import drive
 from rawprobe.probes.ping import PingOptions, new_machine, ping_protocols
 from rawprobe.targets import resolve
 from rawprobe.transport import privileges
+from rawprobe.transport.dgram import DatagramTransport
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 
 
@@ -56,6 +60,7 @@ def register(commands: Any) -> None:
         "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"
     )
     add_pcap_option(ping)
+    add_rung_options(ping)
     add_broadcast_option(ping)
     add_backend_option(ping)
     ping.set_defaults(handler=run)
@@ -101,7 +106,11 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
             _emit(line)
 
     protocols = ping_protocols(addresses)
-    async with recording_transport(protocols, rate_pps=rate, pcap=args.pcap) as transport:
+    async with recording_transport(
+        protocols, rate_pps=rate, pcap=args.pcap, rung=args.rung
+    ) as transport:
+        if args.verbose:
+            print(describe_rung(transport), file=sys.stderr)
         machines = [new_machine(transport, a, options, source=args.source) for a in addresses]
         if live_lines:
             for host, address in zip(args.hosts, addresses, strict=True):
@@ -114,7 +123,9 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
         results = [machine.result(now) for machine in machines]
 
     if args.json:
-        document = render.ping_document(results, args.hosts, interrupted=interrupt.happened)
+        document = render.ping_document(
+            results, args.hosts, interrupted=interrupt.happened, sockets=_rung_name(transport)
+        )
         print(json.dumps(document, indent=2))
     else:
         _print_summaries(args, results)
@@ -139,3 +150,7 @@ def _print_summaries(args: argparse.Namespace, results: list[Any]) -> None:
     else:
         for line in render.ping_table_plain(results):
             _emit(line)
+
+
+def _rung_name(transport: object) -> str:
+    return "icmp-datagram" if isinstance(transport, DatagramTransport) else "raw"

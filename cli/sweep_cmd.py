@@ -24,6 +24,8 @@ from rawprobe.cli.args import (
     add_backend_option,
     add_broadcast_option,
     add_pcap_option,
+    add_rung_options,
+    describe_rung,
     int_in,
     interruptible,
     recording_transport,
@@ -81,6 +83,7 @@ def register(commands: Any) -> None:
     add_broadcast_option(sweep)
     add_backend_option(sweep)
     add_pcap_option(sweep)
+    add_rung_options(sweep)
     sweep.set_defaults(handler=run)
 
 
@@ -215,7 +218,12 @@ async def _sweep_shard(
         print(json.dumps(_event_data(event)), flush=True)  # whole lines: shards interleave
 
     protocols = options.socket_protocols
-    async with recording_transport(protocols, rate_pps=rate, pcap=args.pcap) as transport:
+    rung = args.rung if options.method == "icmp" else "raw"  # TCP/UDP need raw sockets
+    async with recording_transport(
+        protocols, rate_pps=rate, pcap=args.pcap, rung=rung
+    ) as transport:
+        if args.verbose and progress[1] == 0:
+            print(describe_rung(transport), file=sys.stderr)
         machine = new_machine(transport, space, iter(order), options, emit_events=args.ndjson)
         async with interruptible() as interrupt, anyio.create_task_group() as tasks:
             tasks.start_soon(_report_progress, machine, progress, len(order))

@@ -1,0 +1,297 @@
+"""DatagramTransport: ICMP echo without privilege, over ICMP datagram ("ping") sockets.
+
+The first rung below raw sockets. Linux lets a process open SOCK_DGRAM ICMP sockets
+when its group is in ``net.ipv4.ping_group_range``; they send echo requests only, the
+kernel sets the identifier to the socket's port and fills in the IP header, and
+replies arrive without it. ICMP errors about our probes come through the socket's
+error queue (``IP_RECVERR``). This transport turns all of that back into what the raw
+transport delivers (whole IPv4 packets, ICMPv6 messages, ICMP errors quoting the probe),
+so the same demultiplexer, keys, cookies and probe machines run unchanged.
+
+Every identifier this transport hands out is the socket's port (both families are
+bound to one port), so probes' keys match what the kernel writes on the wire.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from rawprobe.errors import PrivilegeError, SendError, TransportClosed, TransportError
+from rawprobe.transport import privileges
+from rawprobe.transport.base import Sent
+from rawprobe.transport.exchange import TransportBase
+from rawprobe.transport.keys import Cookies
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
+from rawprobe.transport.raw import NETWORK_SEND_ERRORS, RECV_BATCH
+from rawprobe.transport.sockets import (
+    IP_RECVERR,
+    IPV6_HOPLIMIT,
+    IPV6_RECVERR,
+    IPV6_RECVHOPLIMIT,
+    SCM_TIMESTAMPNS,
+    SO_TIMESTAMPNS,
+    RouteLookup,
+)
+
+IP_RECVTTL = 12
+IPV6_UNICAST_HOPS = 16
+_EXTENDED_ERR = struct.Struct("=IBBBBII")  # errno, origin, type, code, pad, info, data
+_ORIGIN_ICMP, _ORIGIN_ICMP6 = 2, 3
+_TIMESPEC = struct.Struct("=qq")
+_RECVERR = {(socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)}
+_HOPS = {(socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)}
+_INT = struct.Struct("=i")
+
+_HINT = (
+    "ICMP datagram sockets are not allowed for this user: add its group to "
+    "net.ipv4.ping_group_range (e.g. `sudo sysctl -w net.ipv4.ping_group_range='0 "
+    "2147483647'`), or run with sudo / CAP_NET_RAW"
+)
+
+
+def _offender(extended_err: bytes) -> str | None:
+    """The address that sent the ICMP error: the sockaddr after sock_extended_err."""
+    offset = _EXTENDED_ERR.size
+    family = struct.unpack_from("=H", extended_err, offset)[0]
+    if family == socket.AF_INET and len(extended_err) >= offset + 8:
+        return socket.inet_ntop(socket.AF_INET, extended_err[offset + 4 : offset + 8])
+    if family == socket.AF_INET6 and len(extended_err) >= offset + 24:
+        return socket.inet_ntop(socket.AF_INET6, extended_err[offset + 8 : offset + 24])
+    return None
+
+
+class _PortCookies(Cookies):
+    """Cookies whose identifiers are the datagram sockets' port (the kernel's choice)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self._port = port
+
+    @property
+    def ident_prefix(self) -> int:
+        return self._port >> 8
+
+    def new_ident(self) -> int:
+        return self._port
+
+
+class DatagramTransport(TransportBase):
+    """ICMP echo over ICMP datagram sockets (no privilege needed). Create with
+    ``open_datagram_transport``. Sends ICMP echo requests only."""
+
+    def __init__(self, families: Sequence[int], *, rate_pps: float = DEFAULT_RATE_PPS) -> None:
+        self._routes = RouteLookup()
+        self._sockets: dict[int, socket.socket] = {}
+        self._ttl: dict[int, int] = {}
+        try:
+            port = self._open(families)
+        except BaseException:
+            self._close_sockets()
+            raise
+        super().__init__(_PortCookies(port), self._routes.source_for)
+        self._bucket = TokenBucket(rate_pps, now=time.monotonic())
+        privileges.sockets_opened()
+
+    def _open(self, families: Sequence[int]) -> int:
+        port = 0
+        for family in families:
+            protocol = socket.IPPROTO_ICMP if family == socket.AF_INET else socket.IPPROTO_ICMPV6
+            try:
+                sock = socket.socket(family, socket.SOCK_DGRAM, protocol)
+            except PermissionError as exc:
+                raise PrivilegeError(_HINT) from exc
+            except OSError as exc:
+                raise TransportError(f"cannot open an ICMP datagram socket: {exc}") from exc
+            self._sockets[family] = sock
+            sock.setblocking(False)
+            sock.bind(("0.0.0.0", port) if family == socket.AF_INET else ("::", port))
+            port = sock.getsockname()[1]
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            if family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+        return port
+
+    socket_count = property(lambda self: len(self._sockets))
+
+    def source_for(self, destination: str) -> str:
+        return self._routes.source_for(destination)
+
+    async def send(self, packet: bytes) -> Sent:
+        return (await self.send_batch((packet,)))[0]
+
+    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
+        """Send the ICMP echo requests inside whole IP packets; the IP header's TTL
+        becomes the socket's, the rest of it is the kernel's to write."""
+        stamps = []
+        for packet in packets:
+            if self._closed:
+                raise TransportClosed("transport is closed")
+            delay = self._bucket.take(time.monotonic())
+            if delay > 0.0:
+                await anyio.sleep(delay)
+            stamps.append(self._send_one(packet))
+        recorder = self._demux.recorder
+        if recorder is not None:
+            for packet, sent in zip(packets, stamps, strict=True):
+                if sent.error is None:
+                    recorder.record(packet, sent.realtime_ns, True)
+        return stamps
+
+    def _send_one(self, packet: bytes) -> Sent:
+        if packet[0] >> 4 == 4:
+            family, ttl, message = socket.AF_INET, packet[8], packet[(packet[0] & 0x0F) * 4 :]
+            destination = socket.inet_ntop(family, packet[16:20])
+            option = (socket.IPPROTO_IP, socket.IP_TTL)
+        else:
+            family, ttl, message = socket.AF_INET6, packet[7], packet[40:]
+            destination = socket.inet_ntop(family, packet[24:40])
+            option = (socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS)
+        sock = self._sockets.get(family)
+        if sock is None or message[:1] not in (b"\x08", b"\x80"):
+            raise SendError("ICMP datagram sockets send ICMP echo requests only")
+        if self._ttl.get(family) != ttl:
+            sock.setsockopt(*option, ttl)
+            self._ttl[family] = ttl
+        monotonic_s = time.monotonic()
+        realtime_ns = time.time_ns()
+        try:
+            sock.sendto(message, (destination, 0))
+        except OSError as exc:
+            self.counters.send_errors += 1
+            if exc.errno in NETWORK_SEND_ERRORS or exc.errno == errno.ENOBUFS:
+                return Sent(realtime_ns, monotonic_s, errno.errorcode[exc.errno or 0])
+            raise SendError(f"send to {destination} failed: {exc.strerror}") from exc
+        self.counters.sent += 1
+        return Sent(realtime_ns, monotonic_s)
+
+    # -- receiving -------------------------------------------------------------------
+
+    async def _reader(self, sock: socket.socket, family: int) -> None:
+        while not self._closed:
+            for _ in range(RECV_BATCH):
+                try:
+                    data, ancillary, _flags, address = sock.recvmsg(65535, 256)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    if self._closed:
+                        return
+                    self._read_error_queue(sock, family)
+                    continue
+                self._deliver(family, data, ancillary, address[0])
+            else:
+                await anyio.lowlevel.checkpoint()
+                continue
+            self._read_error_queue(sock, family)
+            try:
+                await anyio.wait_readable(sock)
+            except (anyio.ClosedResourceError, OSError):
+                return
+
+    def _read_error_queue(self, sock: socket.socket, family: int) -> None:
+        """ICMP errors about our probes: rebuilt as the ICMP error packets they were."""
+        while True:
+            try:
+                data, ancillary, _flags, address = sock.recvmsg(65535, 512, socket.MSG_ERRQUEUE)
+            except OSError:  # BlockingIOError included: the queue is empty
+                return
+            for level, kind, value in ancillary:
+                if (level, kind) not in _RECVERR or len(value) < _EXTENDED_ERR.size:
+                    continue
+                _errno, origin, icmp_type, code, *_rest = _EXTENDED_ERR.unpack_from(value)
+                if origin in (_ORIGIN_ICMP, _ORIGIN_ICMP6):
+                    offender = _offender(value)
+                    if offender is not None:
+                        error = self._error_message(family, icmp_type, code, data, address[0])
+                        self._deliver(family, error, ancillary, offender)
+
+    def _error_message(
+        self, family: int, icmp_type: int, code: int, probe: bytes, destination: str
+    ) -> bytes:
+        """An ICMP error quoting ``probe`` (our echo request) as the router sent it."""
+        source = socket.inet_pton(family, self.source_for(destination))
+        target = socket.inet_pton(family, destination)
+        if family == socket.AF_INET:
+            quoted = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(probe), 0, 0, 1, 1, 0)
+            return bytes([icmp_type, code, 0, 0, 0, 0, 0, 0]) + quoted + source + target + probe
+        header = struct.pack("!IHBB", 6 << 28, len(probe), 58, 1)
+        return bytes([icmp_type, code, 0, 0, 0, 0, 0, 0]) + header + source + target + probe
+
+    def _deliver(
+        self,
+        family: int,
+        message: bytes,
+        ancillary: list[tuple[int, int, bytes]],
+        sender: str,
+    ) -> None:
+        received_s = time.monotonic()
+        received_ns = 0
+        hops = 64
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
+                seconds, nanos = _TIMESPEC.unpack_from(value)
+                received_ns = seconds * 1_000_000_000 + nanos
+            elif (level, kind) in _HOPS:
+                hops = _INT.unpack_from(value)[0]
+        received_ns = received_ns or time.time_ns()
+        if family == socket.AF_INET:
+            us = socket.inet_pton(family, self.source_for(sender))
+            header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(message), 0, 0, hops, 1, 0)
+            packet = header + socket.inet_pton(family, sender) + us + message
+            self._demux.dispatch_v4(packet, received_ns, received_s)
+        else:
+            source = socket.inet_pton(family, sender.split("%")[0])
+            self._demux.dispatch_v6(message, source, hops, received_ns, received_s)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _start(self, task_group: anyio.abc.TaskGroup) -> None:
+        for family, sock in self._sockets.items():
+            task_group.start_soon(self._reader, sock, family)
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sock in self._sockets.values():
+            anyio.notify_closing(sock)
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._routes.close()
+
+
+@asynccontextmanager
+async def open_datagram_transport(
+    families: Sequence[int] = (socket.AF_INET, socket.AF_INET6),
+    *,
+    rate_pps: float = DEFAULT_RATE_PPS,
+) -> AsyncIterator[DatagramTransport]:
+    """Open a DatagramTransport for the block. Raises PrivilegeError (saying which sysctl
+    to change) when the kernel refuses ICMP datagram sockets to this user."""
+    transport = DatagramTransport(families, rate_pps=rate_pps)
+    try:
+        async with anyio.create_task_group() as task_group:
+            transport._start(task_group)
+            try:
+                yield transport
+            finally:
+                transport._close()
+                task_group.cancel_scope.cancel()
+    finally:
+        transport._close()
