@@ -26,7 +26,9 @@ from rawprobe.cli.args import (
     add_backend_option,
     add_broadcast_option,
     add_pcap_option,
+    add_rung_options,
     address,
+    describe_rung,
     int_in,
     interruptible,
     positive_int,
@@ -96,6 +98,7 @@ def register(commands: Any) -> None:
     trace.add_argument("-F", "--file", metavar="FILE", help="targets, one per line")
     add_backend_option(trace)
     add_pcap_option(trace)
+    add_rung_options(trace)
     trace.set_defaults(handler=run)
 
 
@@ -205,7 +208,12 @@ async def _main(args: argparse.Namespace, targets: list[str], options: TraceOpti
         _emit("")
 
     protocols = trace_protocols(addresses, options.method)
-    async with recording_transport(protocols, rate_pps=rate, pcap=args.pcap) as transport:
+    rung = args.rung if options.method == "icmp" else "raw"  # UDP/TCP need raw sockets
+    async with recording_transport(
+        protocols, rate_pps=rate, pcap=args.pcap, rung=rung
+    ) as transport:
+        if args.verbose:
+            print(describe_rung(transport), file=sys.stderr)
         if streaming:
             size = new_machine(transport, addresses[0], options).result().packet_size
             banner = render_trace.trace_banner(
@@ -314,7 +322,12 @@ async def _live_main(args: argparse.Namespace, targets: list[str], options: Trac
 
     protocols = trace_protocols(addresses, options.method)
     async with (
-        recording_transport(protocols, rate_pps=rate, pcap=args.pcap) as transport,
+        recording_transport(
+            protocols,
+            rate_pps=rate,
+            pcap=args.pcap,
+            rung=args.rung if options.method == "icmp" else "raw",
+        ) as transport,
         interruptible() as interrupt,
     ):
         if args.report or args.json:

@@ -88,3 +88,15 @@ def test_nobody_sweeps_over_icmp_datagram_sockets(
     assert done.returncode == 0, done.stderr
     assert "ICMP datagram sockets" in done.stderr
     assert done.stdout.split() == [f"198.19.4.{i}" for i in range(1, 21)]
+
+
+def test_nobody_traces_with_icmp_over_datagram_sockets(
+    lab: Lab, tree: Path, ping_group_open: None
+) -> None:
+    for target, routers in ((lab.target_v4, lab.router_v4), (lab.target_v6, lab.router_v6)):
+        done = run_as_nobody(tree, ["trace", "-v", "-n", "--json", target], netns=lab.ns("client"))
+        assert done.returncode == 0, done.stderr
+        assert "ICMP datagram sockets" in done.stderr
+        [trace] = json.loads(done.stdout)["traces"]
+        path = [hop["responses"][0]["address"] for hop in trace["hops"]]
+        assert trace["reached"] and path == [*routers, target]
