@@ -208,7 +208,10 @@ def _datagram(
     return open_datagram_transport(families, rate_pps=rate_pps)
 
 
-def add_rung_options(parser: argparse.ArgumentParser) -> None:
+def add_rung_options(
+    parser: argparse.ArgumentParser,
+    unprivileged: str = "ICMP datagram sockets only (net.ipv4.ping_group_range)",
+) -> None:
     """``--privileged`` / ``--unprivileged`` and ``-v`` (which rung was used)."""
     rung = parser.add_mutually_exclusive_group()
     rung.add_argument(
@@ -217,7 +220,7 @@ def add_rung_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     rung.add_argument(
         "--unprivileged", dest="rung", action="store_const", const="datagram",
-        help="ICMP datagram sockets only (net.ipv4.ping_group_range)",
+        help=unprivileged,
     )  # fmt: skip
     parser.set_defaults(rung="auto")
     parser.add_argument("-v", "--verbose", action="store_true", help="say which sockets are used")

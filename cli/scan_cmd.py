@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import secrets
@@ -30,6 +31,7 @@ from rawprobe.cli.args import (
     add_backend_option,
     add_broadcast_option,
     add_pcap_option,
+    add_rung_options,
     address,
     int_in,
     interruptible,
@@ -38,6 +40,7 @@ from rawprobe.cli.args import (
     seconds,
 )
 from rawprobe.errors import UsageError
+from rawprobe.probes.connect_scan import connect_scan
 from rawprobe.probes.drive import drive
 from rawprobe.probes.models import ScanResult
 from rawprobe.probes.scan import (
@@ -53,6 +56,7 @@ from rawprobe.probes.workers import run_workers
 from rawprobe.targets import resolve_targets
 from rawprobe.transport import privileges
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
+from rawprobe.transport.sockets import raw_sockets_allowed
 
 
 def register(commands: Any) -> None:
@@ -95,6 +99,7 @@ def register(commands: Any) -> None:
     scan.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_backend_option(scan)
     add_pcap_option(scan)
+    add_rung_options(scan, unprivileged="a TCP connect() scan (like nmap -sT)")
     add_broadcast_option(scan)
     scan.set_defaults(handler=run)
 
@@ -115,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     space: TargetSpace = anyio.run(resolve_targets, _target_texts(args), args.family)
     refuse_special_space(space, args.broadcast)
     started = time.strftime("%a %b %d %H:%M:%S %Y")
+    if args.rung == "datagram" or (args.rung == "auto" and not _raw_allowed(space)):
+        return _connect_scan(args, space, ports, started)
     probes = space.size * len(ports)
     workers = args.workers or (min(os.cpu_count() or 1, 4) if probes >= 4096 else 1)
     if args.pcap is not None:
@@ -141,6 +148,35 @@ def run(args: argparse.Namespace) -> int:
     result = merge_results([shard[0] for shard in shards])
     interrupted = any(shard[2] for shard in shards)
     counters = {name: sum(shard[1][name] for shard in shards) for name in shards[0][1]}
+    _print_result(args, result, started, interrupted, counters, workers)
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _raw_allowed(space: TargetSpace) -> bool:
+    return all(raw_sockets_allowed(family) for family in space.families)
+
+
+def _connect_scan(
+    args: argparse.Namespace, space: TargetSpace, ports: tuple[int, ...], started: str
+) -> int:
+    """The unprivileged rung: a TCP connect() scan, labelled as such (nmap -sT)."""
+    print("rawprobe: no raw sockets here: TCP connect() scan (like nmap -sT)", file=sys.stderr)
+    result: ScanResult = anyio.run(
+        functools.partial(connect_scan, space, ports, seed=args.seed, keep_closed=args.all),
+        backend=args.backend,
+    )
+    _print_result(args, result, started, False, {}, 1)
+    return EXIT_OK
+
+
+def _print_result(
+    args: argparse.Namespace,
+    result: ScanResult,
+    started: str,
+    interrupted: bool,
+    counters: dict[str, int],
+    workers: int,
+) -> None:
     if args.json:
         document = render_scan.scan_document(result, interrupted=interrupted, counters=counters)
         document["workers"] = workers
@@ -161,7 +197,6 @@ def run(args: argparse.Namespace) -> int:
                 Path(args.grepable).write_text(text)
             except OSError as exc:
                 raise UsageError(f"-oG {args.grepable}: {exc.strerror}") from None
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
 #: What a scan worker sends back: its result, transport counters, interrupted?

@@ -187,6 +187,17 @@ def _set_rcvbuf(sock: socket.socket, size: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
+def raw_sockets_allowed(family: int = socket.AF_INET) -> bool:
+    """Whether this process may open raw sockets (root or CAP_NET_RAW), by trying."""
+    try:
+        socket.socket(family, socket.SOCK_RAW, PROTO_TCP).close()
+    except PermissionError:
+        return False
+    except OSError:
+        return True  # not a privilege problem: let the real open report it
+    return True
+
+
 class RouteLookup:
     """Source-address selection without sending: connect a UDP socket, read its name.
 

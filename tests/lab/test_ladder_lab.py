@@ -100,3 +100,18 @@ def test_nobody_traces_with_icmp_over_datagram_sockets(
         [trace] = json.loads(done.stdout)["traces"]
         path = [hop["responses"][0]["address"] for hop in trace["hops"]]
         assert trace["reached"] and path == [*routers, target]
+
+
+def test_nobody_scans_with_connect_and_says_so(lab: Lab, tree: Path) -> None:
+    argv = ["scan", "--json", "-p", "20-25,80,81,1000,2000,8080", lab.target_v4]
+    done = run_as_nobody(tree, argv, netns=lab.ns("client"))
+    assert done.returncode == 0, done.stderr
+    assert "connect() scan" in done.stderr
+    document = json.loads(done.stdout)
+    assert document["technique"] == "connect"
+    [host] = document["hosts"]
+    states = {port["port"]: (port["state"], port["reason"]) for port in host["ports"]}
+    assert states[22] == ("open", "syn-ack") and states[80] == ("open", "syn-ack")
+    assert states[1000] == ("filtered", "no-response")
+    assert states[2000][0] == "filtered"  # admin-prohibited arrives as an errno
+    assert host["state_counts"]["closed"] == 6  # 20, 21, 23, 24, 25, 81

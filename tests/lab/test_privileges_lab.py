@@ -163,12 +163,14 @@ def test_under_sudo_the_process_becomes_the_user_and_owns_its_files(lab: Lab) ->
         ["sweep", "-q", "198.19.0.0/30"],
         ["send", "198.19.0.5"],
         ["sniff", "-c", "1"],
-        ["scan", "-q", "-p", "22", "198.19.0.5"],
+        ["trace", "-n", "-M", "udp", "198.19.0.5"],
     ],
-    ids=["trace", "sweep", "send", "sniff", "scan"],
+    ids=["trace", "sweep", "send", "sniff", "trace-udp"],
 )
 def test_without_privilege_every_probe_says_what_to_do(lab: Lab, argv: list[str]) -> None:
-    """The bottom of the privilege ladder: no raw socket, one line naming the fix."""
+    """The bottom of the privilege ladder: no raw socket (and, in the lab client, no ICMP
+    datagram socket either), one line naming the fix. (scan climbs down to connect():
+    tests/lab/test_ladder_lab.py.)"""
     reason = can_run_unprivileged()
     if reason is not None:
         pytest.fail(reason) if os.environ.get("RAWPROBE_LAB") == "required" else pytest.skip(reason)
