@@ -18,6 +18,7 @@ from rawprobe.probes.targets import AddressBlock, TargetSpace, parse_block, spec
 from rawprobe.transport.capture import record_pcap
 from rawprobe.transport.dgram import DatagramTransport, open_datagram_transport
 from rawprobe.transport.raw import RawTransport, open_transport
+from rawprobe.transport.udp_dgram import UdpTransport, open_udp_transport
 
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
@@ -172,19 +173,21 @@ async def recording_transport(
     rate_pps: float,
     pcap: str | None,
     rung: str = "raw",
-) -> AsyncIterator[RawTransport | DatagramTransport]:
+    udp: bool = False,
+) -> AsyncIterator[RawTransport | DatagramTransport | UdpTransport]:
     """The transport for a probe command, recording to ``pcap`` when given.
 
     ``rung`` climbs the privilege ladder: ``raw`` (raw sockets: root or CAP_NET_RAW),
     ``datagram`` (ICMP datagram sockets: ICMP echo only, for users in
-    ``net.ipv4.ping_group_range``), or ``auto``: raw sockets when allowed, else
-    datagram sockets; PrivilegeError says what to do when neither is.
+    ``net.ipv4.ping_group_range``; with ``udp``, UDP sockets with IP_RECVERR), or
+    ``auto``: raw sockets when allowed, else those; PrivilegeError says what to do when
+    neither is.
     """
     protocols = list(protocols)
     async with contextlib.AsyncExitStack() as stack:
-        transport: RawTransport | DatagramTransport
+        transport: RawTransport | DatagramTransport | UdpTransport
         if rung == "datagram":
-            transport = await stack.enter_async_context(_datagram(protocols, rate_pps))
+            transport = await stack.enter_async_context(_datagram(protocols, rate_pps, udp))
         else:
             try:
                 transport = await stack.enter_async_context(
@@ -194,7 +197,7 @@ async def recording_transport(
                 if rung == "raw":
                     raise
                 try:
-                    transport = await stack.enter_async_context(_datagram(protocols, rate_pps))
+                    transport = await stack.enter_async_context(_datagram(protocols, rate_pps, udp))
                 except PrivilegeError as exc:
                     raise PrivilegeError(f"{raw_refused}; or {exc}") from exc
         stack.enter_context(record_pcap(transport, pcap))
@@ -202,8 +205,12 @@ async def recording_transport(
 
 
 def _datagram(
-    protocols: list[tuple[int, int]], rate_pps: float
-) -> contextlib.AbstractAsyncContextManager[DatagramTransport]:
+    protocols: list[tuple[int, int]], rate_pps: float, udp: bool
+) -> contextlib.AbstractAsyncContextManager[DatagramTransport | UdpTransport]:
+    """The unprivileged transport: UDP sockets for UDP probes (tracepath's way), ICMP
+    datagram sockets for ICMP echo."""
+    if udp:
+        return open_udp_transport(rate_pps=rate_pps)
     families = sorted({family for family, _protocol in protocols})
     return open_datagram_transport(families, rate_pps=rate_pps)
 
@@ -230,4 +237,6 @@ def describe_rung(transport: object) -> str:
     """One line for ``-v``: which rung of the privilege ladder the transport is."""
     if isinstance(transport, DatagramTransport):
         return "rawprobe: using ICMP datagram sockets (unprivileged: net.ipv4.ping_group_range)"
+    if isinstance(transport, UdpTransport):
+        return "rawprobe: using UDP sockets with IP_RECVERR (unprivileged, like tracepath)"
     return "rawprobe: using raw sockets (CAP_NET_RAW)"

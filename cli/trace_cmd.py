@@ -208,9 +208,9 @@ async def _main(args: argparse.Namespace, targets: list[str], options: TraceOpti
         _emit("")
 
     protocols = trace_protocols(addresses, options.method)
-    rung = args.rung if options.method == "icmp" else "raw"  # UDP/TCP need raw sockets
+    rung = args.rung if options.method != "tcp" else "raw"  # TCP needs raw sockets
     async with recording_transport(
-        protocols, rate_pps=rate, pcap=args.pcap, rung=rung
+        protocols, rate_pps=rate, pcap=args.pcap, rung=rung, udp=options.method == "udp"
     ) as transport:
         if args.verbose:
             print(describe_rung(transport), file=sys.stderr)
@@ -326,7 +326,8 @@ async def _live_main(args: argparse.Namespace, targets: list[str], options: Trac
             protocols,
             rate_pps=rate,
             pcap=args.pcap,
-            rung=args.rung if options.method == "icmp" else "raw",
+            rung=args.rung if options.method != "tcp" else "raw",
+            udp=options.method == "udp",
         ) as transport,
         interruptible() as interrupt,
     ):

@@ -44,10 +44,11 @@ from rawprobe.transport.sockets import (
 
 IP_RECVTTL = 12
 IPV6_UNICAST_HOPS = 16
-_EXTENDED_ERR = struct.Struct("=IBBBBII")  # errno, origin, type, code, pad, info, data
-_ORIGIN_ICMP, _ORIGIN_ICMP6 = 2, 3
+EXTENDED_ERR = struct.Struct("=IBBBBII")  # errno, origin, type, code, pad, info, data
+#: sock_extended_err.ee_origin values of ICMP and ICMPv6 errors.
+ORIGINS = frozenset((2, 3))
 _TIMESPEC = struct.Struct("=qq")
-_RECVERR = {(socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)}
+RECVERR = {(socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)}
 _HOPS = {(socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)}
 _INT = struct.Struct("=i")
 
@@ -58,9 +59,9 @@ _HINT = (
 )
 
 
-def _offender(extended_err: bytes) -> str | None:
+def offender_of(extended_err: bytes) -> str | None:
     """The address that sent the ICMP error: the sockaddr after sock_extended_err."""
-    offset = _EXTENDED_ERR.size
+    offset = EXTENDED_ERR.size
     family = struct.unpack_from("=H", extended_err, offset)[0]
     if family == socket.AF_INET and len(extended_err) >= offset + 8:
         return socket.inet_ntop(socket.AF_INET, extended_err[offset + 4 : offset + 8])
@@ -209,11 +210,11 @@ class DatagramTransport(TransportBase):
             except OSError:  # BlockingIOError included: the queue is empty
                 return
             for level, kind, value in ancillary:
-                if (level, kind) not in _RECVERR or len(value) < _EXTENDED_ERR.size:
+                if (level, kind) not in RECVERR or len(value) < EXTENDED_ERR.size:
                     continue
-                _errno, origin, icmp_type, code, *_rest = _EXTENDED_ERR.unpack_from(value)
-                if origin in (_ORIGIN_ICMP, _ORIGIN_ICMP6):
-                    offender = _offender(value)
+                _errno, origin, icmp_type, code, *_rest = EXTENDED_ERR.unpack_from(value)
+                if origin in ORIGINS:
+                    offender = offender_of(value)
                     if offender is not None:
                         error = self._error_message(family, icmp_type, code, data, address[0])
                         self._deliver(family, error, ancillary, offender)

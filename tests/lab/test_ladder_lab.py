@@ -115,3 +115,15 @@ def test_nobody_scans_with_connect_and_says_so(lab: Lab, tree: Path) -> None:
     assert states[1000] == ("filtered", "no-response")
     assert states[2000][0] == "filtered"  # admin-prohibited arrives as an errno
     assert host["state_counts"]["closed"] == 6  # 20, 21, 23, 24, 25, 81
+
+
+def test_nobody_traces_with_udp_like_tracepath(lab: Lab, tree: Path) -> None:
+    """No ping_group_range, no capability: plain UDP sockets and their error queue."""
+    for target, routers in ((lab.target_v4, lab.router_v4), (lab.target_v6, lab.router_v6)):
+        argv = ["trace", "-v", "-n", "-M", "udp", "--json", target]
+        done = run_as_nobody(tree, argv, netns=lab.ns("client"))
+        assert done.returncode == 0, done.stderr
+        assert "UDP sockets with IP_RECVERR" in done.stderr
+        [trace] = json.loads(done.stdout)["traces"]
+        path = [hop["responses"][0]["address"] for hop in trace["hops"]]
+        assert trace["reached"] and path == [*routers, target]

@@ -163,9 +163,9 @@ def test_under_sudo_the_process_becomes_the_user_and_owns_its_files(lab: Lab) ->
         ["sweep", "-q", "198.19.0.0/30"],
         ["send", "198.19.0.5"],
         ["sniff", "-c", "1"],
-        ["trace", "-n", "-M", "udp", "198.19.0.5"],
+        ["trace", "-n", "-M", "tcp", "198.19.0.5"],
     ],
-    ids=["trace", "sweep", "send", "sniff", "trace-udp"],
+    ids=["trace", "sweep", "send", "sniff", "trace-tcp"],
 )
 def test_without_privilege_every_probe_says_what_to_do(lab: Lab, argv: list[str]) -> None:
     """The bottom of the privilege ladder: no raw socket (and, in the lab client, no ICMP

@@ -1,0 +1,216 @@
+"""UdpTransport: UDP traceroute without privilege, the way tracepath does it.
+
+Ordinary UDP sockets, one per source port, with the TTL set as a socket option before
+each probe and ``IP_RECVERR`` / ``IPV6_RECVERR``: the ICMP errors our probes draw
+(time exceeded from routers, port unreachable from the destination) arrive on the
+socket's error queue with the probe's payload and the sender's address. They are
+rebuilt into the ICMP errors the raw transport would have read, quoting the probe's
+IP and UDP headers (the checksum recomputed as the kernel sent it), so the keys and
+probe machines run unchanged. Sends UDP only.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from rawprobe.errors import SendError, TransportClosed
+from rawprobe.transport.base import Sent
+from rawprobe.transport.dgram import EXTENDED_ERR, ORIGINS, RECVERR, offender_of
+from rawprobe.transport.exchange import TransportBase
+from rawprobe.transport.keys import Cookies
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
+from rawprobe.transport.raw import NETWORK_SEND_ERRORS, RECV_BATCH
+from rawprobe.transport.sockets import IP_RECVERR, IPV6_RECVERR, RouteLookup
+from rawprobe.transport.wire.udp import UdpHeader, build_udp
+
+IPV6_UNICAST_HOPS = 16
+_IPV4 = struct.Struct("!BBHHHBBH")
+_IPV6 = struct.Struct("!IHBB")
+
+
+class UdpTransport(TransportBase):
+    """UDP probes over unprivileged UDP sockets. Create with ``open_udp_transport``."""
+
+    def __init__(self, *, rate_pps: float = DEFAULT_RATE_PPS) -> None:
+        self._routes = RouteLookup()
+        super().__init__(Cookies(), self._routes.source_for)
+        self._bucket = TokenBucket(rate_pps, now=time.monotonic())
+        self._sockets: dict[tuple[int, int], socket.socket] = {}
+        self._ttl: dict[tuple[int, int], int] = {}
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    @property
+    def socket_count(self) -> int:
+        return len(self._sockets)
+
+    def source_for(self, destination: str) -> str:
+        return self._routes.source_for(destination)
+
+    async def send(self, packet: bytes) -> Sent:
+        return (await self.send_batch((packet,)))[0]
+
+    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
+        stamps = []
+        for packet in packets:
+            if self._closed:
+                raise TransportClosed("transport is closed")
+            delay = self._bucket.take(time.monotonic())
+            if delay > 0.0:
+                await anyio.sleep(delay)
+            stamps.append(self._send_one(packet))
+        return stamps
+
+    def _send_one(self, packet: bytes) -> Sent:
+        if packet[0] >> 4 == 4:
+            family, ttl, offset, protocol = (
+                socket.AF_INET,
+                packet[8],
+                (packet[0] & 15) * 4,
+                packet[9],
+            )
+            destination = socket.inet_ntop(family, packet[16:20])
+            option = (socket.IPPROTO_IP, socket.IP_TTL)
+        else:
+            family, ttl, offset, protocol = socket.AF_INET6, packet[7], 40, packet[6]
+            destination = socket.inet_ntop(family, packet[24:40])
+            option = (socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS)
+        if protocol != socket.IPPROTO_UDP:
+            raise SendError("unprivileged UDP sockets send UDP probes only")
+        sport, dport = struct.unpack_from("!HH", packet, offset)
+        payload = packet[offset + 8 :]
+        sock = self._socket(family, sport)
+        if self._ttl.get((family, sport)) != ttl:
+            sock.setsockopt(*option, ttl)
+            self._ttl[(family, sport)] = ttl
+        for attempt in (1, 2):
+            monotonic_s = time.monotonic()
+            realtime_ns = time.time_ns()
+            try:
+                sock.sendto(payload, (destination, dport))
+            except OSError as exc:
+                # An ICMP error drawn by an earlier probe is also reported by the next
+                # send (sk_err); read the queue and send again before believing it.
+                self._read_error_queue(sock, family, sport)
+                if attempt == 2 or exc.errno not in NETWORK_SEND_ERRORS | {errno.ECONNREFUSED}:
+                    self.counters.send_errors += 1
+                    if exc.errno in NETWORK_SEND_ERRORS:
+                        return Sent(realtime_ns, monotonic_s, errno.errorcode[exc.errno or 0])
+                    raise SendError(f"send to {destination} failed: {exc.strerror}") from exc
+                continue
+            self.counters.sent += 1
+            return Sent(realtime_ns, monotonic_s)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _socket(self, family: int, sport: int) -> socket.socket:
+        sock = self._sockets.get((family, sport))
+        if sock is not None:
+            return sock
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+                sock.bind(("::", sport))
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+                sock.bind(("0.0.0.0", sport))
+        except OSError as exc:
+            sock.close()
+            raise SendError(f"cannot use UDP source port {sport}: {exc.strerror}") from exc
+        self._sockets[(family, sport)] = sock
+        assert self._task_group is not None
+        self._task_group.start_soon(self._reader, sock, family, sport)
+        return sock
+
+    async def _reader(self, sock: socket.socket, family: int, sport: int) -> None:
+        while not self._closed:
+            self._read_error_queue(sock, family, sport)
+            for _ in range(RECV_BATCH):
+                try:
+                    sock.recvmsg(65535, 256)  # UDP answers: a traceroute ignores them
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    if self._closed:
+                        return
+                    self._read_error_queue(sock, family, sport)
+            try:
+                await anyio.wait_readable(sock)
+            except (anyio.ClosedResourceError, OSError):
+                return
+
+    def _read_error_queue(self, sock: socket.socket, family: int, sport: int) -> None:
+        while True:
+            try:
+                payload, ancillary, _flags, address = sock.recvmsg(65535, 512, socket.MSG_ERRQUEUE)
+            except OSError:  # BlockingIOError included: the queue is empty
+                return
+            for level, kind, value in ancillary:
+                if (level, kind) not in RECVERR or len(value) < EXTENDED_ERR.size:
+                    continue
+                _errno, origin, icmp_type, code, *_rest = EXTENDED_ERR.unpack_from(value)
+                offender = offender_of(value)
+                if origin in ORIGINS and offender is not None:
+                    self._deliver_error(family, icmp_type, code, offender, sport, address, payload)
+
+    def _deliver_error(
+        self,
+        family: int,
+        icmp_type: int,
+        code: int,
+        offender: str,
+        sport: int,
+        address: tuple[str, int],
+        payload: bytes,
+    ) -> None:
+        destination, dport = address[0].split("%")[0], address[1]
+        source = self.source_for(destination)
+        datagram = build_udp(UdpHeader(sport, dport), payload, src=source, dst=destination)
+        src, dst = socket.inet_pton(family, source), socket.inet_pton(family, destination)
+        now_s, now_ns = time.monotonic(), time.time_ns()
+        head = bytes([icmp_type, code, 0, 0, 0, 0, 0, 0])
+        if family == socket.AF_INET:
+            quoted = _IPV4.pack(0x45, 0, 20 + len(datagram), 0, 0, 1, 17, 0) + src + dst
+            error = head + quoted + datagram
+            outer = _IPV4.pack(0x45, 0, 20 + len(error), 0, 0, 64, 1, 0)
+            packet = outer + socket.inet_pton(family, offender) + src + error
+            self._demux.dispatch_v4(packet, now_ns, now_s)
+        else:
+            quoted = _IPV6.pack(6 << 28, len(datagram), 17, 1) + src + dst
+            sender = socket.inet_pton(family, offender)
+            self._demux.dispatch_v6(head + quoted + datagram, sender, 64, now_ns, now_s)
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sock in self._sockets.values():
+            anyio.notify_closing(sock)
+            sock.close()
+        self._routes.close()
+
+
+@asynccontextmanager
+async def open_udp_transport(*, rate_pps: float = DEFAULT_RATE_PPS) -> AsyncIterator[UdpTransport]:
+    """An unprivileged UDP transport for the block (sockets open as probes need them)."""
+    transport = UdpTransport(rate_pps=rate_pps)
+    try:
+        async with anyio.create_task_group() as task_group:
+            transport._task_group = task_group
+            try:
+                yield transport
+            finally:
+                transport._close()
+                task_group.cancel_scope.cancel()
+    finally:
+        transport._close()
