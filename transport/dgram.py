@@ -18,8 +18,9 @@ import errno
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any, NamedTuple
 
 import anyio
 import anyio.abc
@@ -28,7 +29,7 @@ import anyio.lowlevel
 from rawprobe.errors import PrivilegeError, SendError, TransportClosed, TransportError
 from rawprobe.transport import privileges
 from rawprobe.transport.base import Sent
-from rawprobe.transport.exchange import TransportBase
+from rawprobe.transport.exchange import SocketTransport
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
 from rawprobe.transport.raw import NETWORK_SEND_ERRORS, RECV_BATCH
@@ -39,7 +40,6 @@ from rawprobe.transport.sockets import (
     IPV6_RECVHOPLIMIT,
     SCM_TIMESTAMPNS,
     SO_TIMESTAMPNS,
-    RouteLookup,
 )
 
 IP_RECVTTL = 12
@@ -70,6 +70,33 @@ def offender_of(extended_err: bytes) -> str | None:
     return None
 
 
+class QueuedError(NamedTuple):
+    """An ICMP error read from a socket's error queue (IP_RECVERR)."""
+
+    icmp_type: int
+    code: int
+    offender: str  # who sent the error
+    payload: bytes  # what our probe carried above its transport header
+    address: Any  # the probe's destination, as recvmsg gives it
+    ancillary: list[tuple[int, int, bytes]]
+
+
+def icmp_errors(sock: socket.socket) -> Iterator[QueuedError]:
+    """Drain ``sock``'s error queue, yielding each ICMP or ICMPv6 error in it."""
+    while True:
+        try:
+            payload, ancillary, _flags, address = sock.recvmsg(65535, 512, socket.MSG_ERRQUEUE)
+        except OSError:  # BlockingIOError included: the queue is empty
+            return
+        for level, kind, value in ancillary:
+            if (level, kind) not in RECVERR or len(value) < EXTENDED_ERR.size:
+                continue
+            _errno, origin, icmp_type, code, *_rest = EXTENDED_ERR.unpack_from(value)
+            offender = offender_of(value)
+            if origin in ORIGINS and offender is not None:
+                yield QueuedError(icmp_type, code, offender, payload, address, ancillary)
+
+
 class _PortCookies(Cookies):
     """Cookies whose identifiers are the datagram sockets' port (the kernel's choice)."""
 
@@ -85,20 +112,20 @@ class _PortCookies(Cookies):
         return self._port
 
 
-class DatagramTransport(TransportBase):
+class DatagramTransport(SocketTransport):
     """ICMP echo over ICMP datagram sockets (no privilege needed). Create with
     ``open_datagram_transport``. Sends ICMP echo requests only."""
 
     def __init__(self, families: Sequence[int], *, rate_pps: float = DEFAULT_RATE_PPS) -> None:
-        self._routes = RouteLookup()
-        self._sockets: dict[int, socket.socket] = {}
+        super().__init__(None)
         self._ttl: dict[int, int] = {}
         try:
             port = self._open(families)
         except BaseException:
             self._close_sockets()
             raise
-        super().__init__(_PortCookies(port), self._routes.source_for)
+        # Identifiers are the sockets' port, known only now.
+        self.cookies = self._demux.cookies = _PortCookies(port)
         self._bucket = TokenBucket(rate_pps, now=time.monotonic())
         privileges.sockets_opened()
 
@@ -124,11 +151,6 @@ class DatagramTransport(TransportBase):
                 sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
                 sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
         return port
-
-    socket_count = property(lambda self: len(self._sockets))
-
-    def source_for(self, destination: str) -> str:
-        return self._routes.source_for(destination)
 
     async def send(self, packet: bytes) -> Sent:
         return (await self.send_batch((packet,)))[0]
@@ -204,20 +226,11 @@ class DatagramTransport(TransportBase):
 
     def _read_error_queue(self, sock: socket.socket, family: int) -> None:
         """ICMP errors about our probes: rebuilt as the ICMP error packets they were."""
-        while True:
-            try:
-                data, ancillary, _flags, address = sock.recvmsg(65535, 512, socket.MSG_ERRQUEUE)
-            except OSError:  # BlockingIOError included: the queue is empty
-                return
-            for level, kind, value in ancillary:
-                if (level, kind) not in RECVERR or len(value) < EXTENDED_ERR.size:
-                    continue
-                _errno, origin, icmp_type, code, *_rest = EXTENDED_ERR.unpack_from(value)
-                if origin in ORIGINS:
-                    offender = offender_of(value)
-                    if offender is not None:
-                        error = self._error_message(family, icmp_type, code, data, address[0])
-                        self._deliver(family, error, ancillary, offender)
+        for error in icmp_errors(sock):
+            message = self._error_message(
+                family, error.icmp_type, error.code, error.payload, error.address[0]
+            )
+            self._deliver(family, message, error.ancillary, error.offender)
 
     def _error_message(
         self, family: int, icmp_type: int, code: int, probe: bytes, destination: str
@@ -262,19 +275,6 @@ class DatagramTransport(TransportBase):
     def _start(self, task_group: anyio.abc.TaskGroup) -> None:
         for family, sock in self._sockets.items():
             task_group.start_soon(self._reader, sock, family)
-
-    def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for sock in self._sockets.values():
-            anyio.notify_closing(sock)
-        self._close_sockets()
-
-    def _close_sockets(self) -> None:
-        for sock in self._sockets.values():
-            sock.close()
-        self._routes.close()
 
 
 @asynccontextmanager

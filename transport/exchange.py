@@ -7,7 +7,9 @@ derived from the packet itself (``keys_of_sent``), so any probe the key table kn
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import anyio
 
@@ -15,6 +17,7 @@ from rawprobe.errors import SendError, TransportClosed
 from rawprobe.transport.base import Counters, Inbox, Recorder, Reply, Sent
 from rawprobe.transport.demux import Demux
 from rawprobe.transport.keys import Cookies, MatchKey, keys_of_sent
+from rawprobe.transport.sockets import RouteLookup
 
 
 class TransportBase:
@@ -134,3 +137,35 @@ class TransportBase:
         sent = await self.send(packet)
         if sent.error is not None:
             raise SendError(f"sendto: {sent.error}")
+
+
+class SocketTransport(TransportBase):
+    """A TransportBase over kernel sockets (raw, ICMP datagram, UDP): source addresses
+    from the route lookup, the sockets it owns, and closing them (mark closed, wake the
+    readers, close)."""
+
+    def __init__(self, cookies: Cookies | None) -> None:
+        self._routes = RouteLookup()
+        self._sockets: dict[Any, socket.socket] = {}
+        super().__init__(cookies, self._routes.source_for)
+
+    def source_for(self, destination: str) -> str:
+        return self._routes.source_for(destination)
+
+    @property
+    def socket_count(self) -> int:
+        """Sockets this transport holds: constant, however many probes run."""
+        return len(self._sockets)
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sock in self._sockets.values():
+            anyio.notify_closing(sock)
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._routes.close()

@@ -22,7 +22,7 @@ import anyio.lowlevel
 from rawprobe.errors import SendError, TransportClosed, TransportError
 from rawprobe.transport import privileges
 from rawprobe.transport.base import Sent
-from rawprobe.transport.exchange import TransportBase
+from rawprobe.transport.exchange import SocketTransport
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
 from rawprobe.transport.sockets import (
@@ -33,7 +33,6 @@ from rawprobe.transport.sockets import (
     PROTO_TCP,
     SCM_TIMESTAMPNS,
     SO_RXQ_OVFL,
-    RouteLookup,
     attach_filter,
     icmp_filter_program,
     open_raw_socket,
@@ -67,7 +66,7 @@ _ENOBUFS_WAIT_S = 0.001
 DEFAULT_PROTOCOLS = ICMP_SOCKETS
 
 
-class RawTransport(TransportBase):
+class RawTransport(SocketTransport):
     """Raw sockets plus demultiplexer. Create with ``open_transport``."""
 
     def __init__(
@@ -78,10 +77,8 @@ class RawTransport(TransportBase):
         cookies: Cookies | None = None,
         icmp_filter: bool = True,
     ) -> None:
-        self._routes = RouteLookup()
-        super().__init__(cookies, self._routes.source_for)
+        super().__init__(cookies)
         self._bucket = TokenBucket(rate_pps, now=time.monotonic())
-        self._sockets: dict[tuple[int, int], socket.socket] = {}
         self._send_sockets: dict[int, socket.socket] = {}
         self._kernel_drops: dict[int, int] = {}
         try:
@@ -103,9 +100,6 @@ class RawTransport(TransportBase):
             raise
 
     # -- interface used by probes ------------------------------------------------
-
-    def source_for(self, destination: str) -> str:
-        return self._routes.source_for(destination)
 
     async def send(self, packet: bytes) -> Sent:
         """Send a whole IP packet. Network refusals come back in ``Sent.error``."""
@@ -198,29 +192,11 @@ class RawTransport(TransportBase):
 
     # -- introspection -------------------------------------------------------------
 
-    @property
-    def socket_count(self) -> int:
-        """Raw sockets this transport holds: constant, however many probes run."""
-        return len(self._sockets)
-
     # -- lifecycle -----------------------------------------------------------------
 
     def _start(self, task_group: anyio.abc.TaskGroup) -> None:
         for (family, protocol), sock in self._sockets.items():
             task_group.start_soon(self._reader, sock, family, protocol)
-
-    def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for sock in self._sockets.values():
-            anyio.notify_closing(sock)
-        self._close_sockets()
-
-    def _close_sockets(self) -> None:
-        for sock in self._sockets.values():
-            sock.close()
-        self._routes.close()
 
     async def _reader(self, sock: socket.socket, family: int, protocol: int) -> None:
         """Read until closed: try the syscall first, wait only when it would block,

@@ -24,12 +24,11 @@ import anyio.lowlevel
 
 from rawprobe.errors import SendError, TransportClosed
 from rawprobe.transport.base import Sent
-from rawprobe.transport.dgram import EXTENDED_ERR, ORIGINS, RECVERR, offender_of
-from rawprobe.transport.exchange import TransportBase
-from rawprobe.transport.keys import Cookies
+from rawprobe.transport.dgram import icmp_errors
+from rawprobe.transport.exchange import SocketTransport
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
 from rawprobe.transport.raw import NETWORK_SEND_ERRORS, RECV_BATCH
-from rawprobe.transport.sockets import IP_RECVERR, IPV6_RECVERR, RouteLookup
+from rawprobe.transport.sockets import IP_RECVERR, IPV6_RECVERR
 from rawprobe.transport.wire.udp import UdpHeader, build_udp
 
 IPV6_UNICAST_HOPS = 16
@@ -37,23 +36,14 @@ _IPV4 = struct.Struct("!BBHHHBBH")
 _IPV6 = struct.Struct("!IHBB")
 
 
-class UdpTransport(TransportBase):
+class UdpTransport(SocketTransport):
     """UDP probes over unprivileged UDP sockets. Create with ``open_udp_transport``."""
 
     def __init__(self, *, rate_pps: float = DEFAULT_RATE_PPS) -> None:
-        self._routes = RouteLookup()
-        super().__init__(Cookies(), self._routes.source_for)
+        super().__init__(None)
         self._bucket = TokenBucket(rate_pps, now=time.monotonic())
-        self._sockets: dict[tuple[int, int], socket.socket] = {}
         self._ttl: dict[tuple[int, int], int] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
-
-    @property
-    def socket_count(self) -> int:
-        return len(self._sockets)
-
-    def source_for(self, destination: str) -> str:
-        return self._routes.source_for(destination)
 
     async def send(self, packet: bytes) -> Sent:
         return (await self.send_batch((packet,)))[0]
@@ -150,18 +140,11 @@ class UdpTransport(TransportBase):
                 return
 
     def _read_error_queue(self, sock: socket.socket, family: int, sport: int) -> None:
-        while True:
-            try:
-                payload, ancillary, _flags, address = sock.recvmsg(65535, 512, socket.MSG_ERRQUEUE)
-            except OSError:  # BlockingIOError included: the queue is empty
-                return
-            for level, kind, value in ancillary:
-                if (level, kind) not in RECVERR or len(value) < EXTENDED_ERR.size:
-                    continue
-                _errno, origin, icmp_type, code, *_rest = EXTENDED_ERR.unpack_from(value)
-                offender = offender_of(value)
-                if origin in ORIGINS and offender is not None:
-                    self._deliver_error(family, icmp_type, code, offender, sport, address, payload)
+        for error in icmp_errors(sock):
+            self._deliver_error(
+                family, error.icmp_type, error.code, error.offender, sport, error.address,
+                error.payload,
+            )  # fmt: skip
 
     def _deliver_error(
         self,
@@ -189,15 +172,6 @@ class UdpTransport(TransportBase):
             quoted = _IPV6.pack(6 << 28, len(datagram), 17, 1) + src + dst
             sender = socket.inet_pton(family, offender)
             self._demux.dispatch_v6(head + quoted + datagram, sender, 64, now_ns, now_s)
-
-    def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for sock in self._sockets.values():
-            anyio.notify_closing(sock)
-            sock.close()
-        self._routes.close()
 
 
 @asynccontextmanager
