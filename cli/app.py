@@ -15,9 +15,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from rich.console import Console
-from rich.markup import escape
-
 from rawprobe.cli.args import BACKENDS, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Parser
 from rawprobe.errors import RawProbeError
 from rawprobe.transport import privileges
@@ -104,6 +101,9 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
 
 
 def _report(exc: BaseException) -> None:
+    from rich.console import Console  # only on errors (start-up time)
+    from rich.markup import escape
+
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         f"[red]rawprobe: {escape(str(exc))}[/]", markup=True
     )

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 import socket
 from collections.abc import Sequence
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from rawprobe.probes.models import PingError, PingReply, PingResult
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 SCHEMA = "rawprobe/1"
 
@@ -100,6 +101,8 @@ def _ms_cell(seconds: float | None) -> str:
 
 def ping_table(results: Sequence[PingResult]) -> Table:
     """A rich table of per-host statistics (TTY output)."""
+    from rich.table import Table  # rich loads only when drawing
+
     table = Table(title="ping statistics", title_justify="left")
     for name in ("host", "sent", "recv", "loss", "min ms", "avg ms", "max ms", "mdev ms"):
         table.add_column(name, justify="left" if name == "host" else "right")

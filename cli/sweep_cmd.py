@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from rawprobe.cli.args import (
     EXIT_INTERRUPTED,
@@ -113,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if workers > 1 and args.seed is None:
         args.seed = secrets.randbits(32)  # the workers must share one order
     progress = mmap.mmap(-1, 16 * workers)  # per worker: decided, up (shared after fork)
-    show_progress = Console(stderr=True).is_terminal and not args.quiet
+    show_progress = sys.stderr.isatty() and not args.quiet
 
     def job(worker: int) -> ShardOutcome:
         shard_count = args.shard[1] * workers
@@ -163,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     elif not args.ndjson:
         _write_chunks(f"{address}\n" for address in result.iter_alive())
     if not args.json and not args.quiet:
+        from rich.console import Console  # start-up time: see _report_progress
+
         Console(stderr=True).print(
             f"{alive_count} of {total} hosts up, {result.probes_sent} probes in"
             f" {result.elapsed_s:.2f} s ({result.rate_pps:,.0f} probes/s, {workers} workers);"
@@ -277,6 +277,17 @@ async def _report_progress(machine: SweepMachine, progress: _Progress, shard_siz
         while True:
             slot.pack_into(shared, 16 * worker, machine.decided_count, machine.alive_count)
             await anyio.sleep(0.2)
+    # rich loads only here: a sweep's wall time includes the start-up, and scripts
+    # (--json, -q, no terminal) never draw.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("sweep"),
         BarColumn(),

@@ -23,12 +23,16 @@ async def drive(
 ) -> None:
     """Run ``machine`` to completion over ``transport``.
 
-    Each key is registered before its packet is sent (a reply can beat the send's
-    return) and unregistered when the machine is done or the caller cancels.
+    Each key (or the machine's echo identifiers) is registered before its packet is
+    sent (a reply can beat the send's return) and unregistered when the machine is
+    done or the caller cancels.
     Events are handed to ``on_event`` as soon as the machine produces them.
     """
     inbox = Inbox(inbox_size)
     keys: set[MatchKey] = set()
+    idents = machine.echo_idents
+    for ident in idents:
+        transport.register_echo_ident(ident, inbox)
 
     def flush() -> None:
         events = machine.take_events()
@@ -42,17 +46,14 @@ async def drive(
     def drain() -> None:
         replies = inbox.take_all()
         if replies:
-            now = anyio.current_time()
-            receive = machine.receive
-            for reply in replies:
-                receive(reply, now)
+            machine.receive_batch(replies, anyio.current_time())
 
     try:
         while True:
             drain()  # replies that arrived first count before anything expires
             batch = machine.poll(anyio.current_time())
             if batch:
-                for outgoing in batch:
+                for outgoing in () if idents else batch:
                     if outgoing.authenticated:
                         transport.register(outgoing.key, inbox)
                     else:
@@ -62,9 +63,7 @@ async def drive(
                         transport.register(key, inbox)
                         keys.add(key)
                 stamps = await transport.send_batch([o.packet for o in batch])
-                now = anyio.current_time()
-                for outgoing, sent in zip(batch, stamps, strict=True):
-                    machine.sent(outgoing.key, sent, now)
+                machine.sent_batch([o.key for o in batch], stamps, anyio.current_time())
             flush()
             if machine.done:
                 return
@@ -80,3 +79,5 @@ async def drive(
         inbox.closed = True
         for key in keys:
             transport.unregister(key)
+        for ident in idents:
+            transport.unregister_echo_ident(ident)

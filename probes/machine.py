@@ -6,6 +6,7 @@ Machines are synchronous and never touch a socket or a clock: the driver passes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from rawprobe.transport.base import Reply, Sent
@@ -31,6 +32,11 @@ class Outgoing(NamedTuple):
 class Machine(Protocol):
     """What drive() needs from a probe."""
 
+    #: ICMP identifiers routed to this machine as a whole (``register_echo_ident``).
+    #: A machine that names any sends only echo probes with these identifiers: the
+    #: driver registers no key of its own for them and unregisters nothing.
+    echo_idents: tuple[int, ...]
+
     @property
     def done(self) -> bool: ...
 
@@ -44,6 +50,14 @@ class Machine(Protocol):
 
     def receive(self, reply: Reply, now: float) -> None:
         """A reply for one of this machine's keys arrived."""
+        ...
+
+    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
+        """``sent`` for each key and stamp, in order (what the driver calls)."""
+        ...
+
+    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
+        """``receive`` for each reply, in order (what the driver calls)."""
         ...
 
     def next_deadline(self) -> float:
@@ -64,9 +78,29 @@ class MachineOutbox:
     """The two hand-off lists every machine keeps: events for live output and keys
     to unregister. Machines inherit it and append to ``_events`` / ``_retired``."""
 
+    echo_idents: tuple[int, ...] = ()
+
     def __init__(self) -> None:
         self._events: list[object] = []
         self._retired: list[MatchKey] = []
+
+    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
+        raise NotImplementedError
+
+    def receive(self, reply: Reply, now: float) -> None:
+        raise NotImplementedError
+
+    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
+        """One ``sent`` per packet; machines on a hot path override it with a loop."""
+        sent = self.sent
+        for key, stamp in zip(keys, stamps, strict=True):
+            sent(key, stamp, now)
+
+    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
+        """One ``receive`` per reply; machines on a hot path override it with a loop."""
+        receive = self.receive
+        for reply in replies:
+            receive(reply, now)
 
     def take_events(self) -> list[object]:
         events, self._events = self._events, []

@@ -596,7 +596,7 @@ class ScanMachine(MachineOutbox):
             if icmp_type != unreachable:
                 return None  # e.g. packet too big: says nothing about the port
             reason = f"unreachable-code-{icmp_code}"
-        return FILTERED, reason, reply.source == socket.inet_ntop(reply.family, reply.key[1])
+        return FILTERED, reason, reply.source_packed == reply.key[1]
 
     def _decide(
         self,

@@ -17,8 +17,9 @@ from __future__ import annotations
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -48,6 +49,8 @@ _ECHO_REPLY: dict[int, int] = {_V4: 0, _V6: 129}
 _PORT_UNREACHABLE: dict[int, tuple[int, int]] = {_V4: (3, 3), _V6: (1, 4)}
 _ICMP_TYPE: dict[int, int] = {_V4: 8, _V6: 128}
 _TCP_SYN, _TCP_ACK = 0x02, 0x10
+#: Builds a NamedTuple without its Python-level ``__new__`` (one Outgoing per probe).
+_new_tuple: Any = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +132,7 @@ class SweepResult:
 
     def iter_alive(self) -> Iterator[str]:
         """The same, one at a time (for output of very large sweeps)."""
-        address = self.space.address
-        for index in _set_bits(self.alive_bitmap):
-            yield address(index)
+        return self.space.addresses(_set_bits(self.alive_bitmap))
 
     @property
     def rate_pps(self) -> float:
@@ -188,27 +189,41 @@ class _Template:
             # protocol, checksum (the kernel fills it with IP_HDRINCL).
             self.head = struct.pack("!BBHHHBBH", 0x45, 0, 20 + body_length, 0, 0, 64, protocol, 0)
             self.head += self.source
-            self._pseudo = 0
         else:
             self.head = struct.pack("!IHBB", 6 << 28, body_length, protocol, 64) + self.source
         self.body_length = body_length
         self._pseudo_base = ones_complement_sum(self.source) + protocol + body_length
+        # Echo requests: the type/code word and the (ident, seq = attempt) words are
+        # fixed per attempt; the checksum adds the cookie (and for ICMPv6 the
+        # destination) to a precomputed sum (2**16 == 1 mod 0xFFFF: one integer sum).
+        self._echo_type = struct.pack("!BB", _ICMP_TYPE[family], 0)
+        self._echo_sum = (_ICMP_TYPE[family] << 8) + ident
+        if family == _V6:
+            self._echo_sum += self._pseudo_base
+        self._echo_words = [struct.pack("!HH", ident, attempt) for attempt in range(11)]
 
     def _checksum(self, dst: bytes, body: bytes) -> int:
-        if self.family == _V4 and self.method == "icmp":
-            return internet_checksum(body)
         return internet_checksum(body, self._pseudo_base + ones_complement_sum(dst))
+
+    def echo(self, dst: bytes, attempt: int) -> tuple[MatchKey, bytes]:
+        """An echo request to ``dst`` (seq = attempt) carrying the cookie of its key."""
+        key: MatchKey = (KIND_ECHO, dst, self.ident, attempt)
+        cookie = self.cookie(key)
+        total = self._echo_sum + attempt + int.from_bytes(cookie, "big")
+        if self.family == _V6:
+            total += int.from_bytes(dst, "big")
+        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF
+        packet = b"".join(
+            (self.head, dst, self._echo_type, checksum.to_bytes(2, "big"),
+             self._echo_words[attempt], cookie)
+        )  # fmt: skip
+        return key, packet
 
     def probe(self, dst: bytes, attempt: int) -> tuple[MatchKey, bytes, tuple[MatchKey, ...]]:
         method = self.method
         if method == "icmp":
-            key: MatchKey = (KIND_ECHO, dst, self.ident, attempt)
-            cookie = self.cookie(key)
-            body = struct.pack("!BBHHH", _ICMP_TYPE[self.family], 0, 0, self.ident, attempt)
-            body += cookie
-            checksum = self._checksum(dst, body)
-            body = body[:2] + checksum.to_bytes(2, "big") + body[4:]
-            return key, self.head + dst + body, ()
+            key, packet = self.echo(dst, attempt)
+            return key, packet, ()
         ports = self.sport << 16 | self.port
         secret = int.from_bytes(self.cookie((KIND_TCP, dst, ports, attempt))[:4], "big")
         if method == "udp":
@@ -278,6 +293,13 @@ class SweepMachine(MachineOutbox):
             if chosen not in by_source:
                 by_source[chosen] = _Template(block.family, options, chosen, ident, cookies)
             self._templates.append(by_source[chosen])
+        self._single_block = len(space.blocks) == 1
+        self._block_firsts = [block.first for block in space.blocks]
+        self._block_widths = [block.width for block in space.blocks]
+        if options.method == "icmp":
+            # One route for every echo reply of this sweep: no key is registered or
+            # retired per probe (the cookie still authenticates each reply).
+            self.echo_idents = (ident,)
         # key -> (index, attempt, send stamp, the previous attempt's key): the chain of
         # a host's keys, all retired together once the host is decided.
         self._in_flight: dict[MatchKey, _Flight] = {}
@@ -329,30 +351,45 @@ class SweepMachine(MachineOutbox):
         return out
 
     def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
-        entry = self._in_flight.get(key)
-        if entry is None:
-            return
-        if sent.error is not None:
-            self._decide_dead(key, f"send-{sent.error.lower()}")
-            return
-        self._in_flight[key] = (entry[0], entry[1], sent, entry[3], entry[4])
-        self._probes.append((now, key))
+        self.sent_batch((key,), (sent,), now)
+
+    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
+        in_flight, probes = self._in_flight, self._probes
+        for key, sent in zip(keys, stamps, strict=True):
+            entry = in_flight.get(key)
+            if entry is None:
+                continue
+            if sent[2] is not None:  # the network refused the send (Sent.error)
+                self._decide_dead(key, f"send-{sent[2].lower()}")
+                continue
+            in_flight[key] = (entry[0], entry[1], sent, entry[3], entry[4])
+            probes.append((now, key))
 
     def receive(self, reply: Reply, now: float) -> None:
-        entry = self._in_flight.get(reply.key)
-        if entry is None:
-            return
-        index, sent = entry[0], entry[2]
-        reason = _reason(reply)
-        if reason is None:  # an ICMP error from a router: the host is unreachable
-            self._decide_dead(reply.key, _error_reason(reply))
-        else:
+        self.receive_batch((reply,), now)
+
+    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
+        in_flight, sample = self._in_flight, self._rtt.sample
+        for reply in replies:
+            key = reply[0]
+            entry = in_flight.get(key)
+            if entry is None:
+                continue  # a late answer for a host already decided
+            data = reply[3]
+            if key[0] == KIND_ECHO and (data[20] == 0 if data[0] == 0x45 else data[0] == 129):
+                reason: str | None = "echo-reply"  # the common case, without a call
+            else:
+                reason = _reason(reply)
+            if reason is None:  # an ICMP error from a router: the host is unreachable
+                self._decide_dead(key, _error_reason(reply))
+                continue
+            sent = entry[2]
             rtt = rtt_s(sent, reply) if sent is not None else 0.0
-            self._rtt.sample(rtt)
-            self._decide(reply.key, True)
+            sample(rtt)
+            self._decide(key, True)
             if self.emit_events:
-                self._events.append(HostUp(self.space.address(index), rtt, reply.ttl, reason))
-        if self.done and self._finished is None:
+                self._events.append(HostUp(self.space.address(entry[0]), rtt, reply.ttl, reason))
+        if self._finished is None and self.done:
             self._finished = now
 
     def next_deadline(self) -> float:
@@ -390,18 +427,24 @@ class SweepMachine(MachineOutbox):
     # -- internals -----------------------------------------------------------------
 
     def _probe(self, index: int, attempt: int, previous: MatchKey | None) -> Outgoing:
-        position, offset = self.space.locate(index)
-        block = self.space.blocks[position]
+        if self._single_block:
+            position, offset = 0, index
+        else:
+            position, offset = self.space.locate(index)
+        dst = (self._block_firsts[position] + offset).to_bytes(self._block_widths[position], "big")
         template = self._templates[position]
-        dst = (block.first + offset).to_bytes(block.width, "big")
-        key, packet, extra = template.probe(dst, attempt)
+        if template.method == "icmp":
+            key, packet = template.echo(dst, attempt)
+            extra: tuple[MatchKey, ...] = ()
+        else:
+            key, packet, extra = template.probe(dst, attempt)
         flight: _Flight = (index, attempt, None, previous, extra)
         self._in_flight[key] = flight
         self._newest[index] = key  # the head of this host's chain of keys
         for extra_key in extra:  # answers that do not name the attempt (UDP data)
             self._in_flight[extra_key] = flight
         self._sent_count += 1
-        return Outgoing(key, packet, extra)
+        return _new_tuple(Outgoing, (key, packet, extra, True))  # type: ignore[no-any-return]
 
     def _expire(self, now: float) -> None:
         deadline = now - self.timeout_s
@@ -434,9 +477,10 @@ class SweepMachine(MachineOutbox):
         self._decided[byte] |= bit
         if alive:
             self._alive[byte] |= bit
-        in_flight, retired = self._in_flight, self._retired
+        in_flight = self._in_flight
+        retired = self._retired if not self.echo_idents else None  # no per-key routes
         for extra_key in flight[4]:
-            if in_flight.pop(extra_key, None) is not None:
+            if in_flight.pop(extra_key, None) is not None and retired is not None:
                 retired.append(extra_key)
         # Walk the chain from the newest attempt back to the first (the reply may carry
         # an extra key, such as a UDP answer's, that is not in the chain).
@@ -445,7 +489,8 @@ class SweepMachine(MachineOutbox):
             entry = in_flight.pop(newest, None)
             if entry is None:
                 break
-            retired.append(newest)
+            if retired is not None:
+                retired.append(newest)
             newest = entry[3]
 
     def _is_decided(self, index: int) -> bool:
@@ -478,7 +523,7 @@ def _reason(reply: Reply) -> str | None:
         return "echo-reply"
     if (icmp_type, code) == _PORT_UNREACHABLE[reply.family]:
         return "port-unreachable"  # only the host itself says so (from any of its addresses)
-    if socket.inet_pton(reply.family, reply.source) == reply.key[1]:
+    if reply.source_packed == reply.key[1]:
         return "icmp-error"  # the host itself refused: it exists
     return None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from rawprobe.errors import UsageError
@@ -118,6 +118,21 @@ class TargetSpace:
     def address(self, index: int) -> str:
         block, offset = self.block_of(index)
         return socket.inet_ntop(block.family, (block.first + offset).to_bytes(block.width, "big"))
+
+    def addresses(self, indices: Iterable[int]) -> Iterator[str]:
+        """``address(i)`` for each of ``indices``, which must ascend (one block lookup
+        per block rather than per address: output of million-host sweeps)."""
+        ntop = socket.inet_ntop
+        position, end = -1, 0
+        family, first, width = 0, 0, 0
+        for index in indices:
+            if index >= end:
+                position = self.locate(index)[0]
+                block = self.blocks[position]
+                end = self._starts[position] + block.count
+                family, width = block.family, block.width
+                first = block.first - self._starts[position]
+            yield ntop(family, (first + index).to_bytes(width, "big"))
 
 
 # -- destinations that are not one host --------------------------------------------------

@@ -8,6 +8,7 @@ and receive) the monotonic difference is used instead.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -40,12 +41,17 @@ class Reply(NamedTuple):
 
     key: MatchKey
     family: int
-    source: str
+    source_packed: bytes  # the sender's address, 4 or 16 bytes
     data: bytes
     ttl: int | None
     received_ns: int
     received_s: float
     protocol: int  # IP protocol of ``data`` (IPv4: the packet's; IPv6: the socket's)
+
+    @property
+    def source(self) -> str:
+        """The sender's address as text (made on demand: most replies never need it)."""
+        return socket.inet_ntop(self.family, self.source_packed)
 
 
 #: Slack between the two clocks' views of an RTT before the kernel stamp is
@@ -171,6 +177,15 @@ class Transport(Protocol):
 
     def unregister(self, key: MatchKey) -> None:
         """Stop routing ``key``; unknown keys are ignored."""
+        ...
+
+    def register_echo_ident(self, ident: int, inbox: Inbox) -> None:
+        """Route every echo key with identifier ``ident`` that has no route of its own
+        to ``inbox`` (cookies still checked): one route for many probes."""
+        ...
+
+    def unregister_echo_ident(self, ident: int) -> None:
+        """Stop routing ``ident``; unknown identifiers are ignored."""
         ...
 
     async def send(self, packet: bytes) -> Sent:

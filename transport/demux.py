@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from rawprobe.errors import MalformedPacket, RawProbeError
 from rawprobe.transport.base import Counters, Inbox, Recorder, Reply
@@ -25,6 +26,12 @@ from rawprobe.transport.keys import (
     key_of_reply_v6,
 )
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
+
+_V4: int = socket.AF_INET
+_V6: int = socket.AF_INET6
+#: ``tuple.__new__``: builds a NamedTuple without its Python-level ``__new__`` (half
+#: the cost; one Reply is made per delivered packet).
+_new_tuple: Any = tuple.__new__
 
 
 class Demux:
@@ -43,6 +50,7 @@ class Demux:
         self._local_address = local_address
         self._routes: dict[MatchKey, Inbox] = {}
         self._unauthenticated: set[MatchKey] = set()
+        self._echo_idents: dict[int, Inbox] = {}
 
     def register(self, key: MatchKey, inbox: Inbox, *, authenticated: bool = True) -> None:
         """Route ``key`` to ``inbox``. ``authenticated=False`` skips the cookie check for
@@ -58,9 +66,18 @@ class Demux:
         if self._unauthenticated:
             self._unauthenticated.discard(key)
 
+    def register_echo_ident(self, ident: int, inbox: Inbox) -> None:
+        """Route every echo key with identifier ``ident`` (echo replies, and ICMP errors
+        quoting echo requests) that has no key of its own to ``inbox``; cookies are
+        still checked. One route for a whole sweep instead of one per probe."""
+        self._echo_idents[ident] = inbox
+
+    def unregister_echo_ident(self, ident: int) -> None:
+        self._echo_idents.pop(ident, None)
+
     @property
     def registered(self) -> int:
-        return len(self._routes)
+        return len(self._routes) + len(self._echo_idents)
 
     def dispatch_v4(self, packet: bytes, received_ns: int, received_s: float) -> None:
         """Handle one IPv4 packet read from a raw socket (IP header included)."""
@@ -72,11 +89,14 @@ class Demux:
             return
         inbox = self._accept(key, packet, echo_payload_v4)
         if inbox is not None and key is not None:
-            source = socket.inet_ntop(socket.AF_INET, packet[12:16])
-            reply = Reply(
-                key, socket.AF_INET, source, packet, packet[8], received_ns, received_s, packet[9]
+            reply: Reply = _new_tuple(
+                Reply,
+                (key, _V4, packet[12:16], packet, packet[8], received_ns, received_s, packet[9]),
             )
-            self._deliver(reply, inbox)
+            if self.recorder is None and not inbox.closed and inbox.put(reply):
+                self.counters.delivered += 1  # the common case, without a call
+            else:
+                self._deliver(reply, inbox)  # recording, a closed inbox, overflow
 
     def dispatch_v6(
         self,
@@ -97,11 +117,13 @@ class Demux:
             return
         inbox = self._accept(key, message, echo_payload_v6)
         if inbox is not None and key is not None:
-            text = socket.inet_ntop(socket.AF_INET6, source)
-            reply = Reply(
-                key, socket.AF_INET6, text, message, hop_limit, received_ns, received_s, protocol
+            reply: Reply = _new_tuple(
+                Reply, (key, _V6, source, message, hop_limit, received_ns, received_s, protocol)
             )
-            self._deliver(reply, inbox)
+            if self.recorder is None and not inbox.closed and inbox.put(reply):
+                self.counters.delivered += 1  # the common case, without a call
+            else:
+                self._deliver(reply, inbox)  # recording, a closed inbox, overflow
 
     def _accept(
         self,
@@ -111,11 +133,17 @@ class Demux:
     ) -> Inbox | None:
         """The inbox for ``key``, or None (counted) when nobody waits for it or an echo
         reply lacks our cookie. Runs only after the cheap key extraction."""
-        inbox = self._routes.get(key) if key is not None else None
-        if inbox is None or key is None:
+        if key is None:
             self.counters.unmatched += 1
             return None
-        if key[0] == KIND_ECHO and key not in self._unauthenticated:
+        inbox = self._routes.get(key)
+        if inbox is None:
+            if key[0] == KIND_ECHO and self._echo_idents:
+                inbox = self._echo_idents.get(key[2])
+            if inbox is None:
+                self.counters.unmatched += 1
+                return None
+        if key[0] == KIND_ECHO and (not self._unauthenticated or key not in self._unauthenticated):
             payload, quoted = echo_payload(data)
             if not self.cookies.verify_echo(key, payload, quoted=quoted):
                 self.counters.forged += 1

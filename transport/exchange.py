@@ -58,6 +58,15 @@ class TransportBase:
     def unregister(self, key: MatchKey) -> None:
         self._demux.unregister(key)
 
+    def register_echo_ident(self, ident: int, inbox: Inbox) -> None:
+        """Route all echo keys of identifier ``ident`` to ``inbox`` (see Transport)."""
+        if self._closed:
+            raise TransportClosed("transport is closed")
+        self._demux.register_echo_ident(ident, inbox)
+
+    def unregister_echo_ident(self, ident: int) -> None:
+        self._demux.unregister_echo_ident(ident)
+
     async def send(self, packet: bytes) -> Sent:
         raise NotImplementedError
 

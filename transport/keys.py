@@ -232,8 +232,7 @@ class Cookies:
         """The cookie for a probe with this key (8 bytes of keyed BLAKE2b)."""
         kind, remote, a, b = key
         hasher = self._keyed.copy()
-        hasher.update(_COOKIE_FIELDS.pack(kind, a, b))
-        hasher.update(remote)
+        hasher.update(_COOKIE_FIELDS.pack(kind, a, b) + remote)
         return hasher.digest()
 
     def echo_payload(self, key: MatchKey, size: int) -> bytes:

@@ -14,6 +14,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -64,6 +65,8 @@ _ENOBUFS_PATIENCE_S = 5.0
 _ENOBUFS_WAIT_S = 0.001
 
 DEFAULT_PROTOCOLS = ICMP_SOCKETS
+#: Builds a NamedTuple without its Python-level ``__new__`` (one Sent per packet).
+_new_tuple: Any = tuple.__new__
 
 
 class RawTransport(SocketTransport):
@@ -115,17 +118,16 @@ class RawTransport(SocketTransport):
             raise TransportClosed("transport is closed")
         stamps = []
         bucket = self._bucket
+        paced = bucket.rate_pps != 0
+        try_send = self._try_send
         for packet in packets:
-            delay = bucket.take(time.monotonic())
-            if delay > 0.0:
-                await anyio.sleep(delay)
-            waited_s = 0.0
-            while (sent := self._try_send(packet)) is None:
-                if waited_s > _ENOBUFS_PATIENCE_S:
-                    destination = self._route(packet)[1][0]
-                    raise SendError(f"send to {destination}: kernel buffers stayed full")
-                await anyio.sleep(_ENOBUFS_WAIT_S)
-                waited_s += _ENOBUFS_WAIT_S
+            if paced:
+                delay = bucket.take(time.monotonic())
+                if delay > 0.0:
+                    await anyio.sleep(delay)
+            sent = try_send(packet)
+            if sent is None:
+                sent = await self._send_when_buffers_free(packet)
             stamps.append(sent)
         recorder = self._demux.recorder
         if recorder is not None:
@@ -133,6 +135,17 @@ class RawTransport(SocketTransport):
                 if sent.error is None:
                     recorder.record(packet, sent.realtime_ns, True)
         return stamps
+
+    async def _send_when_buffers_free(self, packet: bytes) -> Sent:
+        """Retry a send the kernel's full queues refused (ENOBUFS) until it goes out."""
+        waited_s = 0.0
+        while (sent := self._try_send(packet)) is None:
+            if waited_s > _ENOBUFS_PATIENCE_S:
+                destination = self._route(packet)[1][0]
+                raise SendError(f"send to {destination}: kernel buffers stayed full")
+            await anyio.sleep(_ENOBUFS_WAIT_S)
+            waited_s += _ENOBUFS_WAIT_S
+        return sent
 
     def _try_send(self, packet: bytes) -> Sent | None:
         """One sendto: a Sent, or None when the kernel's queue is full (try again)."""
@@ -156,7 +169,7 @@ class RawTransport(SocketTransport):
                     continue
                 return self._send_failed(exc, address[0], realtime_ns, monotonic_s)
             self.counters.sent += 1
-            return Sent(realtime_ns, monotonic_s)
+            return _new_tuple(Sent, (realtime_ns, monotonic_s, None))  # type: ignore[no-any-return]
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _route(self, packet: bytes) -> tuple[socket.socket, tuple[str, int]]:

@@ -9,6 +9,7 @@ from rawprobe.probes.models import PingError, PingReply, PingResult
 from rawprobe.probes.ping import PingMachine, PingOptions
 from rawprobe.transport.base import Reply, Sent
 from rawprobe.transport.keys import Cookies, key_of_sent
+from rawprobe.transport.wire.addr import pton
 from rawprobe.transport.wire.icmp import build_echo, build_icmp
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 
@@ -33,7 +34,9 @@ def stamp(t: float) -> Sent:
 def echo_reply(request: bytes, at: float, ttl: int = 61) -> Reply:
     icmp = build_echo(0x1234, int.from_bytes(request[26:28]), request[28:], reply=True)
     packet = build_ipv4(IPv4Header(src=TARGET, dst=SOURCE, protocol=1, ttl=ttl), icmp)
-    return Reply(key_of_sent(request), socket.AF_INET, TARGET, packet, ttl, int(at * 1e9), at, 1)
+    return Reply(
+        key_of_sent(request), socket.AF_INET, pton(TARGET), packet, ttl, int(at * 1e9), at, 1
+    )
 
 
 def test_sends_count_probes_at_the_interval_then_finishes() -> None:
@@ -100,7 +103,7 @@ def test_icmp_error_is_a_result_with_the_routers_address() -> None:
     m.sent(out.key, stamp(0.0), 0.0)
     icmp = build_icmp(11, 0, 0, out.packet)
     packet = build_ipv4(IPv4Header(src="198.18.1.1", dst=SOURCE, protocol=1, ttl=64), icmp)
-    reply = Reply(out.key, socket.AF_INET, "198.18.1.1", packet, 64, 1000, 0.001, 1)
+    reply = Reply(out.key, socket.AF_INET, pton("198.18.1.1"), packet, 64, 1000, 0.001, 1)
     m.receive(reply, 0.001)
     assert m.done
     result = m.result()

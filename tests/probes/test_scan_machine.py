@@ -60,7 +60,7 @@ def answer(o: Outgoing, flags: int, ack_delta: int = 1) -> bytes:
 def reply(packet: bytes, now: float) -> Reply:
     key = key_of_reply_v4(packet)
     assert key is not None
-    return Reply(key, socket.AF_INET, socket.inet_ntop(socket.AF_INET, packet[12:16]), packet,
+    return Reply(key, socket.AF_INET, packet[12:16], packet,
                  packet[8], int(now * 1e9), now, packet[9])  # fmt: skip
 
 

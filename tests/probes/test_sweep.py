@@ -7,10 +7,21 @@ import pytest
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.permute import Permutation
-from rawprobe.probes.sweep import HostDown, HostUp, SweepMachine, SweepOptions, sweep_with
+from rawprobe.probes.sweep import (
+    HostDown,
+    HostUp,
+    SweepMachine,
+    SweepOptions,
+    _Template,
+    sweep_with,
+)
 from rawprobe.probes.targets import TargetSpace, parse_block
-from rawprobe.transport.keys import Cookies
+from rawprobe.transport.keys import KIND_ECHO, Cookies
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
+from rawprobe.transport.wire.icmp import build_echo
+from rawprobe.transport.wire.icmpv6 import build_echo6
+from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
+from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 
 pytestmark = pytest.mark.anyio
 
@@ -166,3 +177,44 @@ def test_each_block_gets_the_source_address_routing_picks_for_it() -> None:
         "198.19.0.1": "198.18.1.2", "198.19.0.2": "198.18.1.2",
         "203.0.113.1": "192.0.2.7", "203.0.113.2": "192.0.2.7",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("family", "source", "spec"),
+    [
+        (socket.AF_INET, "198.18.1.2", "198.19.0.0/16"),
+        (socket.AF_INET6, "2001:db8:1::2", "2001:db8:ff::/112"),
+    ],
+)
+def test_echo_probes_equal_the_generic_encoders_byte_for_byte(
+    family: int, source: str, spec: str
+) -> None:
+    """The sweep patches address, sequence, cookie and checksum into a template; the
+    result must be what the wire encoders build from scratch (checksums included)."""
+    space = TargetSpace.parse([spec])
+    cookies = Cookies(b"s" * 32)
+    template = _Template(family, SweepOptions(), source, 0xBEEF, cookies)
+    for index in range(0, space.size, 997):
+        destination = space.address(index)
+        for attempt in range(11):
+            key, packet = template.echo(space.packed(index), attempt)
+            assert key == (KIND_ECHO, space.packed(index), 0xBEEF, attempt)
+            if family == socket.AF_INET6:
+                icmp = build_echo6(
+                    0xBEEF, attempt, cookies.cookie(key), src=source, dst=destination
+                )
+                header6 = IPv6Header(src=source, dst=destination, next_header=58, hop_limit=64)
+                assert packet == build_ipv6(header6, icmp)
+            else:
+                header = IPv4Header(src=source, dst=destination, protocol=1, ttl=64)
+                icmp = build_echo(0xBEEF, attempt, cookies.cookie(key))
+                expected = bytearray(build_ipv4(header, icmp))
+                expected[10:12] = b"\0\0"  # the IP checksum is the kernel's (IP_HDRINCL)
+                assert packet == bytes(expected)
+
+
+def test_addresses_of_ascending_indices_across_blocks() -> None:
+    space = TargetSpace.parse(["198.19.0.0/29", "198.19.9.9", "2001:db8::/126", "10.0.0.1-3"])
+    indices = [0, 1, 5, 6, 8, 9, 11, 12, 13]
+    assert list(space.addresses(indices)) == [space.address(i) for i in indices]
+    assert list(space.addresses([])) == []

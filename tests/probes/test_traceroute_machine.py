@@ -18,6 +18,7 @@ from rawprobe.probes.traceroute import (
 )
 from rawprobe.transport.base import Reply, Sent
 from rawprobe.transport.keys import Cookies, key_of_reply_v4, key_of_reply_v6
+from rawprobe.transport.wire.addr import pton
 from rawprobe.transport.wire.checksum import internet_checksum
 from rawprobe.transport.wire.icmp import build_icmp, verify_icmp_checksum
 from rawprobe.transport.wire.icmpext import MplsLabel, build_extensions, build_mpls_object
@@ -64,8 +65,9 @@ def error_v4(router: str, probe: bytes, icmp_type: int = 11, code: int = 0, **kw
 def reply_v4(packet: bytes, now: float) -> Reply:
     key = key_of_reply_v4(packet)
     assert key is not None
-    source = socket.inet_ntop(socket.AF_INET, packet[12:16])
-    return Reply(key, socket.AF_INET, source, packet, packet[8], int(now * 1e9), now, packet[9])
+    return Reply(
+        key, socket.AF_INET, packet[12:16], packet, packet[8], int(now * 1e9), now, packet[9]
+    )
 
 
 def ttl_of(packet: bytes) -> int:
@@ -225,7 +227,7 @@ def test_icmpv6_port_unreachable_reaches_and_quotes_hop_limit() -> None:
     message = build_icmpv6(1, 4, 0, probe, src=DST6, dst=SRC6)
     key = key_of_reply_v6(message, socket.inet_pton(socket.AF_INET6, DST6))
     assert key is not None
-    m.receive(Reply(key, socket.AF_INET6, DST6, message, 61, 1_000_000, 0.001, 58), 0.001)
+    m.receive(Reply(key, socket.AF_INET6, pton(DST6), message, 61, 1_000_000, 0.001, 58), 0.001)
     response = m.result().hops[0].responses[0]
     assert m.done and response.reached and response.quoted_ttl == 4 and response.annotation == ""
 

@@ -6,7 +6,9 @@ from rawprobe.transport.base import Reply, Sent, rtt_s
 
 
 def reply(received_ns: int, received_s: float) -> Reply:
-    return Reply((1, b"\0" * 4, 1, 1), 2, "198.19.0.5", b"", 64, received_ns, received_s, 1)
+    return Reply(
+        (1, b"\0" * 4, 1, 1), 2, bytes((198, 19, 0, 5)), b"", 64, received_ns, received_s, 1
+    )
 
 
 SENT = Sent(realtime_ns=1_000_000_000_000, monotonic_s=50.0)
