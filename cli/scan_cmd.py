@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -11,18 +12,11 @@ import secrets
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from rawprobe.cli import render_scan
 from rawprobe.cli.args import (
@@ -134,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             max_rate_pps=options.max_rate_pps / workers,  # the workers share the caps
             min_rate_pps=options.min_rate_pps / workers,
         )
-    show_progress = Console(stderr=True).is_terminal and not args.quiet
+    show_progress = sys.stderr.isatty() and not args.quiet
 
     def job(worker: int) -> _Shard:
         shard_options = dataclasses.replace(options, shard=worker)
@@ -225,43 +219,51 @@ async def _scan_shard(
     workers: int,
 ) -> _Shard:
     """One worker: its own transport and its shard of the (host, port) order."""
-    console = Console(stderr=True, highlight=False)
-    progress = Progress(
-        TextColumn("scanning"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>9,.0f} probes/s"),
-        TimeRemainingColumn(),
-        console=console,
-        auto_refresh=False,  # redrawn from the event loop on progress events
-        transient=True,
-    )
-    task = progress.add_task("scan", total=space.size * len(ports), rate=0.0)
-
-    def on_event(event: object) -> None:
-        if isinstance(event, ScanProgress):  # this shard's share, scaled to the whole
-            done, rate = event.decided * workers, event.rate_pps * workers
-            progress.update(task, completed=done, rate=rate, refresh=True)
-
     rate = options.max_rate_pps
     async with recording_transport(
         scan_protocols(space), rate_pps=rate, pcap=args.pcap
     ) as transport:
         machine = new_machine(transport, space, ports, options, source=args.source)
         transport.filter_tcp([machine.source_port])  # this process's scan only
-        if show_progress:
-            progress.start()
-        try:
+        bar = _progress_bar(space.size * len(ports), workers) if show_progress else None
+        with bar or contextlib.nullcontext() as on_event:
             async with interruptible() as interrupt:
-                await drive(
-                    machine,
-                    transport,
-                    on_event=on_event if show_progress else None,
-                    inbox_size=1 << 16,
-                )
-        finally:
-            if show_progress:
-                progress.stop()
+                await drive(machine, transport, on_event=on_event, inbox_size=1 << 16)
         result = machine.result(anyio.current_time())
         counters = transport.counters.as_dict()
     return result, counters, interrupt.happened
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, workers: int) -> Iterator[Callable[[object], None]]:
+    """A progress bar for the block, drawn by the event handler it yields from this
+    shard's ScanProgress events (scaled to the whole scan). rich is imported here only:
+    scripts (--json, no terminal) never pay its start-up time."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9,.0f} probes/s"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True, highlight=False),
+        auto_refresh=False,  # redrawn from the event loop on progress events
+        transient=True,
+    )
+    task = progress.add_task("scan", total=total, rate=0.0)
+
+    def on_event(event: object) -> None:
+        if isinstance(event, ScanProgress):
+            done, rate = event.decided * workers, event.rate_pps * workers
+            progress.update(task, completed=done, rate=rate, refresh=True)
+
+    with progress:
+        yield on_event

@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -74,6 +75,8 @@ _V6 = socket.AF_INET6
 _SYN, _RST, _ACK = 0x02, 0x04, 0x10
 _SYN_ACK, _RST_ACK = _SYN | _ACK, _RST | _ACK
 _WINDOW = 1024  # nmap's SYN probe window
+#: Builds a NamedTuple without its Python-level ``__new__`` (one Outgoing per probe).
+_new_tuple: Any = tuple.__new__
 _MSS_OPTION = (2 << 8 | 4, 1460)  # kind 2, length 4, MSS 1460 (as nmap sends)
 _TCP_LENGTH = 24
 _IP4 = struct.Struct("!BBHHHBBH")  # then source and destination
@@ -432,7 +435,7 @@ class ScanMachine(MachineOutbox):
                 self._queue_delay += 0.125 * (sample - template.base_s - self._queue_delay)
             self._open_window(flight)
         rtt = rtt_s(flight.stamp, reply)
-        self._decide(key, flight, state, reason, reply.ttl, rtt, reply.source, from_host)
+        self._decide(key, flight, state, reason, reply.ttl, rtt, reply.source_packed, from_host)
         if self._exhausted and not self._flights:
             self._note_finish(now)
 
@@ -543,7 +546,8 @@ class ScanMachine(MachineOutbox):
             key: MatchKey = (KIND_TCP, remote, word, isn)
             template = templates.get(remote) or self._template(remote, family)
             flights[key] = _Flight()
-            out.append(Outgoing(key, self._build(template, ports[port_index], isn)))
+            packet = self._build(template, ports[port_index], isn)
+            out.append(_new_tuple(Outgoing, (key, packet, (), True)))
 
     def _packet(self, key: MatchKey) -> bytes:
         _kind, remote, ports, isn = key
@@ -606,9 +610,10 @@ class ScanMachine(MachineOutbox):
         reason: str,
         ttl: int | None = None,
         rtt: float | None = None,
-        source: str | None = None,
+        source: bytes | None = None,
         from_host: bool = False,
     ) -> None:
+        """Record the port's state; ``source`` (packed) is who answered."""
         del self._flights[key]
         if flight.flying:
             self._in_flight -= 1
@@ -624,9 +629,9 @@ class ScanMachine(MachineOutbox):
         options = self.options
         listed = state != CLOSED or options.keep_closed
         if listed or options.closed_events:
-            port = PortResult(
-                address, key[2] & 0xFFFF, state, reason, ttl, rtt, source, flight.tries
-            )
+            family = _V4 if source is not None and len(source) == 4 else _V6
+            text = socket.inet_ntop(family, source) if source else None
+            port = PortResult(address, key[2] & 0xFFFF, state, reason, ttl, rtt, text, flight.tries)
             self._events.append(port)
         if not options.collect:
             return
