@@ -53,13 +53,13 @@ from rawprobe.transport.wire.checksum import (
     ones_complement_sum,
     pseudo_header,
 )
-from rawprobe.transport.wire.icmp import build_icmp, parse_icmp
+from rawprobe.transport.wire.icmp import parse_icmp
 from rawprobe.transport.wire.icmpext import (
     MplsLabel,
     parse_extensions,
     verify_extensions_checksum,
 )
-from rawprobe.transport.wire.icmpv6 import build_icmpv6, parse_icmpv6
+from rawprobe.transport.wire.icmpv6 import parse_icmpv6
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 from rawprobe.transport.wire.tcp import ACK, RST, SYN, TcpHeader, build_tcp
@@ -95,6 +95,7 @@ _MIN_PAYLOAD: dict[str, int] = {"icmp": _COOKIE + 2, "udp": 2, "tcp": 0}
 #: Where RFC 4884 non-compliant routers put extensions: after a 128-byte quote.
 _COMPAT_QUOTE = 128
 _WORD = struct.Struct("!H")
+_ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,8 @@ class TraceMachine(MachineOutbox):
             pseudo = pseudo_header(source, address, self._proto, transport_length)
             self._pseudo_sum = ones_complement_sum(pseudo)
         self._ip_template = self._ip_header(transport_length)
+        echo_type = 8 if self.family == socket.AF_INET else 128
+        self._echo_sum = (echo_type << 8) + self._flow_id + self._pseudo_sum
         # Scheduling state.
         self._started: float | None = None
         self._finished: float | None = None
@@ -368,8 +371,13 @@ class TraceMachine(MachineOutbox):
         return self._dest_ttl if self._dest_ttl is not None else self.options.max_ttl
 
     def _activate(self) -> None:
+        """Open the next TTL when nothing is waiting to be sent: ``poll`` sends one TTL's
+        probes per call, so TTLs are opened one per call too, not all at once."""
         window = self.options.in_flight
-        while self._next_ttl <= self._limit() and (window is None or len(self._open_ttls) < window):
+        limit = self._limit()
+        if self._pending and self._pending[0][0] <= limit:
+            return
+        if self._next_ttl <= limit and (window is None or len(self._open_ttls) < window):
             ttl = self._next_ttl
             self._next_ttl += 1
             self._open_ttls.add(ttl)
@@ -502,20 +510,15 @@ class TraceMachine(MachineOutbox):
         key: MatchKey = (KIND_ECHO, self._remote, self._flow_id, seq)
         payload = bytearray(self._cookies.echo_payload(key, self._payload_size))
         payload[_COOKIE : _COOKIE + 2] = b"\x00\x00"
-        checksum = internet_checksum(self._echo(seq, bytes(payload), 0), self._pseudo_sum)
+        # The checksum of the message with a zero checksum field: header words (type,
+        # identifier, sequence; ICMPv6 adds the pseudo-header) plus the payload.
+        checksum = internet_checksum(payload, self._echo_sum + seq)
         if self.options.paris:
             word = compensating_word(checksum, self._icmp_checksum)
             payload[_COOKIE : _COOKIE + 2] = _WORD.pack(word)
             checksum = self._icmp_checksum
-        return self._echo(seq, bytes(payload), checksum), seq
-
-    def _echo(self, seq: int, payload: bytes, checksum: int) -> bytes:
-        rest = self._flow_id << 16 | seq
-        if self.family == socket.AF_INET:
-            return build_icmp(8, 0, rest, payload, checksum=checksum)
-        return build_icmpv6(
-            128, 0, rest, payload, src=self.source, dst=self.address, checksum=checksum
-        )
+        echo_type = 8 if self.family == socket.AF_INET else 128
+        return _ECHO_HEADER.pack(echo_type, 0, checksum, self._flow_id, seq) + payload, seq
 
     def _udp(self, number: int) -> tuple[bytes, int]:
         payload = bytearray(i & 0xFF for i in range(0x40, 0x40 + self._payload_size))

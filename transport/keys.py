@@ -227,6 +227,7 @@ class Cookies:
         self._ident_counter = secrets.randbits(8)
         # Keyed once; each cookie copies the keyed state (cheaper than re-keying).
         self._keyed = hashlib.blake2b(key=secret, digest_size=self.COOKIE_BYTES)
+        self._fillers: dict[int, bytes] = {}  # payload size -> the pattern after the cookie
 
     def cookie(self, key: MatchKey) -> bytes:
         """The cookie for a probe with this key (8 bytes of keyed BLAKE2b)."""
@@ -244,7 +245,9 @@ class Cookies:
         cookie = self.cookie(key)
         if size <= len(cookie):
             return cookie[:size]
-        filler = bytes(i & 0xFF for i in range(len(cookie), size))
+        filler = self._fillers.get(size)
+        if filler is None:
+            filler = self._fillers[size] = bytes(i & 0xFF for i in range(len(cookie), size))
         return cookie + filler
 
     def verify_echo(
