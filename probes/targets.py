@@ -75,6 +75,9 @@ def _range_end(
     return end
 
 
+_OCTETS = tuple(str(octet) for octet in range(256))
+
+
 class TargetSpace:
     """An ordered union of address blocks, indexed 0..size-1."""
 
@@ -124,15 +127,23 @@ class TargetSpace:
         per block rather than per address: output of million-host sweeps)."""
         ntop = socket.inet_ntop
         position, end = -1, 0
-        family, first, width = 0, 0, 0
+        family, first = 0, 0
+        prefix_of, prefix = -1, ""  # IPv4: the "a.b.c." text of the current /24
         for index in indices:
             if index >= end:
                 position = self.locate(index)[0]
                 block = self.blocks[position]
                 end = self._starts[position] + block.count
-                family, width = block.family, block.width
+                family = block.family
                 first = block.first - self._starts[position]
-            yield ntop(family, (first + index).to_bytes(width, "big"))
+            value = first + index
+            if family == socket.AF_INET6:
+                yield ntop(family, value.to_bytes(16, "big"))
+                continue
+            if value >> 8 != prefix_of:
+                prefix_of = value >> 8
+                prefix = ntop(family, value.to_bytes(4, "big")).rpartition(".")[0] + "."
+            yield prefix + _OCTETS[value & 0xFF]
 
 
 # -- destinations that are not one host --------------------------------------------------

@@ -214,7 +214,11 @@ def test_echo_probes_equal_the_generic_encoders_byte_for_byte(
 
 
 def test_addresses_of_ascending_indices_across_blocks() -> None:
-    space = TargetSpace.parse(["198.19.0.0/29", "198.19.9.9", "2001:db8::/126", "10.0.0.1-3"])
-    indices = [0, 1, 5, 6, 8, 9, 11, 12, 13]
+    space = TargetSpace.parse(
+        ["198.19.0.0/29", "198.19.9.9", "2001:db8::/126", "10.0.0.1-3", "10.0.0.250-10.0.2.3"]
+    )
+    indices = [0, 1, 5, 6, 8, 9, 11, 12, 13, *range(14, space.size, 3)]
     assert list(space.addresses(indices)) == [space.address(i) for i in indices]
+    everything = range(space.size)
+    assert list(space.addresses(everything)) == [space.address(i) for i in everything]
     assert list(space.addresses([])) == []
