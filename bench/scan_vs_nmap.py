@@ -10,7 +10,7 @@ Each is timed as a whole process (wall clock, startup included). Prints every ro
 then the medians, the ratio rawprobe/nmap (the goal is <= 0.5) and whether each tool
 found exactly the lab's open ports. Root only; every packet stays inside the lab.
 
-    sudo .venv/bin/python bench/scan_vs_nmap.py [--rounds 5] [-6] [--masscan-rate 20000]
+    sudo .venv/bin/python bench/scan_vs_nmap.py [--rounds 5] [-6] [--masscan-rate 10000]
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("-6", dest="v6", action="store_true", help="IPv6 target")
-    parser.add_argument("--masscan-rate", type=int, default=20000)
+    parser.add_argument("--masscan-rate", type=int, default=10000)
     parser.add_argument("--masscan-wait", type=int, default=1, help="masscan --wait (s)")
     args = parser.parse_args()
     use_masscan = shutil.which("masscan") is not None

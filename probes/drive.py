@@ -53,15 +53,16 @@ async def drive(
             drain()  # replies that arrived first count before anything expires
             batch = machine.poll(anyio.current_time())
             if batch:
-                for outgoing in () if idents else batch:
-                    if outgoing.authenticated:
-                        transport.register(outgoing.key, inbox)
-                    else:
-                        transport.register(outgoing.key, inbox, authenticated=False)
-                    keys.add(outgoing.key)
-                    for key in outgoing.extra_keys:
-                        transport.register(key, inbox)
-                        keys.add(key)
+                if not idents:  # (a machine with echo identifiers is routed as a whole)
+                    for outgoing in batch:
+                        if outgoing.authenticated:
+                            transport.register(outgoing.key, inbox)
+                        else:
+                            transport.register(outgoing.key, inbox, authenticated=False)
+                        keys.add(outgoing.key)
+                        for key in outgoing.extra_keys:
+                            transport.register(key, inbox)
+                            keys.add(key)
                 stamps = await transport.send_batch([o.packet for o in batch])
                 machine.sent_batch([o.key for o in batch], stamps, anyio.current_time())
             flush()

@@ -36,7 +36,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -49,7 +48,7 @@ from rawprobe.probes.permute import Permutation
 from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
 from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.base import Reply, Sent, Transport, new_tuple, rtt_s
 from rawprobe.transport.keys import KIND_TCP, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
 from rawprobe.transport.wire.checksum import ones_complement_sum
@@ -75,8 +74,6 @@ _V6 = socket.AF_INET6
 _SYN, _RST, _ACK = 0x02, 0x04, 0x10
 _SYN_ACK, _RST_ACK = _SYN | _ACK, _RST | _ACK
 _WINDOW = 1024  # nmap's SYN probe window
-#: Builds a NamedTuple without its Python-level ``__new__`` (one Outgoing per probe).
-_new_tuple: Any = tuple.__new__
 _MSS_OPTION = (2 << 8 | 4, 1460)  # kind 2, length 4, MSS 1460 (as nmap sends)
 _TCP_LENGTH = 24
 _IP4 = struct.Struct("!BBHHHBBH")  # then source and destination
@@ -547,7 +544,7 @@ class ScanMachine(MachineOutbox):
             template = templates.get(remote) or self._template(remote, family)
             flights[key] = _Flight()
             packet = self._build(template, ports[port_index], isn)
-            out.append(_new_tuple(Outgoing, (key, packet, (), True)))
+            out.append(new_tuple(Outgoing, (key, packet, (), True)))
 
     def _packet(self, key: MatchKey) -> bytes:
         _kind, remote, ports, isn = key

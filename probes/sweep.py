@@ -19,7 +19,6 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
@@ -29,7 +28,7 @@ from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.permute import Permutation
 from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.base import Reply, Sent, Transport, new_tuple, rtt_s
 from rawprobe.transport.keys import (
     KIND_ECHO,
     KIND_TCP,
@@ -49,8 +48,6 @@ _ECHO_REPLY: dict[int, int] = {_V4: 0, _V6: 129}
 _PORT_UNREACHABLE: dict[int, tuple[int, int]] = {_V4: (3, 3), _V6: (1, 4)}
 _ICMP_TYPE: dict[int, int] = {_V4: 8, _V6: 128}
 _TCP_SYN, _TCP_ACK = 0x02, 0x10
-#: Builds a NamedTuple without its Python-level ``__new__`` (one Outgoing per probe).
-_new_tuple: Any = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,7 +441,7 @@ class SweepMachine(MachineOutbox):
         for extra_key in extra:  # answers that do not name the attempt (UDP data)
             self._in_flight[extra_key] = flight
         self._sent_count += 1
-        return _new_tuple(Outgoing, (key, packet, extra, True))  # type: ignore[no-any-return]
+        return new_tuple(Outgoing, (key, packet, extra, True))  # type: ignore[no-any-return]
 
     def _expire(self, now: float) -> None:
         deadline = now - self.timeout_s

@@ -11,10 +11,9 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Callable
-from typing import Any
 
 from rawprobe.errors import MalformedPacket, RawProbeError
-from rawprobe.transport.base import Counters, Inbox, Recorder, Reply
+from rawprobe.transport.base import Counters, Inbox, Recorder, Reply, new_tuple
 from rawprobe.transport.keys import (
     KIND_ECHO,
     PROTO_ICMPV6,
@@ -29,9 +28,6 @@ from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 
 _V4: int = socket.AF_INET
 _V6: int = socket.AF_INET6
-#: ``tuple.__new__``: builds a NamedTuple without its Python-level ``__new__`` (half
-#: the cost; one Reply is made per delivered packet).
-_new_tuple: Any = tuple.__new__
 
 
 class Demux:
@@ -89,7 +85,7 @@ class Demux:
             return
         inbox = self._accept(key, packet, echo_payload_v4)
         if inbox is not None and key is not None:
-            reply: Reply = _new_tuple(
+            reply: Reply = new_tuple(
                 Reply,
                 (key, _V4, packet[12:16], packet, packet[8], received_ns, received_s, packet[9]),
             )
@@ -117,7 +113,7 @@ class Demux:
             return
         inbox = self._accept(key, message, echo_payload_v6)
         if inbox is not None and key is not None:
-            reply: Reply = _new_tuple(
+            reply: Reply = new_tuple(
                 Reply, (key, _V6, source, message, hop_limit, received_ns, received_s, protocol)
             )
             if self.recorder is None and not inbox.closed and inbox.put(reply):

@@ -14,7 +14,6 @@ import struct
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import anyio.abc
@@ -22,7 +21,7 @@ import anyio.lowlevel
 
 from rawprobe.errors import SendError, TransportClosed, TransportError
 from rawprobe.transport import privileges
-from rawprobe.transport.base import Sent
+from rawprobe.transport.base import Sent, new_tuple
 from rawprobe.transport.exchange import SocketTransport
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
@@ -65,8 +64,6 @@ _ENOBUFS_PATIENCE_S = 5.0
 _ENOBUFS_WAIT_S = 0.001
 
 DEFAULT_PROTOCOLS = ICMP_SOCKETS
-#: Builds a NamedTuple without its Python-level ``__new__`` (one Sent per packet).
-_new_tuple: Any = tuple.__new__
 
 
 class RawTransport(SocketTransport):
@@ -169,7 +166,7 @@ class RawTransport(SocketTransport):
                     continue
                 return self._send_failed(exc, address[0], realtime_ns, monotonic_s)
             self.counters.sent += 1
-            return _new_tuple(Sent, (realtime_ns, monotonic_s, None))  # type: ignore[no-any-return]
+            return new_tuple(Sent, (realtime_ns, monotonic_s, None))  # type: ignore[no-any-return]
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _route(self, packet: bytes) -> tuple[socket.socket, tuple[str, int]]:
