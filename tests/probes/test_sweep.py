@@ -83,6 +83,7 @@ async def test_every_method_finds_every_host(method: str, port: int | None, reas
     [down] = [e for e in events if isinstance(e, HostDown)]
     assert down.address == "198.18.200.1" and down.reason == "no-response"
     assert result.probes_sent == 262 + 2  # the silent host was retried once
+    assert transport.registered == 0  # every key, or the echo identifier, released
     assert transport.registered == 0
 
 
