@@ -6,8 +6,9 @@ Nothing here prints or reads a clock; ``cli/scan_cmd.py`` decides where text goe
 from __future__ import annotations
 
 import functools
+import json
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rawprobe.cli.render import SCHEMA, ms
@@ -156,22 +157,40 @@ def scan_document(
             "max_retries_used": timing.max_retries_used,
         },
         "counters": counters or {},
-        "hosts": [
-            {
-                "address": host.address,
-                "family": "ipv6" if ":" in host.address else "ipv4",
-                "up": host.is_up,
-                "min_rtt_ms": None if host.min_rtt_s is None else ms(host.min_rtt_s),
-                "closed": host.closed,
-                "state_counts": {
-                    state: host.count(state) for state in sorted({s for s, _r, _n in host.counts})
-                },
-                "reason_counts": [{"state": s, "reason": r, "count": n} for s, r, n in host.counts],
-                "ports": [_port_data(port) for port in host.ports],
-            }
-            for host in result.hosts
-        ],
+        "hosts": [host_data(host) for host in result.hosts],
     }
+
+
+def host_data(host: HostPorts) -> dict[str, Any]:
+    """One entry of the document's ``hosts``."""
+    return {
+        "address": host.address,
+        "family": "ipv6" if ":" in host.address else "ipv4",
+        "up": host.is_up,
+        "min_rtt_ms": None if host.min_rtt_s is None else ms(host.min_rtt_s),
+        "closed": host.closed,
+        "state_counts": {
+            state: host.count(state) for state in sorted({s for s, _r, _n in host.counts})
+        },
+        "reason_counts": [{"state": s, "reason": r, "count": n} for s, r, n in host.counts],
+        "ports": [_port_data(port) for port in host.ports],
+    }
+
+
+def write_document(
+    document: dict[str, Any], key: str, items: Iterable[Any], write: Callable[[str], object]
+) -> None:
+    """Write ``document`` as ``json.dumps(document, indent=2)`` would, with ``items``
+    as the list under ``key``, serialised one item at a time: the whole text (a /16
+    scan's runs to hundreds of MB as one string) never exists at once."""
+    marker = "@ITEMS-" + key + "@"
+    head, tail = json.dumps({**document, key: marker}, indent=2).split(json.dumps(marker))
+    write(head + "[")
+    count = 0
+    for count, item in enumerate(items, 1):
+        text = json.dumps(item, indent=2).replace("\n", "\n    ")
+        write(("," if count > 1 else "") + "\n    " + text)
+    write(("\n  ]" if count else "]") + tail + "\n")
 
 
 def grepable(result: ScanResult, command_line: str, started: str, finished: str) -> list[str]:

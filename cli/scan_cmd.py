@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import dataclasses
 import functools
-import json
 import os
 import secrets
 import socket
@@ -172,9 +171,13 @@ def _print_result(
     workers: int,
 ) -> None:
     if args.json:
-        document = render_scan.scan_document(result, interrupted=interrupted, counters=counters)
+        document = render_scan.scan_document(
+            dataclasses.replace(result, hosts=()), interrupted=interrupted, counters=counters
+        )
+        del document["hosts"]
         document["workers"] = workers
-        print(json.dumps(document, indent=2))
+        hosts = (render_scan.host_data(host) for host in result.hosts)
+        render_scan.write_document(document, "hosts", hosts, sys.stdout.write)
     else:
         for line in render_scan.scan_report(
             result, only_open=args.open, show_all=args.all, reason=args.reason

@@ -300,6 +300,7 @@ class ScanMachine(MachineOutbox):
         )
         self._exhausted = False
         self._templates: dict[bytes, _Template] = {}
+        self._sources: dict[int, bytes] = {}  # block position -> our source address
         self._flights: dict[MatchKey, _Flight] = {}
         self._expiry: deque[tuple[float, MatchKey, int]] = deque()
         self._resend: deque[MatchKey] = deque()
@@ -507,13 +508,23 @@ class ScanMachine(MachineOutbox):
 
     # -- probes --------------------------------------------------------------------
 
-    def _template(self, remote: bytes, family: int) -> _Template:
+    def _template(self, remote: bytes, family: int, block: int | None = None) -> _Template:
+        """The packets for ``remote``; the source address is routing's pick for the
+        target block (index ``block``: one lookup per block, as the sweep does, not one
+        per host) or, for a block not given, for the host itself."""
         template = self._templates.get(remote)
         if template is None:
             if len(self._templates) >= _TEMPLATE_CACHE:
                 self._templates.clear()
-            address = socket.inet_ntop(family, remote)
-            source = socket.inet_pton(family, self._source_for(address))
+            source = self._sources.get(block) if block is not None else None
+            if source is None:
+                if block is not None:
+                    address = self.space.first_address(self.space.blocks[block])
+                else:
+                    address = socket.inet_ntop(family, remote)
+                source = socket.inet_pton(family, self._source_for(address))
+                if block is not None:
+                    self._sources[block] = source
             template = _Template(
                 family, remote, source, self._sport, self._ack_scan, self.options.ttl
             )
@@ -534,14 +545,16 @@ class ScanMachine(MachineOutbox):
                 return
             host, port_index = divmod(index, nports)
             if single is not None:
-                family, remote = single.family, (single.first + host).to_bytes(single.width, "big")
+                position, family = 0, single.family
+                remote = (single.first + host).to_bytes(single.width, "big")
             else:
-                block, offset = self.space.block_of(host)
+                position, offset = self.space.locate(host)
+                block = self.space.blocks[position]
                 family, remote = block.family, (block.first + offset).to_bytes(block.width, "big")
             word = words[port_index]
             isn = _U32.unpack_from(cookie((KIND_TCP, remote, word, 0)))[0]
             key: MatchKey = (KIND_TCP, remote, word, isn)
-            template = templates.get(remote) or self._template(remote, family)
+            template = templates.get(remote) or self._template(remote, family, position)
             flights[key] = _Flight()
             packet = self._build(template, ports[port_index], isn)
             out.append(new_tuple(Outgoing, (key, packet, (), True)))

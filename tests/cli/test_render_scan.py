@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from rawprobe.cli.render_scan import grepable, scan_document, scan_report
+import dataclasses
+import json
+
+import pytest
+
+from rawprobe.cli.render_scan import grepable, scan_document, scan_report, write_document
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
 
 A = "198.19.0.5"
@@ -40,3 +45,13 @@ def test_grepable_has_nmap_shape() -> None:
     assert lines[1] == f"Host: {A} ()\tStatus: Up"
     assert lines[2].startswith(f"Host: {A} ()\tPorts: 22/open/tcp//ssh///, 1000/filtered/tcp//")
     assert lines[2].endswith("\tIgnored State: closed (69)")
+
+
+@pytest.mark.parametrize("hosts", [(), (HOST,), (HOST, HOST, HOST)])
+def test_the_streamed_document_is_the_document(hosts: tuple[HostPorts, ...]) -> None:
+    """The CLI writes big documents host by host; the text must be json.dumps's."""
+    document = scan_document(dataclasses.replace(RESULT, hosts=hosts))
+    pieces: list[str] = []
+    head = {k: v for k, v in document.items() if k != "hosts"}
+    write_document(head, "hosts", document["hosts"], pieces.append)
+    assert "".join(pieces) == json.dumps(document, indent=2) + "\n"

@@ -42,6 +42,29 @@ def test_all_65535_ports_classified_with_zero_errors(lab: Lab, family: str) -> N
     assert all(p["ttl"] == 61 for p in host["ports"] if p["state"] == "open")
 
 
+def test_a_slash_24_times_100_ports_gets_every_state_right(lab: Lab) -> None:
+    """254 lab hosts (the target's AnyIP range) x 100 ports: open, closed, silently
+    dropped and rejected ports on every host, in one randomised scan."""
+    ports = [*range(1, 51), *range(1990, 2040)]  # 22 open, 1990-1999 drop, 2000+ reject
+    spec = "1-50,1990-2039"
+    code, out, err = rawprobe_cli(lab, "scan", "-p", spec, "--rate", "0", "--json", "198.19.7.0/24")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["complete"] and document["host_count"] == 254
+    expected = {port: ("open", "syn-ack") for port in ports if port in lab.open_ports}
+    expected |= {port: ("filtered", "no-response") for port in ports if port in lab.drop_ports}
+    expected |= {
+        port: ("filtered", "admin-prohibited") for port in ports if port in lab.reject_ports
+    }
+    assert len(expected) == 1 + 10 + 40
+    hosts = document["hosts"]
+    assert sorted(h["address"] for h in hosts) == sorted(f"198.19.7.{i}" for i in range(1, 255))
+    for host in hosts:
+        assert host["up"]
+        assert {p["port"]: (p["state"], p["reason"]) for p in host["ports"]} == expected
+        assert host["closed"] == 100 - len(expected)
+
+
 FORGER = textwrap.dedent(
     """
     # Sees every SYN reaching the target and answers first with a forged SYN-ACK from
