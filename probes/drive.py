@@ -50,7 +50,8 @@ async def drive(
 
     try:
         while True:
-            drain()  # replies that arrived first count before anything expires
+            transport.read_pending()  # replies that arrived count before anything expires
+            drain()
             batch = machine.poll(anyio.current_time())
             if batch:
                 if not idents:  # (a machine with echo identifiers is routed as a whole)

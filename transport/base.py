@@ -197,6 +197,11 @@ class Transport(Protocol):
         """Send a whole IPv4/IPv6 packet, paced by the transport's rate."""
         ...
 
+    def read_pending(self) -> None:
+        """Deliver every packet already received, without waiting: called by the
+        driver before a machine decides what has timed out."""
+        ...
+
     async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
         """Send packets in order, paced; one Sent per packet."""
         ...

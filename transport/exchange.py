@@ -70,6 +70,10 @@ class TransportBase:
     async def send(self, packet: bytes) -> Sent:
         raise NotImplementedError
 
+    def read_pending(self) -> None:
+        """Deliver what the sockets already hold, now (see Transport.read_pending); a
+        transport whose readers deliver as packets arrive has nothing to do."""
+
     def filter_tcp(self, local_ports: Sequence[int]) -> None:
         """Deliver only TCP segments to ``local_ports`` (a kernel filter on raw
         sockets; nothing to do for a simulated network)."""

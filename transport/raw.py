@@ -41,6 +41,8 @@ from rawprobe.transport.sockets import (
 
 #: Datagrams read per wake-up before yielding to the event loop.
 RECV_BATCH = 256
+#: Datagrams ``read_pending`` takes from one socket at most.
+PENDING_LIMIT = 8192
 _RECV_BYTES = 65535
 _ANCILLARY_BYTES = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(4) * 2
 _TIMESPEC = struct.Struct("=qq")
@@ -211,38 +213,11 @@ class RawTransport(SocketTransport):
     async def _reader(self, sock: socket.socket, family: int, protocol: int) -> None:
         """Read until closed: try the syscall first, wait only when it would block,
         drain a batch per wake-up, then yield so a flood cannot starve the loop."""
-        demux = self._demux
-        fileno = sock.fileno()
         while not self._closed:
-            for _ in range(RECV_BATCH):
-                try:
-                    data, ancillary, _flags, address = sock.recvmsg(_RECV_BYTES, _ANCILLARY_BYTES)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    if self._closed:
-                        return
-                    _drain_error_queue(sock)  # an ICMP error's sk_err: the packet comes too
-                    continue
-                received_s = time.monotonic()
-                received_ns = 0
-                hop_limit: int | None = None
-                for level, kind, value in ancillary:
-                    if kind == SCM_TIMESTAMPNS and level == socket.SOL_SOCKET:
-                        seconds, nanos = _TIMESPEC.unpack_from(value)
-                        received_ns = seconds * 1_000_000_000 + nanos
-                    elif kind == SO_RXQ_OVFL and level == socket.SOL_SOCKET:
-                        self._note_drops(fileno, _U32.unpack_from(value)[0])
-                    elif kind == IPV6_HOPLIMIT and level == socket.IPPROTO_IPV6:
-                        hop_limit = _INT.unpack_from(value)[0]
-                if received_ns == 0:
-                    received_ns = time.time_ns()
-                if family == socket.AF_INET:
-                    demux.dispatch_v4(data, received_ns, received_s)
-                else:
-                    source = socket.inet_pton(socket.AF_INET6, address[0].split("%")[0])
-                    demux.dispatch_v6(data, source, hop_limit, received_ns, received_s, protocol)
-            else:
+            read = self._read_ready(sock, family, protocol, RECV_BATCH)
+            if read is None:
+                return
+            if read == RECV_BATCH:
                 await anyio.lowlevel.checkpoint()
                 continue
             _drain_error_queue(sock)
@@ -250,6 +225,52 @@ class RawTransport(SocketTransport):
                 await anyio.wait_readable(sock)
             except (anyio.ClosedResourceError, OSError):
                 return
+
+    def read_pending(self) -> None:
+        """Hand every packet the kernel already holds to the demultiplexer, now (up to
+        ``PENDING_LIMIT`` per socket). The driver calls it before a machine decides
+        anything has timed out: the readers take a batch per turn of the event loop,
+        and a reply merely waiting in a socket buffer must not count as lost."""
+        for (family, protocol), sock in self._sockets.items():
+            if self._read_ready(sock, family, protocol, PENDING_LIMIT) is None:
+                return
+
+    def _read_ready(
+        self, sock: socket.socket, family: int, protocol: int, limit: int
+    ) -> int | None:
+        """Read up to ``limit`` datagrams without waiting; how many (None once closed)."""
+        demux = self._demux
+        count = 0
+        while count < limit:
+            try:
+                data, ancillary, _flags, address = sock.recvmsg(_RECV_BYTES, _ANCILLARY_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return count
+            except OSError:
+                if self._closed:
+                    return None
+                _drain_error_queue(sock)  # an ICMP error's sk_err: the packet comes too
+                continue
+            count += 1
+            received_s = time.monotonic()
+            received_ns = 0
+            hop_limit: int | None = None
+            for level, kind, value in ancillary:
+                if kind == SCM_TIMESTAMPNS and level == socket.SOL_SOCKET:
+                    seconds, nanos = _TIMESPEC.unpack_from(value)
+                    received_ns = seconds * 1_000_000_000 + nanos
+                elif kind == SO_RXQ_OVFL and level == socket.SOL_SOCKET:
+                    self._note_drops(sock.fileno(), _U32.unpack_from(value)[0])
+                elif kind == IPV6_HOPLIMIT and level == socket.IPPROTO_IPV6:
+                    hop_limit = _INT.unpack_from(value)[0]
+            if received_ns == 0:
+                received_ns = time.time_ns()
+            if family == socket.AF_INET:
+                demux.dispatch_v4(data, received_ns, received_s)
+            else:
+                source = socket.inet_pton(socket.AF_INET6, address[0].split("%")[0])
+                demux.dispatch_v6(data, source, hop_limit, received_ns, received_s, protocol)
+        return count
 
     def _note_drops(self, fileno: int, cumulative: int) -> None:
         previous = self._kernel_drops.get(fileno, 0)
