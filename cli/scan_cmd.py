@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return shard
 
-    shards = run_workers(job, workers, after_fork=privileges.sockets_opened)
+    shards = run_workers(job, workers, after_fork=privileges.sockets_opened, bulk_gc=True)
     result = merge_results([shard[0] for shard in shards])
     interrupted = any(shard[2] for shard in shards)
     counters = {name: sum(shard[1][name] for shard in shards) for name in shards[0][1]}

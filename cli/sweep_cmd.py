@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         return outcome
 
-    outcomes = run_workers(job, workers, after_fork=privileges.sockets_opened)
+    outcomes = run_workers(job, workers, after_fork=privileges.sockets_opened, bulk_gc=True)
     result = merge_outcomes(space, outcomes)
     interrupted = any(outcome.interrupted for outcome in outcomes)
     counters = {

@@ -10,6 +10,7 @@ value through a pipe. A worker that fails sends its exception, re-raised here.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import signal
@@ -28,7 +29,11 @@ class WorkerFailed(RawProbeError):
 
 
 def run_workers(
-    job: Callable[[int], T], count: int, *, after_fork: Callable[[], object] | None = None
+    job: Callable[[int], T],
+    count: int,
+    *,
+    after_fork: Callable[[], object] | None = None,
+    bulk_gc: bool = False,
 ) -> list[T]:
     """``[job(0), ..., job(count - 1)]``, each call in its own forked process.
 
@@ -36,7 +41,14 @@ def run_workers(
     terminal's process group); each is expected to stop early and return what it has.
     ``after_fork`` runs in this process once every worker is forked (the CLI drops its
     privileges there: the workers open their own sockets, this process opens none).
+    ``bulk_gc`` tunes this process's garbage collector for bulk work (commands only).
     """
+    if bulk_gc:
+        # Everything made so far (modules, parsed targets) is never garbage: keep the
+        # collector from walking it again, and let it run less often while the job
+        # makes tuples by the million (valgrind: 3.5% fewer instructions per host swept).
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
     if count == 1:
         return [job(0)]
     children: list[tuple[int, int]] = []
