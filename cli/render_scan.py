@@ -128,11 +128,13 @@ def scan_document(
     *,
     interrupted: bool = False,
     counters: dict[str, int] | None = None,
+    with_hosts: bool = True,
 ) -> dict[str, Any]:
     """The ``rawprobe/1`` JSON document: open and filtered ports always listed, closed
-    ones counted (listed too when the scan kept them)."""
+    ones counted (listed too when the scan kept them). ``with_hosts=False`` leaves
+    out ``hosts`` (``host_data`` of each, for writing them one at a time)."""
     timing = result.timing
-    return {
+    document = {
         "schema": SCHEMA,
         "command": "scan",
         "technique": result.technique,
@@ -157,8 +159,10 @@ def scan_document(
             "max_retries_used": timing.max_retries_used,
         },
         "counters": counters or {},
-        "hosts": [host_data(host) for host in result.hosts],
     }
+    if with_hosts:
+        document["hosts"] = [host_data(host) for host in result.hosts]
+    return document
 
 
 def host_data(host: HostPorts) -> dict[str, Any]:

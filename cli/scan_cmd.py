@@ -172,9 +172,8 @@ def _print_result(
 ) -> None:
     if args.json:
         document = render_scan.scan_document(
-            dataclasses.replace(result, hosts=()), interrupted=interrupted, counters=counters
+            result, interrupted=interrupted, counters=counters, with_hosts=False
         )
-        del document["hosts"]
         document["workers"] = workers
         hosts = (render_scan.host_data(host) for host in result.hosts)
         render_scan.write_document(document, "hosts", hosts, sys.stdout.write)

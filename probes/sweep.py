@@ -373,7 +373,9 @@ class SweepMachine(MachineOutbox):
             if entry is None:
                 continue  # a late answer for a host already decided
             data = reply[3]
-            if key[0] == KIND_ECHO and (data[20] == 0 if data[0] == 0x45 else data[0] == 129):
+            if key[0] == KIND_ECHO and (
+                data[0] == 129 if reply[1] == _V6 else data[0] == 0x45 and data[20] == 0
+            ):
                 reason: str | None = "echo-reply"  # the common case, without a call
             else:
                 reason = _reason(reply)
