@@ -182,19 +182,31 @@ def host_data(host: HostPorts) -> dict[str, Any]:
 
 
 def write_document(
-    document: dict[str, Any], key: str, items: Iterable[Any], write: Callable[[str], object]
+    document: dict[str, Any],
+    key: str,
+    items: Iterable[Any],
+    write: Callable[[str], object],
+    *,
+    indent: int | None = 2,
 ) -> None:
-    """Write ``document`` as ``json.dumps(document, indent=2)`` would, with ``items``
-    as the list under ``key``, serialised one item at a time: the whole text (a /16
-    scan's runs to hundreds of MB as one string) never exists at once."""
+    """Write ``document`` as ``json.dumps(document, indent=indent)`` would, with
+    ``items`` as the list under ``key``, serialised one item at a time: the whole text
+    (a /16 scan's runs to hundreds of MB as one string) never exists at once.
+    ``indent=None`` (compact) uses json's C encoder, about ten times faster."""
     marker = "@ITEMS-" + key + "@"
-    head, tail = json.dumps({**document, key: marker}, indent=2).split(json.dumps(marker))
+    head, tail = json.dumps({**document, key: marker}, indent=indent).split(json.dumps(marker))
     write(head + "[")
     count = 0
+    if indent is None:
+        for count, item in enumerate(items, 1):
+            write((", " if count > 1 else "") + json.dumps(item))
+        write("]" + tail + "\n")
+        return
+    inner = "\n" + " " * 2 * indent
     for count, item in enumerate(items, 1):
-        text = json.dumps(item, indent=2).replace("\n", "\n    ")
-        write(("," if count > 1 else "") + "\n    " + text)
-    write(("\n  ]" if count else "]") + tail + "\n")
+        text = json.dumps(item, indent=indent).replace("\n", inner)
+        write(("," if count > 1 else "") + inner + text)
+    write(("\n" + " " * indent + "]" if count else "]") + tail + "\n")
 
 
 def grepable(result: ScanResult, command_line: str, started: str, finished: str) -> list[str]:

@@ -176,7 +176,9 @@ def _print_result(
         )
         document["workers"] = workers
         hosts = (render_scan.host_data(host) for host in result.hosts)
-        render_scan.write_document(document, "hosts", hosts, sys.stdout.write)
+        # Indented for a few hosts; compact (json's C encoder) for networks.
+        indent = 2 if result.host_count <= 10 else None
+        render_scan.write_document(document, "hosts", hosts, sys.stdout.write, indent=indent)
     else:
         for line in render_scan.scan_report(
             result, only_open=args.open, show_all=args.all, reason=args.reason

@@ -47,12 +47,15 @@ def test_grepable_has_nmap_shape() -> None:
     assert lines[2].endswith("\tIgnored State: closed (69)")
 
 
+@pytest.mark.parametrize("indent", [2, 4, None])
 @pytest.mark.parametrize("hosts", [(), (HOST,), (HOST, HOST, HOST)])
-def test_the_streamed_document_is_the_document(hosts: tuple[HostPorts, ...]) -> None:
+def test_the_streamed_document_is_the_document(
+    hosts: tuple[HostPorts, ...], indent: int | None
+) -> None:
     """The CLI writes big documents host by host; the text must be json.dumps's."""
     result = dataclasses.replace(RESULT, hosts=hosts)
     document = scan_document(result)
     pieces: list[str] = []
     head = scan_document(result, with_hosts=False)
-    write_document(head, "hosts", document["hosts"], pieces.append)
-    assert "".join(pieces) == json.dumps(document, indent=2) + "\n"
+    write_document(head, "hosts", document["hosts"], pieces.append, indent=indent)
+    assert "".join(pieces) == json.dumps(document, indent=indent) + "\n"
