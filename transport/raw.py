@@ -36,6 +36,7 @@ from rawprobe.transport.sockets import (
     attach_filter,
     icmp_filter_program,
     open_raw_socket,
+    open_send_socket,
     tcp_filter_program,
 )
 
@@ -92,7 +93,8 @@ class RawTransport(SocketTransport):
                         continue
                     raise
                 self._sockets[(family, protocol)] = sock
-                self._send_sockets.setdefault(family, sock)
+                if family not in self._send_sockets:
+                    self._send_sockets[family] = open_send_socket(family)
                 if icmp_filter and protocol in (PROTO_ICMP, PROTO_ICMPV6):
                     program = icmp_filter_program(family, self.cookies.ident_prefix)
                     attach_filter(sock, program)
@@ -162,8 +164,8 @@ class RawTransport(SocketTransport):
                 if exc.errno == errno.ENOBUFS:
                     return None
                 if attempt == 1 and exc.errno in NETWORK_SEND_ERRORS:
-                    # With IP_RECVERR an ICMP error drawn by an earlier probe is also
-                    # reported by the next send, which did not go out: clear, resend.
+                    # A pending error on the socket (an earlier send's, reported now)
+                    # failed this send, which did not go out: clear it, send again.
                     _drain_error_queue(sock)
                     continue
                 return self._send_failed(exc, address[0], realtime_ns, monotonic_s)
@@ -220,7 +222,6 @@ class RawTransport(SocketTransport):
             if read == RECV_BATCH:
                 await anyio.lowlevel.checkpoint()
                 continue
-            _drain_error_queue(sock)
             try:
                 await anyio.wait_readable(sock)
             except (anyio.ClosedResourceError, OSError):
@@ -249,8 +250,7 @@ class RawTransport(SocketTransport):
             except OSError:
                 if self._closed:
                     return None
-                _drain_error_queue(sock)  # an ICMP error's sk_err: the packet comes too
-                continue
+                continue  # a hard ICMP error's sk_err, cleared by this call (the packet comes too)
             count += 1
             received_s = time.monotonic()
             received_ns = 0
@@ -272,6 +272,17 @@ class RawTransport(SocketTransport):
                 demux.dispatch_v6(data, source, hop_limit, received_ns, received_s, protocol)
         return count
 
+    @property
+    def socket_count(self) -> int:
+        """Sockets this transport holds (one receiving per protocol and family, one
+        sending per family): constant, however many probes run."""
+        return len(self._sockets) + len(self._send_sockets)
+
+    def _close_sockets(self) -> None:
+        for sock in self._send_sockets.values():
+            sock.close()
+        super()._close_sockets()
+
     def _note_drops(self, fileno: int, cumulative: int) -> None:
         previous = self._kernel_drops.get(fileno, 0)
         if cumulative > previous:
@@ -280,9 +291,8 @@ class RawTransport(SocketTransport):
 
 
 def _drain_error_queue(sock: socket.socket) -> None:
-    """Discard the socket's error queue. IP_RECVERR is on only so that a send the qdisc
-    drops reports ENOBUFS (and is retried); the ICMP errors queued there also arrive as
-    ordinary packets, which is where the demultiplexer reads them."""
+    """Discard a send socket's error queue (IP_RECVERR is on only so that a send the
+    qdisc drops reports ENOBUFS, and is retried)."""
     while True:
         try:
             sock.recvmsg(1, 0, socket.MSG_ERRQUEUE)
