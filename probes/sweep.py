@@ -166,7 +166,8 @@ def merge_outcomes(space: TargetSpace, outcomes: list[ShardOutcome]) -> SweepRes
 
 class _Template:
     """Packets of one method and family: fixed bytes, per-probe address, cookie and
-    checksum. ``probe(dst, attempt)`` returns (key, packet, extra keys)."""
+    checksum. ``echo(dst, attempt)`` returns (key, packet) of an echo request,
+    ``probe(dst, attempt)`` (key, packet, extra keys) of a TCP or UDP probe."""
 
     def __init__(
         self, family: int, options: SweepOptions, source: str, ident: int, cookies: Cookies
@@ -217,10 +218,8 @@ class _Template:
         return key, packet
 
     def probe(self, dst: bytes, attempt: int) -> tuple[MatchKey, bytes, tuple[MatchKey, ...]]:
+        """A TCP or UDP probe to ``dst`` (echo requests come from ``echo``)."""
         method = self.method
-        if method == "icmp":
-            key, packet = self.echo(dst, attempt)
-            return key, packet, ()
         ports = self.sport << 16 | self.port
         secret = int.from_bytes(self.cookie((KIND_TCP, dst, ports, attempt))[:4], "big")
         if method == "udp":

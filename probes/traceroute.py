@@ -249,8 +249,8 @@ class TraceMachine(MachineOutbox):
             pseudo = pseudo_header(source, address, self._proto, transport_length)
             self._pseudo_sum = ones_complement_sum(pseudo)
         self._ip_template = self._ip_header(transport_length)
-        echo_type = 8 if self.family == socket.AF_INET else 128
-        self._echo_sum = (echo_type << 8) + self._flow_id + self._pseudo_sum
+        self._echo_type = 8 if self.family == socket.AF_INET else 128
+        self._echo_sum = (self._echo_type << 8) + self._flow_id + self._pseudo_sum
         # Scheduling state.
         self._started: float | None = None
         self._finished: float | None = None
@@ -517,8 +517,7 @@ class TraceMachine(MachineOutbox):
             word = compensating_word(checksum, self._icmp_checksum)
             payload[_COOKIE : _COOKIE + 2] = _WORD.pack(word)
             checksum = self._icmp_checksum
-        echo_type = 8 if self.family == socket.AF_INET else 128
-        return _ECHO_HEADER.pack(echo_type, 0, checksum, self._flow_id, seq) + payload, seq
+        return _ECHO_HEADER.pack(self._echo_type, 0, checksum, self._flow_id, seq) + payload, seq
 
     def _udp(self, number: int) -> tuple[bytes, int]:
         payload = bytearray(i & 0xFF for i in range(0x40, 0x40 + self._payload_size))

@@ -241,6 +241,7 @@ class RawTransport(SocketTransport):
     ) -> int | None:
         """Read up to ``limit`` datagrams without waiting; how many (None once closed)."""
         demux = self._demux
+        fileno = sock.fileno()
         count = 0
         while count < limit:
             try:
@@ -260,7 +261,7 @@ class RawTransport(SocketTransport):
                     seconds, nanos = _TIMESPEC.unpack_from(value)
                     received_ns = seconds * 1_000_000_000 + nanos
                 elif kind == SO_RXQ_OVFL and level == socket.SOL_SOCKET:
-                    self._note_drops(sock.fileno(), _U32.unpack_from(value)[0])
+                    self._note_drops(fileno, _U32.unpack_from(value)[0])
                 elif kind == IPV6_HOPLIMIT and level == socket.IPPROTO_IPV6:
                     hop_limit = _INT.unpack_from(value)[0]
             if received_ns == 0:
