@@ -74,4 +74,7 @@ async def test_forged_errors_and_replies_never_enter_a_trace(lab: Lab) -> None:
         assert FAKE_ROUTER not in addresses
         assert result.reached
         assert [hop.addresses[0] for hop in result.hops] == [*lab.router_v4, lab.target_v4]
-    assert transport.counters.forged > 0
+    # The forger's packets did arrive and were refused: as forged while a probe was in
+    # flight, or as unmatched once the target's own (faster) reply had retired it; which of
+    # the two depends on how fast the forger runs on a loaded machine.
+    assert transport.counters.forged + transport.counters.unmatched > 0
