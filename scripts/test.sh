@@ -3,6 +3,8 @@
 # tier included (RAWPROBE_LAB=required: a lab that cannot be built fails the run).
 # Needs root (raw sockets, network namespaces).
 set -euo pipefail
+# Raw sockets and namespaces need root: as another user, go through sudo.
+[ "$(id -u)" -eq 0 ] || exec sudo bash "$0" "$@"
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export RAWPROBE_LAB=required
