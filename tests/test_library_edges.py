@@ -41,7 +41,7 @@ class _RefusingTransport(MemoryTransport):
 
     def source_for(self, destination: str) -> str:
         if destination == "198.19.0.255":
-            raise rawprobe.ResolutionError(f"{destination}: no route to host (EACCES)")
+            raise rawprobe.ResolutionError(f"{destination}: a broadcast destination (EACCES)")
         return super().source_for(destination)
 
 
