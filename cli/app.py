@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rawprobe.cli.args import BACKENDS, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Parser
-from rawprobe.errors import RawProbeError
+from rawprobe.errors import RawProbeError, leaves, sole_error
 from rawprobe.transport import privileges
 
 #: Subcommand -> (module defining it, one-line help for ``rawprobe --help``).
@@ -81,10 +81,11 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
     except BaseExceptionGroup as group:
         # Raised inside a task group (every open transport holds one): report the error
         # when the group holds nothing but ours (and cancellations), else it is a bug.
-        errors = _leaves(group)
-        if errors and all(isinstance(e, RawProbeError) for e in errors):
-            _report(errors[0])
+        error = sole_error(group)
+        if error is not None:
+            _report(error)
             return EXIT_ERROR
+        errors = leaves(group)
         if errors and all(isinstance(e, KeyboardInterrupt) for e in errors):
             return EXIT_INTERRUPTED
         raise
@@ -107,17 +108,6 @@ def _report(exc: BaseException) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         f"[red]rawprobe: {escape(str(exc))}[/]", markup=True
     )
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    """The exceptions of a (nested) group, in order."""
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found += _leaves(exc)
-        else:
-            found.append(exc)
-    return found
 
 
 if __name__ == "__main__":  # pragma: no cover

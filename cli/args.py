@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import signal
-import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import NoReturn
 
 import anyio
 
-from rawprobe.errors import PrivilegeError, UsageError
-from rawprobe.probes.targets import AddressBlock, TargetSpace, parse_block, special_kind
+from rawprobe.errors import UsageError
+from rawprobe.probes.targets import AddressBlock, TargetSpace, parse_block, refuse_special_block
+from rawprobe.probes.targets import refuse_special as refuse_special_targets
 from rawprobe.transport.capture import record_pcap
-from rawprobe.transport.dgram import DatagramTransport, open_datagram_transport
-from rawprobe.transport.raw import RawTransport, open_transport
-from rawprobe.transport.udp_dgram import UdpTransport, open_udp_transport
+from rawprobe.transport.dgram import DatagramTransport
+from rawprobe.transport.ladder import open_probe_transport, rung_privileged
+from rawprobe.transport.raw import RawTransport
+from rawprobe.transport.udp_dgram import UdpTransport
 
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
@@ -104,19 +104,14 @@ def refuse_special(targets: Iterable[str], allowed: bool) -> None:
 def refuse_special_space(space: TargetSpace, allowed: bool) -> None:
     """``refuse_special`` for a resolved target space (names already turned into
     addresses, so a name that resolves to a broadcast address is caught too)."""
-    for block in space.blocks:
-        first = socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))
-        _refuse_block(
-            first if block.count == 1 else f"{first} (+{block.count - 1})", block, allowed
-        )
+    refuse_special_targets(space, allowed, _HINT)
+
+
+_HINT = "add --broadcast"
 
 
 def _refuse_block(target: str, block: AddressBlock, allowed: bool) -> None:
-    kind = special_kind(block)
-    if kind == "unspecified":
-        raise UsageError(f"{target}: the unspecified address is not a destination")
-    if kind is not None and not allowed:
-        raise UsageError(f"{target} is a {kind} destination: add --broadcast to probe it")
+    refuse_special_block(target, block, allowed, _HINT)
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
@@ -177,42 +172,21 @@ async def recording_transport(
 ) -> AsyncIterator[RawTransport | DatagramTransport | UdpTransport]:
     """The transport for a probe command, recording to ``pcap`` when given.
 
-    ``rung`` climbs the privilege ladder: ``raw`` (raw sockets: root or CAP_NET_RAW),
+    ``rung`` climbs the privilege ladder (transport/ladder.py, shared with the
+    library's ``privileged=``): ``raw`` (raw sockets: root or CAP_NET_RAW),
     ``datagram`` (ICMP datagram sockets: ICMP echo only, for users in
     ``net.ipv4.ping_group_range``; with ``udp``, UDP sockets with IP_RECVERR), or
     ``auto``: raw sockets when allowed, else those; PrivilegeError says what to do when
     neither is.
     """
-    protocols = list(protocols)
-    async with contextlib.AsyncExitStack() as stack:
-        transport: RawTransport | DatagramTransport | UdpTransport
-        if rung == "datagram":
-            transport = await stack.enter_async_context(_datagram(protocols, rate_pps, udp))
-        else:
-            try:
-                transport = await stack.enter_async_context(
-                    open_transport(protocols, rate_pps=rate_pps)
-                )
-            except PrivilegeError as raw_refused:
-                if rung == "raw":
-                    raise
-                try:
-                    transport = await stack.enter_async_context(_datagram(protocols, rate_pps, udp))
-                except PrivilegeError as exc:
-                    raise PrivilegeError(f"{raw_refused}; or {exc}") from exc
-        stack.enter_context(record_pcap(transport, pcap))
-        yield transport
-
-
-def _datagram(
-    protocols: list[tuple[int, int]], rate_pps: float, udp: bool
-) -> contextlib.AbstractAsyncContextManager[DatagramTransport | UdpTransport]:
-    """The unprivileged transport: UDP sockets for UDP probes (tracepath's way), ICMP
-    datagram sockets for ICMP echo."""
-    if udp:
-        return open_udp_transport(rate_pps=rate_pps)
-    families = sorted({family for family, _protocol in protocols})
-    return open_datagram_transport(families, rate_pps=rate_pps)
+    async with open_probe_transport(
+        protocols,
+        rate_pps=rate_pps,
+        privileged=rung_privileged(rung),
+        unprivileged="udp" if udp else "icmp",
+    ) as transport:
+        with record_pcap(transport, pcap):
+            yield transport
 
 
 def add_rung_options(

@@ -48,8 +48,8 @@ from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.workers import run_workers
 from rawprobe.targets import resolve_targets
 from rawprobe.transport import privileges
+from rawprobe.transport.ladder import rung_privileged, wants_raw
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
-from rawprobe.transport.sockets import raw_sockets_allowed
 
 
 def register(commands: Any) -> None:
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     space: TargetSpace = anyio.run(resolve_targets, _target_texts(args), args.family)
     refuse_special_space(space, args.broadcast)
     started = time.strftime("%a %b %d %H:%M:%S %Y")
-    if args.rung == "datagram" or (args.rung == "auto" and not _raw_allowed(space)):
+    if not wants_raw(rung_privileged(args.rung), space.families):
         return _connect_scan(args, space, ports, started)
     probes = space.size * len(ports)
     workers = args.workers or (min(os.cpu_count() or 1, 4) if probes >= 4096 else 1)
@@ -143,10 +143,6 @@ def run(args: argparse.Namespace) -> int:
     counters = {name: sum(shard[1][name] for shard in shards) for name in shards[0][1]}
     _print_result(args, result, started, interrupted, counters, workers)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
-
-
-def _raw_allowed(space: TargetSpace) -> bool:
-    return all(raw_sockets_allowed(family) for family in space.families)
 
 
 def _connect_scan(

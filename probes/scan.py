@@ -918,7 +918,9 @@ async def syn_scan_with(
 class ScanStream:
     """PortResults as the scan decides them (``async for``); ``result`` once it ended."""
 
-    def __init__(self, machine: ScanMachine, receive: MemoryObjectReceiveStream[PortResult]):
+    def __init__(
+        self, machine: ScanMachine | None, receive: MemoryObjectReceiveStream[PortResult]
+    ) -> None:
         self.machine = machine
         self._receive = receive
         self.result: ScanResult | None = None

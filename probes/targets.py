@@ -174,6 +174,29 @@ def special_kind(block: AddressBlock) -> str | None:
     return None
 
 
+def refuse_special_block(
+    target: str, block: AddressBlock, allowed: bool, hint: str = "pass broadcast=True"
+) -> None:
+    """UsageError for a broadcast or multicast destination unless ``allowed``, and for
+    the unspecified address (0.0.0.0, ::) always: the one rule of the CLI (``hint``
+    "add --broadcast") and the library (``broadcast=True``). ``target`` names it."""
+    kind = special_kind(block)
+    if kind == "unspecified":
+        raise UsageError(f"{target}: the unspecified address is not a destination")
+    if kind is not None and not allowed:
+        raise UsageError(f"{target} is a {kind} destination: {hint} to probe it")
+
+
+def refuse_special(space: TargetSpace, allowed: bool, hint: str = "pass broadcast=True") -> None:
+    """``refuse_special_block`` for every block of a resolved target space (names
+    already turned into addresses, so a name that resolves to a broadcast address is
+    caught too)."""
+    for block in space.blocks:
+        first = socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))
+        label = first if block.count == 1 else f"{first} (+{block.count - 1})"
+        refuse_special_block(label, block, allowed, hint)
+
+
 def disjoint_blocks(blocks: Sequence[AddressBlock]) -> list[AddressBlock]:
     """Blocks merged so no address appears twice (a port of a host is probed once)."""
     merged: list[AddressBlock] = []

@@ -9,7 +9,7 @@ pay for every probe's import.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rawprobe.errors import (
     LabError,
@@ -24,7 +24,52 @@ from rawprobe.errors import (
 )
 
 if TYPE_CHECKING:
-    from rawprobe.api import *  # noqa: F403
+    # What type checkers see: every public name, explicitly (no module __getattr__ for
+    # them, so ``rawprobe.pign`` is an error). At run time they load on first use.
+    from rawprobe.api import (
+        DEFAULT_RATE_PPS,
+        ICMP,
+        IP,
+        TCP,
+        UDP,
+        Captured,
+        Dissection,
+        HopStats,
+        HostPorts,
+        PacketFilter,
+        PcapRecorder,
+        PingError,
+        PingOptions,
+        PingReply,
+        PingResult,
+        PortResult,
+        RawTransport,
+        ScanOptions,
+        ScanProgress,
+        ScanResult,
+        ScanStream,
+        Sniffer,
+        SweepOptions,
+        SweepResult,
+        TraceHop,
+        TraceOptions,
+        TraceResponse,
+        TraceResult,
+        Transport,
+        craft,
+        dissect,
+        open_sniffer,
+        open_transport,
+        ping,
+        ping_many,
+        record_pcap,
+        resolve,
+        sweep,
+        syn_scan,
+        syn_scan_stream,
+        traceroute,
+        traceroute_many,
+    )
 
 __all__ = [
     "DEFAULT_RATE_PPS",
@@ -55,6 +100,8 @@ __all__ = [
     "ScanStream",
     "SendError",
     "Sniffer",
+    "SweepOptions",
+    "SweepResult",
     "TraceHop",
     "TraceOptions",
     "TraceResponse",
@@ -71,6 +118,7 @@ __all__ = [
     "ping_many",
     "record_pcap",
     "resolve",
+    "sweep",
     "syn_scan",
     "syn_scan_stream",
     "traceroute",
@@ -90,12 +138,15 @@ _ERRORS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Load the public API on first use (PEP 562)."""
-    if name in __all__ and name not in _ERRORS:
-        from rawprobe import api
+if not TYPE_CHECKING:
 
-        value = getattr(api, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'rawprobe' has no attribute {name!r}")
+    def __getattr__(name: str) -> object:
+        """Load the public API on first use (PEP 562); hidden from type checkers,
+        which see the imports above instead."""
+        if name in __all__ and name not in _ERRORS:
+            from rawprobe import api
+
+            value = getattr(api, name)
+            globals()[name] = value
+            return value
+        raise AttributeError(f"module 'rawprobe' has no attribute {name!r}")

@@ -3,12 +3,22 @@
 ``await rawprobe.ping("198.19.0.5", count=3)`` opens a transport for the call; pass
 ``transport=`` (from ``rawprobe.open_transport()``) to share one set of sockets between
 many concurrent probes.
+
+The contract of every function here: it raises a RawProbeError subclass alone, never
+an ExceptionGroup (``_one_error``); it refuses the unspecified address always, and
+broadcast and multicast destinations unless ``broadcast=True`` (the CLI's rule,
+probes/targets.py); ``privileged=None`` climbs the CLI's privilege ladder
+(transport/ladder.py), ``True`` insists on raw sockets, ``False`` on unprivileged ones;
+a ``transport=`` given must be open and have the sockets the probe needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import socket
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+
+import anyio
 
 from rawprobe.errors import (
     LabError,
@@ -20,7 +30,9 @@ from rawprobe.errors import (
     TransportClosed,
     TransportError,
     UsageError,
+    sole_error,
 )
+from rawprobe.probes.connect_scan import connect_scan as _connect_scan
 from rawprobe.probes.craft import ICMP, IP, TCP, UDP, craft
 from rawprobe.probes.models import (
     HopStats,
@@ -38,13 +50,23 @@ from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols
 from rawprobe.probes.scan import ScanOptions, ScanProgress, ScanStream, open_scan, syn_scan_with
 from rawprobe.probes.scan import scan_ports as _scan_ports
 from rawprobe.probes.scan import scan_protocols as _scan_protocols
+from rawprobe.probes.sweep import SweepOptions, SweepResult, sweep_with
+from rawprobe.probes.targets import parse_block as _parse_block
+from rawprobe.probes.targets import refuse_special as _refuse_special
+from rawprobe.probes.targets import refuse_special_block as _refuse_special_block
 from rawprobe.probes.traceroute import TraceOptions, trace_many_with, trace_protocols
 from rawprobe.targets import resolve
 from rawprobe.targets import resolve_targets as _resolve_targets
 from rawprobe.transport.base import Transport
+from rawprobe.transport.base import check_transport as _check_transport
 from rawprobe.transport.capture import PcapRecorder, record_pcap
+from rawprobe.transport.keys import Cookies
+from rawprobe.transport.ladder import Unprivileged
+from rawprobe.transport.ladder import open_probe_transport as _open_probe_transport
+from rawprobe.transport.ladder import wants_raw as _wants_raw
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
-from rawprobe.transport.raw import RawTransport, open_transport
+from rawprobe.transport.raw import RawTransport
+from rawprobe.transport.raw import open_transport as _open_raw_transport
 from rawprobe.transport.sniffer import Captured, Sniffer, open_sniffer
 from rawprobe.transport.wire.dissect import Dissection, dissect
 from rawprobe.transport.wire.pktfilter import PacketFilter
@@ -78,6 +100,8 @@ __all__ = [
     "ScanStream",
     "SendError",
     "Sniffer",
+    "SweepOptions",
+    "SweepResult",
     "TraceHop",
     "TraceOptions",
     "TraceResponse",
@@ -94,11 +118,97 @@ __all__ = [
     "ping_many",
     "record_pcap",
     "resolve",
+    "sweep",
     "syn_scan",
     "syn_scan_stream",
     "traceroute",
     "traceroute_many",
 ]
+
+_V4: int = socket.AF_INET
+_V6: int = socket.AF_INET6
+_ICMP: dict[int, int] = {_V4: socket.IPPROTO_ICMP, _V6: socket.IPPROTO_ICMPV6}
+_METHOD_PROTOCOL: dict[str, int] = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+
+
+@contextmanager
+def _one_error() -> Iterator[None]:
+    """The public boundary: a RawProbeError raised under a task group (every open
+    transport holds one) leaves as itself, not as an ExceptionGroup. A group holding
+    anything else (a bug, KeyboardInterrupt) propagates unchanged."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        error = sole_error(group)
+        if error is None:
+            raise
+        raise error  # noqa: B904 (chained implicitly: __context__ is the group)
+
+
+def _families(addresses: Iterable[str]) -> set[int]:
+    return {_V6 if ":" in address else _V4 for address in addresses}
+
+
+def _sends(families: Iterable[int], method: str) -> list[tuple[int, int]]:
+    """(family, protocol) of the probes a ``method`` (icmp, tcp, udp) sends."""
+    return [(f, _METHOD_PROTOCOL.get(method, _ICMP[f])) for f in families]
+
+
+def _refuse_addresses(addresses: Iterable[str], broadcast: bool) -> None:
+    for address in addresses:
+        _refuse_special_block(address, _parse_block(address), broadcast)
+
+
+#: Names ``open_transport(protocols=...)`` takes: ``icmp`` (ICMP and ICMPv6), ``tcp``,
+#: ``udp``; a 4 or 6 suffix (``tcp4``) for one family.
+_PROTOCOL_NAMES = {
+    "icmp": (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6),
+    "tcp": (socket.IPPROTO_TCP, socket.IPPROTO_TCP),
+    "udp": (socket.IPPROTO_UDP, socket.IPPROTO_UDP),
+}
+
+
+def _protocol_pairs(protocols: Iterable[str | tuple[int, int]]) -> list[tuple[int, int]]:
+    pairs: list[tuple[int, int]] = []
+    if isinstance(protocols, str):
+        protocols = (protocols,)
+    for item in protocols:
+        if not isinstance(item, str):
+            pairs.append((int(item[0]), int(item[1])))
+            continue
+        name = item.strip().lower()
+        families = {"4": (_V4,), "6": (_V6,)}.get(name[-1:], (_V4, _V6))
+        base = name.rstrip("46")
+        if base not in _PROTOCOL_NAMES or (name != base and len(name) != len(base) + 1):
+            raise UsageError(f"bad protocol {item!r}: one of icmp, tcp, udp (or icmp4, tcp6...)")
+        v4, v6 = _PROTOCOL_NAMES[base]
+        pairs += [(f, v4 if f == _V4 else v6) for f in families]
+    return list(dict.fromkeys(pairs))
+
+
+@asynccontextmanager
+async def open_transport(
+    protocols: Iterable[str | tuple[int, int]] = ("icmp",),
+    *,
+    rate_pps: float = DEFAULT_RATE_PPS,
+    cookies: Cookies | None = None,
+    icmp_filter: bool = True,
+) -> AsyncIterator[RawTransport]:
+    """Raw sockets for the block, to share between probes (``transport=``).
+
+    ``protocols``: names, ``("icmp", "tcp", "udp")``, for both families (``tcp4``,
+    ``icmp6``: one), or ``(family, IP protocol)`` pairs. ping needs ``icmp``; a
+    traceroute ``icmp`` (UDP method too), plus ``tcp`` for its TCP method; a scan
+    ``icmp`` and ``tcp``; a sweep ``icmp``, plus ``tcp`` or ``udp`` for those methods.
+    A probe given a transport that lacks what it needs raises UsageError naming it.
+    Raises PrivilegeError without CAP_NET_RAW; ``rate_pps=0`` lifts the send-rate cap.
+    """
+    with _one_error():
+        async with _open_raw_transport(
+            _protocol_pairs(protocols), rate_pps=rate_pps, cookies=cookies,
+            icmp_filter=icmp_filter,
+        ) as transport:  # fmt: skip
+            yield transport
 
 
 async def ping(
@@ -111,12 +221,17 @@ async def ping(
     ttl: int = 64,
     source: str | None = None,
     family: int | None = None,
+    broadcast: bool = False,
+    privileged: bool | None = None,
     transport: Transport | None = None,
 ) -> PingResult:
     """Ping ``host`` and return its PingResult (silence is a result, not an error).
 
-    Raises PrivilegeError without CAP_NET_RAW, ResolutionError for a bad host,
-    UsageError for bad options.
+    ``privileged=None`` uses raw sockets when allowed, else ICMP datagram sockets
+    (``net.ipv4.ping_group_range``); True / False insist on one. Raises PrivilegeError
+    when neither is allowed, ResolutionError for a bad host, UsageError for bad options
+    or a broadcast/multicast ``host`` without ``broadcast=True``, TransportClosed for a
+    closed ``transport``.
     """
     results = await ping_many(
         [host],
@@ -127,6 +242,8 @@ async def ping(
         ttl=ttl,
         source=source,
         family=family,
+        broadcast=broadcast,
+        privileged=privileged,
         transport=transport,
     )
     return results[0]
@@ -142,21 +259,29 @@ async def ping_many(
     ttl: int = 64,
     source: str | None = None,
     family: int | None = None,
+    broadcast: bool = False,
+    privileged: bool | None = None,
     transport: Transport | None = None,
 ) -> list[PingResult]:
     """Ping all ``hosts`` concurrently over one transport; results in input order."""
-    options = PingOptions(
-        count=count,
-        interval_s=interval_s,
-        timeout_s=timeout_s,
-        payload_size=payload_size,
-        ttl=ttl,
-    )
-    addresses = [await resolve(host, family) for host in hosts]
-    if transport is not None:
-        return await ping_many_with(transport, addresses, options, source=source)
-    async with open_transport(ping_protocols(addresses)) as own:
-        return await ping_many_with(own, addresses, options, source=source)
+    with _one_error():
+        options = PingOptions(
+            count=count,
+            interval_s=interval_s,
+            timeout_s=timeout_s,
+            payload_size=payload_size,
+            ttl=ttl,
+        )
+        addresses = [await resolve(host, family) for host in hosts]
+        _refuse_addresses(addresses, broadcast)
+        protocols = ping_protocols(addresses)
+        if transport is not None:
+            _check_transport(transport, protocols, protocols, "ping")
+            return await ping_many_with(transport, addresses, options, source=source)
+        async with _open_probe_transport(
+            protocols, privileged=privileged, unprivileged="icmp", what="ping"
+        ) as own:
+            return await ping_many_with(own, addresses, options, source=source)
 
 
 # -- traceroute -----------------------------------------------------------------------
@@ -176,14 +301,19 @@ async def traceroute(
     paris: bool = True,
     source: str | None = None,
     family: int | None = None,
+    broadcast: bool = False,
+    privileged: bool | None = None,
     transport: Transport | None = None,
 ) -> TraceResult:
     """Trace the route to ``host`` (Paris mode unless ``paris=False``); a TraceResult
-    whatever the network does. Raises PrivilegeError, ResolutionError, UsageError."""
+    whatever the network does. ``privileged=None``: raw sockets when allowed, else ICMP
+    datagram sockets (``method="icmp"``) or UDP sockets (``"udp"``, like tracepath);
+    ``"tcp"`` needs raw sockets. Raises PrivilegeError, ResolutionError, UsageError."""
     async with traceroute_many(
         [host], method=method, first_ttl=first_ttl, max_ttl=max_ttl, queries=queries,
         wait_s=wait_s, retries=retries, in_flight=in_flight, port=port, paris=paris,
-        source=source, family=family, transport=transport,
+        source=source, family=family, broadcast=broadcast, privileged=privileged,
+        transport=transport,
     ) as results:  # fmt: skip
         async for result in results:
             return result
@@ -205,6 +335,8 @@ async def traceroute_many(
     paris: bool = True,
     source: str | None = None,
     family: int | None = None,
+    broadcast: bool = False,
+    privileged: bool | None = None,
     transport: Transport | None = None,
 ) -> AsyncIterator[AsyncIterator[TraceResult]]:
     """Trace all ``hosts`` concurrently over one transport; results as each completes::
@@ -213,23 +345,35 @@ async def traceroute_many(
         async for result in results:
             print(result.target, result.reached, result.path)
     """
-    options = TraceOptions(
-        method=method, first_ttl=first_ttl, max_ttl=max_ttl, queries=queries, wait_s=wait_s,
-        retries=retries, in_flight=in_flight, port=port, paris=paris,
-    )  # fmt: skip
-    addresses = [await resolve(host, family) for host in hosts]
-    names = list(hosts)
-    if transport is not None:
-        async with trace_many_with(
-            transport, addresses, options, targets=names, source=source
-        ) as results:
+    with _one_error():
+        options = TraceOptions(
+            method=method, first_ttl=first_ttl, max_ttl=max_ttl, queries=queries,
+            wait_s=wait_s, retries=retries, in_flight=in_flight, port=port, paris=paris,
+        )  # fmt: skip
+        addresses = [await resolve(host, family) for host in hosts]
+        _refuse_addresses(addresses, broadcast)
+        names = list(hosts)
+        hears = trace_protocols(addresses, method)
+        what = f"a {method.upper()} traceroute"
+        if transport is not None:
+            _check_transport(transport, _sends(_families(addresses), method), hears, what)
+            async with trace_many_with(
+                transport, addresses, options, targets=names, source=source
+            ) as results:
+                yield results
+            return
+        unprivileged: Unprivileged = None  # TCP: raw sockets only
+        if method == "udp":
+            unprivileged = "udp"
+        elif method == "icmp":
+            unprivileged = "icmp"
+        async with (
+            _open_probe_transport(
+                hears, privileged=privileged, unprivileged=unprivileged, what=what
+            ) as own,
+            trace_many_with(own, addresses, options, targets=names, source=source) as results,
+        ):
             yield results
-        return
-    async with (
-        open_transport(trace_protocols(addresses, method)) as own,
-        trace_many_with(own, addresses, options, targets=names, source=source) as results,
-    ):
-        yield results
 
 
 # -- port scan (probes/scan.py) ---------------------------------------------------------
@@ -253,6 +397,15 @@ def _scan_options(
     )
 
 
+def _raw_scan(technique: str, privileged: bool | None, families: set[int]) -> bool:
+    """Whether a scan runs over raw sockets (else a connect() scan, like nmap -sT)."""
+    if technique != "syn":
+        if privileged is False:
+            raise UsageError(f"a {technique.upper()} scan needs raw sockets: privileged=False")
+        return True
+    return _wants_raw(privileged, families)
+
+
 async def syn_scan(
     targets: str | Sequence[str],
     ports: str | Sequence[int] | None = None,
@@ -266,6 +419,8 @@ async def syn_scan(
     keep_closed: bool = False,
     family: int | None = None,
     source: str | None = None,
+    broadcast: bool = False,
+    privileged: bool | None = None,
     transport: Transport | None = None,
 ) -> ScanResult:
     """TCP SYN scan of ``targets`` (hosts, addresses, CIDR blocks, ranges) on ``ports``
@@ -273,16 +428,28 @@ async def syn_scan(
     1000 most common). Returns a ScanResult: open and filtered ports listed per host,
     closed ones counted. ``rate_pps=0`` lifts the cap (congestion control alone).
 
-    Raises PrivilegeError without CAP_NET_RAW, ResolutionError / UsageError for bad
-    targets, ports or options.
+    ``privileged=None``: raw sockets when allowed, else a TCP connect() scan (as the
+    CLI does; ``technique`` "connect" in the result); False: the connect() scan.
+    Raises PrivilegeError, ResolutionError / UsageError for bad targets, ports or
+    options.
     """
-    options = _scan_options(technique, rate_pps, min_rate_pps, retries, max_retries, keep_closed)
-    port_list = _scan_ports(ports, top_ports)
-    space = await _resolve_targets([targets] if isinstance(targets, str) else targets, family)
-    if transport is not None:
-        return await syn_scan_with(transport, space, port_list, options, source=source)
-    async with open_transport(_scan_protocols(space), rate_pps=rate_pps) as own:
-        return await syn_scan_with(own, space, port_list, options, source=source)
+    with _one_error():
+        options = _scan_options(
+            technique, rate_pps, min_rate_pps, retries, max_retries, keep_closed
+        )
+        port_list = _scan_ports(ports, top_ports)
+        space = await _resolve_targets([targets] if isinstance(targets, str) else targets, family)
+        _refuse_special(space, broadcast)
+        hears = _scan_protocols(space)
+        if transport is not None:
+            _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")
+            return await syn_scan_with(transport, space, port_list, options, source=source)
+        if not _raw_scan(technique, privileged, space.families):
+            return await _connect_scan(space, port_list, keep_closed=keep_closed)
+        async with _open_probe_transport(
+            hears, rate_pps=rate_pps, privileged=True, unprivileged=None
+        ) as own:
+            return await syn_scan_with(own, space, port_list, options, source=source)
 
 
 @asynccontextmanager
@@ -298,6 +465,8 @@ async def syn_scan_stream(
     technique: str = "syn",
     family: int | None = None,
     source: str | None = None,
+    broadcast: bool = False,
+    privileged: bool | None = None,
     transport: Transport | None = None,
 ) -> AsyncIterator[ScanStream]:
     """Like ``syn_scan``, but yields a stream of PortResults as they are decided::
@@ -309,15 +478,86 @@ async def syn_scan_stream(
 
     Leaving the block early cancels the scan.
     """
-    options = _scan_options(technique, rate_pps, min_rate_pps, retries, max_retries, False)
-    port_list = _scan_ports(ports, top_ports)
-    space = await _resolve_targets([targets] if isinstance(targets, str) else targets, family)
-    if transport is not None:
-        async with open_scan(transport, space, port_list, options, source=source) as stream:
+    with _one_error():
+        options = _scan_options(technique, rate_pps, min_rate_pps, retries, max_retries, False)
+        port_list = _scan_ports(ports, top_ports)
+        space = await _resolve_targets([targets] if isinstance(targets, str) else targets, family)
+        _refuse_special(space, broadcast)
+        hears = _scan_protocols(space)
+        if transport is not None:
+            _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")
+            async with open_scan(transport, space, port_list, options, source=source) as stream:
+                yield stream
+            return
+        if not _raw_scan(technique, privileged, space.families):
+            send, receive = anyio.create_memory_object_stream[PortResult](float("inf"))
+            connect_stream = ScanStream(None, receive)
+
+            def on_event(event: object) -> None:
+                if isinstance(event, PortResult):
+                    send.send_nowait(event)
+
+            async def run() -> None:
+                with send:
+                    connect_stream.result = await _connect_scan(space, port_list, on_event=on_event)
+
+            with receive:
+                async with anyio.create_task_group() as task_group:
+                    task_group.start_soon(run)
+                    yield connect_stream
+                    task_group.cancel_scope.cancel()
+            return
+        async with (
+            _open_probe_transport(
+                hears, rate_pps=rate_pps, privileged=True, unprivileged=None
+            ) as own,
+            open_scan(own, space, port_list, options, source=source) as stream,
+        ):
             yield stream
-        return
-    async with (
-        open_transport(_scan_protocols(space), rate_pps=rate_pps) as own,
-        open_scan(own, space, port_list, options, source=source) as stream,
-    ):
-        yield stream
+
+
+# -- host sweep (probes/sweep.py) -------------------------------------------------------
+
+
+async def sweep(
+    targets: str | Sequence[str],
+    *,
+    method: str = "icmp",
+    port: int | None = None,
+    retries: int = 1,
+    timeout_s: float = 1.0,
+    rate_pps: float = DEFAULT_RATE_PPS,
+    seed: int | None = None,
+    family: int | None = None,
+    broadcast: bool = False,
+    privileged: bool | None = None,
+    transport: Transport | None = None,
+) -> SweepResult:
+    """Find the live hosts of ``targets`` (addresses, CIDR blocks ``198.19.0.0/24``,
+    ranges ``198.19.0.1-20``, names), like ``rawprobe sweep`` / ``fping -g``: every
+    address probed once in a random order (``seed`` fixes it), plus ``retries``.
+
+    ``method``: ``icmp`` (echo), ``tcp-syn``, ``tcp-ack`` or ``udp`` (these need
+    ``port``). Returns a SweepResult: ``alive`` (addresses that answered, in target
+    order), ``alive_count``, ``dead_count``, ``probes_sent``, ``elapsed_s``.
+    ``privileged=None``: raw sockets when allowed, else ICMP datagram sockets for
+    ``icmp`` (the TCP and UDP methods need raw sockets). Raises as ``ping`` does.
+    """
+    with _one_error():
+        options = SweepOptions(method=method, port=port, retries=retries, timeout_s=timeout_s)
+        space = await _resolve_targets([targets] if isinstance(targets, str) else targets, family)
+        _refuse_special(space, broadcast)
+        hears = [p for p in options.socket_protocols if p[0] in space.families]
+        what = f"a {method} sweep"
+        if transport is not None:
+            sends = _sends(space.families, method.partition("-")[0])
+            _check_transport(transport, sends, hears, what)
+            return await sweep_with(transport, space, options, seed=seed)
+        async with _open_probe_transport(
+            hears,
+            rate_pps=rate_pps,
+            privileged=privileged,
+            unprivileged="icmp" if method == "icmp" else None,
+            what=what,
+        ) as own:
+            return await sweep_with(own, space, options, seed=seed)

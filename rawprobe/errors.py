@@ -17,6 +17,8 @@ exceptions. This module imports nothing from the package so every layer may use 
 
 from __future__ import annotations
 
+import sys
+
 __all__ = [
     "LabError",
     "MalformedPacket",
@@ -64,3 +66,45 @@ class LabError(RawProbeError):
 
 class MalformedPacket(RawProbeError, ValueError):
     """Bytes that do not form the packet they claim to be (truncated or inconsistent)."""
+
+
+# -- the public boundary: one error, never a group ----------------------------------------
+
+
+def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions of a (nested) group, in order."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found += leaves(exc)
+        else:
+            found.append(exc)
+    return found
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    """asyncio's or trio's cancellation (looked up only if that library is loaded: an
+    instance cannot exist otherwise, and ``import rawprobe`` stays cheap)."""
+    for module_name, class_name in (("asyncio", "CancelledError"), ("trio", "Cancelled")):
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(exc, getattr(module, class_name)):
+            return True
+    return False
+
+
+def sole_error(group: BaseExceptionGroup[BaseException]) -> RawProbeError | None:
+    """The first RawProbeError of ``group`` when the group holds nothing else but
+    cancellations, else None (then the group is a bug, or a KeyboardInterrupt, and
+    must propagate as it is).
+
+    Every open transport holds a task group, so a RawProbeError raised while one is
+    open reaches the caller wrapped in an ExceptionGroup; public functions and the CLI
+    re-raise it alone (``raise error`` inside ``except``: the group stays reachable
+    as ``__context__``, the error's own ``__cause__`` is kept).
+    """
+    found = [exc for exc in leaves(group) if not _is_cancellation(exc)]
+    if found and all(isinstance(exc, RawProbeError) for exc in found):
+        first = found[0]
+        assert isinstance(first, RawProbeError)
+        return first
+    return None

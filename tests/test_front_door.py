@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import rawprobe
 import rawprobe.api
@@ -17,3 +18,27 @@ def test_importing_rawprobe_does_not_import_the_probes() -> None:
     code = "import sys, rawprobe; print('rawprobe.probes.scan' in sys.modules)"
     done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_type_checkers_see_the_front_doors_names(tmp_path: Path) -> None:
+    """No module ``__getattr__ -> Any`` for mypy: a typo is an error, real names typed."""
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(
+        "import rawprobe\n"
+        "rawprobe.pign\n"
+        "reveal_type(rawprobe.sweep)\n"
+        "reveal_type(rawprobe.TransportClosed)\n"
+        "async def main() -> None:\n"
+        "    result: int = await rawprobe.ping('198.19.0.5')\n"
+    )
+    repo = Path(rawprobe.__file__).resolve().parent.parent
+    cache = repo / ".mypy_cache"  # warm when scripts/typecheck.sh ran (1 s, else ~10 s)
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(cache), str(snippet)],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 2, done.stdout
+    assert 'snippet.py:2: error: Module has no attribute "pign"' in errors[0]
+    assert "snippet.py:6:" in errors[1] and "PingResult" in errors[1]
+    assert "SweepResult" in done.stdout  # the real signature, not Any

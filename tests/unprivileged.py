@@ -59,12 +59,19 @@ def unprivileged_tree() -> Iterator[Path]:
 
 
 def run_as_nobody(
-    tree: Path, argv: Sequence[str], *, netns: str | None = None, timeout_s: float = 60
+    tree: Path,
+    argv: Sequence[str],
+    *,
+    netns: str | None = None,
+    timeout_s: float = 60,
+    code: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m rawprobe ARGV`` as uid/gid 65534, optionally in a namespace."""
+    """Run ``python -m rawprobe ARGV`` (or ``python -c CODE ARGV``: the library) as
+    uid/gid 65534, optionally in a namespace."""
     drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
             "--inh-caps=-all"]  # fmt: skip
-    command = [*drop, SYSTEM_PYTHON, "-m", "rawprobe", *argv]
+    program = ["-m", "rawprobe"] if code is None else ["-c", code]
+    command = [*drop, SYSTEM_PYTHON, *program, *argv]
     if netns is not None:  # ip netns exec needs root: privileges drop after it
         command = ["ip", "netns", "exec", netns, *command]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(tree),

@@ -9,13 +9,14 @@ and receive) the monotonic difference is used instead.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import anyio
 import anyio.lowlevel
 
+from rawprobe.errors import TransportClosed, UsageError
 from rawprobe.transport.keys import Cookies, MatchKey
 
 #: ``tuple.__new__``: builds a NamedTuple (Sent, Reply, Outgoing) from a tuple of all its
@@ -163,6 +164,23 @@ class Transport(Protocol):
     cookies: Cookies
     counters: Counters
 
+    @property
+    def closed(self) -> bool:
+        """True once the transport's block was left (every use then raises
+        TransportClosed)."""
+        ...
+
+    @property
+    def sends(self) -> frozenset[tuple[int, int]]:
+        """(family, IP protocol) of the probes this transport can send."""
+        ...
+
+    @property
+    def hears(self) -> frozenset[tuple[int, int]]:
+        """(family, IP protocol) of the answers it receives (in raw-socket terms: ICMP
+        errors about any probe arrive as ICMP)."""
+        ...
+
     def source_for(self, destination: str) -> str:
         """Source address the kernel would use towards ``destination``."""
         ...
@@ -205,3 +223,55 @@ class Transport(Protocol):
     async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
         """Send packets in order, paced; one Sent per packet."""
         ...
+
+
+#: Every (family, IP protocol) a probe may send or hear.
+ALL_PROTOCOLS = frozenset(
+    (family, protocol)
+    for family, icmp in (
+        (socket.AF_INET, socket.IPPROTO_ICMP),
+        (socket.AF_INET6, socket.IPPROTO_ICMPV6),
+    )
+    for protocol in (icmp, socket.IPPROTO_TCP, socket.IPPROTO_UDP)
+)
+
+_PROTOCOL_NAMES = {
+    socket.IPPROTO_ICMP: "ICMP",
+    socket.IPPROTO_ICMPV6: "ICMPv6",
+    socket.IPPROTO_TCP: "TCP",
+    socket.IPPROTO_UDP: "UDP",
+}
+
+
+def protocol_name(family: int, protocol: int) -> str:
+    """``TCP/IPv4``, ``ICMPv6``...: for messages."""
+    name = _PROTOCOL_NAMES.get(protocol, f"protocol {protocol}")
+    if protocol == socket.IPPROTO_ICMPV6:
+        return name
+    return f"{name}/{'IPv4' if family == socket.AF_INET else 'IPv6'}"
+
+
+def check_transport(
+    transport: Transport,
+    sends: Iterable[tuple[int, int]],
+    hears: Iterable[tuple[int, int]],
+    what: str,
+) -> None:
+    """Refuse a probe a given transport cannot run: TransportClosed once it is closed,
+    UsageError naming what it lacks (a probe over a transport without the sockets its
+    answers arrive on would report silence: "not reached", no open port)."""
+    if transport.closed:
+        raise TransportClosed("transport is closed")
+    missing_sends = sorted(set(sends) - transport.sends)
+    missing_hears = sorted(set(hears) - transport.hears - set(missing_sends))
+    if not missing_sends and not missing_hears:
+        return
+    parts = []
+    if missing_sends:
+        parts.append("cannot send " + ", ".join(protocol_name(*p) for p in missing_sends))
+    if missing_hears:
+        parts.append("has no " + ", ".join(protocol_name(*p) for p in missing_hears) + " sockets")
+    raise UsageError(
+        f"{what}: the transport given {' and '.join(parts)} (open it with the probe's"
+        ' protocols, e.g. rawprobe.open_transport(protocols=("icmp", "tcp", "udp")))'
+    )

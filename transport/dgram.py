@@ -51,6 +51,7 @@ _TIMESPEC = struct.Struct("=qq")
 RECVERR = {(socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)}
 _HOPS = {(socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)}
 _INT = struct.Struct("=i")
+_ICMP = {socket.AF_INET: socket.IPPROTO_ICMP, socket.AF_INET6: socket.IPPROTO_ICMPV6}
 
 _HINT = (
     "ICMP datagram sockets are not allowed for this user: add its group to "
@@ -151,6 +152,15 @@ class DatagramTransport(SocketTransport):
                 sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
                 sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
         return port
+
+    @property
+    def sends(self) -> frozenset[tuple[int, int]]:
+        """ICMP echo requests on the families opened."""
+        return frozenset((f, _ICMP[f]) for f in self._sockets)
+
+    @property
+    def hears(self) -> frozenset[tuple[int, int]]:
+        return self.sends
 
     async def send(self, packet: bytes) -> Sent:
         return (await self.send_batch((packet,)))[0]

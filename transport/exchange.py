@@ -163,6 +163,8 @@ class SocketTransport(TransportBase):
         super().__init__(cookies, self._routes.source_for)
 
     def source_for(self, destination: str) -> str:
+        if self._closed:
+            raise TransportClosed("transport is closed")
         return self._routes.source_for(destination)
 
     @property

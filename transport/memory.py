@@ -21,7 +21,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from rawprobe.errors import MalformedPacket, TransportClosed
-from rawprobe.transport.base import Sent
+from rawprobe.transport.base import ALL_PROTOCOLS, Sent
 from rawprobe.transport.exchange import TransportBase
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.wire.icmp import build_echo, build_icmp
@@ -152,7 +152,12 @@ class MemoryTransport(TransportBase):
         self.sent_packets: list[bytes] = []
         self._task_group = task_group
 
+    #: A simulated network answers every probe.
+    sends = hears = ALL_PROTOCOLS
+
     def source_for(self, destination: str) -> str:
+        if self._closed:
+            raise TransportClosed("transport is closed")
         return self.network.source_v6 if ":" in destination else self.network.source_v4
 
     async def send(self, packet: bytes) -> Sent:

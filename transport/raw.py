@@ -21,7 +21,7 @@ import anyio.lowlevel
 
 from rawprobe.errors import SendError, TransportClosed, TransportError
 from rawprobe.transport import privileges
-from rawprobe.transport.base import Sent, new_tuple
+from rawprobe.transport.base import ALL_PROTOCOLS, Sent, new_tuple
 from rawprobe.transport.exchange import SocketTransport
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
@@ -205,6 +205,16 @@ class RawTransport(SocketTransport):
                 attach_filter(sock, tcp_filter_program(family, local_ports))
 
     # -- introspection -------------------------------------------------------------
+
+    @property
+    def sends(self) -> frozenset[tuple[int, int]]:
+        """Any protocol, on the families with a send socket (``IPPROTO_RAW``)."""
+        return frozenset(p for p in ALL_PROTOCOLS if p[0] in self._send_sockets)
+
+    @property
+    def hears(self) -> frozenset[tuple[int, int]]:
+        """The protocols of its receiving raw sockets."""
+        return frozenset(self._sockets)
 
     # -- lifecycle -----------------------------------------------------------------
 

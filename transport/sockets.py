@@ -261,6 +261,9 @@ class RouteLookup:
             sock.connect((destination, 9))
             source = str(sock.getsockname()[0])
         except OSError as exc:
+            if exc.errno == errno.EACCES:  # a route of type broadcast (a local subnet's)
+                message = f"{destination}: a broadcast destination (the kernel refuses it: EACCES)"
+                raise ResolutionError(message) from exc
             reason = errno.errorcode.get(exc.errno or 0, str(exc))
             raise ResolutionError(f"{destination}: no route to host ({reason})") from exc
         self._cache[destination] = source

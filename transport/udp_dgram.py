@@ -45,6 +45,13 @@ class UdpTransport(SocketTransport):
         self._ttl: dict[tuple[int, int], int] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
 
+    #: UDP probes on both families; their answers are the ICMP errors of the sockets'
+    #: error queues.
+    sends = frozenset(((socket.AF_INET, socket.IPPROTO_UDP), (socket.AF_INET6, socket.IPPROTO_UDP)))
+    hears = frozenset(
+        ((socket.AF_INET, socket.IPPROTO_ICMP), (socket.AF_INET6, socket.IPPROTO_ICMPV6))
+    )
+
     async def send(self, packet: bytes) -> Sent:
         return (await self.send_batch((packet,)))[0]
 

@@ -22,7 +22,7 @@ import pytest
 
 from rawprobe.cli import args, ping_cmd, scan_cmd, send_cmd, sniff_cmd, sweep_cmd, trace_cmd
 from rawprobe.cli.app import main
-from rawprobe.transport import privileges
+from rawprobe.transport import ladder, privileges
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 
 V4 = "127.0.0.1"
@@ -320,7 +320,7 @@ async def _no_sniffer(*_args: Any, **_kwargs: Any) -> AsyncIterator[Any]:
 def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No real socket: simulated transports, no sniffer, no privilege drop, and an
     alarm so a case that wrongly starts probing cannot hang the suite."""
-    for module in (args, ping_cmd, trace_cmd, sweep_cmd, scan_cmd, send_cmd):
+    for module in (args, ladder, ping_cmd, trace_cmd, sweep_cmd, scan_cmd, send_cmd):
         if hasattr(module, "open_transport"):  # wherever the CLI opens transports
             monkeypatch.setattr(module, "open_transport", _simulated)
     monkeypatch.setattr(sniff_cmd, "open_sniffer", _no_sniffer)
