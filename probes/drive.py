@@ -70,7 +70,7 @@ async def drive(
                     transport.register(key, inbox)
                     keys.add(key)
 
-    slice_size = 64  # adapted so that one slice takes about _SLICE_S
+    slice_size = 8  # adapted so that one slice takes about _SLICE_S
     try:
         while True:
             transport.read_pending()  # replies that arrived count before anything expires
