@@ -403,6 +403,12 @@ async def _live_main(args: argparse.Namespace, targets: list[str], options: Trac
         for s in stats:
             for line in render_trace.report_lines(s.target, s.rows(), names):
                 _emit(line)
+            if interrupt.happened:
+                _emit(f"(interrupted after {s.rounds} rounds; the round in progress is left out)")
+    elif stream_json and interrupt.happened:  # the stream's last line says it stopped short
+        counts = {s.target: s.rounds for s in stats}
+        end = {"schema": SCHEMA, "command": "trace", "event": "interrupted", "rounds": counts}
+        _emit(json.dumps(end))
     if interrupt.happened:
         return EXIT_INTERRUPTED
     return EXIT_OK
