@@ -41,7 +41,6 @@ from rawprobe.probes.sweep import (
     ShardOutcome,
     SweepMachine,
     SweepOptions,
-    SweepResult,
     merge_outcomes,
     new_machine,
 )
@@ -180,27 +179,35 @@ def run(args: argparse.Namespace) -> int:
     else:
         _write_chunks(f"{address}\n" for address in result.iter_alive())
     if not args.json and not args.quiet:
-        _summary(sweep_summary(result, total, workers, counters, interrupted))
+        line = sweep_summary(
+            (alive_count, result.dead_count, total), result.probes_sent, result.elapsed_s,
+            workers, counters.get("kernel_drops", 0), interrupted,
+        )  # fmt: skip
+        _summary(line)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if alive_count else EXIT_NO_REPLY
 
 
 def sweep_summary(
-    result: SweepResult, total: int, workers: int, counters: dict[str, int], interrupted: bool
+    hosts: tuple[int, int, int],
+    probes_sent: int,
+    elapsed_s: float,
+    workers: int,
+    kernel_drops: int,
+    interrupted: bool,
 ) -> str:
-    """The closing line on stderr; an interrupted sweep says how far it got."""
-    alive_count = result.alive_count
+    """The closing line on stderr (``hosts``: up, down, targets); an interrupted sweep
+    says how far it got."""
+    up, down, total = hosts
+    rate = probes_sent / elapsed_s if elapsed_s > 0 else 0.0
     line = (
-        f"{alive_count} of {total} hosts up, {result.probes_sent} probes in"
-        f" {result.elapsed_s:.2f} s ({result.rate_pps:,.0f} probes/s, {workers} workers);"
-        f" kernel drops {counters.get('kernel_drops', 0)}"
+        f"{up} of {total} hosts up, {probes_sent} probes in {elapsed_s:.2f} s"
+        f" ({rate:,.0f} probes/s, {workers} workers); kernel drops {kernel_drops}"
     )
     if interrupted:
-        undecided = total - alive_count - result.dead_count
         line += (
-            f"; interrupted: {alive_count + result.dead_count} hosts decided"
-            f" ({result.dead_count} down), {undecided} undecided"
+            f"; interrupted: {up + down} hosts decided ({down} down), {total - up - down} undecided"
         )
     return line
 
