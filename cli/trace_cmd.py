@@ -405,6 +405,10 @@ async def _live_main(args: argparse.Namespace, targets: list[str], options: Trac
                 _emit(line)
             if interrupt.happened:
                 _emit(f"(interrupted after {s.rounds} rounds; the round in progress is left out)")
+    elif not args.json and interrupt.happened:  # the live view's last frame stays above
+        done = ", ".join(f"{s.target}: {s.rounds}" for s in stats)
+        gap = "" if console.is_terminal else "\n"  # (off a terminal the frame has no newline)
+        _emit(f"{gap}(interrupted; rounds done: {done}; the round in progress is left out)")
     elif stream_json and interrupt.happened:  # the stream's last line says it stopped short
         counts = {s.target: s.rounds for s in stats}
         end = {"schema": SCHEMA, "command": "trace", "event": "interrupted", "rounds": counts}
