@@ -15,6 +15,8 @@ import pytest
 from rawprobe.cli import render_scan, render_trace
 from rawprobe.probes.drive import drive
 from rawprobe.probes.models import TraceResult
+from rawprobe.probes.ping import PingOptions
+from rawprobe.probes.ping import new_machine as new_ping
 from rawprobe.probes.scan import ScanOptions
 from rawprobe.probes.scan import new_machine as new_scan
 from rawprobe.probes.sweep import HostDown, HostUp, SweepOptions
@@ -163,3 +165,15 @@ async def test_an_interrupted_scan_reports_decided_ports_only() -> None:
     assert f"rawprobe interrupted: {result.decided} of 300 ports decided" in lines[-2]
     grepable = render_scan.grepable(result, "rawprobe scan", "s", "f", interrupted=True)
     assert grepable[-2].startswith("# rawprobe interrupted:")
+
+
+async def test_an_interrupted_ping_counts_only_requests_that_left() -> None:
+    async with open_memory_transport(live_network(1)) as transport:
+        pace(transport)  # each request waits 5 ms for the rate cap
+        machine = new_ping(transport, "198.19.5.1", PingOptions(count=5, interval_s=0.02))
+        with anyio.move_on_after(0.023):  # seq 2 waits for its send slot from 20 to 25 ms
+            await drive(machine, transport)
+        result = machine.result(anyio.current_time())
+        sent = len(transport.sent_packets)
+    assert result.transmitted == sent
+    assert result.received <= sent
