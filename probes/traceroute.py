@@ -75,6 +75,7 @@ __all__ = [
     "TraceMachine",
     "TraceManyMachine",
     "TraceOptions",
+    "TraceResults",
     "annotation",
     "new_machine",
     "trace_many_with",
