@@ -71,11 +71,15 @@ def scan_report(
     only_open: bool = False,
     show_all: bool = False,
     reason: bool = False,
+    interrupted: bool = False,
 ) -> list[str]:
     """nmap-like human output for every host worth reporting, then the closing line.
 
-    Hosts are reported when they answered at all or have ports to list; with
-    ``only_open``, only hosts with open ports.
+    Hosts are reported when they answered at all, have ports to list, or had every
+    port end in one state (nmap -Pn's ``All 500 scanned ports on X are filtered``);
+    with ``only_open``, only hosts with open ports. An ``interrupted`` scan says so
+    before the closing line, and how much of it was decided (only decided ports are
+    reported: a port never answered in time is not called filtered).
     """
     lines: list[str] = []
     up = 0
@@ -84,7 +88,9 @@ def scan_report(
         shown = _shown(host, only_open=only_open, show_all=show_all)
         if only_open and not shown:
             continue
-        if not host.is_up and not shown:
+        states = {state for state, _reason, _count in host.counts}
+        uniform = states.pop() if len(states) == 1 and not shown else None
+        if not host.is_up and not shown and uniform is None:
             continue
         lines.append(f"rawprobe scan report for {host.address}")
         if host.is_up:
@@ -92,7 +98,9 @@ def scan_report(
             lines.append(f"Host is up{latency}.")
         else:
             lines.append("No answer from the host itself.")
-        not_shown = _not_shown(host, shown)
+        not_shown = None if uniform else _not_shown(host, shown)
+        if uniform:
+            lines.append(f"All {host.scanned} scanned ports on {host.address} are {uniform}")
         if not_shown:
             lines.append(not_shown)
         if shown:
@@ -100,6 +108,8 @@ def scan_report(
             lines.append((header + " REASON") if reason else header.rstrip())
             lines.extend(_port_line(port, reason) for port in shown)
         lines.append("")
+    if interrupted:
+        lines.append(interrupted_line(result))
     addresses = "IP address" if result.host_count == 1 else "IP addresses"
     lines.append(
         f"rawprobe done: {result.host_count} {addresses} ({up} host{'s' if up != 1 else ''}"
@@ -108,6 +118,15 @@ def scan_report(
         f" probes/s)"
     )
     return lines
+
+
+def interrupted_line(result: ScanResult) -> str:
+    """How far an interrupted scan got (undecided ports are reported nowhere)."""
+    total = result.ports_per_host * result.host_count
+    return (
+        f"rawprobe interrupted: {result.decided:,} of {total:,} ports decided"
+        f" ({total - result.decided:,} undecided, not reported)"
+    )
 
 
 def _port_data(port: PortResult) -> dict[str, Any]:
@@ -209,9 +228,16 @@ def write_document(
     write(("\n" + " " * indent + "]" if count else "]") + tail + "\n")
 
 
-def grepable(result: ScanResult, command_line: str, started: str, finished: str) -> list[str]:
+def grepable(
+    result: ScanResult,
+    command_line: str,
+    started: str,
+    finished: str,
+    *,
+    interrupted: bool = False,
+) -> list[str]:
     """nmap's ``-oG`` format: a Status and a Ports line per host; closed ports are the
-    ignored state."""
+    ignored state. An interrupted scan has a ``# rawprobe interrupted`` comment."""
     lines = [f"# rawprobe scan initiated {started} as: {command_line}"]
     up = 0
     for host in result.hosts:
@@ -227,6 +253,8 @@ def grepable(result: ScanResult, command_line: str, started: str, finished: str)
         if host.closed:
             line += f"\tIgnored State: closed ({host.closed})"
         lines.append(line)
+    if interrupted:
+        lines.append("# " + interrupted_line(result))
     lines.append(
         f"# rawprobe done at {finished} -- {result.host_count} IP address"
         f"{'' if result.host_count == 1 else 'es'} ({up} host{'' if up == 1 else 's'} up)"

@@ -60,9 +60,9 @@ def hop_line(hop: TraceHop, names: Names | None = None) -> str:
     The address is printed again whenever it changes within the hop (path change)."""
     parts = [f"{hop.ttl:2d} "]
     previous: str | None = None
-    for probe in hop.probes:
+    for query, probe in enumerate(hop.probes):
         if probe is None:
-            parts.append(" *")
+            parts.append(" ?" if query in hop.pending else " *")  # ?: cut short, undecided
             continue
         if probe.address != previous:
             parts.append(f" {_host(probe.address, names)}")
@@ -76,8 +76,18 @@ def hop_line(hop: TraceHop, names: Names | None = None) -> str:
 
 
 def trace_lines(result: TraceResult, names: Names | None = None) -> list[str]:
-    """Every hop line of a finished trace (no banner)."""
-    return [hop_line(hop, names) for hop in result.hops]
+    """Every hop line of a trace (no banner); a trace cut short ends with
+    ``interrupted_line``."""
+    lines = [hop_line(hop, names) for hop in result.hops]
+    if not result.finished:
+        lines.append(interrupted_line(result))
+    return lines
+
+
+def interrupted_line(result: TraceResult) -> str:
+    """The last line of a trace cut short: how far it got."""
+    probed = f"after hop {result.hops[-1].ttl}" if result.hops else "before any hop"
+    return f"(interrupted {probed}: {result.probes_sent} probes sent)"
 
 
 # -- rich ------------------------------------------------------------------------------
@@ -86,6 +96,8 @@ def trace_lines(result: TraceResult, names: Names | None = None) -> list[str]:
 def trace_table(result: TraceResult, names: Names | None = None) -> Table:
     """A rich table for one trace (TTY output)."""
     state = "[green]reached[/]" if result.reached else "[red]not reached[/]"
+    if not result.finished:
+        state += " · [yellow]interrupted[/]"
     mode = "Paris" if result.paris else "classic"
     table = Table(
         title=f"{result.target} ({result.address}) · {result.method} · {mode} · {state}",
@@ -96,10 +108,14 @@ def trace_table(result: TraceResult, names: Names | None = None) -> Table:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for hop in result.hops:
         if hop.is_silent:
-            table.add_row(str(hop.ttl), "[dim]*[/]", " ".join("*" for _ in hop.probes), "")
+            marks = " ".join("?" if q in hop.pending else "*" for q in range(len(hop.probes)))
+            table.add_row(str(hop.ttl), "[dim]*[/]", marks, "")
             continue
         addresses = "\n".join(_host(a, names) for a in hop.addresses)
-        rtts = " ".join("*" if p is None else f"{p.rtt_s * 1000:.3f}" for p in hop.probes)
+        rtts = " ".join(
+            ("?" if q in hop.pending else "*") if p is None else f"{p.rtt_s * 1000:.3f}"
+            for q, p in enumerate(hop.probes)
+        )
         notes = sorted({p.annotation for p in hop.responses if p.annotation})
         notes += sorted({mpls_text(p.mpls) for p in hop.responses if p.mpls})
         table.add_row(str(hop.ttl), addresses, rtts, " ".join(notes))
@@ -147,11 +163,13 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
         "probes_sent": result.probes_sent,
         "elapsed_ms": ms(result.elapsed_s),
         "send_error": result.send_error,
+        "finished": result.finished,
         "hops": [
             {
                 "ttl": hop.ttl,
                 "sent": hop.sent,
-                "lost": sum(1 for p in hop.probes if p is None),
+                "lost": sum(1 for p in hop.probes if p is None) - len(hop.pending),
+                "pending": len(hop.pending),
                 "responses": [_response_data(p, names) for p in hop.responses],
             }
             for hop in result.hops

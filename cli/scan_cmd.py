@@ -98,6 +98,8 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json and args.grepable == "-":
+        raise UsageError("--json and -oG - both write to stdout: give -oG a file name")
     options = ScanOptions(
         technique="ack" if args.ack else "syn",
         retries=args.retries,
@@ -175,15 +177,20 @@ def _print_result(
         # Indented for a few hosts; compact (json's C encoder) for networks.
         indent = 2 if result.host_count <= 10 else None
         render_scan.write_document(document, "hosts", hosts, sys.stdout.write, indent=indent)
-    else:
+    elif args.grepable != "-":  # (nmap: with -oG -, stdout has the grepable lines only)
         for line in render_scan.scan_report(
-            result, only_open=args.open, show_all=args.all, reason=args.reason
+            result,
+            only_open=args.open,
+            show_all=args.all,
+            reason=args.reason,
+            interrupted=interrupted,
         ):
             print(line)
     if args.grepable is not None:
         finished = time.strftime("%a %b %d %H:%M:%S %Y")
         command = "rawprobe " + " ".join(sys.argv[1:])
-        text = "\n".join(render_scan.grepable(result, command, started, finished)) + "\n"
+        lines = render_scan.grepable(result, command, started, finished, interrupted=interrupted)
+        text = "\n".join(lines) + "\n"
         if args.grepable == "-":
             sys.stdout.write(text)
         else:

@@ -245,6 +245,8 @@ class _Exchange:
     source: str | None = None
     rtt_s: float | None = None
     error: str | None = None
+    #: Sent, and the signal came while its reply was awaited.
+    interrupted: bool = False
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -269,6 +271,15 @@ async def _main(args: argparse.Namespace) -> int:
                     exchanges.append(exchange)
                     if not args.json:
                         _show(console, exchange, args.timeout)
+            if interrupt.happened:
+                # The probe in flight when the signal came was sent: it is reported.
+                gone = [p for p, _t, out in seen.take() if out]
+                if gone:
+                    exchanges.append(_Exchange(dissect(gone[0]), interrupted=True))
+                    if not args.json:
+                        _show(console, exchanges[-1], args.timeout)
+                if not args.json:
+                    print(f"(interrupted after {len(exchanges)} probes sent)", flush=True)
         transport.recorder = None
     if args.json:
         document = {
@@ -281,6 +292,7 @@ async def _main(args: argparse.Namespace) -> int:
                 {
                     **render_packet.exchange_data(e.sent, e.reply, e.rtt_s, e.source),
                     "error": e.error,
+                    "interrupted": e.interrupted,
                 }
                 for e in exchanges
             ],
@@ -314,6 +326,8 @@ def _show(console: Console, exchange: _Exchange, timeout_s: float) -> None:
     sent_title = f"sent {exchange.sent.length} bytes: {exchange.sent.summary}"
     if exchange.error is not None:
         reply_title = f"not sent: {exchange.error}"
+    elif exchange.interrupted:
+        reply_title = "interrupted while awaiting the reply"
     elif exchange.reply is None:
         reply_title = f"no reply within {timeout_s:g} s"
     else:

@@ -32,6 +32,7 @@ from rawprobe.cli.args import (
     seconds,
 )
 from rawprobe.cli.live import LiveView
+from rawprobe.cli.render import SCHEMA
 from rawprobe.errors import UsageError
 from rawprobe.transport import privileges
 from rawprobe.transport.sniffer import open_sniffer
@@ -200,7 +201,10 @@ async def _live_sniff(args: argparse.Namespace, sniffer: Any, sink: _Sink, durat
         else:
             await _capture(sniffer, sink, args.count, duration)
     stats = sniffer.stats()
-    _summary(sink, stats.seen, stats.kernel_drops)
+    if interrupt.happened and sink.json:  # the stream's last line says it stopped short
+        end = {"schema": SCHEMA, "command": "sniff", "event": "interrupted", "captured": sink.kept}
+        print(json.dumps(end), flush=True)
+    _summary(sink, stats.seen, stats.kernel_drops, interrupt.happened)
     return EXIT_INTERRUPTED if interrupt.happened else EXIT_OK
 
 
@@ -214,5 +218,6 @@ async def _capture(sniffer: Any, sink: _Sink, count: int | None, duration_s: flo
                 return
 
 
-def _summary(sink: _Sink, seen: int, kernel_drops: int | None) -> None:
-    print(render_packet.sniff_summary(seen, sink.kept, kernel_drops), file=sys.stderr, flush=True)
+def _summary(sink: _Sink, seen: int, kernel_drops: int | None, interrupted: bool = False) -> None:
+    line = render_packet.sniff_summary(seen, sink.kept, kernel_drops)
+    print(line + ("; interrupted" if interrupted else ""), file=sys.stderr, flush=True)

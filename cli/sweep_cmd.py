@@ -132,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     }
     total = len(Permutation(space.size, args.seed, *args.shard))
     alive_count = result.alive_count
+    # Interrupted: hosts not decided (never probed, or probed and still awaited) are
+    # neither up nor down; only the probes that left are counted.
+    undecided = total - alive_count - result.dead_count
     if args.json:
         document = {
             "schema": SCHEMA,
@@ -141,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
             "alive": "@ALIVE@",
             "alive_count": alive_count,
             "dead_count": result.dead_count,
+            "undecided_count": undecided,
             "targets": total,
             "probes_sent": result.probes_sent,
             "elapsed_ms": ms(result.elapsed_s),
@@ -158,20 +162,65 @@ def run(args: argparse.Namespace) -> int:
         items = (f'{"," if i else ""}\n    "{a}"' for i, a in enumerate(result.iter_alive()))
         _write_chunks(items)
         sys.stdout.write(("\n  ]" if alive_count else "]") + tail + "\n")
-    elif not args.ndjson:
+    elif args.ndjson:
+        if interrupted:  # the stream's last line says it stopped short (and what it had)
+            end = {
+                "schema": SCHEMA,
+                "command": "sweep",
+                "event": "interrupted",
+                "alive_count": alive_count,
+                "dead_count": result.dead_count,
+                "undecided_count": undecided,
+                "targets": total,
+                "probes_sent": result.probes_sent,
+                "elapsed_ms": ms(result.elapsed_s),
+            }
+            print(json.dumps(end), flush=True)
+    else:
         _write_chunks(f"{address}\n" for address in result.iter_alive())
     if not args.json and not args.quiet:
-        from rich.console import Console  # start-up time: see _report_progress
-
-        Console(stderr=True).print(
-            f"{alive_count} of {total} hosts up, {result.probes_sent} probes in"
-            f" {result.elapsed_s:.2f} s ({result.rate_pps:,.0f} probes/s, {workers} workers);"
-            f" kernel drops {counters.get('kernel_drops', 0)}",
-            highlight=False,
-        )
+        line = sweep_summary(
+            (alive_count, result.dead_count, total), result.probes_sent, result.elapsed_s,
+            workers, counters.get("kernel_drops", 0), interrupted,
+        )  # fmt: skip
+        _summary(line)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if alive_count else EXIT_NO_REPLY
+
+
+def sweep_summary(
+    hosts: tuple[int, int, int],
+    probes_sent: int,
+    elapsed_s: float,
+    workers: int,
+    kernel_drops: int,
+    interrupted: bool,
+) -> str:
+    """The closing line on stderr (``hosts``: up, down, targets); an interrupted sweep
+    says how far it got."""
+    up, down, total = hosts
+    rate = probes_sent / elapsed_s if elapsed_s > 0 else 0.0
+    line = (
+        f"{up} of {total} hosts up, {probes_sent} probes in {elapsed_s:.2f} s"
+        f" ({rate:,.0f} probes/s, {workers} workers); kernel drops {kernel_drops}"
+    )
+    if interrupted:
+        line += (
+            f"; interrupted: {up + down} hosts decided ({down} down), {total - up - down} undecided"
+        )
+    return line
+
+
+def _summary(line: str) -> None:
+    """One line on stderr: rich (colour, no wrapping) on a terminal, else plain text
+    (a file or a pipe gets the line whole, never cut at 80 columns)."""
+    if sys.stderr.isatty():
+        from rich.console import Console  # start-up time: see _report_progress
+
+        Console(stderr=True, soft_wrap=True).print(line, highlight=False)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _write_chunks(pieces: Iterator[str], chunk: int = 4096) -> None:

@@ -45,6 +45,7 @@ from rawprobe.probes.traceroute import (
     METHODS,
     LiveTrace,
     TraceOptions,
+    TraceResults,
     new_machine,
     trace_many_with,
     trace_protocols,
@@ -182,13 +183,16 @@ async def _main(args: argparse.Namespace, targets: list[str], options: TraceOpti
     streaming = len(targets) == 1 and not args.json and not rich_out
     cache: dict[str, str] = {}
     results: list[TraceResult] = []
+    partial: list[TraceResult] = []
     hops_in, hops_out = anyio.create_memory_object_stream[TraceHop](1024)
+    printed = [options.first_ttl - 1]  # the last hop line streamed
 
     async def print_hops() -> None:
         async with hops_out:
             async for hop in hops_out:
                 names = {} if args.numeric else await lookup_names(hop.addresses, cache)
                 _emit(render_trace.hop_line(hop, names))
+                printed[0] = hop.ttl
 
     def on_event(_target: str, event: object) -> None:
         if isinstance(event, TraceHop):
@@ -224,17 +228,26 @@ async def _main(args: argparse.Namespace, targets: list[str], options: TraceOpti
             if streaming:
                 printers.start_soon(print_hops)
             with hops_in:
-                async with trace_many_with(
+                traces = trace_many_with(
                     transport,
                     addresses,
                     options,
                     targets=targets,
                     source=args.source,
                     on_event=on_event if streaming else None,
-                ) as finished:
-                    async for result in finished:
-                        results.append(result)
-                        await show(result)
+                )
+                finished: TraceResults | None = None
+                try:
+                    async with traces as finished:
+                        async for result in finished:
+                            results.append(result)
+                            await show(result)
+                finally:  # interrupted: the traces cut short, as far as they got
+                    if finished is not None:
+                        partial = finished.remaining()
+                        results += partial
+        if interrupt.happened:
+            _show_partial(args, partial, printed[0], cache, console, rich_out, streaming)
     ordered = _input_order(results, targets)
     if args.json:
         names: dict[str, str] = {}
@@ -247,6 +260,34 @@ async def _main(args: argparse.Namespace, targets: list[str], options: TraceOpti
     if interrupt.happened:
         return EXIT_INTERRUPTED
     return EXIT_OK if ordered and all(r.reached for r in ordered) else EXIT_NO_REPLY
+
+
+def _show_partial(
+    args: argparse.Namespace,
+    partial: Sequence[TraceResult],
+    printed_ttl: int,
+    cache: dict[str, str],
+    console: Console,
+    rich_out: bool,
+    streaming: bool,
+) -> None:
+    """Plain and rich output of traces cut short by a signal (--json: in the document)."""
+    if args.json:
+        return
+    for result in partial:
+        # Names already known only: no lookup holds the exit after a signal.
+        names = {a: cache[a] for hop in result.hops for a in hop.addresses if cache.get(a)}
+        if rich_out:
+            console.print(render_trace.trace_table(result, names))
+            continue
+        lines = render_trace.trace_lines(result, names)
+        if streaming:  # the hop lines already streamed are not repeated
+            lines = [render_trace.hop_line(h, names) for h in result.hops if h.ttl > printed_ttl]
+            lines.append(render_trace.interrupted_line(result))
+        else:
+            lines = [render_trace.trace_banner(result), *lines, ""]
+        for line in lines:
+            _emit(line)
 
 
 def _input_order(results: Sequence[TraceResult], targets: Sequence[str]) -> list[TraceResult]:
@@ -362,6 +403,16 @@ async def _live_main(args: argparse.Namespace, targets: list[str], options: Trac
         for s in stats:
             for line in render_trace.report_lines(s.target, s.rows(), names):
                 _emit(line)
+            if interrupt.happened:
+                _emit(f"(interrupted after {s.rounds} rounds; the round in progress is left out)")
+    elif not args.json and interrupt.happened:  # the live view's last frame stays above
+        done = ", ".join(f"{s.target}: {s.rounds}" for s in stats)
+        gap = "" if console.is_terminal else "\n"  # (off a terminal the frame has no newline)
+        _emit(f"{gap}(interrupted; rounds done: {done}; the round in progress is left out)")
+    elif stream_json and interrupt.happened:  # the stream's last line says it stopped short
+        counts = {s.target: s.rounds for s in stats}
+        end = {"schema": SCHEMA, "command": "trace", "event": "interrupted", "rounds": counts}
+        _emit(json.dumps(end))
     if interrupt.happened:
         return EXIT_INTERRUPTED
     return EXIT_OK

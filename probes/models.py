@@ -140,6 +140,9 @@ class TraceHop:
     ttl: int
     probes: tuple[TraceResponse | None, ...]
     sent: int
+    #: Queries (indices into ``probes``) still awaited when the trace was cut short:
+    #: None there means "not decided", not "no answer". Empty in a finished trace.
+    pending: tuple[int, ...] = ()
 
     @property
     def responses(self) -> tuple[TraceResponse, ...]:
@@ -197,6 +200,9 @@ class TraceResult:
     probes_sent: int
     packet_size: int
     send_error: str | None = None
+    #: False for a trace cut short (Ctrl-C, a timeout): ``hops`` ends at the highest
+    #: TTL probed, and queries still awaited show as unanswered.
+    finished: bool = True
 
     @property
     def destination_ttl(self) -> int | None:

@@ -86,6 +86,7 @@ class PingMachine(MachineOutbox):
         self._authenticated = options.payload_size >= Cookies.COOKIE_BYTES
         self._remote = socket.inet_pton(self.family, address)
         self._transmitted = 0
+        self._left = 0  # requests that left (a cancelled send is not transmitted)
         self._next_send: float | None = None
         self._started: float | None = None
         self._finished: float | None = None
@@ -124,6 +125,7 @@ class PingMachine(MachineOutbox):
         wire_seq = key[3]
         seq = self._seq_of[wire_seq]
         self._sent[wire_seq] = sent
+        self._left += 1
         if sent.error is not None:
             error = PingError(seq, self.source, f"sendto: {sent.error}")
             self._errors.append(error)
@@ -172,7 +174,7 @@ class PingMachine(MachineOutbox):
         end = self._finished if self._finished is not None else (now or start)
         return PingResult(
             address=self.address,
-            transmitted=self._transmitted,
+            transmitted=self._left,
             replies=tuple(self._replies),
             errors=tuple(self._errors),
             elapsed_s=max(0.0, end - start),

@@ -358,6 +358,7 @@ class SweepMachine(MachineOutbox):
             if sent[2] is not None:  # the network refused the send (Sent.error)
                 self._decide_dead(key, f"send-{sent[2].lower()}")
                 continue
+            self._sent_count += 1  # counted once it left: an interrupted batch is not
             in_flight[key] = (entry[0], entry[1], sent, entry[3], entry[4])
             probes.append((now, key))
 
@@ -441,7 +442,6 @@ class SweepMachine(MachineOutbox):
         self._newest[index] = key  # the head of this host's chain of keys
         for extra_key in extra:  # answers that do not name the attempt (UDP data)
             self._in_flight[extra_key] = flight
-        self._sent_count += 1
         return new_tuple(Outgoing, (key, packet, extra, True))  # type: ignore[no-any-return]
 
     def _expire(self, now: float) -> None:

@@ -39,6 +39,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from rawprobe.errors import MalformedPacket, UsageError
 from rawprobe.probes.drive import EventCallback, drive
@@ -74,6 +75,7 @@ __all__ = [
     "TraceMachine",
     "TraceManyMachine",
     "TraceOptions",
+    "TraceResults",
     "annotation",
     "new_machine",
     "trace_many_with",
@@ -297,6 +299,8 @@ class TraceMachine(MachineOutbox):
         if probe is None:
             return
         probe.sent = sent
+        self._probes_sent += 1  # counted once it left: an interrupted batch is not
+        self._sent_per_ttl[probe.ttl] = self._sent_per_ttl.get(probe.ttl, 0) + 1
         if sent.error is not None:
             # The local stack refused (no route): no answer will come; not retried.
             self._send_error = sent.error
@@ -337,10 +341,13 @@ class TraceMachine(MachineOutbox):
     # -- results -------------------------------------------------------------------
 
     def result(self, now: float | None = None) -> TraceResult:
-        """The trace so far (complete once ``done``); ``now`` dates an unfinished one."""
+        """The trace so far (complete once ``done``); ``now`` dates an unfinished one,
+        whose hops end at the highest TTL probed so far (an interrupted trace)."""
         start = self._started if self._started is not None else 0.0
         end = self._finished if self._finished is not None else (now or start)
         last = self._dest_ttl if self._dest_ttl is not None else self.options.max_ttl
+        if self._finished is None:
+            last = min(last, max(self._sent_per_ttl, default=self.options.first_ttl - 1))
         hops = tuple(self._hop(ttl) for ttl in range(self.options.first_ttl, last + 1))
         return TraceResult(
             target=self.target,
@@ -357,6 +364,7 @@ class TraceMachine(MachineOutbox):
             probes_sent=self._probes_sent,
             packet_size=self._packet_size,
             send_error=self._send_error,
+            finished=self._finished is not None,
         )
 
     @property
@@ -456,8 +464,14 @@ class TraceMachine(MachineOutbox):
         self._emit_ready()
 
     def _hop(self, ttl: int) -> TraceHop:
-        probes = tuple(self._answers.get((ttl, q)) for q in range(self.options.queries))
-        return TraceHop(ttl, probes, self._sent_per_ttl.get(ttl, 0))
+        queries = range(self.options.queries)
+        probes = tuple(self._answers.get((ttl, q)) for q in queries)
+        pending = (
+            ()
+            if self._finished is not None
+            else tuple(q for q in queries if (ttl, q) not in self._answers)
+        )
+        return TraceHop(ttl, probes, self._sent_per_ttl.get(ttl, 0), pending)
 
     # -- packets ---------------------------------------------------------------------
 
@@ -490,8 +504,6 @@ class TraceMachine(MachineOutbox):
     def _packet(self, ttl: int, query: int, attempt: int) -> Outgoing:
         index = self._next_index
         self._next_index += 1
-        self._probes_sent += 1
-        self._sent_per_ttl[ttl] = self._sent_per_ttl.get(ttl, 0) + 1
         number = self._probe_base + index
         method = self.options.method
         if method == "icmp":
@@ -724,6 +736,11 @@ class TraceManyMachine(MachineOutbox):
     def done(self) -> bool:
         return not self._active
 
+    @property
+    def active(self) -> tuple[TraceMachine, ...]:
+        """The traces not finished yet (the partial ones, once cancelled)."""
+        return tuple(self._active)
+
     def poll(self, now: float) -> list[Outgoing]:
         outgoing: list[Outgoing] = []
         visited = 0
@@ -771,6 +788,44 @@ class TraceManyMachine(MachineOutbox):
         return index == self._cursor or index > self._cursor
 
 
+class TraceResults:
+    """The async iterator ``trace_many_with`` yields: finished traces in completion
+    order. ``remaining`` gives, once the block was left early (Ctrl-C, a timeout), the
+    traces not yet taken: finished ones, then the unfinished ones as they stood
+    (``TraceMachine.result(now)``: the hops probed so far)."""
+
+    def __init__(
+        self, receive: MemoryObjectReceiveStream[TraceResult], many: TraceManyMachine
+    ) -> None:
+        self._receive = receive
+        self._many = many
+        self._left: list[TraceResult] = []
+
+    def __aiter__(self) -> TraceResults:
+        return self
+
+    async def __anext__(self) -> TraceResult:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    def remaining(self) -> list[TraceResult]:
+        self._close()
+        left, self._left = self._left, []
+        now = anyio.current_time()
+        return left + [machine.result(now) for machine in self._many.active]
+
+    def _close(self) -> None:
+        """Keep the finished results nobody took, and close the stream."""
+        while True:
+            try:
+                self._left.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+        self._receive.close()
+
+
 @asynccontextmanager
 async def trace_many_with(
     transport: Transport,
@@ -780,7 +835,7 @@ async def trace_many_with(
     targets: Sequence[str] | None = None,
     source: str | None = None,
     on_event: Callable[[str, object], None] | None = None,
-) -> AsyncIterator[AsyncIterator[TraceResult]]:
+) -> AsyncIterator[TraceResults]:
     """Trace every address concurrently over one transport; yields an async iterator of
     results in completion order::
 
@@ -788,7 +843,8 @@ async def trace_many_with(
             async for result in results:
                 ...
 
-    Leaving the block early cancels the traces still running. ``targets`` names the
+    Leaving the block early cancels the traces still running; after the block,
+    ``results.remaining()`` gives what they had found (see TraceResults). ``targets`` names the
     addresses as the user typed them (``TraceResult.target``); ``on_event`` gets
     ``(target, TraceHop)`` as each hop of each trace becomes final.
     """
@@ -811,13 +867,16 @@ async def trace_many_with(
         with send:
             await drive(many, transport, on_event=dispatch)
 
-    async with anyio.create_task_group() as task_group:
-        task_group.start_soon(run_all)
-        with receive:
+    results = TraceResults(receive, many)
+    try:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(run_all)
             try:
-                yield receive
+                yield results
             finally:
                 task_group.cancel_scope.cancel()
+    finally:
+        results._close()  # once the driver is gone (its last replies are counted)
 
 
 def trace_protocols(addresses: Sequence[str], method: str) -> list[tuple[int, int]]:

@@ -220,8 +220,12 @@ class Transport(Protocol):
         driver before a machine decides what has timed out."""
         ...
 
-    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
-        """Send packets in order, paced; one Sent per packet."""
+    async def send_batch(
+        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
+    ) -> list[Sent]:
+        """Send packets in order, paced; one Sent per packet, appended to ``stamps``
+        (returned; a new list when None) as each packet leaves, so a caller cancelled
+        mid-batch still knows which packets went out."""
         ...
 
 

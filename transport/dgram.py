@@ -165,10 +165,14 @@ class DatagramTransport(SocketTransport):
     async def send(self, packet: bytes) -> Sent:
         return (await self.send_batch((packet,)))[0]
 
-    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
+    async def send_batch(
+        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
+    ) -> list[Sent]:
         """Send the ICMP echo requests inside whole IP packets; the IP header's TTL
         becomes the socket's, the rest of it is the kernel's to write."""
-        stamps = []
+        if stamps is None:
+            stamps = []
+        first = len(stamps)
         for packet in packets:
             if self._closed:
                 raise TransportClosed("transport is closed")
@@ -178,7 +182,7 @@ class DatagramTransport(SocketTransport):
             stamps.append(self._send_one(packet))
         recorder = self._demux.recorder
         if recorder is not None:
-            for packet, sent in zip(packets, stamps, strict=True):
+            for packet, sent in zip(packets, stamps[first:], strict=True):
                 if sent.error is None:
                     recorder.record(packet, sent.realtime_ns, True)
         return stamps

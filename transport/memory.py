@@ -177,8 +177,14 @@ class MemoryTransport(TransportBase):
             self._task_group.start_soon(self._deliver_later, delay_s, delivery)
         return Sent(int(now * 1e9), now)
 
-    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
-        return [await self.send(packet) for packet in packets]
+    async def send_batch(
+        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
+    ) -> list[Sent]:
+        if stamps is None:
+            stamps = []
+        for packet in packets:
+            stamps.append(await self.send(packet))
+        return stamps
 
     def inject(
         self, data: bytes, source: str | None = None, hop_limit: int = 64, protocol: int = 58

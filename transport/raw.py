@@ -109,7 +109,9 @@ class RawTransport(SocketTransport):
         """Send a whole IP packet. Network refusals come back in ``Sent.error``."""
         return (await self.send_batch((packet,)))[0]
 
-    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
+    async def send_batch(
+        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
+    ) -> list[Sent]:
         """Send whole IP packets in order, paced; one Sent per packet.
 
         No per-packet await unless pacing or full kernel queues (ENOBUFS, waited out
@@ -117,24 +119,28 @@ class RawTransport(SocketTransport):
         """
         if self._closed:
             raise TransportClosed("transport is closed")
-        stamps = []
+        if stamps is None:
+            stamps = []
+        first = len(stamps)
         bucket = self._bucket
         paced = bucket.rate_pps != 0
         try_send = self._try_send
-        for packet in packets:
-            if paced:
-                delay = bucket.take(time.monotonic())
-                if delay > 0.0:
-                    await anyio.sleep(delay)
-            sent = try_send(packet)
-            if sent is None:
-                sent = await self._send_when_buffers_free(packet)
-            stamps.append(sent)
-        recorder = self._demux.recorder
-        if recorder is not None:
-            for packet, sent in zip(packets, stamps, strict=True):
-                if sent.error is None:
-                    recorder.record(packet, sent.realtime_ns, True)
+        try:
+            for packet in packets:
+                if paced:
+                    delay = bucket.take(time.monotonic())
+                    if delay > 0.0:
+                        await anyio.sleep(delay)
+                sent = try_send(packet)
+                if sent is None:
+                    sent = await self._send_when_buffers_free(packet)
+                stamps.append(sent)
+        finally:  # (cancelled mid-batch: what left is recorded too)
+            recorder = self._demux.recorder
+            if recorder is not None:
+                for packet, sent in zip(packets, stamps[first:], strict=False):
+                    if sent.error is None:
+                        recorder.record(packet, sent.realtime_ns, True)
         return stamps
 
     async def _send_when_buffers_free(self, packet: bytes) -> Sent:

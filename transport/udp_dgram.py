@@ -55,8 +55,11 @@ class UdpTransport(SocketTransport):
     async def send(self, packet: bytes) -> Sent:
         return (await self.send_batch((packet,)))[0]
 
-    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
-        stamps = []
+    async def send_batch(
+        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
+    ) -> list[Sent]:
+        if stamps is None:
+            stamps = []
         for packet in packets:
             if self._closed:
                 raise TransportClosed("transport is closed")

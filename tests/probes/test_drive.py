@@ -45,9 +45,13 @@ class HeldRepliesTransport:
     async def send(self, packet: bytes) -> Sent:
         return (await self.send_batch([packet]))[0]
 
-    async def send_batch(self, packets: Sequence[bytes]) -> list[Sent]:
+    async def send_batch(
+        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
+    ) -> list[Sent]:
         self.held.append(Reply(KEY, socket.AF_INET, KEY[1], b"", 61, 0, 0.0, 1))
-        return [Sent(0, 0.0) for _ in packets]
+        stamps = [] if stamps is None else stamps
+        stamps += [Sent(0, 0.0) for _ in packets]
+        return stamps
 
     def read_pending(self) -> None:
         for reply in self.held:
