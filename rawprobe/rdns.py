@@ -17,14 +17,17 @@ Contract of :class:`ReverseNames` (one per run):
   most ``budget_s`` to a run, plus the cancellation of unfinished lookups on exit.
 - Every answer is cached for the run, failures too: an address is asked once.
 - ``/etc/hosts`` is read first (glibc's ``hosts: files dns``, which traceroute's
-  getnameinfo follows; dnspython does not read it). Loopback addresses are named from
-  it only: no query leaves for them.
+  getnameinfo follows; dnspython does not read it). Loopback, unspecified and multicast
+  addresses are named from it only: no query leaves for them.
 - Names are returned in DNS master-file text; any byte outside letters, digits, ``-``,
   ``_`` and ``.`` is escaped as ``\\DDD``, so a hostile PTR record cannot carry
   terminal controls or markup.
 
 The nameservers come from ``resolv_conf`` (``/etc/resolv.conf``; glibc's 127.0.0.1 when
-it names none) unless ``nameservers`` is given: tests point them into the lab.
+it names none) unless ``nameservers`` is given: tests point them into the lab. Each
+query opens its socket when it is sent, in the network namespace of the thread running
+the event loop then; code that enters a lab namespace only while opening sockets
+(``Lab.entered``) must not aim this at a lab address from outside the lab.
 """
 
 from __future__ import annotations

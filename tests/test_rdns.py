@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -207,3 +209,13 @@ async def test_resolv_conf_names_the_nameservers(tmp_path: Path) -> None:
         conf.write_text("search lab.test\nnameserver 127.0.0.1\noptions timeout:5\n")
         async with ReverseNames(resolv_conf=str(conf), port=port, hosts=None) as names:
             assert await names.names(["198.18.1.1"]) == {"198.18.1.1": "from-conf.test"}
+
+
+def test_dnspython_is_imported_only_when_names_are_looked_up() -> None:
+    code = (
+        "import sys, rawprobe.cli.app, rawprobe.cli.trace_cmd, rawprobe.rdns\n"
+        "print(sorted(m for m in sys.modules if m == 'dns' or m.startswith('dns.')))"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"  # start-up of every command stays as it was
