@@ -7,7 +7,16 @@ from typing import Any
 
 from rawprobe.cli.args import EXIT_OK, Parser
 from rawprobe.errors import UsageError
-from rawprobe.lab import ROLES, Lab, down_all, lab_prefixes, lab_status, lab_up
+from rawprobe.lab import (
+    DNS_V4,
+    NXDOMAIN_DNS_V4,
+    ROLES,
+    Lab,
+    down_all,
+    lab_prefixes,
+    lab_status,
+    lab_up,
+)
 
 
 def register(commands: Any) -> None:
@@ -42,6 +51,8 @@ def describe(lab: Lab) -> list[str]:
         f"  target:  {lab.target_v4}  {lab.target_v6}  (answers for 198.19.0.0/16 and"
         " 2001:db8:ff::/64)",
         f"  silent:  {lab.silent_v4}  {lab.silent_v6}",
+        f"  dns:     {DNS_V4} (lab names), {NXDOMAIN_DNS_V4} (NXDOMAIN: every namespace's"
+        " resolver)",
         f"  tcp open: {','.join(map(str, lab.open_ports))}; dropped:"
         f" {_span(lab.drop_ports)}; rejected: {_span(lab.reject_ports)}",
     ]

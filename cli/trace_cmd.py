@@ -12,7 +12,8 @@ import argparse
 import json
 import socket
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -50,12 +51,10 @@ from rawprobe.probes.traceroute import (
     trace_many_with,
     trace_protocols,
 )
+from rawprobe.rdns import ReverseNames
 from rawprobe.targets import resolve
 from rawprobe.transport.base import Transport
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
-
-#: Reverse lookups never hold a trace's output longer than this.
-_DNS_TIMEOUT_S = 2.0
 
 
 def register(commands: Any) -> None:
@@ -139,7 +138,15 @@ def run(args: argparse.Namespace) -> int:
         paris=not args.classic,
     )
     main = _live_main if live else _main
-    code: int = anyio.run(main, args, targets, options, backend=args.backend)
+    code: int = anyio.run(_with_names, main, args, targets, options, backend=args.backend)
+    return code
+
+
+async def _with_names(main: Any, args: argparse.Namespace, *rest: Any) -> int:
+    """Run ``main(args, *rest, names)`` with the run's reverse-DNS lookups (None with
+    ``-n``): bounded in total (rawprobe/rdns.py), cancelled when the run ends."""
+    async with lookup_names(args.numeric) as names:
+        code: int = await main(args, *rest, names)
     return code
 
 
@@ -151,58 +158,68 @@ async def _addresses(args: argparse.Namespace, targets: Sequence[str]) -> list[s
     return addresses
 
 
-async def lookup_names(addresses: Iterable[str], cache: dict[str, str]) -> dict[str, str]:
-    """Reverse DNS for ``addresses`` (concurrently, bounded in time); fills ``cache``."""
-    todo = [a for a in dict.fromkeys(addresses) if a not in cache]
+@asynccontextmanager
+async def lookup_names(numeric: bool) -> AsyncIterator[ReverseNames | None]:
+    """The run's reverse lookups: None when ``numeric`` (``-n``)."""
+    if numeric:
+        yield None
+        return
+    async with ReverseNames() as names:
+        yield names
 
-    async def one(address: str) -> None:
-        with anyio.move_on_after(_DNS_TIMEOUT_S):
-            try:
-                name, _ = await anyio.getnameinfo((address, 0), socket.NI_NAMEREQD)
-            except OSError:
-                name = ""
-            cache[address] = name
-            return
-        cache[address] = ""
 
-    async with anyio.create_task_group() as task_group:
-        for address in todo:
-            task_group.start_soon(one, address)
-    return {a: n for a, n in cache.items() if n}
+async def _names_for(
+    names: ReverseNames | None, addresses: Iterable[str], *, wait: bool = True
+) -> dict[str, str]:
+    """Names of ``addresses`` within the run's budget; without ``wait`` (an interrupted
+    run prints at once) only those already known."""
+    if names is None:
+        return {}
+    return await names.names(addresses) if wait else names.known(addresses)
 
 
 def _emit(line: str, file: Any = None) -> None:
     print(line, flush=True, file=file or sys.stdout)
 
 
-async def _main(args: argparse.Namespace, targets: list[str], options: TraceOptions) -> int:
+async def _main(
+    args: argparse.Namespace,
+    targets: list[str],
+    options: TraceOptions,
+    names_dns: ReverseNames | None = None,
+) -> int:
     addresses = await _addresses(args, targets)
     rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
     console = Console(highlight=False, soft_wrap=True)
     rich_out = console.is_terminal and not args.json
     streaming = len(targets) == 1 and not args.json and not rich_out
-    cache: dict[str, str] = {}
     results: list[TraceResult] = []
     partial: list[TraceResult] = []
     hops_in, hops_out = anyio.create_memory_object_stream[TraceHop](1024)
     printed = [options.first_ttl - 1]  # the last hop line streamed
+    if not streaming:
+        hops_out.close()  # only the streaming printer reads it
 
     async def print_hops() -> None:
         async with hops_out:
             async for hop in hops_out:
-                names = {} if args.numeric else await lookup_names(hop.addresses, cache)
+                names = await _names_for(names_dns, hop.addresses)
                 _emit(render_trace.hop_line(hop, names))
                 printed[0] = hop.ttl
 
     def on_event(_target: str, event: object) -> None:
         if isinstance(event, TraceHop):
+            if names_dns is not None:
+                names_dns.want(event.addresses)  # asked now, not when the line prints
             hops_in.send_nowait(event)
 
     async def show(result: TraceResult) -> None:
+        addresses_seen = [a for hop in result.hops for a in hop.addresses]
+        if names_dns is not None:
+            names_dns.want(addresses_seen)  # JSON: asked as each trace ends
         if args.json or streaming:
             return
-        addresses_seen = [a for hop in result.hops for a in hop.addresses]
-        names = {} if args.numeric else await lookup_names(addresses_seen, cache)
+        names = await _names_for(names_dns, addresses_seen)
         if rich_out:
             console.print(render_trace.trace_table(result, names))
             return
@@ -247,13 +264,11 @@ async def _main(args: argparse.Namespace, targets: list[str], options: TraceOpti
                         partial = finished.remaining()
                         results += partial
         if interrupt.happened:
-            _show_partial(args, partial, printed[0], cache, console, rich_out, streaming)
+            _show_partial(args, partial, printed[0], names_dns, console, rich_out, streaming)
     ordered = _input_order(results, targets)
     if args.json:
-        names: dict[str, str] = {}
-        if not args.numeric:
-            seen = [a for r in ordered for h in r.hops for a in h.addresses]
-            names = await lookup_names(seen, cache)
+        seen = [a for r in ordered for h in r.hops for a in h.addresses]
+        names = await _names_for(names_dns, seen, wait=not interrupt.happened)
         document = render_trace.trace_document(ordered, names, interrupted=interrupt.happened)
         # Indented for a few traces; compact (C encoder, ~10x faster) for thousands.
         print(json.dumps(document, indent=2 if len(ordered) <= 10 else None))
@@ -266,7 +281,7 @@ def _show_partial(
     args: argparse.Namespace,
     partial: Sequence[TraceResult],
     printed_ttl: int,
-    cache: dict[str, str],
+    names_dns: ReverseNames | None,
     console: Console,
     rich_out: bool,
     streaming: bool,
@@ -276,7 +291,8 @@ def _show_partial(
         return
     for result in partial:
         # Names already known only: no lookup holds the exit after a signal.
-        names = {a: cache[a] for hop in result.hops for a in hop.addresses if cache.get(a)}
+        seen = (a for hop in result.hops for a in hop.addresses)
+        names = names_dns.known(seen) if names_dns is not None else {}
         if rich_out:
             console.print(render_trace.trace_table(result, names))
             continue
@@ -338,13 +354,18 @@ async def _rounds(
         await anyio.sleep(max(0.0, start + args.interval - anyio.current_time()))
 
 
-async def _live_main(args: argparse.Namespace, targets: list[str], options: TraceOptions) -> int:
+async def _live_main(
+    args: argparse.Namespace,
+    targets: list[str],
+    options: TraceOptions,
+    names_dns: ReverseNames | None = None,
+) -> int:
     addresses = await _addresses(args, targets)
     rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
     stats = [LiveTrace(t, a) for t, a in zip(targets, addresses, strict=True)]
     console = Console(highlight=False)
-    cache: dict[str, str] = {}
-    names: dict[str, str] = {}
+    # Names fill in as they arrive: the view renders the resolver's live mapping.
+    names: dict[str, str] = names_dns.found if names_dns is not None else {}
     stream_json = args.json and not args.report
     view: LiveView | None = None
 
@@ -355,8 +376,12 @@ async def _live_main(args: argparse.Namespace, targets: list[str], options: Trac
         return Group(*tables)
 
     def on_round(live: LiveTrace) -> None:
+        if names_dns is not None:
+            names_dns.want(a for row in live.rows() for a in row.addresses)
         if stream_json:
-            data = render_trace.live_data(live.target, live.address, live.rounds, live.rows())
+            data = render_trace.live_data(
+                live.target, live.address, live.rounds, live.rows(), names
+            )
             _emit(json.dumps({"schema": SCHEMA, "command": "trace", "event": "round", **data}))
         elif view is not None:
             view.refresh_soon()
@@ -378,15 +403,20 @@ async def _live_main(args: argparse.Namespace, targets: list[str], options: Trac
                     rounds.start_soon(_rounds, transport, a, t, options, s, args, on_round)
         else:
             with LiveView(console, render) as view:
+                shown = view
+                if names_dns is not None:  # redraw as names come in
+                    names_dns.on_found = lambda _address, _name: shown.refresh_soon()
                 async with anyio.create_task_group() as rounds:
                     rounds.start_soon(view.ticker)
                     async with anyio.create_task_group() as probes:
                         for s, a, t in zip(stats, addresses, targets, strict=True):
                             probes.start_soon(_rounds, transport, a, t, options, s, args, on_round)
                     rounds.cancel_scope.cancel()
-    if not args.numeric:
+            if names_dns is not None:
+                names_dns.on_found = None  # the view is gone
+    if args.report:
         seen = [a for s in stats for row in s.rows() for a in row.addresses]
-        names.update(await lookup_names(seen, cache))
+        await _names_for(names_dns, seen, wait=not interrupt.happened)
     if args.report and args.json:
         document = {
             "schema": SCHEMA,

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -62,9 +63,12 @@ from rawprobe.errors import LabError, UsageError
 __all__ = [
     "CLIENT_V4",
     "CLIENT_V6",
+    "DNS_V4",
     "DROP_PORTS",
     "EXTRA_PORTS",
+    "LAB_NAMES",
     "LISTEN_PORTS",
+    "NXDOMAIN_DNS_V4",
     "OPEN_PORTS",
     "REJECT_PORTS",
     "ROLES",
@@ -114,6 +118,24 @@ SILENT_NET_V6: Final = "2001:db8:ee::/64"
 SILENT_V4: Final = "198.18.200.1"
 SILENT_V6: Final = "2001:db8:ee::1"
 
+#: The lab's DNS server (the target's listener process, on AnyIP addresses): PTR
+#: answers from :data:`LAB_NAMES` at DNS_V4; NXDOMAIN for every query at
+#: NXDOMAIN_DNS_V4, the resolver every lab namespace starts with (see
+#: :meth:`Lab.set_resolver`), so no lookup made inside a lab leaves it.
+DNS_V4: Final = "198.19.0.53"
+NXDOMAIN_DNS_V4: Final = "198.19.0.54"
+#: Made-up reverse names of the lab's fixed addresses (``.test``: RFC 2606).
+LAB_NAMES: Final[Mapping[str, str]] = {
+    CLIENT_V4: "client.lab.test",
+    CLIENT_V6: "client.lab.test",
+    **{a: f"r{i + 1}.lab.test" for i, a in enumerate(ROUTER_V4)},
+    **{a: f"r{i + 1}.lab.test" for i, a in enumerate(ROUTER_V6)},
+    TARGET_LINK_V4: "target-link.lab.test",
+    TARGET_LINK_V6: "target-link.lab.test",
+    TARGET_V4: "target.lab.test",
+    TARGET_V6: "target.lab.test",
+}
+
 LISTEN_PORTS: Final = (22, 80, 443, 8080)
 #: More open ports, chosen outside the well-known range and the firewalled ranges.
 EXTRA_PORTS: Final = (3306, 5432, 8443, 65535)
@@ -126,6 +148,8 @@ REJECT_PORTS: Final = range(2000, 3000)
 
 STATE_DIR: Final = Path("/run/rawprobe/labs")
 NETNS_DIR: Final = Path("/run/netns")
+#: ``ip netns exec NS`` bind-mounts the files of ``/etc/netns/NS/`` over ``/etc``.
+ETC_NETNS_DIR: Final = Path("/etc/netns")
 
 _PREFIX_RE: Final = re.compile(r"rp[0-9a-z]{1,20}")
 _NS_RE: Final = re.compile(r"(rp[0-9a-z]{1,20})-(client|r1|r2|r3|target)")
@@ -165,12 +189,47 @@ _ROUTER_SYSCTLS: Final = {
 
 # The target's listener: dual-stack sockets on every open port; prints "ready" once all
 # are listening; accepts and closes; exits when its namespace loses its name (so a
-# manual `ip netns del` cannot leave it holding the namespace alive).
+# manual `ip netns del` cannot leave it holding the namespace alive). It is also the
+# lab's DNS server: argv[2] maps each DNS address to {reverse name: PTR name}; it
+# answers PTR queries from that table and everything else with NXDOMAIN.
 _LISTENER_SRC: Final = r"""
-import os, selectors, socket, sys
-ns_path, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
+import json, os, selectors, socket, struct, sys
+ns_path, zones, ports = sys.argv[1], json.loads(sys.argv[2]), [int(p) for p in sys.argv[3:]]
 me = os.stat("/proc/self/ns/net")
 sel = selectors.DefaultSelector()
+
+def dns_reply(data, table):
+    if len(data) < 12:
+        return None
+    ident, flags, qdcount = struct.unpack_from("!HHH", data)
+    if flags & 0x8000 or qdcount != 1:
+        return None
+    labels, i = [], 12
+    while True:
+        if i >= len(data) or data[i] > 63:
+            return None
+        n, i = data[i], i + 1
+        if n == 0:
+            break
+        labels.append(data[i:i + n].decode("ascii", "replace").lower())
+        i += n
+    if i + 4 > len(data):
+        return None
+    qtype, qclass = struct.unpack_from("!HH", data, i)
+    name = table.get(".".join(labels)) if (qtype, qclass) == (12, 1) else None
+    head = struct.pack("!HHHHHH", ident, 0x8400 | (flags & 0x0100) | (0 if name else 3),
+                       1, 1 if name else 0, 0, 0)
+    reply = head + data[12:i + 4]
+    if name:
+        rdata = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+        reply += struct.pack("!HHHIH", 0xC00C, 12, 1, 60, len(rdata)) + rdata
+    return reply
+
+for address, table in zones.items():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((address, 53))
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ, table)
 for port in ports:
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -186,6 +245,19 @@ for fd in (0, 1, 2):
     os.dup2(null, fd)
 while True:
     for key, _ in sel.select(timeout=2.0):
+        if key.data is not None:  # a DNS socket
+            for _ in range(64):
+                try:
+                    query, peer = key.fileobj.recvfrom(512)
+                except OSError:
+                    break
+                reply = dns_reply(query, key.data)
+                if reply is not None:
+                    try:
+                        key.fileobj.sendto(reply, peer)
+                    except OSError:
+                        pass
+            continue
         for _ in range(64):
             try:
                 conn, _ = key.fileobj.accept()
@@ -350,6 +422,38 @@ def _write_sysctls(values: Mapping[str, str]) -> None:
                 f.write(value)
         except OSError as exc:
             raise LabError(f"cannot set sysctl {key.replace('/', '.')}={value}: {exc}") from exc
+
+
+def _ptr_table() -> dict[str, str]:
+    """Reverse name (``5.0.19.198.in-addr.arpa``) -> PTR name, for the DNS server."""
+    return {ipaddress.ip_address(a).reverse_pointer: n for a, n in LAB_NAMES.items()}
+
+
+def _write_resolv_conf(ns: str, nameservers: Sequence[str]) -> None:
+    """``/etc/netns/NS/resolv.conf`` naming ``nameservers``, replaced atomically (the
+    temporary file lies outside the folder: ``ip netns exec`` mounts all it holds)."""
+    folder = ETC_NETNS_DIR / ns
+    tmp = ETC_NETNS_DIR / f".{ns}.resolv.conf.tmp"
+    text = "# written by rawprobe's lab; removed with it\n"
+    text += "".join(f"nameserver {a}\n" for a in nameservers)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="ascii")
+        tmp.replace(folder / "resolv.conf")
+    except OSError as exc:
+        raise LabError(f"cannot write {folder / 'resolv.conf'}: {exc}") from exc
+
+
+def _remove_etc_netns(names: Iterable[str]) -> None:
+    """Remove what :func:`_write_resolv_conf` wrote for ``names`` (and the folders, when
+    nothing else is left in them)."""
+    for name in names:
+        folder = ETC_NETNS_DIR / name
+        for path in (folder / "resolv.conf", ETC_NETNS_DIR / f".{name}.resolv.conf.tmp"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _new_prefix() -> str:
@@ -518,6 +622,20 @@ class Lab:
             with self.entered(role):
                 _write_sysctls(values)
 
+    def set_resolver(self, role: str, nameservers: Sequence[str] | None = None) -> None:
+        """Point ``role``'s resolver (``/etc/netns/NS/resolv.conf``, read by processes
+        started with ``ip netns exec``, e.g. :meth:`run`) at ``nameservers``.
+
+        Every namespace starts with :data:`NXDOMAIN_DNS_V4` (an instant "no name"), and
+        ``None`` restores it. :data:`DNS_V4` answers with :data:`LAB_NAMES`; a blackholed
+        address such as :data:`SILENT_V4` never answers. Code running in-process
+        (:meth:`entered`) does not see this file: pass :meth:`resolv_conf` to it."""
+        _write_resolv_conf(self.ns(role), nameservers or (NXDOMAIN_DNS_V4,))
+
+    def resolv_conf(self, role: str) -> str:
+        """Path of ``role``'s resolv.conf (see :meth:`set_resolver`)."""
+        return str(ETC_NETNS_DIR / self.ns(role) / "resolv.conf")
+
     def set_ping_group_range(self, role: str, lo: int, hi: int) -> None:
         """Set ``net.ipv4.ping_group_range`` of ``role`` (which gids may open ICMP
         datagram sockets; the default ``1 0`` admits nobody, ``0 2147483647`` all)."""
@@ -551,6 +669,7 @@ class Lab:
         try:
             _kill_and_delete(self.namespaces)
         finally:
+            _remove_etc_netns(self.namespaces)
             if self._listener is not None:
                 proc, self._listener = self._listener, None
                 with contextlib.suppress(ProcessLookupError):
@@ -611,6 +730,8 @@ class Lab:
                 (["ip", "netns", "exec", self.ns("target"), "ip6tables-restore"], _RULES_V6),
             ]
         )
+        for role in ROLES:  # no lookup made in the lab may reach the host's resolver
+            self.set_resolver(role)
         self._wait_links_running()
         self._start_listener()
         self._write_state(exclusive=False)
@@ -649,6 +770,7 @@ class Lab:
             "-c",
             _LISTENER_SRC,
             self.netns_path("target"),
+            json.dumps({DNS_V4: _ptr_table(), NXDOMAIN_DNS_V4: {}}),
             *map(str, OPEN_PORTS),
         ]
         try:
@@ -845,6 +967,7 @@ def down_all(startswith: str = "rp") -> list[str]:
         if not prefix.startswith(startswith):
             continue
         removed += _kill_and_delete(by_prefix.get(prefix, []))
+        _remove_etc_netns(f"{prefix}-{role}" for role in ROLES)
         with contextlib.suppress(FileNotFoundError):
             _state_path(prefix).unlink()
     return sorted(removed)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -237,6 +238,8 @@ def test_load_and_down_remove_everything(own_lab: Lab) -> None:
     assert names <= _netns_names()
     assert names <= set(lab_status())
     assert own_lab.state_path.exists()
+    resolv_confs = [Path(own_lab.resolv_conf(role)) for role in own_lab.roles]
+    assert all(labmod.NXDOMAIN_DNS_V4 in p.read_text() for p in resolv_confs)
     pid = own_lab.listener_pid
     assert pid is not None
 
@@ -246,6 +249,7 @@ def test_load_and_down_remove_everything(own_lab: Lab) -> None:
 
     assert not names & _netns_names()
     assert not own_lab.state_path.exists()
+    assert not any(p.parent.exists() for p in resolv_confs)  # /etc/netns/NS went too
     own_lab.down()  # idempotent, reaps our listener
     assert not os.path.exists(f"/proc/{pid}")
     with pytest.raises(LabError):
@@ -294,6 +298,7 @@ def test_down_all_cleans_what_a_crashed_run_left(lab: Lab) -> None:
         assert removed == sorted([*left.namespaces, orphan])
         assert not (set(removed) & _netns_names())
         assert not left.state_path.exists() and not stale.exists()
+        assert not any(os.path.exists(left.resolv_conf(role)) for role in left.roles)
         assert lab.exists()  # other labs untouched
     finally:
         left.down()
