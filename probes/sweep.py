@@ -147,6 +147,26 @@ class IndexSet:
             bitmap[byte] |= bit
             self._count += 1
 
+    def extend(self, indices: array[int]) -> None:
+        """Add every index of ``indices`` (an array of them, in any order)."""
+        offsets = self._offsets
+        if offsets is not None:
+            if len(offsets) + len(indices) > 1:
+                self._sorted = False  # sorted once, when read
+            offsets.extend(indices)
+            if len(offsets) >= self._dense_at:
+                self._make_dense()
+            return
+        bitmap = self._bitmap
+        assert bitmap is not None
+        count = self._count
+        for index in indices:
+            byte, bit = index >> 3, 1 << (index & 7)
+            if not bitmap[byte] & bit:
+                bitmap[byte] |= bit
+                count += 1
+        self._count = count
+
     def update(self, other: IndexSet) -> None:
         """Add every member of ``other`` (a set over a space of the same size)."""
         if other.size != self.size:
@@ -375,6 +395,9 @@ class _Template:
         return (KIND_TCP, dst, ports, secret), self.head + dst + body, ()
 
 
+#: Hosts decided up that the machine buffers before adding them to its IndexSet.
+_ALIVE_FLUSH = 4096
+
 #: What the machine keeps per probe in flight: (index, attempt, send stamp or None
 #: before the send, previous attempt's key, extra keys).
 _Flight = tuple[int, int, Sent | None, MatchKey | None, tuple[MatchKey, ...]]
@@ -423,7 +446,9 @@ class SweepMachine(MachineOutbox):
         # order and no longer here is decided, so no per-space record of decided hosts.
         self._newest: dict[int, MatchKey] = {}
         self._alive = IndexSet(space.size)
-        self._add_alive = self._alive.add
+        # Hosts decided up go into an array first (a C append on the hot path), into
+        # the set a few thousand at a time (``_flush_alive``).
+        self._alive_new = array("Q")
         self._alive_count = 0
         self._dead = 0
         self._sent_count = 0
@@ -455,6 +480,8 @@ class SweepMachine(MachineOutbox):
             if self._is_decided(index):
                 continue
             out.append(self._probe(index, attempt, previous))
+        if len(self._alive_new) >= _ALIVE_FLUSH:
+            self._flush_alive()
         order = self._order
         while not self._exhausted and len(out) < room:
             try:
@@ -531,7 +558,7 @@ class SweepMachine(MachineOutbox):
         start = self._started or 0.0
         end = self._finished if self._finished is not None else (now or start)
         return ShardOutcome(
-            self._alive.copy(), self._dead, self._sent_count, end - start, counters or {}
+            self._flush_alive().copy(), self._dead, self._sent_count, end - start, counters or {}
         )
 
     @property
@@ -593,7 +620,7 @@ class SweepMachine(MachineOutbox):
         flight = self._in_flight[key]
         index = flight[0]
         if alive:
-            self._add_alive(index)
+            self._alive_new.append(index)
             self._alive_count += 1
         in_flight = self._in_flight
         retired = self._retired if not self.echo_idents else None  # no per-key routes
@@ -610,6 +637,11 @@ class SweepMachine(MachineOutbox):
             if retired is not None:
                 retired.append(newest)
             newest = entry[3]
+
+    def _flush_alive(self) -> IndexSet:
+        self._alive.extend(self._alive_new)
+        del self._alive_new[:]
+        return self._alive
 
     def _is_decided(self, index: int) -> bool:
         """For an index already drawn from the order: its host is no longer in flight."""

@@ -11,6 +11,7 @@ import functools
 import pickle
 import socket
 import tracemalloc
+from array import array
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -134,3 +135,13 @@ def test_size_hint_is_exact_for_walkable_shards() -> None:
         for shard in range(shards):
             order = Permutation(70_000, seed=5, shard=shard, shards=shards)
             assert order.size_hint() == len(order) == len(list(order))
+
+
+@given(st.integers(1, 3000), st.lists(st.integers(0, 10**6), max_size=300), st.booleans())
+def test_index_set_extend(size: int, values: list[int], dense_first: bool) -> None:
+    indices = IndexSet(size, range(0, size, 2) if dense_first else ())
+    indices.extend(array("Q", (value % size for value in values)))
+    expected = {value % size for value in values} | (
+        set(range(0, size, 2)) if dense_first else set()
+    )
+    assert list(indices) == sorted(expected) and len(indices) == len(expected)
