@@ -83,9 +83,24 @@ def run(args: argparse.Namespace) -> int:
         payload_size=args.size,
         ttl=args.ttl,
         tos=args.tos,
+        keep_records=_records_to_keep(args),
     )
     code: int = anyio.run(_main, args, options, backend=args.backend)
     return code
+
+
+#: Reply and error records an endless ``--json`` ping keeps for its document: the most
+#: recent ones (statistics count them all).
+ENDLESS_JSON_RECORDS = 10_000
+
+
+def _records_to_keep(args: argparse.Namespace) -> int | None:
+    """Per-reply records only where they are output: the JSON document lists them
+    (all with -c, the most recent ENDLESS_JSON_RECORDS without); lines are printed as
+    replies arrive and the summary needs only the statistics."""
+    if not args.json:
+        return 0
+    return None if args.count is not None else ENDLESS_JSON_RECORDS
 
 
 def _emit(line: str) -> None:

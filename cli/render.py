@@ -67,12 +67,12 @@ def ping_summary(result: PingResult, host: str | None = None) -> list[str]:
     parts = [f"{result.transmitted} packets transmitted", f"{result.received} received"]
     if result.duplicates:
         parts.append(f"+{result.duplicates} duplicates")
-    if result.errors:
-        parts.append(f"+{len(result.errors)} errors")
+    if result.error_count:
+        parts.append(f"+{result.error_count} errors")
     parts.append(f"{loss:.4g}% packet loss")
     parts.append(f"time {round(result.elapsed_s * 1000)}ms")
     lines = [f"--- {host or result.address} ping statistics ---", ", ".join(parts)]
-    if result.rtts:
+    if result.received:
         values = (result.min_rtt_s, result.avg_rtt_s, result.max_rtt_s, result.mdev_s)
         text = "/".join(f"{(v or 0.0) * 1000:.3f}" for v in values)
         lines.append(f"rtt min/avg/max/mdev = {text} ms")
@@ -170,6 +170,9 @@ def ping_host_data(result: PingResult, host: str | None = None) -> dict[str, Any
             }
             for e in result.errors
         ],
+        # Records not kept (an endless --json run keeps the most recent only).
+        "replies_omitted": result.replies_omitted,
+        "errors_omitted": result.errors_omitted,
     }
 
 

@@ -39,10 +39,12 @@ from rawprobe.probes.models import ScanResult
 from rawprobe.probes.scan import (
     ScanOptions,
     ScanProgress,
+    check_scan,
     merge_results,
     new_machine,
     scan_ports,
     scan_protocols,
+    source_lookup,
 )
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.workers import run_workers
@@ -50,6 +52,7 @@ from rawprobe.targets import resolve_targets
 from rawprobe.transport import privileges
 from rawprobe.transport.ladder import rung_privileged, wants_raw
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
+from rawprobe.transport.sockets import RouteLookup
 
 
 def register(commands: Any) -> None:
@@ -117,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.strftime("%a %b %d %H:%M:%S %Y")
     if not wants_raw(rung_privileged(args.rung), space.families):
         return _connect_scan(args, space, ports, started)
+    _check_before_fork(space, ports, options, args.source)
     probes = space.size * len(ports)
     workers = args.workers or (min(os.cpu_count() or 1, 4) if probes >= 4096 else 1)
     if args.pcap is not None:
@@ -145,6 +149,19 @@ def run(args: argparse.Namespace) -> int:
     counters = {name: sum(shard[1][name] for shard in shards) for name in shards[0][1]}
     _print_result(args, result, started, interrupted, counters, workers)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _check_before_fork(
+    space: TargetSpace, ports: tuple[int, ...], options: ScanOptions, source: str | None
+) -> None:
+    """What would fail in every worker fails here, once (workers inherit this network
+    namespace, so the routes seen here are theirs)."""
+    routes = RouteLookup()
+    try:
+        check_scan(space, ports, options, source_lookup(source, routes.source_for))
+    finally:
+        routes.close()
+
 
 
 def _connect_scan(

@@ -41,6 +41,7 @@ from rawprobe.probes.sweep import (
     ShardOutcome,
     SweepMachine,
     SweepOptions,
+    check_sweep,
     merge_outcomes,
     new_machine,
 )
@@ -49,6 +50,7 @@ from rawprobe.probes.workers import run_workers
 from rawprobe.targets import resolve_targets
 from rawprobe.transport import privileges
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
+from rawprobe.transport.sockets import RouteLookup
 
 
 def register(commands: Any) -> None:
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     specs = _target_specs(args)
     refuse_special(specs, args.broadcast)
     space: TargetSpace = anyio.run(resolve_targets, specs)
+    _check_before_fork(space)
     workers = args.workers or (min(os.cpu_count() or 1, 4) if space.size >= 4096 else 1)
     if args.pcap is not None:
         workers = 1  # one process writes the capture file
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         name: sum(outcome.counters.get(name, 0) for outcome in outcomes)
         for name in outcomes[0].counters
     }
-    total = len(Permutation(space.size, args.seed, *args.shard))
+    total = Permutation(space.size, args.seed, *args.shard).size_hint()
     alive_count = result.alive_count
     # Interrupted: hosts not decided (never probed, or probed and still awaited) are
     # neither up nor down; only the probes that left are counted.
@@ -223,6 +226,16 @@ def _summary(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+def _check_before_fork(space: TargetSpace) -> None:
+    """What would fail in every worker fails here, once: the size of the space, a
+    family without a route (the workers inherit this network namespace)."""
+    routes = RouteLookup()
+    try:
+        check_sweep(space, routes.source_for)
+    finally:
+        routes.close()
+
+
 def _write_chunks(pieces: Iterator[str], chunk: int = 4096) -> None:
     """Write many small strings to stdout in joined chunks (one write per chunk)."""
     batch: list[str] = []
@@ -275,7 +288,7 @@ async def _sweep_shard(
             print(describe_rung(transport), file=sys.stderr)
         machine = new_machine(transport, space, iter(order), options, emit_events=args.ndjson)
         async with interruptible() as interrupt, anyio.create_task_group() as tasks:
-            tasks.start_soon(_report_progress, machine, progress, len(order))
+            tasks.start_soon(_report_progress, machine, progress, order.size_hint())
 
             async def run_sweep() -> None:
                 await drive(
@@ -290,7 +303,7 @@ async def _sweep_shard(
         outcome = machine.outcome(anyio.current_time(), transport.counters.as_dict())
     if interrupt.happened:
         return ShardOutcome(
-            outcome.alive_bitmap, outcome.dead_count, outcome.probes_sent,
+            outcome.alive, outcome.dead_count, outcome.probes_sent,
             outcome.elapsed_s, outcome.counters, interrupted=True,
         )  # fmt: skip
     return outcome

@@ -19,6 +19,18 @@ from rawprobe.errors import UsageError
 #: far beyond any sweep) keep p - 1 factorable by trial division.
 MAX_SPACE = 1 << 40
 
+#: A shard's exact length is counted by walking its part of the cycle up to this many
+#: steps (about 0.1 s, with no checkpoint for Ctrl-C); beyond, ``size_hint`` gives the
+#: expected length.
+EXACT_COUNT_STEPS = 1 << 20
+
+
+def check_space(size: int, what: str = "target space", unit: str = "addresses") -> None:
+    """Raise UsageError unless a permutation of ``size`` elements can be made (for
+    callers that must refuse a space before work starts, e.g. before forking)."""
+    if not 0 < size <= MAX_SPACE:
+        raise UsageError(f"{what} of {size:,} {unit}: the limit is {MAX_SPACE:,} (2**40)")
+
 
 def _is_prime(n: int) -> bool:
     """Deterministic Miller-Rabin for n < 3.3e24."""
@@ -85,8 +97,7 @@ class Permutation:
     shard of it. Iterating yields each index of the shard exactly once."""
 
     def __init__(self, size: int, seed: int | None = None, shard: int = 0, shards: int = 1) -> None:
-        if not 0 < size <= MAX_SPACE:
-            raise UsageError(f"target space of {size} addresses: must be 1..{MAX_SPACE}")
+        check_space(size)
         if not 0 <= shard < shards:
             raise UsageError(f"bad shard {shard}/{shards}: need 0 <= I < N")
         self.size = size
@@ -117,7 +128,17 @@ class Permutation:
             element = element * step % prime
 
     def __len__(self) -> int:
-        """How many indices this shard yields (exact for one shard; counted otherwise)."""
+        """How many indices this shard yields (exact for one shard; counted otherwise,
+        which walks the shard's part of the cycle: see ``size_hint`` for huge spaces)."""
         if self.shards == 1:
             return self.size
         return sum(1 for _ in self)
+
+    def size_hint(self) -> int:
+        """``len(self)`` when it is cheap (one shard, or a walk of at most
+        EXACT_COUNT_STEPS steps), else the expected length of the shard: progress bars
+        and totals of huge sharded spaces never walk 2**40 steps first."""
+        steps = len(range(self.shard, self.prime - 1, self.shards))
+        if self.shards == 1 or steps <= EXACT_COUNT_STEPS:
+            return len(self)
+        return self.size * steps // (self.prime - 1)

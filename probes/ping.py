@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import socket
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from rawprobe.errors import MalformedPacket, UsageError
 from rawprobe.probes.drive import EventCallback, drive
 from rawprobe.probes.icmp_text import describe_icmp
 from rawprobe.probes.machine import MachineOutbox, Outgoing
-from rawprobe.probes.models import PingError, PingReply, PingResult
+from rawprobe.probes.models import PingError, PingReply, PingResult, PingStats
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import KIND_ECHO, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6
@@ -25,6 +26,10 @@ from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 _ECHO_REPLY = {socket.AF_INET: 0, socket.AF_INET6: 129}
 _PROTO = {socket.AF_INET: 1, socket.AF_INET6: 58}
 _MAX_PAYLOAD = {socket.AF_INET: 65507, socket.AF_INET6: 65487}
+#: Answered probes whose state is kept to recognise duplicates (iputils keeps a 64K-bit
+#: window): the last 2,048 probes, 34 minutes at the default interval. Older state
+#: goes, so an endless ping's memory stays flat.
+_DUPLICATE_WINDOW = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,11 @@ class PingOptions:
 
     ``count=None`` pings until cancelled. ``timeout_s`` is how long each probe waits
     for its reply; the ping ends once every probe is answered or has timed out.
+
+    ``keep_records``: how many reply and error records the result keeps (the most
+    recent). None keeps every record of a ping with a count and none of an endless
+    one, so an endless ping runs in constant memory; the statistics (PingStats)
+    always cover every reply.
     """
 
     count: int | None = 4
@@ -41,6 +51,7 @@ class PingOptions:
     payload_size: int = 56
     ttl: int = 64
     tos: int = 0
+    keep_records: int | None = None
 
     def __post_init__(self) -> None:
         if self.count is not None and self.count < 1:
@@ -55,6 +66,15 @@ class PingOptions:
             raise UsageError(f"bad ttl {self.ttl}: must be 1..255")
         if not 0 <= self.tos <= 255:
             raise UsageError(f"bad tos {self.tos}: must be 0..255")
+        if self.keep_records is not None and self.keep_records < 0:
+            raise UsageError(f"bad keep_records {self.keep_records}: must be >= 0")
+
+    @property
+    def records_limit(self) -> int | None:
+        """Records kept: None for all (see ``keep_records``)."""
+        if self.keep_records is not None:
+            return self.keep_records
+        return None if self.count is not None else 0
 
 
 class PingMachine(MachineOutbox):
@@ -94,8 +114,11 @@ class PingMachine(MachineOutbox):
         self._sent: dict[int, Sent] = {}  # wire seq -> send stamp
         self._expiry: dict[int, float] = {}  # wire seq -> when we stop waiting
         self._answered: set[int] = set()
-        self._replies: list[PingReply] = []
-        self._errors: list[PingError] = []
+        # The records kept (the most recent, up to the limit); statistics cover all.
+        limit = options.records_limit
+        self._replies: deque[PingReply] = deque(maxlen=limit)
+        self._errors: deque[PingError] = deque(maxlen=limit)
+        self._stats = PingStats()
 
     # -- machine interface ---------------------------------------------------------
 
@@ -110,6 +133,8 @@ class PingMachine(MachineOutbox):
         for wire_seq, expiry in list(self._expiry.items()):
             if expiry <= now:
                 del self._expiry[wire_seq]
+                if wire_seq not in self._answered:
+                    self._forget(wire_seq)  # unanswered and given up: nothing to match
         if self._all_sent() or self._next_send is None or now < self._next_send:
             self._note_finish(now)
             return []
@@ -129,6 +154,7 @@ class PingMachine(MachineOutbox):
         if sent.error is not None:
             error = PingError(seq, self.source, f"sendto: {sent.error}")
             self._errors.append(error)
+            self._stats = self._stats.with_error()
             self._events.append(error)
         else:
             self._expiry[wire_seq] = now + self.options.timeout_s
@@ -152,10 +178,12 @@ class PingMachine(MachineOutbox):
             self._answered.add(wire_seq)
             event = PingReply(seq, reply.source, rtt_s(sent, reply), reply.ttl, size, duplicate)
             self._replies.append(event)
+            self._stats = self._stats.with_reply(event.rtt_s, duplicate)
         else:
             reason = describe_icmp(self.family, icmp_type, icmp_code)
             event = PingError(seq, reply.source, reason, icmp_type, icmp_code)
             self._errors.append(event)
+            self._stats = self._stats.with_error()
         self._expiry.pop(wire_seq, None)
         self._events.append(event)
         self._note_finish(now)
@@ -179,6 +207,7 @@ class PingMachine(MachineOutbox):
             errors=tuple(self._errors),
             elapsed_s=max(0.0, end - start),
             payload_size=self.options.payload_size,
+            stats=self._stats,
         )
 
     # -- internals -----------------------------------------------------------------
@@ -191,8 +220,17 @@ class PingMachine(MachineOutbox):
         if self._all_sent() and not self._expiry and self._finished is None:
             self._finished = now
 
+    def _forget(self, wire_seq: int) -> None:
+        self._seq_of.pop(wire_seq, None)
+        self._sent.pop(wire_seq, None)
+        self._answered.discard(wire_seq)
+
     def _packet(self, seq: int) -> Outgoing:
         wire_seq = seq & 0xFFFF
+        if seq > _DUPLICATE_WINDOW:
+            old = (seq - _DUPLICATE_WINDOW) & 0xFFFF
+            if old not in self._expiry:  # still awaited: forgotten when it expires
+                self._forget(old)
         key: MatchKey = (KIND_ECHO, self._remote, self.ident, wire_seq)
         payload = self._cookies.echo_payload(key, self.options.payload_size)
         self._seq_of[wire_seq] = seq

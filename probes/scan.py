@@ -44,7 +44,7 @@ from rawprobe.errors import UsageError
 from rawprobe.probes.drive import EventCallback, drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
-from rawprobe.probes.permute import Permutation
+from rawprobe.probes.permute import Permutation, check_space
 from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
 from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
@@ -883,17 +883,44 @@ def new_machine(
     source: str | None = None,
 ) -> ScanMachine:
     """A ScanMachine wired to ``transport``'s cookies and source-address lookup."""
+    source_for = source_lookup(source, transport.source_for)
+    return ScanMachine(
+        space, ports, cookies=transport.cookies, source_for=source_for, options=options
+    )
+
+
+def source_lookup(source: str | None, route: Callable[[str], str]) -> Callable[[str], str]:
+    """The scan's source towards an address: ``source`` (-S) when given, which must be
+    of the address's family, else routing's pick (``route``)."""
 
     def source_for(address: str) -> str:
         if source is not None:
             if (":" in source) != (":" in address):
                 raise UsageError(f"source address {source} is not of {address}'s family")
             return source
-        return transport.source_for(address)
+        return route(address)
 
-    return ScanMachine(
-        space, ports, cookies=transport.cookies, source_for=source_for, options=options
-    )
+    return source_for
+
+
+def check_scan(
+    space: TargetSpace,
+    ports: Sequence[int],
+    options: ScanOptions,
+    source_for: Callable[[str], str],
+) -> None:
+    """Raise now (UsageError, ResolutionError) what a scan would raise once started:
+    no ports, a (host, port) space beyond the permutation's limit, a block without a
+    source (no route, or -S of the other family). The CLI calls it before forking
+    workers: one line, not one error per worker."""
+    if not ports:
+        raise UsageError("no ports to scan")
+    total = space.size * len(ports)
+    if options.randomize and total > 1:
+        hosts = f"probes ({space.size:,} hosts x {len(ports):,} ports)"
+        check_space(total, "scan", hosts)
+    for block in space.blocks:
+        source_for(space.first_address(block))
 
 
 async def syn_scan_with(

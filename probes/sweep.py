@@ -14,10 +14,12 @@ unreachable from the host or any UDP answer proves it).
 
 from __future__ import annotations
 
+import bisect
 import socket
 import struct
+from array import array
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -25,7 +27,7 @@ import anyio
 from rawprobe.errors import RawProbeError, UsageError
 from rawprobe.probes.drive import EventCallback, drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
-from rawprobe.probes.permute import Permutation
+from rawprobe.probes.permute import Permutation, check_space
 from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.base import Reply, Sent, Transport, new_tuple, rtt_s
@@ -103,13 +105,168 @@ class HostDown:
     reason: str
 
 
+#: Below this many members an IndexSet stays a list of offsets, whatever the space.
+_SPARSE_MIN = 64
+
+
+class IndexSet:
+    """A set of indices of ``range(size)`` whose memory follows its members: offsets in
+    an array (8 bytes each) while they are few, a bitmap (``size / 8`` bytes) once that
+    is smaller. A sweep of a /88 (2**40 addresses) thus keeps 8 bytes per host that
+    answered, a /16 a bitmap of 8 KiB. Iteration ascends. Picklable (shard outcomes
+    travel from the workers through a pipe).
+    """
+
+    __slots__ = ("_bitmap", "_count", "_dense_at", "_offsets", "_sorted", "size")
+
+    def __init__(self, size: int, indices: Iterable[int] = ()) -> None:
+        self.size = size
+        self._offsets: array[int] | None = array("Q")
+        self._bitmap: bytearray | None = None
+        self._count = 0  # members of the bitmap
+        self._sorted = True  # the offsets ascend without repeats
+        # The bitmap takes over where the offsets would outgrow it.
+        self._dense_at = max(_SPARSE_MIN, size // 64)
+        for index in indices:
+            self.add(index)
+
+    def add(self, index: int) -> None:
+        """Add ``index`` (0 <= index < size); adding a member again changes nothing."""
+        offsets = self._offsets
+        if offsets is not None:
+            if self._sorted and offsets and offsets[-1] >= index:
+                self._sorted = False
+            offsets.append(index)
+            if len(offsets) >= self._dense_at:
+                self._make_dense()
+            return
+        bitmap = self._bitmap
+        assert bitmap is not None
+        byte, bit = index >> 3, 1 << (index & 7)
+        if not bitmap[byte] & bit:
+            bitmap[byte] |= bit
+            self._count += 1
+
+    def extend(self, indices: array[int]) -> None:
+        """Add every index of ``indices`` (an array of them, in any order)."""
+        offsets = self._offsets
+        if offsets is not None:
+            if len(offsets) + len(indices) > 1:
+                self._sorted = False  # sorted once, when read
+            offsets.extend(indices)
+            if len(offsets) >= self._dense_at:
+                self._make_dense()
+            return
+        bitmap = self._bitmap
+        assert bitmap is not None
+        count = self._count
+        for index in indices:
+            byte, bit = index >> 3, 1 << (index & 7)
+            if not bitmap[byte] & bit:
+                bitmap[byte] |= bit
+                count += 1
+        self._count = count
+
+    def update(self, other: IndexSet) -> None:
+        """Add every member of ``other`` (a set over a space of the same size)."""
+        if other.size != self.size:
+            raise ValueError(f"index sets of spaces of {self.size} and {other.size}")
+        if self._offsets is not None and other._offsets is not None:
+            if self._offsets and other._offsets:
+                self._sorted = False
+            elif other._offsets:
+                self._sorted = other._sorted
+            self._offsets.extend(other._offsets)
+            if len(self._offsets) >= self._dense_at:
+                self._make_dense()
+            return
+        if other._bitmap is not None:
+            self._make_dense()
+            assert self._bitmap is not None
+            merged = int.from_bytes(self._bitmap, "little")
+            merged |= int.from_bytes(other._bitmap, "little")
+            self._bitmap[:] = merged.to_bytes(len(self._bitmap), "little")
+            self._count = merged.bit_count()
+            return
+        for index in other:
+            self.add(index)
+
+    def copy(self) -> IndexSet:
+        clone = IndexSet(self.size)
+        clone._offsets = None if self._offsets is None else array("Q", self._offsets)
+        clone._bitmap = None if self._bitmap is None else bytearray(self._bitmap)
+        clone._count, clone._sorted = self._count, self._sorted
+        return clone
+
+    @property
+    def is_dense(self) -> bool:
+        """True once the members are kept as a bitmap."""
+        return self._bitmap is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the members take (offsets or bitmap), for tests and documentation."""
+        if self._offsets is not None:
+            return self._offsets.itemsize * len(self._offsets)
+        assert self._bitmap is not None
+        return len(self._bitmap)
+
+    def __len__(self) -> int:
+        if self._offsets is not None:
+            return len(self._normalized())
+        return self._count
+
+    def __contains__(self, index: object) -> bool:
+        if not isinstance(index, int) or not 0 <= index < self.size:
+            return False
+        if self._offsets is not None:
+            offsets = self._normalized()
+            position = bisect.bisect_left(offsets, index)
+            return position < len(offsets) and offsets[position] == index
+        assert self._bitmap is not None
+        return bool(self._bitmap[index >> 3] & (1 << (index & 7)))
+
+    def __iter__(self) -> Iterator[int]:
+        if self._offsets is not None:
+            return iter(self._normalized())
+        assert self._bitmap is not None
+        return _set_bits(self._bitmap)
+
+    def __repr__(self) -> str:
+        kind = "bitmap" if self.is_dense else "offsets"
+        return f"IndexSet(size={self.size}, members={len(self)}, {kind})"
+
+    def _normalized(self) -> array[int]:
+        """The offsets, sorted and without repeats (done once after unordered adds)."""
+        offsets = self._offsets
+        assert offsets is not None
+        if not self._sorted:
+            unique = sorted(set(offsets))
+            offsets = self._offsets = array("Q", unique)
+            self._sorted = True
+        return offsets
+
+    def _make_dense(self) -> None:
+        if self._bitmap is not None:
+            return
+        bitmap = bytearray((self.size + 7) // 8)
+        count = 0
+        for index in self._offsets or ():
+            byte, bit = index >> 3, 1 << (index & 7)
+            if not bitmap[byte] & bit:
+                bitmap[byte] |= bit
+                count += 1
+        self._bitmap, self._count, self._offsets = bitmap, count, None
+
+
 @dataclass(frozen=True, slots=True)
 class SweepResult:
-    """The outcome: which indices of ``space`` are up (a bitmap, so a million-address
-    result stays small), counts and timing. Addresses are made on demand."""
+    """The outcome: which indices of ``space`` are up (an IndexSet, so a result's size
+    follows the hosts that answered, not the space), counts and timing. Addresses are
+    made on demand."""
 
     space: TargetSpace
-    alive_bitmap: bytes
+    alive_indices: IndexSet
     dead_count: int
     probes_sent: int
     elapsed_s: float
@@ -120,7 +277,7 @@ class SweepResult:
 
     @property
     def alive_count(self) -> int:
-        return int.from_bytes(self.alive_bitmap, "little").bit_count()
+        return len(self.alive_indices)
 
     @property
     def alive(self) -> tuple[str, ...]:
@@ -129,7 +286,7 @@ class SweepResult:
 
     def iter_alive(self) -> Iterator[str]:
         """The same, one at a time (for output of very large sweeps)."""
-        return self.space.addresses(_set_bits(self.alive_bitmap))
+        return self.space.addresses(iter(self.alive_indices))
 
     @property
     def rate_pps(self) -> float:
@@ -139,9 +296,9 @@ class SweepResult:
 @dataclass(frozen=True, slots=True)
 class ShardOutcome:
     """What one shard (one worker process) found: picklable, merged by
-    ``merge_outcomes``. ``alive_bitmap`` has bit ``i`` set when index ``i`` is up."""
+    ``merge_outcomes``. ``alive`` holds the indices that are up."""
 
-    alive_bitmap: bytes
+    alive: IndexSet
     dead_count: int
     probes_sent: int
     elapsed_s: float
@@ -151,13 +308,12 @@ class ShardOutcome:
 
 def merge_outcomes(space: TargetSpace, outcomes: list[ShardOutcome]) -> SweepResult:
     """One SweepResult from the shards of one sweep (elapsed: the slowest shard)."""
-    size = len(outcomes[0].alive_bitmap)
-    merged = 0
+    merged = IndexSet(space.size)
     for outcome in outcomes:
-        merged |= int.from_bytes(outcome.alive_bitmap, "little")
+        merged.update(outcome.alive)
     return SweepResult(
         space=space,
-        alive_bitmap=merged.to_bytes(size, "little"),
+        alive_indices=merged,
         dead_count=sum(o.dead_count for o in outcomes),
         probes_sent=sum(o.probes_sent for o in outcomes),
         elapsed_s=max(o.elapsed_s for o in outcomes),
@@ -239,6 +395,9 @@ class _Template:
         return (KIND_TCP, dst, ports, secret), self.head + dst + body, ()
 
 
+#: Hosts decided up that the machine buffers before adding them to its IndexSet.
+_ALIVE_FLUSH = 4096
+
 #: What the machine keeps per probe in flight: (index, attempt, send stamp or None
 #: before the send, previous attempt's key, extra keys).
 _Flight = tuple[int, int, Sent | None, MatchKey | None, tuple[MatchKey, ...]]
@@ -265,27 +424,9 @@ class SweepMachine(MachineOutbox):
         self._exhausted = False
         # One template per block, from the source address routing picks for it (blocks
         # behind different interfaces get their own); blocks sharing a source share it.
-        # A block without a route takes another block's source: its sends are refused
-        # (EHOSTUNREACH...) and its hosts decided down with that reason.
-        sources: list[str | None] = []
-        fallback: dict[int, str] = {}
-        failure: RawProbeError | None = None
-        for block in space.blocks:
-            try:
-                source = source_for(space.first_address(block))
-            except RawProbeError as exc:
-                sources.append(None)
-                failure = failure or exc
-                continue
-            sources.append(source)
-            fallback.setdefault(block.family, source)
         by_source: dict[str, _Template] = {}
         self._templates: list[_Template] = []
-        for block, found in zip(space.blocks, sources, strict=True):
-            chosen = found or fallback.get(block.family)
-            if chosen is None:
-                assert failure is not None
-                raise failure
+        for block, chosen in zip(space.blocks, block_sources(space, source_for), strict=True):
             if chosen not in by_source:
                 by_source[chosen] = _Template(block.family, options, chosen, ident, cookies)
             self._templates.append(by_source[chosen])
@@ -301,9 +442,14 @@ class SweepMachine(MachineOutbox):
         self._in_flight: dict[MatchKey, _Flight] = {}
         self._probes: deque[tuple[float, MatchKey]] = deque()  # (sent at, key), in order
         self._retry: deque[tuple[int, int, MatchKey]] = deque()  # (index, attempt, prev key)
-        self._newest: dict[int, MatchKey] = {}  # index -> key of its latest attempt
-        self._alive = bytearray((space.size + 7) // 8)
-        self._decided = bytearray((space.size + 7) // 8)
+        # index -> key of its latest attempt: the hosts in flight. A host drawn from the
+        # order and no longer here is decided, so no per-space record of decided hosts.
+        self._newest: dict[int, MatchKey] = {}
+        self._alive = IndexSet(space.size)
+        # Hosts decided up go into an array first (a C append on the hot path), into
+        # the set a few thousand at a time (``_flush_alive``).
+        self._alive_new = array("Q")
+        self._alive_count = 0
         self._dead = 0
         self._sent_count = 0
         super().__init__()
@@ -334,6 +480,8 @@ class SweepMachine(MachineOutbox):
             if self._is_decided(index):
                 continue
             out.append(self._probe(index, attempt, previous))
+        if len(self._alive_new) >= _ALIVE_FLUSH:
+            self._flush_alive()
         order = self._order
         while not self._exhausted and len(out) < room:
             try:
@@ -411,12 +559,12 @@ class SweepMachine(MachineOutbox):
         start = self._started or 0.0
         end = self._finished if self._finished is not None else (now or start)
         return ShardOutcome(
-            bytes(self._alive), self._dead, self._sent_count, end - start, counters or {}
+            self._flush_alive().copy(), self._dead, self._sent_count, end - start, counters or {}
         )
 
     @property
     def alive_count(self) -> int:
-        return sum(map(int.bit_count, self._alive))
+        return self._alive_count
 
     @property
     def decided_count(self) -> int:
@@ -471,10 +619,9 @@ class SweepMachine(MachineOutbox):
         """Mark the host of ``key`` decided and retire the keys of all its attempts."""
         flight = self._in_flight[key]
         index = flight[0]
-        byte, bit = index >> 3, 1 << (index & 7)
-        self._decided[byte] |= bit
         if alive:
-            self._alive[byte] |= bit
+            self._alive_new.append(index)
+            self._alive_count += 1
         in_flight = self._in_flight
         retired = self._retired if not self.echo_idents else None  # no per-key routes
         for extra_key in flight[4]:
@@ -491,8 +638,56 @@ class SweepMachine(MachineOutbox):
                 retired.append(newest)
             newest = entry[3]
 
+    def _flush_alive(self) -> IndexSet:
+        self._alive.extend(self._alive_new)
+        del self._alive_new[:]
+        return self._alive
+
     def _is_decided(self, index: int) -> bool:
-        return bool(self._decided[index >> 3] & (1 << (index & 7)))
+        """For an index already drawn from the order: its host is no longer in flight."""
+        return index not in self._newest
+
+
+def block_sources(
+    space: TargetSpace, source_for: Callable[[str], str], *, check_only: bool = False
+) -> list[str]:
+    """The source address of each block of ``space``: routing's pick for its first
+    address. A block without a route takes another block's source of its family (its
+    sends are then refused, EHOSTUNREACH..., and its hosts decided down with that
+    reason); a family without any route raises the first lookup's error.
+
+    ``check_only`` stops at the first route of each family and returns those sources
+    only: the same verdict for a few lookups (``check_sweep``).
+    """
+    sources: list[str | None] = []
+    fallback: dict[int, str] = {}
+    failure: RawProbeError | None = None
+    for block in space.blocks:
+        if check_only and block.family in fallback:
+            continue
+        try:
+            source = source_for(space.first_address(block))
+        except RawProbeError as exc:
+            sources.append(None)
+            failure = failure or exc
+            continue
+        sources.append(source)
+        fallback.setdefault(block.family, source)
+    if failure is not None and not space.families <= fallback.keys():
+        raise failure
+    if check_only:
+        return list(fallback.values())
+    pairs = zip(space.blocks, sources, strict=True)
+    return [found or fallback[block.family] for block, found in pairs]
+
+
+def check_sweep(space: TargetSpace, source_for: Callable[[str], str]) -> None:
+    """Raise now (UsageError, ResolutionError) what a sweep of ``space`` would raise
+    once started: a space beyond the permutation's limit, a family without a route.
+    The CLI calls it before forking workers, so a mistake gives one line, not one
+    error per worker."""
+    check_space(space.size, "sweep")
+    block_sources(space, source_for, check_only=True)
 
 
 def _set_bits(bitmap: bytes | bytearray) -> Iterator[int]:

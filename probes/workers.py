@@ -97,12 +97,27 @@ def _stop(children: list[tuple[int, int]]) -> None:
             os.waitpid(pid, 0)
 
 
+def _own_error(exc: BaseException) -> BaseException:
+    """A task group's ExceptionGroup holding only our errors as its first RawProbeError:
+    the parent prints that one line, and no worker a traceback."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    ours, rest = exc.split(RawProbeError)
+    if ours is None or rest is not None:
+        return exc
+    first: BaseException = ours
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
 def _work(job: Callable[[int], T], index: int, write_fd: int) -> None:
     code = 0
     try:
         try:
             payload = pickle.dumps((True, job(index)))
         except BaseException as exc:  # sent to the parent, which re-raises it
+            exc = _own_error(exc)
             if not isinstance(exc, RawProbeError):
                 traceback.print_exc()
                 exc = WorkerFailed(f"worker {index}: {exc!r}")

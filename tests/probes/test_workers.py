@@ -30,3 +30,17 @@ def test_a_failing_worker_stops_its_siblings() -> None:
     assert time.monotonic() - started < 2  # the sibling was terminated, not awaited
     time.sleep(3.5)
     assert not os.path.exists(marker)
+
+
+def test_a_task_group_of_our_errors_comes_back_as_one_error(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Errors raised inside a task group (every transport holds one) reach the parent
+    as the RawProbeError itself: one line from the CLI, no traceback from each worker."""
+
+    def job(index: int) -> int:
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [UsageError(f"bad {index}")])
+
+    with pytest.raises(UsageError, match="bad 0"):
+        run_workers(job, 2)
+    assert "Traceback" not in capfd.readouterr().err
