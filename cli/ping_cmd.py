@@ -30,6 +30,7 @@ from rawprobe.cli.args import (
     refuse_special,
     seconds,
 )
+from rawprobe.cli.outputs import opens_outputs
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
 from rawprobe.probes.ping import PingOptions, new_machine, ping_protocols
@@ -70,6 +71,7 @@ def register(commands: Any) -> None:
 MIN_USER_INTERVAL_S = 0.2
 
 
+@opens_outputs
 def run(args: argparse.Namespace) -> int:
     if args.interval < MIN_USER_INTERVAL_S and not privileges.has_net_raw():
         raise UsageError(

@@ -32,6 +32,7 @@ from rawprobe.cli.args import (
     refuse_special_space,
     seconds,
 )
+from rawprobe.cli.outputs import add_output_option, opens_outputs, write_output
 from rawprobe.errors import UsageError
 from rawprobe.probes.connect_scan import connect_scan
 from rawprobe.probes.drive import drive
@@ -85,7 +86,9 @@ def register(commands: Any) -> None:
     family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
     family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
     scan.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    scan.add_argument("-oG", dest="grepable", metavar="FILE", help="grepable output (- stdout)")
+    add_output_option(
+        scan, "-oG", dest="grepable", help="grepable output (- stdout)", stdout_ok=True
+    )
     scan.add_argument(
         "-w", "--workers", type=int_in(1, 64), help="worker processes (default: CPUs, max 4)"
     )
@@ -97,6 +100,7 @@ def register(commands: Any) -> None:
     scan.set_defaults(handler=run)
 
 
+@opens_outputs
 def run(args: argparse.Namespace) -> int:
     options = ScanOptions(
         technique="ack" if args.ack else "syn",
@@ -190,11 +194,8 @@ def _print_result(
         text = "\n".join(render_scan.grepable(result, command, started, finished)) + "\n"
         if args.grepable == "-":
             sys.stdout.write(text)
-        else:
-            try:
-                Path(args.grepable).write_text(text)
-            except OSError as exc:
-                raise UsageError(f"-oG {args.grepable}: {exc.strerror}") from None
+        else:  # opened before probing (cli/outputs.py)
+            write_output(args.grepable, text.encode(), "-oG")
 
 
 #: What a scan worker sends back: its result, transport counters, interrupted?

@@ -30,6 +30,7 @@ from rawprobe.cli.args import (
     refuse_special,
     seconds,
 )
+from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.render import SCHEMA, ms
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
@@ -96,6 +97,7 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+@opens_outputs
 def run(args: argparse.Namespace) -> int:
     options = SweepOptions(
         method=args.method, port=args.port, retries=args.retries, timeout_s=args.timeout

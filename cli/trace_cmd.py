@@ -37,6 +37,7 @@ from rawprobe.cli.args import (
     seconds,
 )
 from rawprobe.cli.live import LiveView
+from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.render import SCHEMA
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
@@ -119,6 +120,7 @@ def read_targets(args: argparse.Namespace) -> list[str]:
     return targets
 
 
+@opens_outputs
 def run(args: argparse.Namespace) -> int:
     targets = read_targets(args)
     live = args.live or args.report
