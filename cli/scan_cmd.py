@@ -76,9 +76,10 @@ def register(commands: Any) -> None:
         "--max-retries", type=int_in(0, 50), default=6, help="retransmissions when loss is seen"
     )
     scan.add_argument("--ack", action="store_true", help="ACK scan: unfiltered vs filtered")
-    scan.add_argument("--open", action="store_true", help="show only open ports")
+    shown = scan.add_mutually_exclusive_group()
+    shown.add_argument("--open", action="store_true", help="show only open ports")
+    shown.add_argument("--all", action="store_true", help="list every port, closed ones too")
     scan.add_argument("--reason", action="store_true", help="show why each port has its state")
-    scan.add_argument("--all", action="store_true", help="list every port, closed ones too")
     scan.add_argument("-r", dest="sequential", action="store_true", help="ports in order")
     scan.add_argument("--seed", type=int, help="seed of the random order")
     scan.add_argument("-S", "--source", type=address, metavar="ADDRESS", help="source address")

@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     options = SweepOptions(
         method=args.method, port=args.port, retries=args.retries, timeout_s=args.timeout
     )
+    if args.port is not None and args.method == "icmp":
+        raise UsageError("sweep: -p is for -M tcp-syn, tcp-ack or udp (ICMP echo has no port)")
     if args.shard[1] > 1 and args.seed is None:
         raise UsageError("--shard needs --seed: every shard must walk the same order")
     specs = _target_specs(args)

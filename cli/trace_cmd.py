@@ -90,8 +90,9 @@ def register(commands: Any) -> None:
         "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"
     )
     trace.add_argument("--json", action="store_true", help="JSON on stdout")
-    trace.add_argument("--live", action="store_true", help="mtr-style live table")
-    trace.add_argument("--report", action="store_true", help="like mtr -r: rounds, then a table")
+    mode = trace.add_mutually_exclusive_group()
+    mode.add_argument("--live", action="store_true", help="mtr-style live table")
+    mode.add_argument("--report", action="store_true", help="like mtr -r: rounds, then a table")
     trace.add_argument("-c", "--count", type=positive_int, help="rounds for --live/--report")
     trace.add_argument(
         "-i", "--interval", type=seconds, default=1.0, help="seconds between rounds (live)"
@@ -124,6 +125,8 @@ def read_targets(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     targets = read_targets(args)
     live = args.live or args.report
+    if args.count is not None and not live:
+        raise UsageError("trace: -c counts the rounds of --live or --report (a trace runs once)")
     if args.report and args.count is None:
         args.count = 10  # mtr -r's default
     queries = args.queries if args.queries is not None else (1 if live else 3)
