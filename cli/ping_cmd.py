@@ -102,8 +102,10 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
     live_lines = not args.json and not args.quiet
     rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
 
-    def on_event(event: object) -> None:
-        line = render.ping_event_line(event)
+    several = len(addresses) > 1
+
+    def on_event(address: str, event: object) -> None:
+        line = render.ping_event_line(event, address if several else None)
         if line is not None:
             _emit(line)
 
@@ -118,8 +120,8 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
             for host, address in zip(args.hosts, addresses, strict=True):
                 _emit(render.ping_banner(host, address, options.payload_size))
         async with interruptible() as interrupt, anyio.create_task_group() as probes:
-            for machine in machines:
-                callback = on_event if live_lines else None
+            for machine, address in zip(machines, addresses, strict=True):
+                callback = functools.partial(on_event, address) if live_lines else None
                 probes.start_soon(functools.partial(drive, machine, transport, on_event=callback))
         now = anyio.current_time()
         results = [machine.result(now) for machine in machines]
