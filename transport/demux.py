@@ -2,8 +2,18 @@
 
 Shared by the raw and the memory transport, so simulated tests exercise the same code
 that runs on the wire. Per packet it extracts the key from bytes, looks it up, and
-only for a hit verifies the cookie and builds a Reply. Nothing here raises for a bad
-or foreign packet: those are counted.
+only for a hit verifies the checksums and the cookie and builds a Reply. Nothing here
+raises for a bad or foreign packet: those are counted.
+
+Checksums: Linux hands raw IPv4 sockets ICMP packets before ``icmp_rcv`` checks their
+checksum, so an IPv4 reply that matched a key has its IP header checksum and, for ICMP,
+its ICMP checksum verified here (a bad one is counted ``malformed``); unrelated traffic
+costs nothing more. ICMPv6 checksums are verified by the kernel itself on ICMPv6 raw
+sockets (RFC 3542 section 3.1: Linux sets the socket's checksum offset for
+IPPROTO_ICMPV6 and drops bad ones), so they are not summed again; TCP checksums are not
+checked (on veth and offloading NICs a local segment may carry a partial checksum).
+Transports that rebuild packets from what the kernel already verified (ICMP and UDP
+datagram sockets) turn the check off (``verify_checksums``).
 """
 
 from __future__ import annotations
@@ -24,10 +34,22 @@ from rawprobe.transport.keys import (
     key_of_reply_v4,
     key_of_reply_v6,
 )
+from rawprobe.transport.wire.checksum import ones_complement_sum
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 
 _V4: int = socket.AF_INET
 _V6: int = socket.AF_INET6
+_PROTO_ICMP = 1
+
+
+def checksums_ok_v4(packet: bytes) -> bool:
+    """True when an IPv4 packet's header checksum and, for ICMP, the ICMP checksum are
+    right (a correct sum, checksum field included, is 0xFFFF). Only for packets whose
+    key matched: the demultiplexer's hot path stays a few bytes long for the rest."""
+    ihl = (packet[0] & 0x0F) * 4
+    if ones_complement_sum(packet[:ihl]) != 0xFFFF:
+        return False
+    return packet[9] != _PROTO_ICMP or ones_complement_sum(packet[ihl:]) == 0xFFFF
 
 
 class Demux:
@@ -43,6 +65,9 @@ class Demux:
         self.counters = counters
         #: Sees every delivered reply (e.g. a pcap writer); set by the transport.
         self.recorder: Recorder | None = None
+        #: Verify IPv4 and ICMP checksums of matched packets (off for packets a
+        #: transport rebuilt from what the kernel verified).
+        self.verify_checksums = True
         self._local_address = local_address
         self._routes: dict[MatchKey, Inbox] = {}
         self._unauthenticated: set[MatchKey] = set()
@@ -83,7 +108,7 @@ class Demux:
         except MalformedPacket:
             self.counters.malformed += 1
             return
-        inbox = self._accept(key, packet, echo_payload_v4)
+        inbox = self._accept(key, packet, echo_payload_v4, self.verify_checksums)
         if inbox is not None and key is not None:
             reply: Reply = new_tuple(
                 Reply,
@@ -111,7 +136,7 @@ class Demux:
         except MalformedPacket:
             self.counters.malformed += 1
             return
-        inbox = self._accept(key, message, echo_payload_v6)
+        inbox = self._accept(key, message, echo_payload_v6, False)
         if inbox is not None and key is not None:
             reply: Reply = new_tuple(
                 Reply, (key, _V6, source, message, hop_limit, received_ns, received_s, protocol)
@@ -126,9 +151,11 @@ class Demux:
         key: MatchKey | None,
         data: bytes,
         echo_payload: Callable[[bytes], tuple[bytes, bool]],
+        check_v4: bool,
     ) -> Inbox | None:
-        """The inbox for ``key``, or None (counted) when nobody waits for it or an echo
-        reply lacks our cookie. Runs only after the cheap key extraction."""
+        """The inbox for ``key``, or None (counted) when nobody waits for it, an IPv4
+        packet's checksums are wrong (``check_v4``) or an echo reply lacks our cookie.
+        Runs only after the cheap key extraction."""
         if key is None:
             self.counters.unmatched += 1
             return None
@@ -139,6 +166,9 @@ class Demux:
             if inbox is None:
                 self.counters.unmatched += 1
                 return None
+        if check_v4 and not checksums_ok_v4(data):
+            self.counters.malformed += 1
+            return None
         if key[0] == KIND_ECHO and (not self._unauthenticated or key not in self._unauthenticated):
             payload, quoted = echo_payload(data)
             if not self.cookies.verify_echo(key, payload, quoted=quoted):

@@ -118,6 +118,7 @@ class DatagramTransport(SocketTransport):
 
     def __init__(self, families: Sequence[int], *, rate_pps: float = DEFAULT_RATE_PPS) -> None:
         super().__init__(None)
+        self._demux.verify_checksums = False  # packets rebuilt from what the kernel checked
         self._ttl: dict[int, int] = {}
         try:
             port = self._open(families)
