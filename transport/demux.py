@@ -5,15 +5,22 @@ that runs on the wire. Per packet it extracts the key from bytes, looks it up, a
 only for a hit verifies the checksums and the cookie and builds a Reply. Nothing here
 raises for a bad or foreign packet: those are counted.
 
-Checksums: Linux hands raw IPv4 sockets ICMP packets before ``icmp_rcv`` checks their
-checksum, so an IPv4 reply that matched a key has its IP header checksum and, for ICMP,
-its ICMP checksum verified here (a bad one is counted ``malformed``); unrelated traffic
-costs nothing more. ICMPv6 checksums are verified by the kernel itself on ICMPv6 raw
-sockets (RFC 3542 section 3.1: Linux sets the socket's checksum offset for
-IPPROTO_ICMPV6 and drops bad ones), so they are not summed again; TCP checksums are not
-checked (on veth and offloading NICs a local segment may carry a partial checksum).
+Checksums, of packets that matched a key only (unrelated traffic costs nothing more),
+and only what no kernel checked before: a bad one is counted ``malformed``.
+
+- The ICMP checksum of an IPv4 reply: Linux hands raw IPv4 sockets ICMP packets before
+  ``icmp_rcv`` verifies it (``verify_icmp``).
+- The IPv4 header checksum (``verify_ip_header``): ``ip_rcv`` drops bad ones before any
+  raw socket sees them, so the raw transport turns this off; packets injected into the
+  simulated network are checked.
+- ICMPv6: the kernel verifies the checksum on ICMPv6 raw sockets itself (RFC 3542
+  section 3.1; Linux sets the checksum offset of IPPROTO_ICMPV6 raw sockets and drops
+  bad ones), so it is not summed again (that would need the pseudo-header too).
+- TCP: not checked (on veth and offloading NICs a local segment may carry a partial
+  checksum, as the kernel relies on the offload).
+
 Transports that rebuild packets from what the kernel already verified (ICMP and UDP
-datagram sockets) turn the check off (``verify_checksums``).
+datagram sockets) turn both off.
 """
 
 from __future__ import annotations
@@ -42,14 +49,16 @@ _V6: int = socket.AF_INET6
 _PROTO_ICMP = 1
 
 
-def checksums_ok_v4(packet: bytes) -> bool:
-    """True when an IPv4 packet's header checksum and, for ICMP, the ICMP checksum are
-    right (a correct sum, checksum field included, is 0xFFFF). Only for packets whose
-    key matched: the demultiplexer's hot path stays a few bytes long for the rest."""
-    ihl = (packet[0] & 0x0F) * 4
-    if ones_complement_sum(packet[:ihl]) != 0xFFFF:
+def checksums_ok_v4(packet: bytes, *, header: bool = True, icmp: bool = True) -> bool:
+    """True when an IPv4 packet's header checksum (``header``) and, for ICMP, its ICMP
+    checksum (``icmp``) are right: a correct sum, checksum field included, is 0xFFFF.
+
+    A right header sums to -0, so the whole packet sums to what its ICMP message does:
+    the ICMP check is one sum over the packet, no slice (the raw transport's hot path).
+    """
+    if header and ones_complement_sum(packet[: (packet[0] & 0x0F) * 4]) != 0xFFFF:
         return False
-    return packet[9] != _PROTO_ICMP or ones_complement_sum(packet[ihl:]) == 0xFFFF
+    return not icmp or packet[9] != _PROTO_ICMP or ones_complement_sum(packet) == 0xFFFF
 
 
 class Demux:
@@ -65,9 +74,10 @@ class Demux:
         self.counters = counters
         #: Sees every delivered reply (e.g. a pcap writer); set by the transport.
         self.recorder: Recorder | None = None
-        #: Verify IPv4 and ICMP checksums of matched packets (off for packets a
-        #: transport rebuilt from what the kernel verified).
-        self.verify_checksums = True
+        #: Verify the ICMP and the IPv4 header checksums of matched IPv4 packets (see
+        #: the module's docstring: transports turn off what their kernel checked).
+        self.verify_icmp = True
+        self.verify_ip_header = True
         self._local_address = local_address
         self._routes: dict[MatchKey, Inbox] = {}
         self._unauthenticated: set[MatchKey] = set()
@@ -108,7 +118,7 @@ class Demux:
         except MalformedPacket:
             self.counters.malformed += 1
             return
-        inbox = self._accept(key, packet, echo_payload_v4, self.verify_checksums)
+        inbox = self._accept(key, packet, echo_payload_v4, True)
         if inbox is not None and key is not None:
             reply: Reply = new_tuple(
                 Reply,
@@ -166,7 +176,11 @@ class Demux:
             if inbox is None:
                 self.counters.unmatched += 1
                 return None
-        if check_v4 and not checksums_ok_v4(data):
+        if (
+            check_v4
+            and (self.verify_icmp or self.verify_ip_header)
+            and not checksums_ok_v4(data, header=self.verify_ip_header, icmp=self.verify_icmp)
+        ):
             self.counters.malformed += 1
             return None
         if key[0] == KIND_ECHO and (not self._unauthenticated or key not in self._unauthenticated):

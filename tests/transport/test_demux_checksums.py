@@ -34,10 +34,11 @@ def time_exceeded() -> bytearray:
     return bytearray(build_ipv4(IPv4Header(src=ROUTER, dst=ME, protocol=1, ttl=62), icmp))
 
 
-def dispatch(packet: bytes, *, verify: bool = True) -> tuple[int, Counters]:
+def dispatch(packet: bytes, *, verify: bool = True, header: bool = True) -> tuple[int, Counters]:
     counters = Counters()
     routes = Demux(COOKIES, counters)
-    routes.verify_checksums = verify
+    routes.verify_icmp = verify
+    routes.verify_ip_header = verify and header
     inbox = Inbox(4)
     routes.register(KEY, inbox)
     routes.dispatch_v4(bytes(packet), 1, 0.0)
@@ -67,6 +68,20 @@ def test_transports_that_rebuild_packets_can_turn_the_check_off() -> None:
     packet = echo_reply()
     packet[10:12] = b"\0\0"  # as the datagram transports build it: no header checksum
     assert dispatch(packet, verify=False)[0] == 1
+
+
+def test_without_the_header_check_the_icmp_checksum_is_still_verified() -> None:
+    """The raw transport: the kernel verified the IP header; ICMP is summed here."""
+    packet = echo_reply()
+    packet[22] ^= 0x01
+    delivered, counters = dispatch(packet, header=False)
+    assert delivered == 0 and counters.malformed == 1
+    odd = time_exceeded()  # odd ICMP lengths are padded as RFC 1071 says
+    odd = bytearray(build_ipv4(IPv4Header(src=ROUTER, dst=ME, protocol=1, ttl=62),
+                               build_icmp(11, 0, 0, bytes(odd[28:]) + b"x")))  # fmt: skip
+    assert checksums_ok_v4(bytes(odd), header=False)
+    odd[-1] ^= 0x10
+    assert not checksums_ok_v4(bytes(odd), header=False)
 
 
 def test_unmatched_packets_are_not_summed(monkeypatch: pytest.MonkeyPatch) -> None:
