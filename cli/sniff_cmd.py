@@ -112,7 +112,8 @@ def _output(args: argparse.Namespace) -> Iterator[PcapWriter | None]:
     try:
         yield PcapWriter(out_file)
     finally:
-        out_file.flush()
+        if args.write == "-":
+            out_file.flush()  # a file is flushed and closed by opens_outputs
 
 
 class _Sink:
