@@ -7,10 +7,11 @@ import ipaddress
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 import anyio
 
+from rawprobe.cli.outputs import add_output_option
 from rawprobe.errors import UsageError
 from rawprobe.probes.targets import AddressBlock, TargetSpace, parse_block, refuse_special_block
 from rawprobe.probes.targets import refuse_special as refuse_special_targets
@@ -149,16 +150,12 @@ async def interruptible() -> AsyncIterator[Interrupt]:
 
 
 def add_pcap_option(parser: argparse.ArgumentParser) -> None:
-    """``--pcap FILE``: record every probe sent and every reply matched."""
-    parser.add_argument(
-        "--pcap", type=_pcap_path, metavar="FILE", help="record probes and replies to a pcap file"
-    )
-
-
-def _pcap_path(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("empty file name")
-    return text
+    """``--pcap FILE``: record every probe sent and every reply matched (opened before
+    probing by ``cli.outputs.opens_outputs``)."""
+    add_output_option(
+        parser, "--pcap", dest="pcap", help="record probes and replies to a pcap file",
+        stdout_ok=False,
+    )  # fmt: skip
 
 
 @asynccontextmanager
@@ -166,7 +163,7 @@ async def recording_transport(
     protocols: Iterable[tuple[int, int]],
     *,
     rate_pps: float,
-    pcap: str | None,
+    pcap: str | BinaryIO | None,
     rung: str = "raw",
     udp: bool = False,
 ) -> AsyncIterator[RawTransport | DatagramTransport | UdpTransport]:

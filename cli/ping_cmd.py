@@ -30,6 +30,7 @@ from rawprobe.cli.args import (
     refuse_special,
     seconds,
 )
+from rawprobe.cli.outputs import opens_outputs
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
 from rawprobe.probes.ping import PingOptions, new_machine, ping_protocols
@@ -70,6 +71,7 @@ def register(commands: Any) -> None:
 MIN_USER_INTERVAL_S = 0.2
 
 
+@opens_outputs
 def run(args: argparse.Namespace) -> int:
     if args.interval < MIN_USER_INTERVAL_S and not privileges.has_net_raw():
         raise UsageError(
@@ -115,8 +117,10 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
     live_lines = not args.json and not args.quiet
     rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
 
-    def on_event(event: object) -> None:
-        line = render.ping_event_line(event)
+    several = len(addresses) > 1
+
+    def on_event(address: str, event: object) -> None:
+        line = render.ping_event_line(event, address if several else None)
         if line is not None:
             _emit(line)
 
@@ -131,8 +135,8 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
             for host, address in zip(args.hosts, addresses, strict=True):
                 _emit(render.ping_banner(host, address, options.payload_size))
         async with interruptible() as interrupt, anyio.create_task_group() as probes:
-            for machine in machines:
-                callback = on_event if live_lines else None
+            for machine, address in zip(machines, addresses, strict=True):
+                callback = functools.partial(on_event, address) if live_lines else None
                 probes.start_soon(functools.partial(drive, machine, transport, on_event=callback))
         now = anyio.current_time()
         results = [machine.result(now) for machine in machines]

@@ -45,8 +45,12 @@ def ping_banner(host: str, address: str, payload_size: int) -> str:
     return f"PING {host} ({address}) {payload_size}({payload_size + 28}) bytes of data."
 
 
-def ping_event_line(event: object) -> str | None:
-    """The line iputils prints for a reply or an error; None for other events."""
+def ping_event_line(event: object, target: str | None = None) -> str | None:
+    """The line iputils prints for a reply or an error; None for other events.
+
+    ``target``: the probed address, named on error lines when several hosts are pinged
+    (a reply line names its host already: the reply comes from it; an error comes
+    from a router). One host: exactly iputils' lines."""
     if isinstance(event, PingReply):
         ttl = f" ttl={event.ttl}" if event.ttl is not None else ""
         dup = " (DUP!)" if event.duplicate else ""
@@ -56,8 +60,10 @@ def ping_event_line(event: object) -> str | None:
         )
     if isinstance(event, PingError):
         if event.icmp_type is None:
-            return f"ping: {event.reason} (icmp_seq={event.seq})"
-        return f"From {event.source} icmp_seq={event.seq} {event.reason}"
+            to = "" if target is None else f" to {target}"
+            return f"ping: {event.reason} (icmp_seq={event.seq}{to})"
+        to = "" if target is None else f" (to {target})"
+        return f"From {event.source} icmp_seq={event.seq} {event.reason}{to}"
     return None
 
 

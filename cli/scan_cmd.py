@@ -32,6 +32,7 @@ from rawprobe.cli.args import (
     refuse_special_space,
     seconds,
 )
+from rawprobe.cli.outputs import add_output_option, opens_outputs, write_output
 from rawprobe.errors import UsageError
 from rawprobe.probes.connect_scan import connect_scan
 from rawprobe.probes.drive import drive
@@ -78,9 +79,10 @@ def register(commands: Any) -> None:
         "--max-retries", type=int_in(0, 50), default=6, help="retransmissions when loss is seen"
     )
     scan.add_argument("--ack", action="store_true", help="ACK scan: unfiltered vs filtered")
-    scan.add_argument("--open", action="store_true", help="show only open ports")
+    shown = scan.add_mutually_exclusive_group()
+    shown.add_argument("--open", action="store_true", help="show only open ports")
+    shown.add_argument("--all", action="store_true", help="list every port, closed ones too")
     scan.add_argument("--reason", action="store_true", help="show why each port has its state")
-    scan.add_argument("--all", action="store_true", help="list every port, closed ones too")
     scan.add_argument("-r", dest="sequential", action="store_true", help="ports in order")
     scan.add_argument("--seed", type=int, help="seed of the random order")
     scan.add_argument("-S", "--source", type=address, metavar="ADDRESS", help="source address")
@@ -88,7 +90,9 @@ def register(commands: Any) -> None:
     family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
     family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
     scan.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    scan.add_argument("-oG", dest="grepable", metavar="FILE", help="grepable output (- stdout)")
+    add_output_option(
+        scan, "-oG", dest="grepable", help="grepable output (- stdout)", stdout_ok=True
+    )
     scan.add_argument(
         "-w", "--workers", type=int_in(1, 64), help="worker processes (default: CPUs, max 4)"
     )
@@ -100,6 +104,7 @@ def register(commands: Any) -> None:
     scan.set_defaults(handler=run)
 
 
+@opens_outputs
 def run(args: argparse.Namespace) -> int:
     if args.json and args.grepable == "-":
         raise UsageError("--json and -oG - both write to stdout: give -oG a file name")
@@ -210,11 +215,8 @@ def _print_result(
         text = "\n".join(lines) + "\n"
         if args.grepable == "-":
             sys.stdout.write(text)
-        else:
-            try:
-                Path(args.grepable).write_text(text)
-            except OSError as exc:
-                raise UsageError(f"-oG {args.grepable}: {exc.strerror}") from None
+        else:  # opened before probing (cli/outputs.py)
+            write_output(args.grepable, text.encode(), "-oG")
 
 
 #: What a scan worker sends back: its result, transport counters, interrupted?

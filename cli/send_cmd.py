@@ -28,6 +28,7 @@ from rawprobe.cli.args import (
     positive_int,
     seconds,
 )
+from rawprobe.cli.outputs import add_output_option, opens_outputs
 from rawprobe.cli.render import SCHEMA, format_rtt
 from rawprobe.errors import SendError, UsageError
 from rawprobe.probes.craft import ICMP, IP, TCP, UDP, craft
@@ -125,11 +126,14 @@ def register(commands: Any) -> None:
     family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
     family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
     run_group.add_argument("--json", action="store_true", help="one JSON document")
-    run_group.add_argument("--pcap", metavar="FILE", help="record sent packets and replies")
+    add_output_option(
+        run_group, "--pcap", dest="pcap", help="record sent packets and replies", stdout_ok=False
+    )
     add_backend_option(send)
     send.set_defaults(handler=run)
 
 
+@opens_outputs
 def run(args: argparse.Namespace) -> int:
     _check(args)
     code: int = anyio.run(_main, args, backend=args.backend)

@@ -32,6 +32,7 @@ from rawprobe.cli.args import (
     seconds,
 )
 from rawprobe.cli.live import LiveView
+from rawprobe.cli.outputs import add_output_option, opens_outputs
 from rawprobe.cli.render import SCHEMA
 from rawprobe.errors import UsageError
 from rawprobe.transport import privileges
@@ -69,7 +70,10 @@ def register(commands: Any) -> None:
     family.add_argument("-4", dest="version", action="store_const", const=4)
     family.add_argument("-6", dest="version", action="store_const", const=6)
     sniff.add_argument("-i", "--interface", help="capture on this interface only (all)")
-    sniff.add_argument("-w", "--write", metavar="FILE", help="write packets to a pcap file")
+    add_output_option(
+        sniff, "-w", "--write", dest="write", help="write packets to a pcap file (- stdout)",
+        stdout_ok=True,
+    )  # fmt: skip
     sniff.add_argument("-r", "--read", metavar="FILE", help="read packets from a pcap file")
     sniff.add_argument("-v", "--verbose", action="store_true", help="every layer of each packet")
     sniff.add_argument("--json", action="store_true", help="one JSON object per packet (NDJSON)")
@@ -77,6 +81,7 @@ def register(commands: Any) -> None:
     sniff.set_defaults(handler=run)
 
 
+@opens_outputs
 def run(args: argparse.Namespace) -> int:
     packet_filter = PacketFilter.build(
         protocols=tuple(args.protocol),
@@ -85,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         direction=args.direction,
         version=args.version,
     )
+    if args.write == "-" and args.json:
+        raise UsageError("-w - and --json both write to stdout: choose one")
     if args.read is not None and (args.interface or args.duration is not None):
         raise UsageError("-i and --duration apply to live captures, not to -r FILE")
     if args.read is not None:
@@ -97,17 +104,17 @@ def run(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _output(args: argparse.Namespace) -> Iterator[PcapWriter | None]:
-    """The ``-w`` pcap writer, opened only once the sockets are open and privileges
-    are dropped, so the file belongs to the invoking user."""
+    """The ``-w`` pcap writer: the file was opened before the capture started, as the
+    invoking user (cli/outputs.py); ``-`` writes the capture to stdout, like tcpdump."""
     if args.write is None:
         yield None
         return
+    out_file: BinaryIO = sys.stdout.buffer if args.write == "-" else args.write
     try:
-        out_file: BinaryIO = open(args.write, "wb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise UsageError(f"cannot write {args.write}: {exc.strerror}") from exc
-    with out_file:
         yield PcapWriter(out_file)
+    finally:
+        if args.write == "-":
+            out_file.flush()  # a file is flushed and closed by opens_outputs
 
 
 class _Sink:

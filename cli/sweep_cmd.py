@@ -30,6 +30,7 @@ from rawprobe.cli.args import (
     refuse_special,
     seconds,
 )
+from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.render import SCHEMA, ms
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
@@ -98,10 +99,13 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+@opens_outputs
 def run(args: argparse.Namespace) -> int:
     options = SweepOptions(
         method=args.method, port=args.port, retries=args.retries, timeout_s=args.timeout
     )
+    if args.port is not None and args.method == "icmp":
+        raise UsageError("sweep: -p is for -M tcp-syn, tcp-ack or udp (ICMP echo has no port)")
     if args.shard[1] > 1 and args.seed is None:
         raise UsageError("--shard needs --seed: every shard must walk the same order")
     specs = _target_specs(args)

@@ -38,6 +38,7 @@ from rawprobe.cli.args import (
     seconds,
 )
 from rawprobe.cli.live import LiveView
+from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.render import SCHEMA
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
@@ -73,7 +74,11 @@ def register(commands: Any) -> None:
     trace.add_argument("-f", "--first", type=int_in(1, 255), default=1, help="first TTL")
     trace.add_argument("-m", "--max-hops", type=int_in(1, 255), default=30, help="max TTL")
     trace.add_argument("-q", "--queries", type=int_in(1, 10), default=None, help="probes per hop")
-    trace.add_argument("-w", "--wait", type=seconds, default=1.0, help="seconds per probe")
+    trace.add_argument(
+        "-w", "--wait", type=trace_wait, default=None, metavar="MAX[,HERE[,NEAR]]",
+        help="wait up to MAX s per query, less after answers: HERE x the RTT of the same "
+        "hop's, NEAR x a later hop's (5,3,10; --live/--report 1,3,10; MAX alone: fixed)",
+    )  # fmt: skip
     trace.add_argument("--retries", type=int_in(0, 10), default=None, help="re-probes per query")
     trace.add_argument(
         "-N", "--in-flight", type=positive_int, default=None, help="TTLs probed at once (all)"
@@ -89,8 +94,9 @@ def register(commands: Any) -> None:
         "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"
     )
     trace.add_argument("--json", action="store_true", help="JSON on stdout")
-    trace.add_argument("--live", action="store_true", help="mtr-style live table")
-    trace.add_argument("--report", action="store_true", help="like mtr -r: rounds, then a table")
+    mode = trace.add_mutually_exclusive_group()
+    mode.add_argument("--live", action="store_true", help="mtr-style live table")
+    mode.add_argument("--report", action="store_true", help="like mtr -r: rounds, then a table")
     trace.add_argument("-c", "--count", type=positive_int, help="rounds for --live/--report")
     trace.add_argument(
         "-i", "--interval", type=seconds, default=1.0, help="seconds between rounds (live)"
@@ -100,6 +106,26 @@ def register(commands: Any) -> None:
     add_pcap_option(trace)
     add_rung_options(trace)
     trace.set_defaults(handler=run)
+
+
+#: traceroute's -w defaults (MAX seconds, HERE and NEAR factors); live rounds wait 1 s.
+DEFAULT_WAIT = (5.0, 3.0, 10.0)
+DEFAULT_LIVE_WAIT = (1.0, 3.0, 10.0)
+
+
+def trace_wait(text: str) -> tuple[float, float, float]:
+    """traceroute's ``-w MAX[,HERE[,NEAR]]`` (``/`` separates too). MAX alone means a
+    fixed wait (HERE and NEAR 0, as traceroute keeps it for old scripts); a missing NEAR
+    is 10."""
+    parts = text.replace("/", ",").split(",")
+    if not 1 <= len(parts) <= 3:
+        raise argparse.ArgumentTypeError(f"not MAX[,HERE[,NEAR]]: {text!r}")
+    values = [seconds(part) for part in parts]
+    if not values[0] > 0:
+        raise argparse.ArgumentTypeError(f"the wait must be more than 0 seconds: {text!r}")
+    if len(values) == 1:
+        return values[0], 0.0, 0.0
+    return values[0], values[1], values[2] if len(values) == 3 else DEFAULT_WAIT[2]
 
 
 def read_targets(args: argparse.Namespace) -> list[str]:
@@ -119,19 +145,27 @@ def read_targets(args: argparse.Namespace) -> list[str]:
     return targets
 
 
+@opens_outputs
 def run(args: argparse.Namespace) -> int:
     targets = read_targets(args)
     live = args.live or args.report
+    if args.count is not None and not live:
+        raise UsageError("trace: -c counts the rounds of --live or --report (a trace runs once)")
     if args.report and args.count is None:
         args.count = 10  # mtr -r's default
     queries = args.queries if args.queries is not None else (1 if live else 3)
     retries = args.retries if args.retries is not None else (0 if live else 2)
+    wait_max, here, near = args.wait or (DEFAULT_LIVE_WAIT if live else DEFAULT_WAIT)
     options = TraceOptions(
         method=args.method or "icmp",
         first_ttl=args.first,
         max_ttl=args.max_hops,
         queries=queries,
-        wait_s=args.wait or 1.0,
+        # MAX bounds the whole query: its tries share it (an answer to any of them
+        # counts until it is over), so a hop that never answers costs MAX, not 3 x MAX.
+        wait_s=wait_max / (1 + retries),
+        here=here,
+        near=near,
         retries=retries,
         in_flight=args.in_flight,
         port=args.port,

@@ -22,10 +22,15 @@ demultiplexer through the header an ICMP error quotes (8 transport bytes suffice
 
 Scheduling: the machine keeps up to ``in_flight`` TTLs (default: all) probing at once,
 sends one TTL's probes per ``poll`` so replies are read between sends, stops sending beyond
-the destination's hop once it answered, and re-probes a query that got no answer after
-``wait_s`` up to ``retries`` times (routers that rate-limit ICMP drop errors; a second
-try a moment later usually gets one). A hop that never answers costs
-``(1 + retries) * wait_s`` of waiting, in parallel with every other hop.
+the destination's hop once it answered, and re-probes a query that got no answer within
+its wait up to ``retries`` times (routers that rate-limit ICMP drop errors; a second
+try a moment later usually gets one). An answer to an earlier try still counts until the
+last try's wait is over (a router that answers only after ARP gave up, ~3 s, is heard).
+The wait of a try is ``wait_s``, or less with traceroute's ``-w MAX,HERE,NEAR`` factors:
+``here`` times the RTT of the first answer from the same hop, else ``near`` times the RTT
+of the first answer from the nearest later hop (each RTT plus 1 ms, as traceroute does),
+recomputed as answers arrive. A hop that never answers costs ``(1 + retries)`` waits, in
+parallel with every other hop.
 """
 
 from __future__ import annotations
@@ -104,8 +109,11 @@ _ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequ
 class TraceOptions:
     """What one trace does; validated on construction (UsageError on nonsense).
 
-    ``wait_s`` bounds the wait for each probe; ``retries`` re-probes an unanswered query
-    that many more times. ``in_flight`` is how many TTLs are probed at once (None: all).
+    ``wait_s`` bounds the wait for each probe; ``here`` and ``near`` (0: unused) shorten
+    it to that many times the RTT of an answer from the same hop, or from a later hop
+    (traceroute's ``-w MAX,HERE,NEAR``). ``retries`` re-probes an unanswered query
+    that many more times; an answer to an earlier try counts until the last one's wait
+    is over. ``in_flight`` is how many TTLs are probed at once (None: all).
     ``port`` is the destination port (UDP: 33434, TCP: 80; classic UDP adds the probe
     number). ``packet_size`` is the whole IP packet for ICMP and UDP (None: 60 bytes
     over IPv4, 80 over IPv6, like traceroute); TCP probes are bare SYNs.
@@ -118,6 +126,8 @@ class TraceOptions:
     wait_s: float = 1.0
     retries: int = 2
     in_flight: int | None = None
+    here: float = 0.0
+    near: float = 0.0
     port: int | None = None
     paris: bool = True
     packet_size: int | None = None
@@ -134,6 +144,9 @@ class TraceOptions:
             raise UsageError(f"bad number of queries {self.queries}: must be 1..10")
         if not (self.wait_s > 0 and self.wait_s < 1e6):
             raise UsageError(f"bad wait {self.wait_s}: must be > 0 seconds")
+        for name, factor in (("here", self.here), ("near", self.near)):
+            if not 0 <= factor < 1e6:
+                raise UsageError(f"bad {name} factor {factor}: must be a number >= 0")
         if not 0 <= self.retries <= 10:
             raise UsageError(f"bad retries {self.retries}: must be 0..10")
         if self.in_flight is not None and self.in_flight < 1:
@@ -184,9 +197,10 @@ def annotation(family: int, icmp_type: int, code: int, mtu: int = 0) -> str:
 
 
 class _Probe:
-    """One packet in flight."""
+    """One packet in flight (``expired``: its wait is over, but an answer to it still
+    counts while its query's later tries are waiting)."""
 
-    __slots__ = ("attempt", "key", "query", "sent", "ttl")
+    __slots__ = ("attempt", "due", "expired", "key", "query", "sent", "sent_at", "ttl")
 
     def __init__(self, ttl: int, query: int, attempt: int, key: MatchKey) -> None:
         self.ttl = ttl
@@ -194,6 +208,13 @@ class _Probe:
         self.attempt = attempt
         self.key = key
         self.sent: Sent | None = None
+        self.sent_at = 0.0
+        self.due = math.inf
+        self.expired = False
+
+
+#: Added to an RTT before multiplying it into a wait (traceroute's DEF_WAIT_PREC).
+_WAIT_PRECISION_S = 0.001
 
 
 class TraceMachine(MachineOutbox):
@@ -263,7 +284,10 @@ class TraceMachine(MachineOutbox):
         self._open_ttls: set[int] = set()  # activated, not final
         self._unresolved: dict[int, int] = {}  # ttl -> queries not final
         self._outstanding: dict[MatchKey, _Probe] = {}
+        self._tries: dict[tuple[int, int], list[MatchKey]] = {}  # (ttl, query) -> keys
         self._deadlines: list[tuple[float, int, MatchKey]] = []
+        self._first_rtt: dict[int, float] = {}  # ttl -> RTT of its first answer
+        self._wait: dict[int, float] = {}  # ttl -> a try's wait, when shorter than wait_s
         self._answers: dict[tuple[int, int], TraceResponse | None] = {}
         self._sent_per_ttl: dict[int, int] = {}
         self._dest_ttl: int | None = None
@@ -304,11 +328,12 @@ class TraceMachine(MachineOutbox):
         if sent.error is not None:
             # The local stack refused (no route): no answer will come; not retried.
             self._send_error = sent.error
-            del self._outstanding[key]
-            self._retired.append(key)
+            self._close_query(probe.ttl, probe.query)
             self._resolve(probe.ttl, probe.query, None)
         else:
-            heapq.heappush(self._deadlines, (now + self.options.wait_s, self._next_index, key))
+            probe.sent_at = now
+            probe.due = now + self._wait.get(probe.ttl, self.options.wait_s)
+            heapq.heappush(self._deadlines, (probe.due, self._next_index, key))
         self._check_finished(now)
 
     def receive(self, reply: Reply, now: float) -> None:
@@ -321,8 +346,8 @@ class TraceMachine(MachineOutbox):
             return
         if response is None:
             return
-        del self._outstanding[reply.key]
-        self._retired.append(reply.key)
+        self._close_query(probe.ttl, probe.query)
+        self._learn_rtt(probe.ttl, response.rtt_s)
         if response.terminal and (self._dest_ttl is None or probe.ttl < self._dest_ttl):
             self._dest_ttl = probe.ttl
             self._drop_beyond_destination()
@@ -402,18 +427,66 @@ class TraceMachine(MachineOutbox):
 
     def _expire(self, now: float) -> None:
         while self._deadlines and self._deadlines[0][0] <= now:
-            _, _, key = heapq.heappop(self._deadlines)
-            probe = self._outstanding.pop(key, None)
-            if probe is None:
-                continue
-            self._retired.append(key)
+            due, _, key = heapq.heappop(self._deadlines)
+            probe = self._outstanding.get(key)
+            if probe is None or probe.expired or due != probe.due:
+                continue  # answered, already expired, or rescheduled
+            probe.expired = True
             beyond = self._dest_ttl is not None and probe.ttl > self._dest_ttl
             if beyond:
-                continue
-            if probe.attempt < self.options.retries:
+                self._close_query(probe.ttl, probe.query)
+            elif probe.attempt < self.options.retries:
                 heapq.heappush(self._pending, (probe.ttl, probe.query, probe.attempt + 1))
             else:
+                self._close_query(probe.ttl, probe.query)
                 self._resolve(probe.ttl, probe.query, None)
+
+    def _close_query(self, ttl: int, query: int) -> None:
+        """Stop listening for every try of a query (answered, or the last try's wait is
+        over), and forget a retry not sent yet."""
+        for key in self._tries.pop((ttl, query), ()):
+            if self._outstanding.pop(key, None) is not None:
+                self._retired.append(key)
+        if self._pending:
+            pending = [item for item in self._pending if item[:2] != (ttl, query)]
+            if len(pending) != len(self._pending):
+                heapq.heapify(pending)
+                self._pending = pending
+
+    def _learn_rtt(self, ttl: int, rtt: float) -> None:
+        """Shorten the waits that the first answer at ``ttl`` bounds (HERE for its own hop,
+        NEAR for the hops below it that have no nearer answer) and reschedule those hops'
+        tries in flight."""
+        options = self.options
+        if ttl in self._first_rtt or not (options.here or options.near):
+            self._first_rtt.setdefault(ttl, rtt)
+            return
+        self._first_rtt[ttl] = rtt
+        changed: list[int] = []
+        if options.here:
+            self._wait[ttl] = min(options.wait_s, options.here * (rtt + _WAIT_PRECISION_S))
+            changed.append(ttl)
+        if options.near:
+            near = min(options.wait_s, options.near * (rtt + _WAIT_PRECISION_S))
+            for lower in range(ttl - 1, options.first_ttl - 1, -1):
+                answered = lower in self._first_rtt
+                if answered and options.here:
+                    break  # its own answer rules it; the hops below have a nearer one
+                self._wait[lower] = near
+                changed.append(lower)
+                if answered:
+                    break
+        for hop in changed:
+            wait = self._wait[hop]
+            for query in range(options.queries):
+                for key in self._tries.get((hop, query), ()):
+                    probe = self._outstanding.get(key)
+                    if probe is None or probe.expired or probe.sent is None:
+                        continue
+                    due = probe.sent_at + wait
+                    if due != probe.due:
+                        probe.due = due
+                        heapq.heappush(self._deadlines, (due, self._next_index, key))
 
     def _drop_beyond_destination(self) -> None:
         limit = self._limit()
@@ -515,6 +588,7 @@ class TraceMachine(MachineOutbox):
         packet = self._with_ttl(ttl, ident & 0xFFFF) + transport
         key = key_of_sent(packet)
         self._outstanding[key] = _Probe(ttl, query, attempt, key)
+        self._tries.setdefault((ttl, query), []).append(key)
         return Outgoing(key, packet)
 
     def _icmp(self, number: int) -> tuple[bytes, int]:

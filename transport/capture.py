@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, Protocol
 
-from rawprobe.errors import UsageError
 from rawprobe.transport.base import Recorder
+from rawprobe.transport.outfiles import open_output
 from rawprobe.transport.wire.pcap import LINKTYPE_RAW, PcapWriter
 
 __all__ = ["PcapRecorder", "TeeRecorder", "record_pcap"]
@@ -49,12 +49,9 @@ class PcapRecorder:
 
     @classmethod
     def create(cls, path: str | os.PathLike[str]) -> PcapRecorder:
-        """A recorder writing a new file at ``path`` (UsageError if it cannot)."""
-        try:
-            stream = open(path, "wb")  # noqa: SIM115 - closed by close()
-        except OSError as exc:
-            raise UsageError(f"cannot write {os.fspath(path)}: {exc.strerror}") from exc
-        return cls(stream, owns_stream=True)
+        """A recorder writing a new file at ``path`` (UsageError if it cannot, or if
+        ``path`` is a symbolic link: transport/outfiles.py)."""
+        return cls(open_output(path, option="--pcap"), owns_stream=True)
 
     def record(self, packet: bytes, timestamp_ns: int, outgoing: bool) -> None:
         self._writer.write(timestamp_ns, packet)
@@ -87,18 +84,22 @@ class TeeRecorder:
 
 @contextmanager
 def record_pcap(
-    transport: Recordable, path: str | os.PathLike[str] | None
+    transport: Recordable, path: str | os.PathLike[str] | BinaryIO | None
 ) -> Iterator[PcapRecorder | None]:
     """Record ``transport``'s packets to a pcap file at ``path`` during the block.
 
-    ``path`` None records nothing (so a CLI passes its option straight through). A
-    recorder already attached keeps receiving packets too. The file is complete when
-    the block ends, however it ends.
+    ``path`` None records nothing (so a CLI passes its option straight through); a
+    stream already open (the CLI opens its output files before probing) is written and
+    flushed, not closed. A recorder already attached keeps receiving packets too. The
+    file is complete when the block ends, however it ends.
     """
     if path is None:
         yield None
         return
-    recorder = PcapRecorder.create(path)
+    if isinstance(path, (str, os.PathLike)):
+        recorder = PcapRecorder.create(path)
+    else:
+        recorder = PcapRecorder(path)
     previous = transport.recorder
     transport.recorder = recorder if previous is None else TeeRecorder(previous, recorder)
     try:

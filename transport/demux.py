@@ -2,8 +2,25 @@
 
 Shared by the raw and the memory transport, so simulated tests exercise the same code
 that runs on the wire. Per packet it extracts the key from bytes, looks it up, and
-only for a hit verifies the cookie and builds a Reply. Nothing here raises for a bad
-or foreign packet: those are counted.
+only for a hit verifies the checksums and the cookie and builds a Reply. Nothing here
+raises for a bad or foreign packet: those are counted.
+
+Checksums, of packets that matched a key only (unrelated traffic costs nothing more),
+and only what no kernel checked before: a bad one is counted ``malformed``.
+
+- The ICMP checksum of an IPv4 reply: Linux hands raw IPv4 sockets ICMP packets before
+  ``icmp_rcv`` verifies it (``verify_icmp``).
+- The IPv4 header checksum (``verify_ip_header``): ``ip_rcv`` drops bad ones before any
+  raw socket sees them, so the raw transport turns this off; packets injected into the
+  simulated network are checked.
+- ICMPv6: the kernel verifies the checksum on ICMPv6 raw sockets itself (RFC 3542
+  section 3.1; Linux sets the checksum offset of IPPROTO_ICMPV6 raw sockets and drops
+  bad ones), so it is not summed again (that would need the pseudo-header too).
+- TCP: not checked (on veth and offloading NICs a local segment may carry a partial
+  checksum, as the kernel relies on the offload).
+
+Transports that rebuild packets from what the kernel already verified (ICMP and UDP
+datagram sockets) turn both off.
 """
 
 from __future__ import annotations
@@ -24,10 +41,24 @@ from rawprobe.transport.keys import (
     key_of_reply_v4,
     key_of_reply_v6,
 )
+from rawprobe.transport.wire.checksum import ones_complement_sum
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 
 _V4: int = socket.AF_INET
 _V6: int = socket.AF_INET6
+_PROTO_ICMP = 1
+
+
+def checksums_ok_v4(packet: bytes, *, header: bool = True, icmp: bool = True) -> bool:
+    """True when an IPv4 packet's header checksum (``header``) and, for ICMP, its ICMP
+    checksum (``icmp``) are right: a correct sum, checksum field included, is 0xFFFF.
+
+    A right header sums to -0, so the whole packet sums to what its ICMP message does:
+    the ICMP check is one sum over the packet, no slice (the raw transport's hot path).
+    """
+    if header and ones_complement_sum(packet[: (packet[0] & 0x0F) * 4]) != 0xFFFF:
+        return False
+    return not icmp or packet[9] != _PROTO_ICMP or ones_complement_sum(packet) == 0xFFFF
 
 
 class Demux:
@@ -43,6 +74,10 @@ class Demux:
         self.counters = counters
         #: Sees every delivered reply (e.g. a pcap writer); set by the transport.
         self.recorder: Recorder | None = None
+        #: Verify the ICMP and the IPv4 header checksums of matched IPv4 packets (see
+        #: the module's docstring: transports turn off what their kernel checked).
+        self.verify_icmp = True
+        self.verify_ip_header = True
         self._local_address = local_address
         self._routes: dict[MatchKey, Inbox] = {}
         self._unauthenticated: set[MatchKey] = set()
@@ -83,7 +118,7 @@ class Demux:
         except MalformedPacket:
             self.counters.malformed += 1
             return
-        inbox = self._accept(key, packet, echo_payload_v4)
+        inbox = self._accept(key, packet, echo_payload_v4, True)
         if inbox is not None and key is not None:
             reply: Reply = new_tuple(
                 Reply,
@@ -111,7 +146,7 @@ class Demux:
         except MalformedPacket:
             self.counters.malformed += 1
             return
-        inbox = self._accept(key, message, echo_payload_v6)
+        inbox = self._accept(key, message, echo_payload_v6, False)
         if inbox is not None and key is not None:
             reply: Reply = new_tuple(
                 Reply, (key, _V6, source, message, hop_limit, received_ns, received_s, protocol)
@@ -126,9 +161,11 @@ class Demux:
         key: MatchKey | None,
         data: bytes,
         echo_payload: Callable[[bytes], tuple[bytes, bool]],
+        check_v4: bool,
     ) -> Inbox | None:
-        """The inbox for ``key``, or None (counted) when nobody waits for it or an echo
-        reply lacks our cookie. Runs only after the cheap key extraction."""
+        """The inbox for ``key``, or None (counted) when nobody waits for it, an IPv4
+        packet's checksums are wrong (``check_v4``) or an echo reply lacks our cookie.
+        Runs only after the cheap key extraction."""
         if key is None:
             self.counters.unmatched += 1
             return None
@@ -139,6 +176,13 @@ class Demux:
             if inbox is None:
                 self.counters.unmatched += 1
                 return None
+        if (
+            check_v4
+            and (self.verify_icmp or self.verify_ip_header)
+            and not checksums_ok_v4(data, header=self.verify_ip_header, icmp=self.verify_icmp)
+        ):
+            self.counters.malformed += 1
+            return None
         if key[0] == KIND_ECHO and (not self._unauthenticated or key not in self._unauthenticated):
             payload, quoted = echo_payload(data)
             if not self.cookies.verify_echo(key, payload, quoted=quoted):

@@ -31,10 +31,12 @@ their parent, which opens none, drops right after forking them (``drop_now``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pwd
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rawprobe.errors import PrivilegeError
@@ -42,6 +44,7 @@ from rawprobe.errors import PrivilegeError
 __all__ = [
     "CAP_NET_RAW",
     "DropReport",
+    "as_invoking_user",
     "drop_after_open",
     "drop_now",
     "effective_capabilities",
@@ -149,6 +152,52 @@ def drop_now(*, switch_user: bool = True) -> DropReport:
     report = DropReport(os.getuid(), os.getgid(), target is not None, bounding)
     _POLICY.done = report
     return report
+
+
+@contextlib.contextmanager
+def as_invoking_user() -> Iterator[None]:
+    """Run the block with the identity the process will drop to, so that files opened
+    in it (output files, opened before any socket: transport/outfiles.py) are created
+    and checked with that user's permissions and belong to that user.
+
+    Only when this process opted in to dropping (``drop_after_open``), runs as root,
+    has not dropped yet and was started through sudo: then the effective uid, gid and
+    supplementary groups switch to the invoking user for the block and back to root
+    after it, as OpenSSH's ``temporarily_use_uid`` does (the saved uid stays 0). Else a
+    no-op: the files are opened as whoever the process is.
+    """
+    target = None
+    if _POLICY.enabled and _POLICY.switch_user and _POLICY.done is None and os.geteuid() == 0:
+        target = _sudo_target()
+    if target is None:
+        yield
+        return
+    uid, gid = target
+    saved_gid, saved_groups = os.getegid(), os.getgroups()
+    try:
+        try:
+            groups = os.getgrouplist(pwd.getpwuid(uid).pw_name, gid)
+        except KeyError:
+            groups = [gid]
+        os.setgroups(groups)
+        os.setegid(gid)
+        os.seteuid(uid)
+    except OSError as exc:
+        _restore_root(saved_gid, saved_groups)
+        raise PrivilegeError(f"cannot act as uid {uid}: {exc.strerror}") from exc
+    try:
+        yield
+    finally:
+        _restore_root(saved_gid, saved_groups)
+
+
+def _restore_root(gid: int, groups: list[int]) -> None:
+    try:
+        os.seteuid(0)
+        os.setegid(gid)
+        os.setgroups(groups)
+    except OSError as exc:  # pragma: no cover - the saved uid is 0: cannot fail
+        raise PrivilegeError(f"cannot switch back to root: {exc.strerror}") from exc
 
 
 def _sudo_target() -> tuple[int, int] | None:

@@ -81,6 +81,7 @@ class RawTransport(SocketTransport):
         icmp_filter: bool = True,
     ) -> None:
         super().__init__(cookies)
+        self._demux.verify_ip_header = False  # ip_rcv dropped bad ones (demux.py)
         self._bucket = TokenBucket(rate_pps, now=time.monotonic())
         self._send_sockets: dict[int, socket.socket] = {}
         self._kernel_drops: dict[int, int] = {}

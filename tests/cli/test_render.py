@@ -29,6 +29,15 @@ def test_reply_error_and_dup_lines() -> None:
     assert str(render.ping_event_line(dup)).endswith(" (DUP!)")
     error = PingError(2, "198.18.2.2", "Time to live exceeded", 11, 0)
     assert render.ping_event_line(error) == "From 198.18.2.2 icmp_seq=2 Time to live exceeded"
+    # Several hosts: the error line names the target it belongs to.
+    assert render.ping_event_line(error, "198.19.0.5") == (
+        "From 198.18.2.2 icmp_seq=2 Time to live exceeded (to 198.19.0.5)"
+    )
+    refused = PingError(3, "198.19.0.5", "Network is unreachable")
+    assert render.ping_event_line(refused) == "ping: Network is unreachable (icmp_seq=3)"
+    assert render.ping_event_line(refused, "198.19.0.5") == (
+        "ping: Network is unreachable (icmp_seq=3 to 198.19.0.5)"
+    )
 
 
 def test_banner_v4_and_v6() -> None:

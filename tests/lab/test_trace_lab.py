@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from rawprobe.lab import Lab
+from rawprobe.lab import TARGET_LINK_V4, TARGET_LINK_V6, Lab
 from rawprobe.probes.models import TraceResult
 from rawprobe.probes.traceroute import TraceOptions, trace_protocols, traceroute_with
 from rawprobe.transport.raw import open_transport
@@ -217,3 +217,22 @@ def test_ecmp_paris_traces_keep_one_path_and_flows_find_both(ecmp: Lab, method: 
         assert len(middle) == 1 and middle[0] in _ECMP_HOPS, middle  # one path per trace
         seen.add(middle[0])
     assert seen == set(_ECMP_HOPS)  # other flow identifiers took the other path
+
+
+def test_a_last_router_whose_arp_fails_is_shown_with_its_late_host_unreachable(lab: Lab) -> None:
+    """An on-link address of r3's target link with no host: r3 answers !H only once
+    ARP (neighbour discovery) gave up, ~3 s later. traceroute's 5 s wait shows it; a
+    1 s wait showed ``* * *`` up to the last hop."""
+    absent_v4 = TARGET_LINK_V4.rsplit(".", 1)[0] + ".77"  # on r3's link to the target
+    absent_v6 = TARGET_LINK_V6.rsplit(":", 1)[0] + ":77"
+    start = time.monotonic()
+    done = cli(lab, "-m", "6", absent_v4, absent_v6)
+    elapsed = time.monotonic() - start
+    assert done.returncode == 1, done.stderr  # not reached
+    blocks = done.stdout.strip().split("\n\n")
+    assert len(blocks) == 2
+    for block in blocks:
+        last = block.splitlines()[-1].split()
+        assert last[0] == "4" and last.count("!H") == 3, block
+        assert last[1] in (lab.router_v4[2], lab.router_v6[2])
+    assert elapsed < 10, elapsed  # ~3.1 s of ARP; 6 s with a margin for the machine

@@ -249,7 +249,8 @@ def test_ip_header_template_matches_the_codec() -> None:
 
 def test_options_are_validated() -> None:
     for bad in ({"method": "gre"}, {"first_ttl": 0}, {"max_ttl": 300}, {"queries": 0},
-                {"wait_s": 0}, {"first_ttl": 9, "max_ttl": 5}, {"port": 70000}):  # fmt: skip
+                {"wait_s": 0}, {"first_ttl": 9, "max_ttl": 5}, {"port": 70000},
+                {"near": -1.0}, {"here": float("nan")}):  # fmt: skip
         with pytest.raises(UsageError):
             TraceOptions(**bad)  # type: ignore[arg-type]
 
@@ -284,3 +285,47 @@ def test_live_trace_statistics() -> None:
     assert rows[0].best_s == pytest.approx(0.001) and rows[0].worst_s == pytest.approx(0.003)
     assert rows[0].avg_s == pytest.approx(0.002) and rows[0].stdev_s == pytest.approx(0.001)
     assert rows[0].last_s == pytest.approx(0.003)
+
+
+def test_an_answer_to_an_earlier_try_counts_until_the_last_try_is_over() -> None:
+    """A router that answers only after ARP gave up (~3 s) answers the first try late."""
+    m = machine(in_flight=1, queries=1, wait_s=1.0, retries=2, max_ttl=1)
+    (first,) = send_all(m, 0.0)
+    assert len(send_all(m, 1.0)) == 1 and len(send_all(m, 2.0)) == 1  # tries 2 and 3
+    m.receive(reply_v4(error_v4(ROUTERS4[0], first, 3, 1), 2.5), 2.5)  # try 1's !H
+    result = m.result()
+    assert m.done and result.hops[0].responses[0].annotation == "!H"
+    assert result.hops[0].responses[0].attempt == 0
+    assert send_all(m, 3.0) == []
+
+
+def test_later_hops_answering_shorten_the_wait_of_silent_ones() -> None:
+    """traceroute's NEAR: a silent hop below an answering one waits NEAR x (RTT + 1 ms)."""
+    m = machine(in_flight=None, queries=1, wait_s=5.0, here=3.0, near=10.0, retries=0, max_ttl=3)
+    packets = send_all(m, 0.0)
+    assert m.next_deadline() == pytest.approx(5.0)
+    third = next(p for p in packets if ttl_of(p) == 3)
+    m.receive(reply_v4(error_v4(ROUTERS4[2], third), 0.004), 0.004)
+    assert m.next_deadline() == pytest.approx(10 * 0.005)  # rescheduled, not 5 s
+    assert send_all(m, 0.05) == [] and m.done
+    result = m.result()
+    assert [hop.is_silent for hop in result.hops] == [True, True, False]
+    assert result.elapsed_s == pytest.approx(0.05)
+
+
+def test_an_answer_from_the_same_hop_bounds_its_other_queries() -> None:
+    """traceroute's HERE: the hop's other queries wait HERE x (RTT + 1 ms)."""
+    m = machine(in_flight=None, queries=2, wait_s=5.0, here=3.0, near=0.0, retries=0, max_ttl=1)
+    first, _second = send_all(m, 0.0)
+    m.receive(reply_v4(error_v4(ROUTERS4[0], first), 0.009), 0.009)
+    assert m.next_deadline() == pytest.approx(3 * 0.010)
+    send_all(m, 0.03)
+    assert m.done and m.result().hops[0].probes[1] is None
+
+
+def test_without_factors_the_wait_is_fixed() -> None:
+    m = machine(in_flight=None, queries=1, wait_s=2.0, retries=0, max_ttl=3)
+    packets = send_all(m, 0.0)
+    third = next(p for p in packets if ttl_of(p) == 3)
+    m.receive(reply_v4(error_v4(ROUTERS4[2], third), 0.004), 0.004)
+    assert m.next_deadline() == pytest.approx(2.0)

@@ -79,3 +79,30 @@ async def test_many_targets_yield_results_as_they_complete() -> None:
     assert [h.is_silent for h in silent.hops] == [False, False, False, True, True, True]
     assert {target for target, _ in seen} == {"198.19.0.5", "198.19.0.6", "198.18.200.1"}
     assert transport.registered == 0  # every key released
+
+
+#: What ``rawprobe trace -w MAX`` (default 5,3,10) asks for: MAX shared by the tries.
+def cli_wait(wait_max: float, retries: int = 2) -> TraceOptions:
+    return TraceOptions(wait_s=wait_max / (1 + retries), here=3.0, near=10.0, retries=retries)
+
+
+async def test_a_last_router_answering_host_unreachable_late_is_shown() -> None:
+    """Its ARP gives up after a while; the !H comes after the first try's own wait."""
+    net = MemoryNetwork()
+    net.add("198.18.200.5", hops=3, error=(3, 1), delay_s=0.8)  # !H after 0.6 s
+    async with open_memory_transport(net) as transport:
+        result = await traceroute_with(transport, "198.18.200.5", cli_wait(1.0))
+    assert result.destination_ttl == 4, [hop.addresses for hop in result.hops]
+    assert {p.annotation for p in result.hops[3].responses} == {"!H"}
+    assert result.hops[3].addresses == (net.routers_v4[2],)
+    assert result.elapsed_s < 1.5
+
+
+async def test_a_silent_hop_on_a_normal_path_expires_after_near_times_the_rtt() -> None:
+    net = MemoryNetwork()
+    net.add("198.19.0.5", hops=3, silent_hops=frozenset({2}), delay_s=0.004)
+    async with open_memory_transport(net) as transport:
+        result = await traceroute_with(transport, "198.19.0.5", cli_wait(5.0))
+    assert result.reached and result.hops[1].is_silent
+    # 3 tries of 10 x (3 ms + 1 ms) each (a fixed 5 s wait: 5 s); generous for CI.
+    assert result.elapsed_s < 1.0, result.elapsed_s

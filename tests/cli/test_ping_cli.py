@@ -1,0 +1,42 @@
+"""`rawprobe ping` output over a simulated network (in-process CLI)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from rawprobe.cli import args
+from rawprobe.cli.app import main
+from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
+
+
+@pytest.fixture
+def network(monkeypatch: pytest.MonkeyPatch) -> MemoryNetwork:
+    network = MemoryNetwork()
+
+    @contextlib.asynccontextmanager
+    async def transport(*_args: Any, **_kwargs: Any) -> AsyncIterator[Any]:
+        async with open_memory_transport(network) as memory:
+            yield memory
+
+    monkeypatch.setattr(args, "open_transport", transport)
+    return network
+
+
+def test_error_lines_name_their_target_when_several_hosts_are_pinged(
+    network: MemoryNetwork, capsys: pytest.CaptureFixture[str]
+) -> None:
+    network.add("198.19.0.5", error=(11, 0))  # the last router: time exceeded
+    network.add("198.19.0.6")
+    assert main(["ping", "-c", "1", "-W", "0.5", "198.19.0.5", "198.19.0.6"]) == 1
+    out = capsys.readouterr().out
+    assert "From 198.18.3.2 icmp_seq=1 Time to live exceeded (to 198.19.0.5)\n" in out
+    assert "64 bytes from 198.19.0.6: icmp_seq=1" in out
+
+    # One host: iputils' line exactly.
+    assert main(["ping", "-c", "1", "-W", "0.5", "198.19.0.5"]) == 1
+    out = capsys.readouterr().out
+    assert "From 198.18.3.2 icmp_seq=1 Time to live exceeded\n" in out
