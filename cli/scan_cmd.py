@@ -168,7 +168,6 @@ def _check_before_fork(
         routes.close()
 
 
-
 def _connect_scan(
     args: argparse.Namespace, space: TargetSpace, ports: tuple[int, ...], started: str
 ) -> int:
