@@ -17,6 +17,8 @@ exceptions. This module imports nothing from the package so every layer may use 
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "LabError",
     "MalformedPacket",
@@ -64,3 +66,37 @@ class LabError(RawProbeError):
 
 class MalformedPacket(RawProbeError, ValueError):
     """Bytes that do not form the packet they claim to be (truncated or inconsistent)."""
+
+
+#: errno values of a failed write that are the output's fault, not rawprobe's: the
+#: reader went away (EPIPE), the disk or quota is full, the file too big, the device bad.
+_WRITE_ERRNOS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def write_failure(exc: BaseException) -> OSError | None:
+    """The failed output write that ``exc`` is, or None.
+
+    ``exc`` may be a (nested) exception group, as a task group raises it: it counts
+    when every leaf is a write failure (a broken pipe first, when there are several).
+    rich turns a broken pipe into ``SystemExit(1)`` (``Console.on_broken_pipe``); that
+    counts as the broken pipe it comes from. The CLI reports these as one line or, for
+    a reader that went away, silently (exit 141); forked workers send them to the
+    parent without a traceback.
+    """
+    leaves = list(_leaves(exc))
+    failures: list[OSError] = []
+    for leaf in leaves:
+        if isinstance(leaf, SystemExit) and isinstance(leaf.__context__, BrokenPipeError):
+            leaf = leaf.__context__
+        if not isinstance(leaf, OSError) or leaf.errno not in _WRITE_ERRNOS:
+            return None
+        failures.append(leaf)
+    if not failures:
+        return None
+    return next((f for f in failures if isinstance(f, BrokenPipeError)), failures[0])
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
