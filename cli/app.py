@@ -90,8 +90,9 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
     """
     if drop_privileges is None:
         drop_privileges = argv is None
-    if not _stdout_usable():
-        _report("standard output is closed (redirect it to /dev/null to discard it)")
+    unusable = _stdout_unusable()
+    if unusable is not None:
+        _report(f"standard output is {unusable} (redirect it to /dev/null to discard it)")
         return EXIT_ERROR
     restore_signals = abort_on_signals()
     command = None
@@ -143,18 +144,19 @@ def _exit_status(exc: BaseException) -> int:
     raise exc
 
 
-def _stdout_usable() -> bool:
-    """False when stdout is closed (``>&-``: Python then sets sys.stdout to None) or not
-    open for writing. Checked first: a socket opened later could take descriptor 1."""
+def _stdout_unusable() -> str | None:
+    """Why stdout cannot take output: ``closed`` (``>&-``: Python then sets sys.stdout
+    to None) or ``read-only``; None when it can. Checked first: a socket opened later
+    could take descriptor 1."""
     if sys.stdout is None:
-        return False
+        return "closed"
     if sys.stdout is not sys.__stdout__:
-        return True  # replaced in-process (tests): trust it
+        return None  # replaced in-process (tests): trust it
     try:
         flags = fcntl.fcntl(1, fcntl.F_GETFL)
     except OSError:
-        return False
-    return flags & os.O_ACCMODE != os.O_RDONLY
+        return "closed"
+    return "read-only" if flags & os.O_ACCMODE == os.O_RDONLY else None
 
 
 def _silence_stdout() -> None:

@@ -116,6 +116,9 @@ WRITE_CASES: dict[str, list[str]] = {
     "sniff --json": ["sniff", "--json", "-c", "3"],
 }
 BROKEN = ("pipe", "full", "closed")
+#: (case, stdout): every case with every broken stdout, and a real `| head -1` for two
+WRITE_RUNS = [(name, broken) for name in WRITE_CASES for broken in BROKEN]
+WRITE_RUNS += [("ping", "head"), ("sweep --ndjson -w 2", "head")]
 
 
 @dataclass
@@ -163,8 +166,7 @@ def run_head(lab: Lab, argv: list[str]) -> Done:
 
 @pytest.fixture(scope="module")
 def write_table(lab: Lab, background_traffic: None) -> dict[tuple[str, str], Done]:
-    cases = [(name, broken) for name in WRITE_CASES for broken in BROKEN]
-    cases += [("ping", "head"), ("sweep --ndjson -w 2", "head")]
+    cases = WRITE_RUNS
 
     def one(case: tuple[str, str]) -> Done:
         name, broken = case
@@ -181,11 +183,8 @@ def write_table(lab: Lab, background_traffic: None) -> dict[tuple[str, str], Don
     return table
 
 
-@pytest.mark.parametrize("broken", [*BROKEN, "head"])
-@pytest.mark.parametrize("name", list(WRITE_CASES))
+@pytest.mark.parametrize(("name", "broken"), WRITE_RUNS, ids=[f"{n}-{b}" for n, b in WRITE_RUNS])
 def test_broken_stdout(write_table: dict[tuple[str, str], Done], name: str, broken: str) -> None:
-    if (name, broken) not in write_table:
-        pytest.skip("the `| head -1` pipeline runs for two streaming cases only")
     done = write_table[(name, broken)]
     where = f"{name}, stdout {broken}: exit {done.code} after {done.seconds:.1f} s, {done.err!r}"
     assert "Traceback" not in done.err and "Exception" not in done.err, where
@@ -250,6 +249,17 @@ SIGNAL_CASES: dict[str, Case] = {
     "send --json": Case(["send", "--json", "-c", "999", "-i", "0.2", T4], interrupted_document),
     "sniff": Case(["sniff"], has("packets captured", "err")),
     "sniff --json": Case(["sniff", "--json"], has("packets captured", "err")),
+    # the same signal plumbing on trio
+    "ping trio": Case(
+        ["ping", "--backend", "trio", "-i", "0.2", T4], has("packets transmitted"), 0
+    ),
+    "trace --live trio": Case(
+        ["trace", "--backend", "trio", "-n", "--live", "-i", "0.2", T4], has("198.18.1.1")
+    ),
+    "sweep -w 2 trio": Case(
+        ["sweep", "--backend", "trio", "-w", "2", "--rate", "1000", "198.19.0.0/16"],
+        has("hosts up", "err"),
+    ),
 }
 for _w in ("1", "2"):
     _scan = ["scan", "-w", _w, "-p", "1-65535", "--rate", "1000", T4]
