@@ -1,7 +1,7 @@
 """Shared pieces of the subcommands: the parser class, argument types, exit codes, and
 what SIGINT and SIGTERM do.
 
-Signals, in two phases (see README "Exit codes and signals"):
+Signals, in two phases (see README "Exit codes, signals and broken output"):
 
 1. Until probing starts (parsing, resolving, checking), SIGINT and SIGTERM abort at
    once: KeyboardInterrupt (for SIGTERM its subclass ``Terminated``) reaches
