@@ -85,8 +85,8 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
 
     Exit statuses: see README "Exit codes, signals and broken output". Output that
     cannot be written ends the command: silently with 141 when the reader went away (a
-    classic tool dies of SIGPIPE there), else with one line and 2. stdout is flushed here, inside the
-    handling, so Python's own flush at exit never meets an error.
+    classic tool dies of SIGPIPE there), else with one line and 2. stdout is flushed
+    here, inside the handling, so Python's own flush at exit never meets an error.
     """
     if drop_privileges is None:
         drop_privileges = argv is None

@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -389,10 +390,14 @@ def test_the_last_probe_leaves_promptly(lab: Lab, argv: list[str], signame: str)
         "dst", "net", "198.19.128.0/17",
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    lines: list[str] = []
     try:
-        assert dump.stderr is not None
+        assert dump.stderr is not None and dump.stdout is not None
         while "listening" not in (line := dump.stderr.readline()) and line:
             pass
+        # Read as tcpdump prints (it drops what it has not read yet when stopped).
+        reader = threading.Thread(target=lambda: lines.extend(iter(dump.stdout.readline, "")))
+        reader.start()
         proc = subprocess.Popen(
             cli(lab, *argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True,
@@ -404,10 +409,17 @@ def test_the_last_probe_leaves_promptly(lab: Lab, argv: list[str], signame: str)
         signalled = time.time()
         proc.send_signal(getattr(signal, signame))
         proc.communicate(timeout=30)
-        time.sleep(0.5)  # anything still sent by a worker would be seen by now
+        # Until tcpdump has been quiet for a second (it may lag behind on a busy machine;
+        # orphaned workers would keep it busy): at most 6 s.
+        quiet_until = time.monotonic() + 6
+        seen = -1
+        while len(lines) != seen and time.monotonic() < quiet_until:
+            seen = len(lines)
+            time.sleep(1.0)
     finally:
         dump.send_signal(signal.SIGINT)
-        out, _err = dump.communicate(timeout=10)
+        dump.communicate(timeout=10)
+    out = "".join(lines)
     stamps = [float(line.split()[0]) for line in out.splitlines() if line[:1].isdigit()]
     assert stamps and stamps[0] < signalled, "no probe seen before the signal"
     late = max(stamps) - signalled
