@@ -4,19 +4,34 @@ Each subcommand lives in its own module with a ``register(commands)`` function t
 adds its parser and sets ``handler``; this module lists them, and imports only the one
 the command line names (start-up time is part of every probe's wall time). Exit codes
 follow the classic tools (see cli/args.py): 0 success, 1 no reply, 2 error, 130 after
-Ctrl-C.
+Ctrl-C, 143 after SIGTERM, 141 when the reader of stdout went away.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from rawprobe.cli.args import BACKENDS, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Parser
-from rawprobe.errors import RawProbeError, leaves, sole_error
+from rawprobe.cli.args import (
+    BACKENDS,
+    EXIT_BROKEN_PIPE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    Parser,
+    Terminated,
+    VersionAction,
+    abort_on_signals,
+    exit_status_after,
+    parse_command_line,
+    received_signal,
+)
+from rawprobe.errors import RawProbeError, leaves, sole_error, write_failure
 from rawprobe.transport import privileges
 
 #: Subcommand -> (module defining it, one-line help for ``rawprobe --help``).
@@ -37,6 +52,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     subcommand when ``argv`` names none; placeholders for the others)."""
     parser = Parser(prog="rawprobe", description="Async raw-socket network probes.")
     parser.add_argument("--backend", choices=BACKENDS, default="asyncio", help="event loop")
+    parser.add_argument("--version", action=VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
     chosen = _command_word(sys.argv[1:] if argv is None else argv)
@@ -66,48 +82,109 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
     user) as soon as the sockets are open (see transport/privileges.py). By default
     only when running as the command (``argv`` None: the console script and
     ``python -m rawprobe``); in-process callers passing ``argv`` keep their privileges.
+
+    Exit statuses: see README "Exit codes, signals and broken output". Output that
+    cannot be written ends the command: silently with 141 when the reader went away (a
+    classic tool dies of SIGPIPE there), else with one line and 2. stdout is flushed
+    here, inside the handling, so Python's own flush at exit never meets an error.
     """
     if drop_privileges is None:
         drop_privileges = argv is None
+    unusable = _stdout_unusable()
+    if unusable is not None:
+        _report(f"standard output is {unusable} (redirect it to /dev/null to discard it)")
+        return EXIT_ERROR
+    restore_signals = abort_on_signals()
+    command = None
     try:
         if drop_privileges:
             privileges.drop_after_open()
-        args = build_parser(argv).parse_args(argv)
+        parser = build_parser(argv)
+        args = parse_command_line(parser, argv)
+        command = args.command
         handler: Callable[[argparse.Namespace], int] = args.handler
-        return handler(args)
-    except RawProbeError as exc:
-        _report(exc)
-        return EXIT_ERROR
-    except BaseExceptionGroup as group:
-        # Raised inside a task group (every open transport holds one): report the error
-        # when the group holds nothing but ours (and cancellations), else it is a bug.
-        error = sole_error(group)
-        if error is not None:
-            _report(error)
-            return EXIT_ERROR
-        errors = leaves(group)
-        if errors and all(isinstance(e, KeyboardInterrupt) for e in errors):
-            return EXIT_INTERRUPTED
-        raise
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python's exit-time
-        # flush of stdout from complaining about the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        code = handler(args)
+        sys.stdout.flush()
+        return exit_status_after(received_signal(), code, ping_rule=command == "ping")
+    except BaseException as exc:  # also SystemExit: --help, --version, rich's broken pipe
+        return _exit_status(exc)
     finally:
+        restore_signals()
         if drop_privileges:
             privileges.drop_after_open(False)
 
 
-def _report(exc: BaseException) -> None:
+def _exit_status(exc: BaseException) -> int:
+    """The exit status for what ended the command; re-raises what is a bug."""
+    failure = write_failure(exc)
+    if failure is not None:
+        _silence_stdout()
+        if isinstance(failure, BrokenPipeError):
+            return EXIT_BROKEN_PIPE  # the reader went away: nothing to say
+        _report(f"cannot write output: {failure.strerror}")
+        return EXIT_ERROR
+    if isinstance(exc, SystemExit):
+        try:
+            sys.stdout.flush()  # the help text
+        except OSError as flush_error:
+            return _exit_status(flush_error)
+        raise exc
+    if isinstance(exc, RawProbeError):
+        _report(str(exc))
+        return EXIT_ERROR
+    # Raised inside a task group (every open transport holds one): report the error
+    # when the group holds nothing but ours (and cancellations), else it is a bug.
+    error = sole_error(exc) if isinstance(exc, BaseExceptionGroup) else None
+    if error is not None:
+        _report(str(error))
+        return EXIT_ERROR
+    found = leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    if found and all(isinstance(e, KeyboardInterrupt) for e in found):
+        # A signal before probing began (later ones are recorded, not raised).
+        signum = received_signal()
+        if signum is None and any(isinstance(e, Terminated) for e in found):
+            signum = signal.SIGTERM
+        return exit_status_after(signum or signal.SIGINT, EXIT_INTERRUPTED)
+    raise exc
+
+
+def _stdout_unusable() -> str | None:
+    """Why stdout cannot take output: ``closed`` (``>&-``: Python then sets sys.stdout
+    to None) or ``read-only``; None when it can. Checked first: a socket opened later
+    could take descriptor 1."""
+    if sys.stdout is None:
+        return "closed"
+    if sys.stdout is not sys.__stdout__:
+        return None  # replaced in-process (tests): trust it
+    try:
+        flags = fcntl.fcntl(1, fcntl.F_GETFL)
+    except OSError:
+        return "closed"
+    return "read-only" if flags & os.O_ACCMODE == os.O_RDONLY else None
+
+
+def _silence_stdout() -> None:
+    """Point descriptor 1 at /dev/null so that what is still buffered for the broken
+    stdout goes nowhere, quietly (also at Python's exit-time flush)."""
+    if sys.stdout is None or sys.stdout is not sys.__stdout__:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+
+
+def _report(message: str) -> None:
+    """One red line on stderr: ``rawprobe: MESSAGE``."""
+    if sys.stderr is None:
+        return
     from rich.console import Console  # only on errors (start-up time)
     from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[red]rawprobe: {escape(str(exc))}[/]", markup=True
-    )
+    with contextlib.suppress(OSError, SystemExit):  # stderr broken too: the status says it
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[red]rawprobe: {escape(message)}[/]", markup=True
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,13 +1,34 @@
-"""Shared pieces of the subcommands: the parser class, argument types, Ctrl-C handling."""
+"""Shared pieces of the subcommands: the parser class, argument types, exit codes, and
+what SIGINT and SIGTERM do.
+
+Signals, in two phases (see README "Exit codes, signals and broken output"):
+
+1. Until probing starts (parsing, resolving, checking), SIGINT and SIGTERM abort at
+   once: KeyboardInterrupt (for SIGTERM its subclass ``Terminated``) reaches
+   ``cli/app.py``, which exits 130 or 143. Nothing was decided, nothing is printed.
+2. From ``defer_signals()`` on (``interruptible()`` calls it; scan and sweep call it
+   before forking their workers, which inherit it), a signal is only recorded: the
+   block inside ``interruptible()`` is cancelled, the command prints what it has, and
+   ``cli/app.py`` turns the recorded signal into the exit status. A Python signal
+   handler may run at any bytecode of the event loop, so it touches no loop state: it
+   appends the signal number to a list and writes a byte to a socket pair, which a
+   task inside ``interruptible()`` waits on (on asyncio and trio alike). The handler
+   stays installed for the rest of the command, so there is no window in which
+   SIGTERM has its default action and kills the process without a summary.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
+import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import BinaryIO, NoReturn
+from types import FrameType
+from typing import Any, BinaryIO, ClassVar, NoReturn
 
 import anyio
 
@@ -24,7 +45,12 @@ from rawprobe.transport.udp_dgram import UdpTransport
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
 EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+#: The signals that stop a command (and what each one's exit status is).
+STOP_SIGNALS: dict[int, int] = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}
 
 BACKENDS = ("asyncio", "trio")
 
@@ -33,10 +59,54 @@ MAX_COUNT = 2**63 - 1
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line (UsageError -> exit code 2)."""
+    """argparse that reports a usage error as one line (UsageError -> exit code 2).
+
+    The top-level handler prefixes every error with ``rawprobe: ``; a subcommand's
+    errors add the subcommand's name (``rawprobe: ping: argument -c/--count: ...``)
+    and point at its own help.
+    """
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        command = self.prog.partition(" ")[2]
+        where = f"{command}: " if command else ""
+        raise UsageError(f"{where}{message} (see {self.prog} --help)")
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> Any:
+    """``parser.parse_args(argv)``, except that unknown arguments are reported by the
+    (sub)command they follow, so that ``ping --bogus`` points at ``rawprobe ping
+    --help`` (argparse has the top-level parser report them)."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _chosen_parser(chosen, args)
+    return parser
+
+
+class VersionAction(argparse.Action):
+    """``--version``: the installed package's version, read only when asked (start-up
+    time: importlib.metadata is not imported otherwise)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("rawprobe")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        print(f"rawprobe {version}")
+        parser.exit()
 
 
 def positive_int(text: str) -> int:
@@ -120,6 +190,97 @@ def add_backend_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default=argparse.SUPPRESS)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM before probing started: the command stops as after Ctrl-C (exit 143)."""
+
+
+class _Signals:
+    """What this process has received (phase 2 of the module docstring)."""
+
+    received: ClassVar[list[int]] = []  # signal numbers, in order
+    #: Written by the handler, read by ``interruptible``'s watcher (made on first use,
+    #: and again after a fork: a worker must not read its parent's wake-ups).
+    wake: ClassVar[tuple[socket.socket, socket.socket] | None] = None
+    fork_hook: ClassVar[bool] = False
+
+
+def received_signal() -> int | None:
+    """The first stop signal this process received since the command began, if any."""
+    return _Signals.received[0] if _Signals.received else None
+
+
+def exit_status_after(signum: int | None, code: int, *, ping_rule: bool = False) -> int:
+    """The exit status of a command that would exit ``code`` had it not received
+    ``signum``: 143 after SIGTERM; after SIGINT 130, except for ping (``ping_rule``),
+    which keeps its own status as iputils does (0 a reply came, 1 none)."""
+    if signum is None or (signum == signal.SIGINT and ping_rule):
+        return code
+    return STOP_SIGNALS.get(signum, code)
+
+
+def _abort(signum: int, _frame: FrameType | None) -> None:
+    _Signals.received.append(signum)
+    raise Terminated()
+
+
+def _record(signum: int, _frame: FrameType | None) -> None:
+    _Signals.received.append(signum)
+    if _Signals.wake is not None:
+        with contextlib.suppress(OSError):  # full (already woken) or closed
+            _Signals.wake[1].send(b"\0")
+
+
+def abort_on_signals() -> Callable[[], None]:
+    """Phase 1 (the start of a command): SIGINT raises KeyboardInterrupt (Python's
+    default, which asyncio and trio handle), SIGTERM raises ``Terminated``. Returns a
+    function that restores the previous handlers and forgets what was received (for
+    in-process callers of ``cli.app.main``)."""
+    _Signals.received = []
+    if not _main_thread():
+        return lambda: None
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _abort)
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _close_wake()
+        _Signals.received = []
+
+    return restore
+
+
+def defer_signals() -> None:
+    """Phase 2: from now on SIGINT and SIGTERM are recorded, never raised; probing
+    stops (``interruptible``) and the command prints its partial results."""
+    if not _main_thread():
+        return
+    if _Signals.wake is None:
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        _Signals.wake = (reader, writer)
+    if not _Signals.fork_hook:
+        os.register_at_fork(after_in_child=_close_wake)
+        _Signals.fork_hook = True
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _record)
+
+
+def _close_wake() -> None:
+    if _Signals.wake is not None:
+        for sock in _Signals.wake:
+            sock.close()
+        _Signals.wake = None
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 class Interrupt:
     """Set when Ctrl-C (SIGINT) or SIGTERM cancelled the work; see ``interruptible``."""
 
@@ -131,20 +292,28 @@ class Interrupt:
 async def interruptible() -> AsyncIterator[Interrupt]:
     """Run the block until it ends or a SIGINT/SIGTERM arrives, which cancels it.
 
-    Afterwards ``interrupt.happened`` says which; the caller prints what it has so
-    far and exits 130. Works the same on asyncio and trio.
+    A signal received before the block (since ``defer_signals``: while a worker was
+    starting, say) cancels it at once. Afterwards ``interrupt.happened`` says whether
+    the block was cut short; the caller prints what it has so far, and ``cli/app.py``
+    turns the signal into the exit status. Works the same on asyncio and trio.
     """
+    defer_signals()
     interrupt = Interrupt()
     async with anyio.create_task_group() as task_group:
 
-        async def watch() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _signum in signals:
-                    interrupt.happened = True
-                    task_group.cancel_scope.cancel()
-                    return
+        async def watch(wake: socket.socket) -> None:
+            while not _Signals.received:
+                await anyio.wait_readable(wake)
+                with contextlib.suppress(OSError):
+                    wake.recv(64)
+            interrupt.happened = True
+            task_group.cancel_scope.cancel()
 
-        task_group.start_soon(watch)
+        if _Signals.received:
+            interrupt.happened = True
+            task_group.cancel_scope.cancel()
+        elif _Signals.wake is not None:  # None: not the main thread (no signals there)
+            task_group.start_soon(watch, _Signals.wake[0])
         yield interrupt
         task_group.cancel_scope.cancel()
 

@@ -14,7 +14,6 @@ from rich.console import Console
 
 from rawprobe.cli import render
 from rawprobe.cli.args import (
-    EXIT_INTERRUPTED,
     EXIT_NO_REPLY,
     EXIT_OK,
     add_backend_option,
@@ -148,8 +147,7 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
         print(json.dumps(document, indent=2))
     else:
         _print_summaries(args, results)
-    if interrupt.happened:
-        return EXIT_INTERRUPTED
+    # Ctrl-C keeps iputils' status (0: replies came, 1: none); cli/app.py makes SIGTERM 143.
     return EXIT_OK if all(result.is_alive for result in results) else EXIT_NO_REPLY
 
 

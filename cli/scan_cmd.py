@@ -26,6 +26,7 @@ from rawprobe.cli.args import (
     add_pcap_option,
     add_rung_options,
     address,
+    defer_signals,
     int_in,
     interruptible,
     recording_transport,
@@ -148,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return shard
 
+    defer_signals()  # from here on a signal stops the probing and the summary is printed
     shards = run_workers(job, workers, after_fork=privileges.sockets_opened, bulk_gc=True)
     result = merge_results([shard[0] for shard in shards])
     interrupted = any(shard[2] for shard in shards)

@@ -26,9 +26,11 @@ from rawprobe.cli.args import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     add_backend_option,
+    defer_signals,
     int_in,
     interruptible,
     positive_int,
+    received_signal,
     seconds,
 )
 from rawprobe.cli.live import LiveView
@@ -164,10 +166,13 @@ def _read(args: argparse.Namespace, packet_filter: PacketFilter, sink: _Sink) ->
     except OSError as exc:
         raise UsageError(f"cannot read {args.read}: {exc.strerror}") from exc
     seen = 0
+    defer_signals()  # Ctrl-C: stop reading, print the counts so far
     with stream:
         reader = PcapReader(stream)
         linktype = reader.header.linktype
         for record in reader:
+            if received_signal() is not None:
+                break
             found = network_packet(linktype, record.data)
             if found is None:
                 continue
@@ -179,7 +184,7 @@ def _read(args: argparse.Namespace, packet_filter: PacketFilter, sink: _Sink) ->
             if args.count is not None and sink.kept >= args.count:
                 break
     _summary(sink, seen, None)
-    return EXIT_OK
+    return EXIT_OK if received_signal() is None else EXIT_INTERRUPTED
 
 
 async def _live(args: argparse.Namespace, packet_filter: PacketFilter) -> int:

@@ -23,6 +23,7 @@ from rawprobe.cli.args import (
     add_broadcast_option,
     add_pcap_option,
     add_rung_options,
+    defer_signals,
     describe_rung,
     int_in,
     interruptible,
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         return outcome
 
+    defer_signals()  # from here on a signal stops the probing and the summary is printed
     outcomes = run_workers(job, workers, after_fork=privileges.sockets_opened, bulk_gc=True)
     result = merge_outcomes(space, outcomes)
     interrupted = any(outcome.interrupted for outcome in outcomes)

@@ -5,6 +5,10 @@ more, so it is split into shards (see probes/permute.py) run by forked workers, 
 with its own raw sockets and event loop. Workers are forked before any event loop
 starts, inherit the calling thread's network namespace, and send back one pickled
 value through a pipe. A worker that fails sends its exception, re-raised here.
+
+Lifecycle: no worker outlives this process (each asks the kernel for SIGKILL when its
+parent dies: ``PR_SET_PDEATHSIG``), SIGINT and SIGTERM received here are passed on to
+every worker, and when one worker fails the others are stopped at once.
 """
 
 from __future__ import annotations
@@ -13,15 +17,26 @@ import contextlib
 import gc
 import os
 import pickle
+import select
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
-from typing import TypeVar
+from types import FrameType
+from typing import Any, TypeVar
 
-from rawprobe.errors import RawProbeError
+from rawprobe.errors import RawProbeError, sole_error, write_failure
 
 T = TypeVar("T")
+
+#: Signals passed on to the workers.
+FORWARDED: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+#: After a signal, how long workers have to send their partial results before they
+#: are killed (they normally need a few milliseconds).
+STOP_GRACE_S = 2.0
+
+_PR_SET_PDEATHSIG = 1
 
 
 class WorkerFailed(RawProbeError):
@@ -37,11 +52,16 @@ def run_workers(
 ) -> list[T]:
     """``[job(0), ..., job(count - 1)]``, each call in its own forked process.
 
-    With ``count == 1`` the job runs here. SIGINT reaches every worker (they share the
-    terminal's process group); each is expected to stop early and return what it has.
-    ``after_fork`` runs in this process once every worker is forked (the CLI drops its
-    privileges there: the workers open their own sockets, this process opens none).
-    ``bulk_gc`` tunes this process's garbage collector for bulk work (commands only).
+    With ``count == 1`` the job runs here. Signals: while the workers run, SIGINT and
+    SIGTERM received by this process are sent on to every worker still running, then
+    handed to the handler this process had (the CLI's records them; Python's default
+    for SIGINT raises KeyboardInterrupt here, which stops the workers). Each worker
+    keeps the Python signal handlers this process had when it forked, and is
+    expected to stop early and return what it has. A worker that fails (or is killed)
+    stops the others. ``after_fork`` runs in this process once every worker is forked
+    (the CLI drops its privileges there: the workers open their own sockets, this
+    process opens none). ``bulk_gc`` tunes this process's garbage collector for bulk
+    work (commands only).
     """
     if bulk_gc:
         # Everything made so far (modules, parsed targets) is never garbage: keep the
@@ -51,80 +71,146 @@ def run_workers(
         gc.set_threshold(50_000, 20, 100)
     if count == 1:
         return [job(0)]
-    children: list[tuple[int, int]] = []
     sys.stdout.flush()
     sys.stderr.flush()
-    for index in range(count):
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the worker: never returns into the caller
-            os.close(read_fd)
-            _work(job, index, write_fd)
-        os.close(write_fd)
-        children.append((pid, read_fd))
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # workers handle Ctrl-C
-    pending = list(children)
+    parent = os.getpid()
+    children: dict[int, int] = {}  # read end of its pipe -> pid
+    stopping: list[float] = []  # when the first signal was passed on
+    previous: dict[int, Any] = {}
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        stopping.append(time.monotonic())
+        for pid in list(children.values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+
     try:
+        # Signals wait until the forwarding handler is in place (and no worker sees
+        # one before it has asked to die with this process).
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        try:
+            for index in range(count):
+                read_fd, write_fd = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker: never returns into the caller
+                    os.close(read_fd)
+                    for other in children:
+                        os.close(other)
+                    _die_with(parent)
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                    _work(job, index, write_fd)
+                os.close(write_fd)
+                children[read_fd] = pid
+            for signum in FORWARDED:
+                previous[signum] = signal.signal(signum, forward)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if after_fork is not None:
             after_fork()
-        results: list[T] = []
-        while pending:
-            pid, read_fd = pending[0]
-            with os.fdopen(read_fd, "rb") as pipe:
-                data = pipe.read()
-            pending.pop(0)
+        return _collect(children, stopping)
+    finally:
+        _stop(children)  # after a failure: no worker goes on probing on its own
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _collect(children: dict[int, int], stopping: list[float]) -> list[Any]:
+    """Read every worker's pickled result (in worker order), whichever finishes first;
+    the first failure is raised at once."""
+    order = {read_fd: index for index, read_fd in enumerate(children)}
+    data: dict[int, list[bytes]] = {read_fd: [] for read_fd in children}
+    results: dict[int, Any] = {}
+    poller = select.poll()
+    for read_fd in children:
+        poller.register(read_fd, select.POLLIN)
+    while len(results) < len(order):
+        timeout_ms = None
+        if stopping:
+            left = stopping[0] + STOP_GRACE_S - time.monotonic()
+            if left <= 0:
+                raise WorkerFailed(f"workers did not stop within {STOP_GRACE_S:g} s of the signal")
+            timeout_ms = max(1, int(left * 1000))
+        for read_fd, _events in poller.poll(timeout_ms):
+            chunk = os.read(read_fd, 1 << 16)
+            if chunk:
+                data[read_fd].append(chunk)
+                continue
+            poller.unregister(read_fd)
+            pid = children.pop(read_fd)
+            os.close(read_fd)
             _pid, status = os.waitpid(pid, 0)
-            if not data:
+            payload = b"".join(data.pop(read_fd))
+            if not payload:
                 raise WorkerFailed(f"worker {pid} died (exit status {status})")
-            ok, value = pickle.loads(data)
+            ok, value = pickle.loads(payload)
             if not ok:
                 raise value
-            results.append(value)
-        return results
-    finally:
-        _stop(pending)  # after a failure: no worker goes on probing on its own
-        signal.signal(signal.SIGINT, previous)
+            results[order[read_fd]] = value
+    return [results[index] for index in sorted(results)]
 
 
-def _stop(children: list[tuple[int, int]]) -> None:
-    """Terminate and reap workers whose results will not be read."""
-    for pid, read_fd in children:
+def _die_with(parent: int) -> None:
+    """Ask the kernel to SIGKILL this worker when its parent dies (nobody would read
+    its result, and it must not go on probing); the parent may already be gone."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _stop(children: dict[int, int]) -> None:
+    """Terminate and reap workers whose results will not be read (SIGKILL for any
+    still there after a second)."""
+    for read_fd, pid in children.items():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         os.close(read_fd)
-    for pid, _read_fd in children:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-
-
-def _own_error(exc: BaseException) -> BaseException:
-    """A task group's ExceptionGroup holding only our errors as its first RawProbeError:
-    the parent prints that one line, and no worker a traceback."""
-    if not isinstance(exc, BaseExceptionGroup):
-        return exc
-    ours, rest = exc.split(RawProbeError)
-    if ours is None or rest is not None:
-        return exc
-    first: BaseException = ours
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first
+    deadline = time.monotonic() + 1.0
+    for pid in children.values():
+        while True:
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+                break
+            time.sleep(0.005)
+    children.clear()
 
 
 def _work(job: Callable[[int], T], index: int, write_fd: int) -> None:
     code = 0
     try:
         try:
-            payload = pickle.dumps((True, job(index)))
+            value = job(index)
+            sys.stdout.flush()  # a write failure is the job's failure
+            payload = pickle.dumps((True, value))
         except BaseException as exc:  # sent to the parent, which re-raises it
-            exc = _own_error(exc)
-            if not isinstance(exc, RawProbeError):
+            if isinstance(exc, BaseExceptionGroup):
+                exc = sole_error(exc) or exc  # one of ours: the parent prints one line
+            failure = write_failure(exc)
+            if failure is not None:  # the output's fault: no traceback
+                exc = failure
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing more to write
+            elif not isinstance(exc, RawProbeError):
                 traceback.print_exc()
                 exc = WorkerFailed(f"worker {index}: {exc!r}")
             payload = pickle.dumps((False, exc))
             code = 1
         with os.fdopen(write_fd, "wb") as pipe:
             pipe.write(payload)
-        sys.stdout.flush()
     finally:
         os._exit(code)

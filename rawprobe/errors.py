@@ -17,6 +17,7 @@ exceptions. This module imports nothing from the package so every layer may use 
 
 from __future__ import annotations
 
+import errno
 import sys
 
 __all__ = [
@@ -108,3 +109,46 @@ def sole_error(group: BaseExceptionGroup[BaseException]) -> RawProbeError | None
         assert isinstance(first, RawProbeError)
         return first
     return None
+
+
+# -- failed output writes ----------------------------------------------------------------
+
+
+#: errno values of a failed write that are the output's fault, not rawprobe's: the
+#: reader went away (EPIPE), the disk or quota is full, the file too big, the device bad.
+_WRITE_ERRNOS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def write_failure(exc: BaseException) -> OSError | None:
+    """The failed output write that ``exc`` is, or None.
+
+    ``exc`` may be a (nested) exception group, as a task group raises it: it counts
+    when every leaf is a write failure (a broken pipe first, when there are several)
+    or an anyio stream error it caused (a task that died of it was a stream's end).
+    rich turns a broken pipe into ``SystemExit(1)`` (``Console.on_broken_pipe``); that
+    counts as the broken pipe it comes from. The CLI reports these as one line or, for
+    a reader that went away, silently (exit 141); forked workers send them to the
+    parent without a traceback.
+    """
+    failures: list[OSError] = []
+    for leaf in leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]:
+        if isinstance(leaf, SystemExit) and isinstance(leaf.__context__, BrokenPipeError):
+            leaf = leaf.__context__
+        if _consequence(leaf):
+            continue
+        if not isinstance(leaf, OSError) or leaf.errno not in _WRITE_ERRNOS:
+            return None
+        failures.append(leaf)
+    if not failures:
+        return None
+    return next((f for f in failures if isinstance(f, BrokenPipeError)), failures[0])
+
+
+def _consequence(exc: BaseException) -> bool:
+    """An anyio stream error beside a write failure: the task that died of it had been
+    the other end of a stream (trace's hop printer and its feeder, say)."""
+    kind = type(exc)
+    return kind.__module__.startswith("anyio") and kind.__name__ in _STREAM_ERRORS
+
+
+_STREAM_ERRORS = frozenset({"BrokenResourceError", "ClosedResourceError", "EndOfStream"})

@@ -175,7 +175,7 @@ def test_rtt_is_plausible_and_uses_kernel_stamps(lab: Lab) -> None:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_ctrl_c_prints_the_summary_so_far_and_exits_130(lab: Lab, backend: str) -> None:
+def test_ctrl_c_prints_the_summary_so_far_and_keeps_iputils_status(lab: Lab, backend: str) -> None:
     command = [sys.executable, "-I", "-m", "rawprobe", "--backend", backend, "ping"]
     proc = lab.popen(
         "client", *command, "-i", "0.1", lab.target_v4, stdout=-1, stderr=-1, text=True
@@ -185,7 +185,7 @@ def test_ctrl_c_prints_the_summary_so_far_and_exits_130(lab: Lab, backend: str) 
     assert REPLY_LINE.match(first[2].strip()), first
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 0, err  # iputils: 0 when replies came (see test_edges_lab)
     assert "Traceback" not in err
     stats = re.search(r"^(\d+) packets transmitted, (\d+) received", out, re.MULTILINE)
     assert stats and int(stats[1]) >= 2 and int(stats[2]) >= 2

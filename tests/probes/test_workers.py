@@ -1,7 +1,10 @@
 """Forked workers: results in order, failures re-raised, no worker left running."""
 
 import os
+import signal
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +47,88 @@ def test_a_task_group_of_our_errors_comes_back_as_one_error(
     with pytest.raises(UsageError, match="bad 0"):
         run_workers(job, 2)
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_late_worker_failing_stops_the_others_at_once(capfd: pytest.CaptureFixture[str]) -> None:
+    """A write failure in worker 1 is raised while worker 0 is still busy (the parent
+    waits on every worker at once), as itself and without a traceback."""
+
+    def job(index: int) -> int:
+        if index == 1:
+            raise BrokenPipeError(32, "Broken pipe")
+        time.sleep(5)
+        return index
+
+    started = time.monotonic()
+    with pytest.raises(BrokenPipeError):
+        run_workers(job, 2)
+    assert time.monotonic() - started < 3
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_signals_reach_every_worker_which_returns_what_it_has() -> None:
+    """SIGTERM to the parent is passed on to each worker (which keeps the parent's
+    Python handler: here one that records), then to the parent's own handler."""
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: seen.append(signum))
+
+    def job(index: int) -> str:
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return f"worker {index} stopped by {seen}"
+
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        started = time.monotonic()
+        timer.start()
+        results = run_workers(job, 2)
+        elapsed = time.monotonic() - started
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    term = int(signal.SIGTERM)
+    assert results == [f"worker 0 stopped by [{term}]", f"worker 1 stopped by [{term}]"]
+    assert seen == [term] and elapsed < 5
+
+
+def test_workers_die_with_their_parent(tmp_path: Path) -> None:
+    """SIGKILL the process running run_workers: its workers go too (PR_SET_PDEATHSIG)."""
+    pids = tmp_path / "pids"
+    middle = os.fork()
+    if middle == 0:  # pragma: no cover - the middle process
+        try:
+
+            def job(index: int) -> int:
+                with pids.open("a") as file:
+                    file.write(f"{os.getpid()}\n")
+                time.sleep(30)
+                return index
+
+            run_workers(job, 2)
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(_lines(pids)) < 2:
+        time.sleep(0.02)
+    workers = [int(line) for line in _lines(pids)]
+    os.kill(middle, signal.SIGKILL)
+    os.waitpid(middle, 0)
+    assert len(workers) == 2
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.02)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
