@@ -21,6 +21,7 @@ from unprivileged import NOBODY, SYSTEM_PYTHON, can_run_unprivileged, unprivileg
 
 from rawprobe.cli import args, ping_cmd, scan_cmd, send_cmd, sniff_cmd, sweep_cmd, trace_cmd
 from rawprobe.cli.app import main
+from rawprobe.transport import ladder
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 from rawprobe.transport.wire.pcap import LINKTYPE_RAW, PcapReader, PcapWriter
 
@@ -46,7 +47,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         raise AssertionError("no sniffer in these tests")
         yield  # pragma: no cover
 
-    for module in (args, ping_cmd, trace_cmd, sweep_cmd, scan_cmd, send_cmd):
+    for module in (args, ladder, ping_cmd, trace_cmd, sweep_cmd, scan_cmd, send_cmd):
         if hasattr(module, "open_transport"):
             monkeypatch.setattr(module, "open_transport", transport)
     monkeypatch.setattr(sniff_cmd, "open_sniffer", sniffer)
