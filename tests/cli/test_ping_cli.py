@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from rawprobe.cli import args
 from rawprobe.cli.app import main
+from rawprobe.transport import ladder
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 
 
@@ -22,7 +22,7 @@ def network(monkeypatch: pytest.MonkeyPatch) -> MemoryNetwork:
         async with open_memory_transport(network) as memory:
             yield memory
 
-    monkeypatch.setattr(args, "open_transport", transport)
+    monkeypatch.setattr(ladder, "open_transport", transport)
     return network
 
 

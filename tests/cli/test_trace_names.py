@@ -13,9 +13,10 @@ from typing import Any
 import anyio
 import pytest
 
-from rawprobe.cli import args, trace_cmd
+from rawprobe.cli import trace_cmd
 from rawprobe.cli.app import main
 from rawprobe.rdns import ReverseNames
+from rawprobe.transport import ladder
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 
 TARGETS = [f"198.19.1.{i}" for i in range(1, 41)]
@@ -32,7 +33,7 @@ def network(monkeypatch: pytest.MonkeyPatch) -> MemoryNetwork:
         async with open_memory_transport(net) as transport:
             yield transport
 
-    monkeypatch.setattr(args, "open_transport", simulated)
+    monkeypatch.setattr(ladder, "open_transport", simulated)
     return net
 
 
