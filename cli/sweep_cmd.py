@@ -144,6 +144,14 @@ def run(args: argparse.Namespace) -> int:
     # Interrupted: hosts not decided (never probed, or probed and still awaited) are
     # neither up nor down; only the probes that left are counted.
     undecided = total - alive_count - result.dead_count
+    counts = {
+        "alive_count": alive_count,
+        "dead_count": result.dead_count,
+        "undecided_count": undecided,
+        "targets": total,
+        "probes_sent": result.probes_sent,
+        "elapsed_ms": ms(result.elapsed_s),
+    }
     if args.json:
         document = {
             "schema": SCHEMA,
@@ -151,12 +159,7 @@ def run(args: argparse.Namespace) -> int:
             "method": options.method,
             "port": options.port,
             "alive": "@ALIVE@",
-            "alive_count": alive_count,
-            "dead_count": result.dead_count,
-            "undecided_count": undecided,
-            "targets": total,
-            "probes_sent": result.probes_sent,
-            "elapsed_ms": ms(result.elapsed_s),
+            **counts,
             "rate_pps": round(result.rate_pps),
             "workers": workers,
             "shard": f"{args.shard[0]}/{args.shard[1]}",
@@ -173,17 +176,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(("\n  ]" if alive_count else "]") + tail + "\n")
     elif args.ndjson:
         if interrupted:  # the stream's last line says it stopped short (and what it had)
-            end = {
-                "schema": SCHEMA,
-                "command": "sweep",
-                "event": "interrupted",
-                "alive_count": alive_count,
-                "dead_count": result.dead_count,
-                "undecided_count": undecided,
-                "targets": total,
-                "probes_sent": result.probes_sent,
-                "elapsed_ms": ms(result.elapsed_s),
-            }
+            end = {"schema": SCHEMA, "command": "sweep", "event": "interrupted", **counts}
             print(json.dumps(end), flush=True)
     else:
         _write_chunks(f"{address}\n" for address in result.iter_alive())
