@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import ipaddress
 import signal
-import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import NoReturn
@@ -14,7 +13,7 @@ from typing import NoReturn
 import anyio
 
 from rawprobe.errors import PrivilegeError, UsageError
-from rawprobe.probes.targets import AddressBlock, TargetSpace, parse_block, special_kind
+from rawprobe.probes.targets import parse_block, special_refusal
 from rawprobe.transport.capture import record_pcap
 from rawprobe.transport.dgram import DatagramTransport, open_datagram_transport
 from rawprobe.transport.raw import RawTransport, open_transport
@@ -95,28 +94,12 @@ def add_broadcast_option(parser: argparse.ArgumentParser) -> None:
 
 def refuse_special(targets: Iterable[str], allowed: bool) -> None:
     """UsageError for a broadcast or multicast destination unless ``allowed``, and for
-    the unspecified address (0.0.0.0, ::) always. ``targets``: addresses, CIDR blocks
-    or ranges (already resolved)."""
+    the unspecified address (0.0.0.0, ::) always. ``targets``: addresses (already
+    resolved)."""
     for target in targets:
-        _refuse_block(target, parse_block(target), allowed)
-
-
-def refuse_special_space(space: TargetSpace, allowed: bool) -> None:
-    """``refuse_special`` for a resolved target space (names already turned into
-    addresses, so a name that resolves to a broadcast address is caught too)."""
-    for block in space.blocks:
-        first = socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))
-        _refuse_block(
-            first if block.count == 1 else f"{first} (+{block.count - 1})", block, allowed
-        )
-
-
-def _refuse_block(target: str, block: AddressBlock, allowed: bool) -> None:
-    kind = special_kind(block)
-    if kind == "unspecified":
-        raise UsageError(f"{target}: the unspecified address is not a destination")
-    if kind is not None and not allowed:
-        raise UsageError(f"{target} is a {kind} destination: add --broadcast to probe it")
+        refusal = special_refusal(target, parse_block(target), allowed)
+        if refusal is not None:
+            raise UsageError(refusal)
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
