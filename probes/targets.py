@@ -42,11 +42,11 @@ def parse_block(spec: str, *, whole_network: bool = False, ends: bool = False) -
     """One target spec: an address, a CIDR block, or a range ``A-B``.
 
     IPv4 blocks of /30 or wider leave out their network and broadcast addresses, as
-    ``fping -g`` does, unless ``ends`` (exclusions: the whole block). A block with host bits set is read as its whole network when the
-    prefix is /24 or longer (/120 for IPv6) or ``whole_network`` is set (``name/16``:
-    the user cannot know the host bits of a name's address); otherwise it is refused
-    with a hint naming the networks probably meant. Raises UsageError with the spec in
-    the message.
+    ``fping -g`` does, unless ``ends`` (exclusions take the whole block). A block with
+    host bits set is read as its whole network when the prefix is /24 or longer (/120
+    for IPv6) or ``whole_network`` is set (``name/16``: the user cannot know the host
+    bits of a name's address); otherwise it is refused with a hint naming the networks
+    probably meant. Raises UsageError with the spec in the message.
     """
     text = spec.strip()
     try:
@@ -270,29 +270,30 @@ def subtract(blocks: Sequence[AddressBlock], holes: Sequence[AddressBlock]) -> l
     """Block arithmetic: the addresses of ``blocks`` not in ``holes``. Both must be
     sorted by (family, first) and disjoint; so is the result. Linear in the number of
     blocks and holes, whatever their sizes (a 2**40 space is never expanded)."""
+    spans = [(hole.family, hole.first, hole.first + hole.count) for hole in holes]
     out: list[AddressBlock] = []
-    position = 0
+    position, count = 0, len(spans)
     for block in blocks:
-        first, end = block.first, block.first + block.count
-        while position < len(holes) and (
-            holes[position].family,
-            holes[position].first + holes[position].count,
-        ) <= (block.family, first):
+        family, first = block.family, block.first
+        end = first + block.count
+        while position < count and (spans[position][0], spans[position][2]) <= (family, first):
             position += 1  # holes wholly before this block
+        if position == count or spans[position][0] != family or spans[position][1] >= end:
+            out.append(block)  # untouched (the common case: no new object)
+            continue
         scan = position
-        while first < end and scan < len(holes):
-            hole = holes[scan]
-            if hole.family != block.family or hole.first >= end:
+        while first < end and scan < count:
+            hole_family, hole_first, hole_end = spans[scan]
+            if hole_family != family or hole_first >= end:
                 break
-            hole_end = hole.first + hole.count
-            if hole.first > first:
-                out.append(AddressBlock(block.family, first, hole.first - first))
+            if hole_first > first:
+                out.append(AddressBlock(family, first, hole_first - first))
             first = max(first, hole_end)
             if hole_end > end:
                 break  # this hole reaches into the next block
             scan += 1
         if first < end:
-            out.append(AddressBlock(block.family, first, end - first))
+            out.append(AddressBlock(family, first, end - first))
     return out
 
 
@@ -323,16 +324,23 @@ class BlockSet:
         pending = self._pending[block.family]
         pending.append(block.first << _SHIFT[block.family] | (block.count - 1))
         if len(pending) >= self.CHUNK:
-            self._merge(block.family)
+            self.merge(block.family)
 
     def add_v4(self, value: int) -> None:
         """One IPv4 address (as an integer): the fast path of target files."""
         pending = self._pending[socket.AF_INET]
         pending.append(value << 32)
         if len(pending) >= self.CHUNK:
-            self._merge(socket.AF_INET)
+            self.merge(socket.AF_INET)
 
-    def _merge(self, family: int) -> None:
+    def v4_pending(self) -> array[int]:
+        """The IPv4 pending array, for a caller's inlined ``add_v4`` (append
+        ``value << 32``, then call ``merge(AF_INET)`` once it holds CHUNK entries)."""
+        pending = self._pending[socket.AF_INET]
+        assert isinstance(pending, array)
+        return pending
+
+    def merge(self, family: int) -> None:
         shift = _SHIFT[family]
         mask = (1 << shift) - 1
         runs: list[int] = []
@@ -350,13 +358,13 @@ class BlockSet:
         if run_end >= 0:
             runs.append(run_first << shift | (run_end - run_first - 1))
         self._runs[family] = array("Q", runs) if family == socket.AF_INET else runs
-        self._pending[family] = array("Q") if family == socket.AF_INET else []
+        del self._pending[family][:]  # in place: ``v4_pending`` stays valid
 
     def blocks(self) -> list[AddressBlock]:
         """Every address added, as sorted disjoint blocks (IPv4 first)."""
         out: list[AddressBlock] = []
         for family in (socket.AF_INET, socket.AF_INET6):
-            self._merge(family)
+            self.merge(family)
             shift = _SHIFT[family]
             mask = (1 << shift) - 1
             out += [AddressBlock(family, p >> shift, (p & mask) + 1) for p in self._runs[family]]
