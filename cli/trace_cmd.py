@@ -102,14 +102,8 @@ def register(commands: Any) -> None:
     trace.set_defaults(handler=run)
 
 
-def read_targets(args: argparse.Namespace) -> list[str]:
-    """Targets from the command line, then from ``--file``; UsageError when there are
-    none or the file cannot be read."""
-    return host_targets(args, "trace")
-
-
 def run(args: argparse.Namespace) -> int:
-    targets = read_targets(args)
+    targets = host_targets(args, "trace")
     live = args.live or args.report
     if args.report and args.count is None:
         args.count = 10  # mtr -r's default

@@ -372,20 +372,3 @@ class BlockSet:
 
 
 _SHIFT: dict[int, int] = {socket.AF_INET: 32, socket.AF_INET6: 128}
-
-
-def disjoint_blocks(blocks: Sequence[AddressBlock]) -> list[AddressBlock]:
-    """Blocks merged so no address appears twice (a port of a host is probed once)."""
-    merged: list[AddressBlock] = []
-    for block in sorted(blocks, key=lambda b: (b.family, b.first)):
-        last = merged[-1] if merged else None
-        if (
-            last is not None
-            and last.family == block.family
-            and block.first <= last.first + (last.count)
-        ):
-            end = max(last.first + last.count, block.first + block.count)
-            merged[-1] = AddressBlock(last.family, last.first, end - last.first)
-        else:
-            merged.append(block)
-    return merged

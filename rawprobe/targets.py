@@ -60,10 +60,11 @@ def literal_address(text: str) -> str | None:
 
 
 def refuse_network(text: str) -> None:
-    """UsageError for a CIDR block or a range where one host is wanted (ping, trace,
-    send): said as such, not as a resolver's "Name or service not known"."""
+    """ResolutionError (a UsageError) for a CIDR block or a range where one host is
+    wanted (ping, trace, send): said as such, not as a resolver's "Name or service not
+    known"."""
     if "/" in text or (_RANGE_START.match(text) and literal_address(text.split("-")[0])):
-        raise UsageError(
+        raise ResolutionError(
             f"{text}: a network, not a host: ping, trace and send take hosts"
             " (sweep and scan take networks)"
         )
@@ -73,7 +74,7 @@ async def resolve(host: str, family: int | None = None) -> str:
     """One address for ``host`` (a literal or a name), of ``family`` if given.
 
     Raises ResolutionError with the host in the message when it cannot be resolved or
-    has no address of the requested family, UsageError for a network or range.
+    has no address of the requested family, or is a network or a range.
     """
     host = host.strip()
     if not host:
