@@ -34,8 +34,7 @@ import anyio
 
 from rawprobe.cli.outputs import add_output_option
 from rawprobe.errors import UsageError
-from rawprobe.probes.targets import AddressBlock, TargetSpace, parse_block, refuse_special_block
-from rawprobe.probes.targets import refuse_special as refuse_special_targets
+from rawprobe.probes.targets import parse_block, refuse_special_block
 from rawprobe.transport.capture import record_pcap
 from rawprobe.transport.dgram import DatagramTransport
 from rawprobe.transport.ladder import open_probe_transport, rung_privileged
@@ -166,23 +165,13 @@ def add_broadcast_option(parser: argparse.ArgumentParser) -> None:
 
 def refuse_special(targets: Iterable[str], allowed: bool) -> None:
     """UsageError for a broadcast or multicast destination unless ``allowed``, and for
-    the unspecified address (0.0.0.0, ::) always. ``targets``: addresses, CIDR blocks
-    or ranges (already resolved)."""
+    the unspecified address (0.0.0.0, ::) always. ``targets``: addresses (already
+    resolved)."""
     for target in targets:
-        _refuse_block(target, parse_block(target), allowed)
-
-
-def refuse_special_space(space: TargetSpace, allowed: bool) -> None:
-    """``refuse_special`` for a resolved target space (names already turned into
-    addresses, so a name that resolves to a broadcast address is caught too)."""
-    refuse_special_targets(space, allowed, _HINT)
+        refuse_special_block(target, parse_block(target), allowed, _HINT)
 
 
 _HINT = "add --broadcast"
-
-
-def _refuse_block(target: str, block: AddressBlock, allowed: bool) -> None:
-    refuse_special_block(target, block, allowed, _HINT)
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:

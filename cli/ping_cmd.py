@@ -30,6 +30,7 @@ from rawprobe.cli.args import (
     seconds,
 )
 from rawprobe.cli.outputs import opens_outputs
+from rawprobe.cli.target_args import check_source
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
 from rawprobe.probes.ping import PingOptions, new_machine, ping_protocols
@@ -111,8 +112,7 @@ def _emit(line: str) -> None:
 async def _main(args: argparse.Namespace, options: PingOptions) -> int:
     addresses = [await resolve(host, args.family) for host in args.hosts]
     refuse_special(addresses, args.broadcast)
-    if args.source is not None and any((":" in args.source) != (":" in a) for a in addresses):
-        raise UsageError(f"source address {args.source} is not of the targets' family")
+    check_source(args.source, addresses)
     live_lines = not args.json and not args.quiet
     rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
 

@@ -12,7 +12,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -30,10 +29,15 @@ from rawprobe.cli.args import (
     int_in,
     interruptible,
     recording_transport,
-    refuse_special_space,
     seconds,
 )
 from rawprobe.cli.outputs import add_output_option, opens_outputs, write_output
+from rawprobe.cli.target_args import (
+    add_exclude_options,
+    add_file_option,
+    check_source,
+    target_space,
+)
 from rawprobe.errors import UsageError
 from rawprobe.probes.connect_scan import connect_scan
 from rawprobe.probes.drive import drive
@@ -50,7 +54,6 @@ from rawprobe.probes.scan import (
 )
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.workers import run_workers
-from rawprobe.targets import resolve_targets
 from rawprobe.transport import privileges
 from rawprobe.transport.ladder import rung_privileged, wants_raw
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
@@ -66,7 +69,8 @@ def register(commands: Any) -> None:
         "retries, or an ICMP error). Default ports: the 1000 most common.",
     )
     scan.add_argument("targets", nargs="*", metavar="TARGET", help="host, address, CIDR or A-B")
-    scan.add_argument("-f", "--file", type=Path, help="read targets from FILE (one per line)")
+    add_file_option(scan, "-f", "--file", "-iL")
+    add_exclude_options(scan)
     scan.add_argument(
         "-p", "--ports", metavar="PORTS", help="22,80,443 / 1-1024 / - (all; -p- works too)"
     )
@@ -121,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
         closed_events=False,  # nothing here streams closed ports
     )
     ports = scan_ports(args.ports, args.top_ports)
-    space: TargetSpace = anyio.run(resolve_targets, _target_texts(args), args.family)
-    refuse_special_space(space, args.broadcast)
+    space = target_space(args, "scan", args.family)
+    check_source(args.source, ["::" if f == socket.AF_INET6 else "0.0.0.0" for f in space.families])
     started = time.strftime("%a %b %d %H:%M:%S %Y")
     if not wants_raw(rung_privileged(args.rung), space.families):
         return _connect_scan(args, space, ports, started)
@@ -222,19 +226,6 @@ def _print_result(
 
 #: What a scan worker sends back: its result, transport counters, interrupted?
 _Shard = tuple[ScanResult, dict[str, int], bool]
-
-
-def _target_texts(args: argparse.Namespace) -> list[str]:
-    texts = list(args.targets)
-    if args.file is not None:
-        try:
-            lines = args.file.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{args.file}: cannot read targets ({exc})") from None
-        texts += [word for line in lines for word in line.split("#")[0].split()]
-    if not texts:
-        raise UsageError("scan: give targets (hosts, addresses, CIDR blocks) or -f FILE")
-    return texts
 
 
 async def _scan_shard(

@@ -23,9 +23,11 @@ from rawprobe.cli.args import (
     EXIT_NO_REPLY,
     EXIT_OK,
     add_backend_option,
+    add_broadcast_option,
     int_in,
     interruptible,
     positive_int,
+    refuse_special,
     seconds,
 )
 from rawprobe.cli.outputs import add_output_option, opens_outputs
@@ -121,7 +123,11 @@ def register(commands: Any) -> None:
     run_group.add_argument("-c", "--count", type=positive_int, default=1, help="packets (1)")
     run_group.add_argument("-i", "--interval", type=seconds, default=1.0, help="seconds apart")
     run_group.add_argument("-W", "--timeout", type=seconds, default=2.0, help="reply wait (2)")
-    run_group.add_argument("-I", "--source", metavar="ADDRESS", help="source address")
+    run_group.add_argument(
+        "-I", "--source", metavar="ADDRESS",
+        help="source address: any, by design (not checked: spoofed packets are allowed,"
+        " and their replies go to that address)",
+    )  # fmt: skip
     family = run_group.add_mutually_exclusive_group()
     family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
     family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
@@ -129,6 +135,7 @@ def register(commands: Any) -> None:
     add_output_option(
         run_group, "--pcap", dest="pcap", help="record sent packets and replies", stdout_ok=False
     )
+    add_broadcast_option(send)
     add_backend_option(send)
     send.set_defaults(handler=run)
 
@@ -255,6 +262,7 @@ class _Exchange:
 
 async def _main(args: argparse.Namespace) -> int:
     address = await resolve(args.target, args.family)
+    refuse_special([address], args.broadcast)
     if args.source is not None and (":" in args.source) != (":" in address):
         raise UsageError(f"source address {args.source} is not of the target's family")
     protocols = {"icmp": ICMP_SOCKETS, "tcp": TCP_SOCKETS, "udp": UDP_SOCKETS}[args.mode]

@@ -10,7 +10,6 @@ import secrets
 import struct
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,11 +27,11 @@ from rawprobe.cli.args import (
     int_in,
     interruptible,
     recording_transport,
-    refuse_special,
     seconds,
 )
 from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.render import SCHEMA, ms
+from rawprobe.cli.target_args import add_exclude_options, add_file_option, target_space
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
 from rawprobe.probes.permute import Permutation
@@ -49,7 +48,6 @@ from rawprobe.probes.sweep import (
 )
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.workers import run_workers
-from rawprobe.targets import resolve_targets
 from rawprobe.transport import privileges
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.sockets import RouteLookup
@@ -63,7 +61,8 @@ def register(commands: Any) -> None:
         "order and report which hosts answered.",
     )
     sweep.add_argument("targets", nargs="*", metavar="TARGET", help="address, CIDR or range A-B")
-    sweep.add_argument("-f", "--file", type=Path, help="read targets from FILE, one per line")
+    add_file_option(sweep, "-f", "--file")
+    add_exclude_options(sweep)
     sweep.add_argument("-M", "--method", choices=METHODS, default="icmp", help="probe type")
     sweep.add_argument("-p", "--port", type=int_in(1, 65535), help="port for tcp-syn/tcp-ack/udp")
     sweep.add_argument("-r", "--retries", type=int_in(0, 10), default=1, help="retries (1)")
@@ -109,9 +108,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("sweep: -p is for -M tcp-syn, tcp-ack or udp (ICMP echo has no port)")
     if args.shard[1] > 1 and args.seed is None:
         raise UsageError("--shard needs --seed: every shard must walk the same order")
-    specs = _target_specs(args)
-    refuse_special(specs, args.broadcast)
-    space: TargetSpace = anyio.run(resolve_targets, specs)
+    space = target_space(args, "sweep")
     _check_before_fork(space)
     workers = args.workers or (min(os.cpu_count() or 1, 4) if space.size >= 4096 else 1)
     if args.pcap is not None:
@@ -244,21 +241,6 @@ def _write_chunks(pieces: Iterator[str], chunk: int = 4096) -> None:
             sys.stdout.write("".join(batch))
             batch.clear()
     sys.stdout.write("".join(batch))
-
-
-def _target_specs(args: argparse.Namespace) -> list[str]:
-    """Targets from the command line and ``-f`` (one per line, ``#`` comments)."""
-    specs = list(args.targets)
-    if args.file is not None:
-        try:
-            lines = args.file.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{args.file}: cannot read targets ({exc})") from None
-        specs += [line.split("#")[0].strip() for line in lines]
-        specs = [spec for spec in specs if spec]
-    if not specs:
-        raise UsageError("sweep: give targets (addresses, CIDR blocks, ranges) or -f FILE")
-    return specs
 
 
 _Progress = tuple[mmap.mmap, int, int, bool]  # shared counters, worker, workers, draw?

@@ -40,6 +40,7 @@ from rawprobe.cli.args import (
 from rawprobe.cli.live import LiveView
 from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.render import SCHEMA
+from rawprobe.cli.target_args import add_file_option, check_source, host_targets
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
 from rawprobe.probes.models import TraceHop, TraceResult
@@ -101,7 +102,7 @@ def register(commands: Any) -> None:
     trace.add_argument(
         "-i", "--interval", type=seconds, default=1.0, help="seconds between rounds (live)"
     )
-    trace.add_argument("-F", "--file", metavar="FILE", help="targets, one per line")
+    add_file_option(trace, "-F", "--file")
     add_backend_option(trace)
     add_pcap_option(trace)
     add_rung_options(trace)
@@ -128,26 +129,9 @@ def trace_wait(text: str) -> tuple[float, float, float]:
     return values[0], values[1], values[2] if len(values) == 3 else DEFAULT_WAIT[2]
 
 
-def read_targets(args: argparse.Namespace) -> list[str]:
-    """Targets from the command line, then from ``--file`` (blank lines and ``#``
-    comments skipped); UsageError when there are none or the file cannot be read."""
-    targets = list(args.targets)
-    if args.file is not None:
-        try:
-            with open(args.file, encoding="utf-8") as f:
-                targets += [t for t in (line.split("#")[0].strip() for line in f) if t]
-        except OSError as exc:
-            raise UsageError(f"cannot read targets file {args.file}: {exc.strerror}") from exc
-        except UnicodeDecodeError:
-            raise UsageError(f"targets file {args.file} is not text") from None
-    if not targets:
-        raise UsageError("rawprobe trace: no target given (see rawprobe trace --help)")
-    return targets
-
-
 @opens_outputs
 def run(args: argparse.Namespace) -> int:
-    targets = read_targets(args)
+    targets = host_targets(args, "trace")
     live = args.live or args.report
     if args.count is not None and not live:
         raise UsageError("trace: -c counts the rounds of --live or --report (a trace runs once)")
@@ -187,8 +171,7 @@ async def _with_names(main: Any, args: argparse.Namespace, *rest: Any) -> int:
 async def _addresses(args: argparse.Namespace, targets: Sequence[str]) -> list[str]:
     addresses = [await resolve(target, args.family) for target in targets]
     refuse_special(addresses, args.broadcast)
-    if args.source is not None and any((":" in args.source) != (":" in a) for a in addresses):
-        raise UsageError(f"source address {args.source} is not of the targets' family")
+    check_source(args.source, addresses)
     return addresses
 
 

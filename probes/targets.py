@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
 import socket
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -30,19 +32,29 @@ class AddressBlock:
         return 4 if self.family == socket.AF_INET else 16
 
 
-def parse_block(spec: str) -> AddressBlock:
+#: Prefixes at least this long keep nmap's reading of a block with host bits set (the
+#: whole network: ``198.19.0.5/24`` is 198.19.0.0/24); shorter ones are refused, since
+#: ``198.19.0.0/8`` was almost surely not meant as 16.7 million addresses.
+LOOSE_PREFIX = {4: 24, 6: 120}
+
+
+def parse_block(spec: str, *, whole_network: bool = False, ends: bool = False) -> AddressBlock:
     """One target spec: an address, a CIDR block, or a range ``A-B``.
 
     IPv4 blocks of /30 or wider leave out their network and broadcast addresses, as
-    ``fping -g`` does. Raises UsageError with the spec in the message.
+    ``fping -g`` does, unless ``ends`` (exclusions take the whole block). A block with
+    host bits set is read as its whole network when the prefix is /24 or longer (/120
+    for IPv6) or ``whole_network`` is set (``name/16``: the user cannot know the host
+    bits of a name's address); otherwise it is refused with a hint naming the networks
+    probably meant. Raises UsageError with the spec in the message.
     """
     text = spec.strip()
     try:
         if "/" in text:
-            network = ipaddress.ip_network(text, strict=False)
+            network = _network(text, whole_network)
             first, count = int(network.network_address), network.num_addresses
             family = socket.AF_INET if network.version == 4 else socket.AF_INET6
-            if network.version == 4 and network.prefixlen <= 30:
+            if network.version == 4 and network.prefixlen <= 30 and not ends:
                 first, count = first + 1, count - 2
             return AddressBlock(family, first, count)
         if "-" in text:
@@ -54,10 +66,47 @@ def parse_block(spec: str) -> AddressBlock:
             family = socket.AF_INET if start.version == 4 else socket.AF_INET6
             return AddressBlock(family, int(start), int(end) - int(start) + 1)
         address = ipaddress.ip_address(text)
+    except UsageError:
+        raise
     except ValueError as exc:
         raise UsageError(f"{spec}: not an address, CIDR block or range ({exc})") from None
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
     return AddressBlock(family, int(address), 1)
+
+
+def _network(text: str, whole_network: bool) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    network = ipaddress.ip_network(text, strict=False)
+    address = ipaddress.ip_address(text.partition("/")[0])
+    if whole_network or address == network.network_address:
+        return network
+    if network.prefixlen >= LOOSE_PREFIX[network.version]:
+        return network
+    raise UsageError(host_bits_hint(text, address, network))
+
+
+def host_bits_hint(
+    text: str,
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> str:
+    """``198.19.0.0/8 has host bits set: did you mean 198.19.0.0/16, or 198.0.0.0/8
+    (16,777,216 addresses)?``: first the smallest network the address starts (its
+    trailing zero bits, at most a /24 or /120 so a host gets its neighbourhood), then
+    the whole /N network the kernel's reading would give."""
+    bits = address.max_prefixlen
+    value = int(address)
+    own = bits - ((value & -value).bit_length() - 1) if value else 0
+    own = min(max(own, network.prefixlen + 1), LOOSE_PREFIX[address.version])
+    meant = ipaddress.ip_network(f"{address}/{own}", strict=False)
+    return (
+        f"{text} has host bits set: did you mean {meant}, or {network}"
+        f" ({_count_text(network.num_addresses)} addresses)?"
+    )
+
+
+def _count_text(count: int) -> str:
+    """Addresses counted for a person: 16,777,216 or, past a billion billion, 2^112."""
+    return f"{count:,}" if count < 10**12 else f"2^{count.bit_length() - 1}"
 
 
 def _range_end(
@@ -148,30 +197,184 @@ class TargetSpace:
 
 # -- destinations that are not one host --------------------------------------------------
 
-_V4_MULTICAST = (0xE0000000, 0xEFFFFFFF)  # 224.0.0.0/4
-_V4_BROADCAST = 0xFFFFFFFF
-_V6_MULTICAST = (0xFF << 120, (1 << 128) - 1)  # ff00::/8
+#: Addresses that are not one host, per family: (first, last, kind). Expanding a
+#: network (a CIDR block or a range) leaves them out unless --broadcast is given; a
+#: target made only of them is refused. The unspecified address is never a destination.
+SPECIAL_RANGES: dict[int, tuple[tuple[int, int, str], ...]] = {
+    socket.AF_INET: (
+        (0, 0, "unspecified"),
+        (0x00000001, 0x00FFFFFF, "'this network' (0.0.0.0/8)"),
+        (0xE0000000, 0xEFFFFFFF, "multicast"),  # 224.0.0.0/4
+        (0xF0000000, 0xFFFFFFFE, "reserved (240.0.0.0/4)"),
+        (0xFFFFFFFF, 0xFFFFFFFF, "broadcast"),
+    ),
+    socket.AF_INET6: (
+        (0, 0, "unspecified"),
+        (0xFF << 120, (1 << 128) - 1, "multicast"),  # ff00::/8
+    ),
+}
 
 
 def special_kind(block: AddressBlock) -> str | None:
-    """``"broadcast"``, ``"multicast"`` or ``"unspecified"`` when ``block`` holds such a
-    destination (one reaching many hosts, or none), else None.
+    """The kind (``"broadcast"``, ``"multicast"``, ``"unspecified"``, ...) when every
+    address of ``block`` is one of SPECIAL_RANGES (a destination reaching many hosts,
+    or none), else None: a network only partly special is trimmed, not refused
+    (``without_special``).
 
     Directed broadcasts of local subnets are not detected here: the kernel refuses
     them on sockets without SO_BROADCAST (the send reports EACCES).
     """
     last = block.first + block.count - 1
-    if block.family == socket.AF_INET:
-        if last >= _V4_BROADCAST:
-            return "broadcast"
-        low, high = _V4_MULTICAST
-    else:
-        low, high = _V6_MULTICAST
-    if block.first <= high and last >= low:
-        return "multicast"
-    if block.first == 0:
-        return "unspecified"
+    ranges = SPECIAL_RANGES[block.family]
+    covered_to = block.first
+    kind: str | None = None
+    for low, high, name in ranges:
+        if high < covered_to or low > last:
+            continue
+        if low > covered_to:
+            return None  # a gap of ordinary addresses
+        if kind is None or kind == "unspecified":
+            kind = name  # 0.0.0.0/31 is named by its other addresses
+        covered_to = high + 1
+        if covered_to > last:
+            return kind
     return None
+
+
+def special_refusal(
+    target: str, block: AddressBlock, allowed: bool, hint: str = "add --broadcast"
+) -> str | None:
+    """Why ``block`` (typed as ``target``) is refused as a destination, or None: the
+    unspecified address always, other special addresses unless ``allowed`` (``hint``
+    says how to allow them)."""
+    kind = special_kind(block)
+    if kind is None:
+        return None
+    if kind == "unspecified":
+        return f"{target}: the unspecified address is not a destination"
+    if not allowed:
+        return f"{target} is a {kind} destination: {hint} to probe it"
+    return None
+
+
+def without_special(blocks: Sequence[AddressBlock], allow: bool) -> list[AddressBlock]:
+    """``blocks`` (sorted, disjoint) less the special addresses; with ``allow``
+    (--broadcast) less only the unspecified address."""
+    holes = [
+        AddressBlock(family, low, high - low + 1)
+        for family, ranges in SPECIAL_RANGES.items()
+        for low, high, kind in ranges
+        if not allow or kind == "unspecified"
+    ]
+    return subtract(blocks, sorted(holes, key=lambda b: (b.family, b.first)))
+
+
+def subtract(blocks: Sequence[AddressBlock], holes: Sequence[AddressBlock]) -> list[AddressBlock]:
+    """Block arithmetic: the addresses of ``blocks`` not in ``holes``. Both must be
+    sorted by (family, first) and disjoint; so is the result. Linear in the number of
+    blocks and holes, whatever their sizes (a 2**40 space is never expanded)."""
+    spans = [(hole.family, hole.first, hole.first + hole.count) for hole in holes]
+    out: list[AddressBlock] = []
+    position, count = 0, len(spans)
+    for block in blocks:
+        family, first = block.family, block.first
+        end = first + block.count
+        while position < count and (spans[position][0], spans[position][2]) <= (family, first):
+            position += 1  # holes wholly before this block
+        if position == count or spans[position][0] != family or spans[position][1] >= end:
+            out.append(block)  # untouched (the common case: no new object)
+            continue
+        scan = position
+        while first < end and scan < count:
+            hole_family, hole_first, hole_end = spans[scan]
+            if hole_family != family or hole_first >= end:
+                break
+            if hole_first > first:
+                out.append(AddressBlock(family, first, hole_first - first))
+            first = max(first, hole_end)
+            if hole_end > end:
+                break  # this hole reaches into the next block
+            scan += 1
+        if first < end:
+            out.append(AddressBlock(family, first, end - first))
+    return out
+
+
+class BlockSet:
+    """Addresses collected from a stream of targets (millions of lines) as sorted,
+    disjoint blocks, without keeping one object per line.
+
+    Each block is packed into one integer (first address, then count - 1, in the low
+    32 bits for IPv4 and 128 bits for IPv6) appended to a pending array; every CHUNK
+    pending entries are sorted and merged with the runs so far (adjacent and
+    overlapping addresses become one block), so a shuffled file of a /16's addresses,
+    repeated, costs a few runs, not two million strings.
+    """
+
+    CHUNK = 1 << 17
+
+    def __init__(self) -> None:
+        self._pending: dict[int, array[int] | list[int]] = {
+            socket.AF_INET: array("Q"),
+            socket.AF_INET6: [],
+        }
+        self._runs: dict[int, array[int] | list[int]] = {
+            socket.AF_INET: array("Q"),
+            socket.AF_INET6: [],
+        }
+
+    def add(self, block: AddressBlock) -> None:
+        pending = self._pending[block.family]
+        pending.append(block.first << _SHIFT[block.family] | (block.count - 1))
+        if len(pending) >= self.CHUNK:
+            self.merge(block.family)
+
+    def add_v4(self, value: int) -> None:
+        """One IPv4 address (as an integer): the fast path of target files."""
+        pending = self._pending[socket.AF_INET]
+        pending.append(value << 32)
+        if len(pending) >= self.CHUNK:
+            self.merge(socket.AF_INET)
+
+    def v4_pending(self) -> array[int]:
+        """The IPv4 pending array, for a caller's inlined ``add_v4`` (append
+        ``value << 32``, then call ``merge(AF_INET)`` once it holds CHUNK entries)."""
+        pending = self._pending[socket.AF_INET]
+        assert isinstance(pending, array)
+        return pending
+
+    def merge(self, family: int) -> None:
+        shift = _SHIFT[family]
+        mask = (1 << shift) - 1
+        runs: list[int] = []
+        run_first, run_end = -1, -1
+        for packed in sorted(itertools.chain(self._runs[family], self._pending[family])):
+            first = packed >> shift
+            end = first + (packed & mask) + 1
+            if first <= run_end:
+                if end > run_end:
+                    run_end = end
+                continue
+            if run_end >= 0:
+                runs.append(run_first << shift | (run_end - run_first - 1))
+            run_first, run_end = first, end
+        if run_end >= 0:
+            runs.append(run_first << shift | (run_end - run_first - 1))
+        self._runs[family] = array("Q", runs) if family == socket.AF_INET else runs
+        del self._pending[family][:]  # in place: ``v4_pending`` stays valid
+
+    def blocks(self) -> list[AddressBlock]:
+        """Every address added, as sorted disjoint blocks (IPv4 first)."""
+        out: list[AddressBlock] = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            self.merge(family)
+            shift = _SHIFT[family]
+            mask = (1 << shift) - 1
+            out += [AddressBlock(family, p >> shift, (p & mask) + 1) for p in self._runs[family]]
+        return out
+
+
+_SHIFT: dict[int, int] = {socket.AF_INET: 32, socket.AF_INET6: 128}
 
 
 def refuse_special_block(
@@ -180,11 +383,9 @@ def refuse_special_block(
     """UsageError for a broadcast or multicast destination unless ``allowed``, and for
     the unspecified address (0.0.0.0, ::) always: the one rule of the CLI (``hint``
     "add --broadcast") and the library (``broadcast=True``). ``target`` names it."""
-    kind = special_kind(block)
-    if kind == "unspecified":
-        raise UsageError(f"{target}: the unspecified address is not a destination")
-    if kind is not None and not allowed:
-        raise UsageError(f"{target} is a {kind} destination: {hint} to probe it")
+    refusal = special_refusal(target, block, allowed, hint)
+    if refusal is not None:
+        raise UsageError(refusal)
 
 
 def refuse_special(space: TargetSpace, allowed: bool, hint: str = "pass broadcast=True") -> None:
@@ -195,20 +396,3 @@ def refuse_special(space: TargetSpace, allowed: bool, hint: str = "pass broadcas
         first = socket.inet_ntop(block.family, block.first.to_bytes(block.width, "big"))
         label = first if block.count == 1 else f"{first} (+{block.count - 1})"
         refuse_special_block(label, block, allowed, hint)
-
-
-def disjoint_blocks(blocks: Sequence[AddressBlock]) -> list[AddressBlock]:
-    """Blocks merged so no address appears twice (a port of a host is probed once)."""
-    merged: list[AddressBlock] = []
-    for block in sorted(blocks, key=lambda b: (b.family, b.first)):
-        last = merged[-1] if merged else None
-        if (
-            last is not None
-            and last.family == block.family
-            and block.first <= last.first + (last.count)
-        ):
-            end = max(last.first + last.count, block.first + block.count)
-            merged[-1] = AddressBlock(last.family, last.first, end - last.first)
-        else:
-            merged.append(block)
-    return merged

@@ -51,6 +51,7 @@ from rawprobe.probes.scan import ScanOptions, ScanProgress, ScanStream, open_sca
 from rawprobe.probes.scan import scan_ports as _scan_ports
 from rawprobe.probes.scan import scan_protocols as _scan_protocols
 from rawprobe.probes.sweep import SweepOptions, SweepResult, sweep_with
+from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.targets import parse_block as _parse_block
 from rawprobe.probes.targets import refuse_special as _refuse_special
 from rawprobe.probes.targets import refuse_special_block as _refuse_special_block
@@ -406,6 +407,21 @@ def _raw_scan(technique: str, privileged: bool | None, families: set[int]) -> bo
     return _wants_raw(privileged, families)
 
 
+async def _target_space(
+    targets: str | Sequence[str], family: int | None, broadcast: bool
+) -> TargetSpace:
+    """The space of ``targets``, special destinations refused (or, in networks, left
+    out) unless ``broadcast``; names that resolve to one are refused too."""
+    space = await _resolve_targets(
+        [targets] if isinstance(targets, str) else targets,
+        family,
+        broadcast=broadcast,
+        hint="pass broadcast=True",
+    )
+    _refuse_special(space, broadcast)
+    return space
+
+
 async def syn_scan(
     targets: str | Sequence[str],
     ports: str | Sequence[int] | None = None,
@@ -438,8 +454,7 @@ async def syn_scan(
             technique, rate_pps, min_rate_pps, retries, max_retries, keep_closed
         )
         port_list = _scan_ports(ports, top_ports)
-        space = await _resolve_targets([targets] if isinstance(targets, str) else targets, family)
-        _refuse_special(space, broadcast)
+        space = await _target_space(targets, family, broadcast)
         hears = _scan_protocols(space)
         if transport is not None:
             _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")
@@ -481,8 +496,7 @@ async def syn_scan_stream(
     with _one_error():
         options = _scan_options(technique, rate_pps, min_rate_pps, retries, max_retries, False)
         port_list = _scan_ports(ports, top_ports)
-        space = await _resolve_targets([targets] if isinstance(targets, str) else targets, family)
-        _refuse_special(space, broadcast)
+        space = await _target_space(targets, family, broadcast)
         hears = _scan_protocols(space)
         if transport is not None:
             _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")
@@ -545,8 +559,7 @@ async def sweep(
     """
     with _one_error():
         options = SweepOptions(method=method, port=port, retries=retries, timeout_s=timeout_s)
-        space = await _resolve_targets([targets] if isinstance(targets, str) else targets, family)
-        _refuse_special(space, broadcast)
+        space = await _target_space(targets, family, broadcast)
         hears = [p for p in options.socket_protocols if p[0] in space.families]
         what = f"a {method} sweep"
         if transport is not None:

@@ -12,7 +12,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
-from rawprobe.errors import PrivilegeError, ResolutionError, TransportError
+from rawprobe.errors import PrivilegeError, ResolutionError, TransportError, UsageError
 
 # Linux constants missing from Python 3.11's socket module.
 SOL_RAW = 255
@@ -284,3 +284,16 @@ SO_DETACH_FILTER = 27
 SO_LOCK_FILTER = 44
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
+
+
+def check_source_address(address: str) -> None:
+    """UsageError unless ``address`` is one of this host's (in this namespace): the
+    bind iputils ping does for ``-I``, on a UDP socket, so nothing is sent. A source
+    that is not ours would make the probes spoofed, and their replies go elsewhere."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((address, 0))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"bind {address}: {reason} (not an address of this host)") from None

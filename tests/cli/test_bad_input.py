@@ -13,6 +13,7 @@ file of nonsense targets, ``{binary}`` random bytes, ``{empty}`` an empty file,
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -80,6 +81,14 @@ PING = [
     ["ping", "-c", "1", "::"],
     ["--backend", "tokio", "ping", V4],
     ["ping", "--backend", "curio", V4],
+    ["ping", "127.0.0.1-5"],
+    ["ping", "::1/128"],
+    ["ping", "[::1"],
+    ["ping", "::1]"],
+    ["ping", "0x7f.1"],
+    ["ping", "2130706433"],
+    ["ping", "-c", "1", "-I", "192.0.2.1", V4],
+    ["ping", "-c", "1", "240.0.0.1"],
 ]
 
 TRACE = [
@@ -121,6 +130,11 @@ TRACE = [
     ["trace", "224.0.0.1"],
     ["trace", "255.255.255.255"],
     ["trace", "ff02::1"],
+    ["trace", "127.0.0.0/24"],
+    ["trace", "127.0.0.1-9"],
+    ["trace", "0x7f.1"],
+    ["trace", "[::1"],
+    ["trace", "-s", "192.0.2.1", V4],
 ]
 
 SWEEP = [
@@ -171,6 +185,21 @@ SWEEP = [
     ["sweep", "224.0.0.0/28"],
     ["sweep", "ff02::1"],
     ["sweep", "127.0.0.1", "239.1.1.1-3"],
+    ["sweep", "127.1.0.0/8"],
+    ["sweep", "127.0.0.1/16"],
+    ["sweep", "2001:db8:ff::/16"],
+    ["sweep", "240.0.0.0/30"],
+    ["sweep", "0.0.0.0/8"],
+    ["sweep", "0.0.0.0"],
+    ["sweep", "--exclude", "127.0.0.0/24", "127.0.0.1-9"],
+    ["sweep", "--exclude", "127.1.0.0/8", "127.0.0.1"],
+    ["sweep", "--exclude", "nonsense!", "127.0.0.1"],
+    ["sweep", "--exclude-file", "{missing}", "127.0.0.1"],
+    ["sweep", "--excludefile", "{binary}", "127.0.0.1"],
+    ["sweep", "--exclude-file", "{junk}", "127.0.0.1"],
+    ["sweep", "-f", "{hostbits}"],
+    ["sweep", "[::1"],
+    ["sweep", "0x7f.1"],
 ]
 
 
@@ -208,6 +237,12 @@ SCAN: list[Any] = [
     ["scan", "-f", "{binary}"],
     ["scan", "-f", "{empty}"],
     ["scan", "-f", "{dir}"],
+    ["scan", "127.1.0.0/8"],
+    ["scan", "-S", "192.0.2.1", V4],
+    ["scan", "--exclude", V4, V4],
+    ["scan", "--exclude-file", "{dir}", V4],
+    ["scan", "-f", "{hostbits}"],
+    ["scan", "0x7f.1"],
 ]
 
 SEND = [
@@ -247,6 +282,15 @@ SEND = [
     ["send", "-I", V6, V4],
     ["send", "-6", V4],
     ["send", "--pcap", "{nodir}", V4],
+    ["send", "127.0.0.1-5"],
+    ["send", "::1/128"],
+    ["send", "[::1"],
+    ["send", "0x7f.1"],
+    ["send", "0.0.0.0"],
+    ["send", "::"],
+    ["send", "255.255.255.255"],
+    ["send", "224.0.0.1"],
+    ["send", "ff02::1"],
 ]
 
 SNIFF = [
@@ -304,6 +348,8 @@ def files(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "binary").write_bytes(bytes(range(256)) * 3 + b"\xff\xfe\x00garbage")
     (tmp_path / "empty").write_bytes(b"")
     (tmp_path / "dir").mkdir()
+    (tmp_path / "hostbits").write_text("127.0.0.1\n127.1.0.0/8\n")
+    (tmp_path / "bom").write_bytes(b"\xef\xbb\xbf127.0.0.1 # with a byte-order mark\n")
     return {
         "missing": str(tmp_path / "missing.txt"),
         "junk": str(tmp_path / "junk.txt"),
@@ -311,6 +357,8 @@ def files(tmp_path: Path) -> dict[str, str]:
         "empty": str(tmp_path / "empty"),
         "dir": str(tmp_path / "dir"),
         "nodir": str(tmp_path / "no" / "such" / "dir" / "out"),
+        "hostbits": str(tmp_path / "hostbits"),
+        "bom": str(tmp_path / "bom"),
     }
 
 
@@ -374,6 +422,7 @@ def test_bad_input_is_one_line_and_exit_2(
         ["ping", "-c", "1", "-W", "0.1", "255.255.255.255"],
         ["ping", "-c", "1", "-W", "0.1", "224.0.0.1"],
         ["sweep", "-q", "-t", "0.1", "224.0.0.0/30"],
+        ["send", "-W", "0.1", "255.255.255.255"],
     ],
 )
 def test_broadcast_and_multicast_need_the_flag(
@@ -406,3 +455,71 @@ def test_interval_of_0_2_needs_no_privilege(
     monkeypatch.setattr(privileges, "has_net_raw", lambda: False)
     assert main(["ping", "-c", "1", "-W", "0.05", "-i", "0.2", V4]) == 1
     assert "rawprobe" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["sweep", "198.19.0.0/8"], "198.19.0.0/8 has host bits set: did you mean 198.19.0.0/16,"
+         " or 198.0.0.0/8 (16,777,216 addresses)?"),
+        (["sweep", "-f", "{hostbits}"], "hostbits:2: 127.1.0.0/8 has host bits set"),
+        (["scan", "127.1.0.0/8"], "did you mean 127.1.0.0/16, or 127.0.0.0/8"),
+        (["ping", "127.0.0.0/24"], "a network, not a host: ping, trace and send take hosts"
+         " (sweep and scan take networks)"),
+        (["trace", "127.0.0.1-9"], "take hosts (sweep and scan take networks)"),
+        (["send", "::1/128"], "take hosts (sweep and scan take networks)"),
+        (["ping", "[::1"], "unbalanced brackets"),
+        (["ping", "0x7f.1"], "not a valid IPv4 address"),
+        (["ping", "-c", "1", "-I", "192.0.2.1", V4], "Cannot assign requested address"),
+        (["scan", "-S", "192.0.2.1", V4], "Cannot assign requested address"),
+        (["trace", "-s", "192.0.2.1", V4], "Cannot assign requested address"),
+        (["send", "0.0.0.0"], "the unspecified address is not a destination"),
+        (["send", "224.0.0.1"], "multicast destination: add --broadcast"),
+        (["sweep", "240.0.0.0/30"], "reserved (240.0.0.0/4) destination: add --broadcast"),
+        (["sweep", "--exclude", "127.0.0.0/24", "127.0.0.1-9"], "no targets left"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)  # fmt: skip
+def test_target_refusals_say_why(
+    argv: list[str],
+    says: str,
+    files: dict[str, str],
+    offline: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert says in _run(argv, files, capsys)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "-q", "-t", "0.05", "-f", "{bom}"],
+        ["scan", "-q", "--retries", "0", "-p", "80", "-f", "{bom}"],
+        ["trace", "-n", "-q", "1", "-m", "1", "-w", "0.05", "--retries", "0", "-F", "{bom}"],
+    ],
+)
+def test_a_byte_order_mark_in_a_target_file_is_skipped(
+    argv: list[str], files: dict[str, str], offline: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [arg.format(**files) if "{" in arg else arg for arg in argv]
+    assert main(argv) in (0, 1)  # runs (on the empty simulated network)
+    assert "rawprobe" not in capsys.readouterr().err
+
+
+def test_exclusions_leave_addresses_out_of_sweep_and_scan(
+    offline: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    excluded = tmp_path / "exclude"
+    excluded.write_text("127.0.0.200-210\n")
+    common = [
+        "-q",
+        "--json",
+        "--exclude",
+        "127.0.0.5,127.0.0.10-12",
+        "--excludefile",
+        str(excluded),
+    ]
+    assert main(["sweep", "-t", "0.05", "-r", "0", *common, "127.0.0.0/24"]) == 1
+    assert json.loads(capsys.readouterr().out)["targets"] == 254 - 4 - 11
+    assert main(["scan", "--retries", "0", "-p", "80", *common, "127.0.0.0/28"]) == 0
+    assert json.loads(capsys.readouterr().out)["host_count"] == 14 - 4
