@@ -121,7 +121,14 @@ def test_answers_decide_states_and_a_silent_port_is_retried_then_filtered() -> N
     again = send_all(m, 1.5)  # initial timeout (1 s) passed: sent again, same key
     assert [o.key for o in again] == [by_port[25].key]
     assert m.retransmissions == 1 and not m.done
-    assert send_all(m, 3.0) == [] and m.done
+    # Port 25's silence is a verdict once the network proves alive after its last try:
+    # nothing else is in flight, so a timeout after it expired (noticed at 3.0), a
+    # canary goes to each port that answered by TCP.
+    assert send_all(m, 3.0) == [] and not m.done
+    canaries = send_all(m, 3.2)
+    assert {o.key for o in canaries} == {by_port[22].key, by_port[23].key} and not m.done
+    m.receive(reply(answer(canaries[0], RST | ACK), 3.21), 3.21)
+    assert send_all(m, 3.22) == [] and m.done
     host = m.result().hosts[0]
     states = {p.port: (p.state, p.reason) for p in host.ports}
     assert states == {22: ("open", "syn-ack"), 24: ("filtered", "admin-prohibited"),

@@ -82,7 +82,9 @@ async def test_every_method_finds_every_host(method: str, port: int | None, reas
     assert {e.reason for e in events if isinstance(e, HostUp)} == {reason}
     [down] = [e for e in events if isinstance(e, HostDown)]
     assert down.address == "198.18.200.1" and down.reason == "no-response"
-    assert result.probes_sent == 262 + 2  # the silent host was retried once
+    # The silent host was retried once; its verdict waits for proof that the network
+    # was up after its last try: an answer, or at most one round of 4 canaries.
+    assert 262 + 2 <= result.probes_sent <= 262 + 2 + 4
     assert transport.registered == 0  # every key, or the echo identifier, released
     assert transport.registered == 0
 
