@@ -14,6 +14,7 @@ from typing import NoReturn
 import anyio
 
 from rawprobe.errors import PrivilegeError, UsageError
+from rawprobe.probes.outage import DEFAULT_BUDGET_S
 from rawprobe.probes.targets import AddressBlock, TargetSpace, parse_block, special_kind
 from rawprobe.transport.capture import record_pcap
 from rawprobe.transport.dgram import DatagramTransport, open_datagram_transport
@@ -24,6 +25,8 @@ EXIT_OK = 0
 EXIT_NO_REPLY = 1
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+#: scan and sweep: an outage outlasted --max-outage, the run stopped incomplete.
+EXIT_INCOMPLETE = 3
 
 BACKENDS = ("asyncio", "trio")
 
@@ -122,6 +125,18 @@ def _refuse_block(target: str, block: AddressBlock, allowed: bool) -> None:
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
     """``--backend`` after the subcommand too (it overrides the global one)."""
     parser.add_argument("--backend", choices=BACKENDS, default=argparse.SUPPRESS)
+
+
+def add_max_outage_option(parser: argparse.ArgumentParser) -> None:
+    """``--max-outage``: how long scan and sweep wait out a silent network."""
+    parser.add_argument(
+        "--max-outage",
+        type=seconds,
+        default=DEFAULT_BUDGET_S,
+        metavar="S",
+        help=f"give up, incomplete (exit {EXIT_INCOMPLETE}), after S seconds without any answer"
+        f" once answers had come ({DEFAULT_BUDGET_S:g}; 0: no outage guard)",
+    )
 
 
 class Interrupt:

@@ -16,11 +16,13 @@ from typing import Any
 import anyio
 
 from rawprobe.cli.args import (
+    EXIT_INCOMPLETE,
     EXIT_INTERRUPTED,
     EXIT_NO_REPLY,
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_max_outage_option,
     add_pcap_option,
     add_rung_options,
     describe_rung,
@@ -69,6 +71,7 @@ def register(commands: Any) -> None:
     sweep.add_argument(
         "--rate", type=seconds, default=DEFAULT_RATE_PPS, help="packets/s cap (0: none)"
     )
+    add_max_outage_option(sweep)
     sweep.add_argument("--seed", type=int, help="seed of the random order (shards need one)")
     sweep.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="shard I of N")
     output = sweep.add_mutually_exclusive_group()
@@ -98,7 +101,12 @@ def _shard(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     options = SweepOptions(
-        method=args.method, port=args.port, retries=args.retries, timeout_s=args.timeout
+        method=args.method,
+        port=args.port,
+        retries=args.retries,
+        timeout_s=args.timeout,
+        outage_budget_s=args.max_outage,
+        batch=_batch(args.rate),
     )
     if args.shard[1] > 1 and args.seed is None:
         raise UsageError("--shard needs --seed: every shard must walk the same order")
@@ -149,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
             "shard": f"{args.shard[0]}/{args.shard[1]}",
             "seed": args.seed,
             "interrupted": interrupted,
+            "complete": result.complete and not interrupted,
+            "incomplete_reason": result.incomplete_reason,
             "counters": counters,
         }
         # The alive list is streamed in place of its marker: a million addresses are
@@ -169,9 +179,21 @@ def run(args: argparse.Namespace) -> int:
             f" kernel drops {counters.get('kernel_drops', 0)}",
             highlight=False,
         )
+    if result.incomplete_reason and not args.json:
+        print(f"rawprobe: sweep incomplete: {result.incomplete_reason}", file=sys.stderr)
     if interrupted:
         return EXIT_INTERRUPTED
+    if result.incomplete_reason:
+        return EXIT_INCOMPLETE
     return EXIT_OK if alive_count else EXIT_NO_REPLY
+
+
+def _batch(rate_pps: float) -> int:
+    """Probes per batch: about 20 ms of sending at the rate cap (16..256), so the
+    machine looks at its answers and timeouts that often (an outage is seen in time)."""
+    if not rate_pps:
+        return 256
+    return max(16, min(256, int(rate_pps / 50)))
 
 
 def _write_chunks(pieces: Iterator[str], chunk: int = 4096) -> None:

@@ -113,6 +113,8 @@ _PROGRESS_INTERVAL_S = 0.2
 #: spaced by more than that, or a lost SYN-ACK would make an open port look filtered
 #: (found in the lab under 10% loss: one open port in ~10 scans was missed).
 _SYN_RETRY_GAP_S = 0.55
+#: Tries of one port at most, outages' fresh budgets of retries included.
+_MAX_TRIES = 60
 #: Per-host packet templates kept; a huge space recomputes them (a few microseconds).
 _TEMPLATE_CACHE = 4096
 
@@ -397,6 +399,8 @@ class ScanMachine(MachineOutbox):
             budget -= 1
         if budget > 0 and not self._exhausted:
             self._new_probes(budget, out)
+        if out and guard is not None and guard.quiet(now, self._timeout):
+            self._canaries(guard, now, out)
         self._spend(len(out))
         if now >= self._progress_s + _PROGRESS_INTERVAL_S:  # as next_deadline
             self._progress(now)
@@ -757,21 +761,31 @@ class ScanMachine(MachineOutbox):
                 self._decide(key, flight, FILTERED, "no-response")
         for key in again:
             flight = flights.get(key)
-            if flight is not None and not flight.flying:
-                flight.base = flight.tries  # a whole new budget of retries
-                self._resend.append(key)
+            if flight is None or flight.flying:
+                continue
+            if flight.tries >= _MAX_TRIES:
+                self._decide(key, flight, FILTERED, "no-response")
+                continue
+            flight.base = flight.tries  # a whole new budget of retries
+            self._resend.append(key)
         if guard.gave_up is not None:
             self._gave_up = True
             return
         if canaries:
-            sent = self._canary_keys
-            for key in [k for k in sent if k not in guard.recent]:
-                del sent[key]
-                self._retired.append(key)
-            for key in guard.recent:
-                out.append(Outgoing(key, self._packet(key)))
-                sent[key] = -math.inf  # no proof until its send stamp
-            guard.sent_round(now)
+            self._canaries(guard, now, out)
+
+    def _canaries(
+        self, guard: OutageGuard[MatchKey, MatchKey], now: float, out: list[Outgoing]
+    ) -> None:
+        """A round of canaries: the ports that answered last, probed again."""
+        sent = self._canary_keys
+        for key in [k for k in sent if k not in guard.recent]:
+            del sent[key]
+            self._retired.append(key)
+        for key in guard.recent:
+            out.append(Outgoing(key, self._packet(key)))
+            sent[key] = -math.inf  # no proof until its send stamp
+        guard.sent_round(now)
 
     def _open_window(self, flight: _Flight | None = None) -> None:
         """One probe completed: grow the window, unless answers queue up (ours or the

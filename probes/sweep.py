@@ -381,6 +381,8 @@ class SweepMachine(MachineOutbox):
                 self._exhausted = True
                 break
             out.append(self._probe(index, 0, None))
+        if out and guard is not None and guard.quiet(now, self.timeout_s):
+            self._canaries(guard, now, out)
         if self.done and self._finished is None:
             self._finished = now
         return out
@@ -564,8 +566,11 @@ class SweepMachine(MachineOutbox):
         if guard.gave_up is not None:
             self._gave_up = True
             return
-        if not canaries:
-            return
+        if canaries:
+            self._canaries(guard, now, out)
+
+    def _canaries(self, guard: OutageGuard[MatchKey, int], now: float, out: list[Outgoing]) -> None:
+        """A round of canaries: the hosts that answered last, probed again."""
         sent = self._canary_keys
         round_keys = set()
         for index in guard.recent:

@@ -51,15 +51,25 @@ def test_with_nothing_ever_answered_silence_decides_at_once() -> None:
     assert guard.poll(1.1, 0.1) == (["a"], [], False)
 
 
-def test_an_answer_to_a_later_probe_proves_a_silence() -> None:
+def test_answers_sent_around_the_last_try_prove_a_silence() -> None:
     guard = OutageGuard[str, str](5.0)
-    guard.answered(0.5, 0.51, "x")
+    guard.answered(0.9, 0.91, "x")
     guard.hold(1.0, 1.1, "a")  # its last try left at 1.0, expired at 1.1
     guard.hold(1.2, 1.3, "b")
     assert guard.poll(1.1, 0.1) == ([], [], False)  # no proof yet, not overdue either
     guard.answered(1.1, 1.15, "y")  # a probe sent after a's last try was answered
     assert guard.poll(1.15, 0.1) == (["a"], [], False)
     assert guard.pending and not guard.in_outage
+
+
+def test_a_try_sent_in_a_dark_stretch_is_probed_again_not_decided() -> None:
+    """Answers stopped at 1.0 and came back for probes sent from 1.8: a try sent in
+    between went out in the dark (an outage too short to be declared)."""
+    guard = OutageGuard[str, str](5.0)
+    guard.answered(1.0, 1.01, "x")
+    guard.hold(1.7, 1.8, "a")
+    guard.answered(1.8, 1.81, "y")
+    assert guard.poll(1.81, 0.1) == ([], ["a"], False)
 
 
 def test_overdue_proof_sends_canaries_and_an_unanswered_round_is_an_outage() -> None:
