@@ -21,6 +21,10 @@ bounds the probes in flight: it grows by one per answer or timeout (slow start),
 by about 1/8 per window; an answer to a retransmitted probe is loss, and halves it
 (at most once per window of probes). ``max_rate_pps`` caps the send rate (0: none,
 congestion control alone), ``min_rate_pps`` floors it whatever the window says.
+
+Outages (probes/outage.py): a port is filtered (no-response) only once the network is
+shown up around its last try; an outage holds the silent ports, gives them a fresh
+budget of retries when it ends, and ends the scan incomplete past ``outage_budget_s``.
 """
 
 from __future__ import annotations
