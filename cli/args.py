@@ -34,6 +34,7 @@ import anyio
 
 from rawprobe.cli.outputs import add_output_option
 from rawprobe.errors import UsageError
+from rawprobe.probes.outage import DEFAULT_BUDGET_S
 from rawprobe.probes.targets import parse_block, refuse_special_block
 from rawprobe.transport.capture import record_pcap
 from rawprobe.transport.dgram import DatagramTransport
@@ -44,6 +45,8 @@ from rawprobe.transport.udp_dgram import UdpTransport
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
 EXIT_ERROR = 2
+#: scan and sweep: an outage outlasted --max-outage, the run stopped incomplete.
+EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -268,6 +271,18 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+def add_max_outage_option(parser: argparse.ArgumentParser) -> None:
+    """``--max-outage``: how long scan and sweep wait out a silent network."""
+    parser.add_argument(
+        "--max-outage",
+        type=seconds,
+        default=DEFAULT_BUDGET_S,
+        metavar="S",
+        help=f"give up, incomplete (exit {EXIT_INCOMPLETE}), after S seconds without any answer"
+        f" once answers had come ({DEFAULT_BUDGET_S:g}; 0: no outage guard)",
+    )
 
 
 class Interrupt:

@@ -110,6 +110,8 @@ def scan_report(
         lines.append("")
     if interrupted:
         lines.append(interrupted_line(result))
+    elif result.incomplete_reason:
+        lines.append(f"Warning: scan incomplete: {result.incomplete_reason}")
     addresses = "IP address" if result.host_count == 1 else "IP addresses"
     lines.append(
         f"rawprobe done: {result.host_count} {addresses} ({up} host{'s' if up != 1 else ''}"
@@ -159,6 +161,7 @@ def scan_document(
         "technique": result.technique,
         "interrupted": interrupted,
         "complete": result.complete,
+        "incomplete_reason": result.incomplete_reason,
         "host_count": result.host_count,
         "ports_per_host": result.ports_per_host,
         "elapsed_ms": ms(result.elapsed_s),
@@ -176,6 +179,8 @@ def scan_document(
             "delay_backoffs": timing.delay_backoffs,
             "peak_rate_pps": round(timing.peak_rate_pps),
             "max_retries_used": timing.max_retries_used,
+            "outages": timing.outages,
+            "outage_ms": ms(timing.outage_s),
         },
         "counters": counters or {},
     }

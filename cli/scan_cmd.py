@@ -18,10 +18,12 @@ import anyio
 
 from rawprobe.cli import render_scan
 from rawprobe.cli.args import (
+    EXIT_INCOMPLETE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_max_outage_option,
     add_pcap_option,
     add_rung_options,
     address,
@@ -83,6 +85,7 @@ def register(commands: Any) -> None:
     scan.add_argument(
         "--max-retries", type=int_in(0, 50), default=6, help="retransmissions when loss is seen"
     )
+    add_max_outage_option(scan)
     scan.add_argument("--ack", action="store_true", help="ACK scan: unfiltered vs filtered")
     shown = scan.add_mutually_exclusive_group()
     shown.add_argument("--open", action="store_true", help="show only open ports")
@@ -123,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         keep_closed=args.all,
         closed_events=False,  # nothing here streams closed ports
+        outage_budget_s=args.max_outage,
     )
     ports = scan_ports(args.ports, args.top_ports)
     space = target_space(args, "scan", args.family)
@@ -159,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
     interrupted = any(shard[2] for shard in shards)
     counters = {name: sum(shard[1][name] for shard in shards) for name in shards[0][1]}
     _print_result(args, result, started, interrupted, counters, workers)
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_INCOMPLETE if result.incomplete_reason else EXIT_OK
 
 
 def _check_before_fork(

@@ -15,11 +15,13 @@ from typing import Any
 import anyio
 
 from rawprobe.cli.args import (
+    EXIT_INCOMPLETE,
     EXIT_INTERRUPTED,
     EXIT_NO_REPLY,
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_max_outage_option,
     add_pcap_option,
     add_rung_options,
     defer_signals,
@@ -72,6 +74,7 @@ def register(commands: Any) -> None:
     sweep.add_argument(
         "--rate", type=seconds, default=DEFAULT_RATE_PPS, help="packets/s cap (0: none)"
     )
+    add_max_outage_option(sweep)
     sweep.add_argument("--seed", type=int, help="seed of the random order (shards need one)")
     sweep.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="shard I of N")
     output = sweep.add_mutually_exclusive_group()
@@ -102,7 +105,12 @@ def _shard(text: str) -> tuple[int, int]:
 @opens_outputs
 def run(args: argparse.Namespace) -> int:
     options = SweepOptions(
-        method=args.method, port=args.port, retries=args.retries, timeout_s=args.timeout
+        method=args.method,
+        port=args.port,
+        retries=args.retries,
+        timeout_s=args.timeout,
+        outage_budget_s=args.max_outage,
+        batch=_batch(args.rate),
     )
     if args.port is not None and args.method == "icmp":
         raise UsageError("sweep: -p is for -M tcp-syn, tcp-ack or udp (ICMP echo has no port)")
@@ -162,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
             "shard": f"{args.shard[0]}/{args.shard[1]}",
             "seed": args.seed,
             "interrupted": interrupted,
+            "complete": result.complete and not interrupted,
+            "incomplete_reason": result.incomplete_reason,
             "counters": counters,
         }
         # The alive list is streamed in place of its marker: a million addresses are
@@ -183,8 +193,12 @@ def run(args: argparse.Namespace) -> int:
             workers, counters.get("kernel_drops", 0), interrupted,
         )  # fmt: skip
         _summary(line)
+    if result.incomplete_reason and not args.json:
+        print(f"rawprobe: sweep incomplete: {result.incomplete_reason}", file=sys.stderr)
     if interrupted:
         return EXIT_INTERRUPTED
+    if result.incomplete_reason:
+        return EXIT_INCOMPLETE
     return EXIT_OK if alive_count else EXIT_NO_REPLY
 
 
@@ -230,6 +244,14 @@ def _check_before_fork(space: TargetSpace) -> None:
         check_sweep(space, routes.source_for)
     finally:
         routes.close()
+
+
+def _batch(rate_pps: float) -> int:
+    """Probes per batch: about 20 ms of sending at the rate cap (16..256), so the
+    machine looks at its answers and timeouts that often (an outage is seen in time)."""
+    if not rate_pps:
+        return 256
+    return max(16, min(256, int(rate_pps / 50)))
 
 
 def _write_chunks(pieces: Iterator[str], chunk: int = 4096) -> None:

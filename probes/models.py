@@ -415,6 +415,9 @@ class ScanTiming:
     peak_rate_pps: float
     last_rate_pps: float
     max_retries_used: int
+    #: Outages seen (a round of canaries unanswered) and their total length.
+    outages: int = 0
+    outage_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +435,9 @@ class ScanResult:
     elapsed_s: float
     timing: ScanTiming
     state_totals: tuple[tuple[str, int], ...] = ()
+    #: Why the scan stopped before deciding every port (an outage outlasting its
+    #: limit: probes/outage.py); None when it did not give up.
+    incomplete_reason: str | None = None
 
     @property
     def open_ports(self) -> tuple[tuple[str, int], ...]:

@@ -21,6 +21,10 @@ bounds the probes in flight: it grows by one per answer or timeout (slow start),
 by about 1/8 per window; an answer to a retransmitted probe is loss, and halves it
 (at most once per window of probes). ``max_rate_pps`` caps the send rate (0: none,
 congestion control alone), ``min_rate_pps`` floors it whatever the window says.
+
+Outages (probes/outage.py): a port is filtered (no-response) only once the network is
+shown up around its last try; an outage holds the silent ports, gives them a fresh
+budget of retries when it ends, and ends the scan incomplete past ``outage_budget_s``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from rawprobe.errors import UsageError
 from rawprobe.probes.drive import EventCallback, drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
+from rawprobe.probes.outage import DEFAULT_BUDGET_S, OutageGuard
 from rawprobe.probes.permute import Permutation, check_space
 from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
 from rawprobe.probes.rtt import RttEstimator
@@ -112,6 +117,8 @@ _PROGRESS_INTERVAL_S = 0.2
 #: spaced by more than that, or a lost SYN-ACK would make an open port look filtered
 #: (found in the lab under 10% loss: one open port in ~10 scans was missed).
 _SYN_RETRY_GAP_S = 0.55
+#: Tries of one port at most, outages' fresh budgets of retries included.
+_MAX_TRIES = 60
 #: Per-host packet templates kept; a huge space recomputes them (a few microseconds).
 _TEMPLATE_CACHE = 4096
 
@@ -149,6 +156,7 @@ class ScanOptions:
     keep_closed: bool = False
     closed_events: bool = True
     collect: bool = True
+    outage_budget_s: float = DEFAULT_BUDGET_S
 
     def __post_init__(self) -> None:
         if self.technique not in TECHNIQUES:
@@ -178,6 +186,8 @@ class ScanOptions:
             raise UsageError(f"bad source port {self.source_port}: must be 1..65535")
         if not 1 <= self.ttl <= 255:
             raise UsageError(f"bad ttl {self.ttl}: must be 1..255")
+        if not 0 <= self.outage_budget_s <= 3600:
+            raise UsageError(f"bad outage limit {self.outage_budget_s:g}: must be 0..3600 s")
 
     @property
     def allowed_max_retries(self) -> int:
@@ -239,14 +249,20 @@ class _Template:
 class _Flight:
     """A probe in flight (or waiting to be sent again)."""
 
-    __slots__ = ("first_s", "flying", "sent_s", "stamp", "tries")
+    __slots__ = ("base", "first_s", "flying", "sent_s", "stamp", "tries")
 
     def __init__(self) -> None:
         self.tries = 0  # sends so far
+        self.base = 0  # sends before the current budget of retries (an outage's)
         self.sent_s = 0.0  # last send, event-loop time
         self.first_s = math.inf  # first send
         self.stamp: Sent | None = None
         self.flying = False
+
+
+def _mono(flight: _Flight) -> float:
+    """The last try's send stamp on the transport's clock (the outage guard's)."""
+    return flight.stamp.monotonic_s if flight.stamp is not None else -math.inf
 
 
 class _HostTally:
@@ -308,6 +324,14 @@ class ScanMachine(MachineOutbox):
         # (see _SYN_RETRY_GAP_S): (when the gap is over, key), in that order.
         self._gapped: deque[tuple[float, MatchKey]] = deque()
         self._in_flight = 0
+        # Silence verdicts wait for proof of life (probes/outage.py); None: off.
+        self._guard = (
+            OutageGuard[MatchKey, MatchKey](options.outage_budget_s)
+            if options.outage_budget_s
+            else None
+        )
+        self._canary_keys: dict[MatchKey, float] = {}  # canaries sent -> when
+        self._gave_up = False
         super().__init__()
         self._hosts: dict[bytes, _HostTally] = {}
         self._totals: dict[str, int] = {}
@@ -344,7 +368,7 @@ class ScanMachine(MachineOutbox):
 
     @property
     def done(self) -> bool:
-        return self._exhausted and not self._flights
+        return (self._exhausted and not self._flights) or self._gave_up
 
     @property
     def timeout_s(self) -> float:
@@ -359,8 +383,17 @@ class ScanMachine(MachineOutbox):
             self._started = self._progress_s = self._token_s = now
             self._rate_tokens = self._burst(self.options.max_rate_pps)
         self._expire(now)
-        budget = self._budget(now)
         out: list[Outgoing] = []
+        guard = self._guard
+        if guard is not None and (guard.pending or guard.ended):
+            self._guard_step(guard, now, out)
+            if guard.outage_s is not None or self._gave_up:
+                self._spend(len(out))  # nothing new into an outage
+                if now >= self._progress_s + _PROGRESS_INTERVAL_S:  # as next_deadline
+                    self._progress(now)
+                self._note_finish(now)
+                return out
+        budget = self._budget(now)
         while budget > 0 and self._resend:
             key = self._resend.popleft()
             flight = self._flights.get(key)
@@ -370,8 +403,10 @@ class ScanMachine(MachineOutbox):
             budget -= 1
         if budget > 0 and not self._exhausted:
             self._new_probes(budget, out)
+        if out and guard is not None and guard.quiet(now, self._timeout):
+            self._canaries(guard, now, out)
         self._spend(len(out))
-        if now - self._progress_s >= _PROGRESS_INTERVAL_S:
+        if now >= self._progress_s + _PROGRESS_INTERVAL_S:  # as next_deadline
             self._progress(now)
         self._note_finish(now)
         return out
@@ -379,6 +414,9 @@ class ScanMachine(MachineOutbox):
     def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
         flight = self._flights.get(key)
         if flight is None:
+            if key in self._canary_keys:
+                self._canary_keys[key] = sent.monotonic_s  # (the proof clock)
+                self.sent_count += 1
             return
         self.sent_count += 1
         if flight.tries:
@@ -401,6 +439,10 @@ class ScanMachine(MachineOutbox):
         key = reply.key
         flight = self._flights.get(key)
         if flight is None or flight.stamp is None:
+            if self._canary_keys and self._guard is not None:
+                canary_s = self._canary_keys.get(key)
+                if canary_s is not None and self._classify(reply) is not None:
+                    self._guard.answered(canary_s, now, None)
             return  # a duplicate, or an answer to a port already decided
         if reply.protocol == PROTO_TCP and not self._ack_scan:  # the common case, inline
             data = reply.data  # the demux has read the flags already: long enough
@@ -416,7 +458,12 @@ class ScanMachine(MachineOutbox):
             if verdict is None:
                 return  # matched our key but says nothing about the port
             state, reason, from_host = verdict
-        if flight.tries > 1:
+        guard = self._guard
+        if guard is not None:  # proof of life: a probe sent then was delivered
+            first_try = flight.tries - flight.base <= 1
+            proof_s = flight.stamp.monotonic_s if first_try else -math.inf
+            guard.answered(proof_s, now, key if reply.protocol == PROTO_TCP else None)
+        if flight.tries - flight.base > 1:
             self._max_answered_try = max(self._max_answered_try, flight.tries - 1)
             self._allowed_retries = min(
                 self.options.allowed_max_retries,
@@ -443,6 +490,11 @@ class ScanMachine(MachineOutbox):
         candidates = [self._progress_s + _PROGRESS_INTERVAL_S]
         if self._expiry:
             candidates.append(self._expiry[0][0] + self._timeout)
+        guard = self._guard
+        if guard is not None:
+            candidates.append(guard.next_deadline(self._timeout))
+            if guard.outage_s is not None:
+                return min(candidates)  # nothing is sent but canaries
         if self._gapped:
             candidates.append(self._gapped[0][0])
         if self._resend or not self._exhausted:
@@ -460,6 +512,7 @@ class ScanMachine(MachineOutbox):
         """The result so far (complete once ``done``); ``now`` dates an unfinished one."""
         start = self._started if self._started is not None else 0.0
         end = self._finished if self._finished is not None else (now or start)
+        guard = self._guard
         hosts = []
         for remote in sorted(self._hosts, key=_address_order):
             tally = self._hosts[remote]
@@ -488,9 +541,21 @@ class ScanMachine(MachineOutbox):
                 peak_rate_pps=self._peak_rate,
                 last_rate_pps=self._rate,
                 max_retries_used=self._allowed_retries,
+                outages=guard.outages if guard is not None else 0,
+                outage_s=guard.outage_total_s if guard is not None else 0.0,
             ),
             state_totals=tuple(sorted(self._totals.items())),
+            incomplete_reason=self.incomplete_reason,
         )
+
+    @property
+    def incomplete_reason(self) -> str | None:
+        """Why the scan stopped before deciding every port (None: it did not)."""
+        guard = self._guard
+        if guard is None or guard.gave_up is None:
+            return None
+        left = self.total - self.decided
+        return f"{guard.gave_up}; {left} of {self.total} ports undecided"
 
     def progress(self, now: float) -> ScanProgress:
         start = self._started if self._started is not None else now
@@ -672,14 +737,59 @@ class ScanMachine(MachineOutbox):
                 continue  # answered, or sent again since
             flight.flying = False
             self._in_flight -= 1
+            guard = self._guard
+            if guard is not None and guard.outage_s is not None:
+                guard.hold(_mono(flight), now, key)  # probed again once the outage ends
+                continue
             self._open_window()  # a probe left the network without a sign of congestion
-            if tries <= self._allowed_retries:
+            if tries - flight.base <= self._allowed_retries:
                 if tries >= 2 and now - flight.sent_s < _SYN_RETRY_GAP_S:
                     gapped.append((flight.sent_s + _SYN_RETRY_GAP_S, key))
                 else:
                     self._resend.append(key)
+            elif guard is not None and guard.recent:
+                guard.hold(_mono(flight), now, key)  # filtered once the network is proven up
             else:
                 self._decide(key, flight, FILTERED, "no-response")
+
+    def _guard_step(
+        self, guard: OutageGuard[MatchKey, MatchKey], now: float, out: list[Outgoing]
+    ) -> None:
+        """Give the silence verdicts proven, probe again what an outage held, send a
+        round of canaries (the ports that answered last) when proof is overdue."""
+        given, again, canaries = guard.poll(now, self._timeout)
+        flights = self._flights
+        for key in given:
+            flight = flights.get(key)
+            if flight is not None and not flight.flying:
+                self._decide(key, flight, FILTERED, "no-response")
+        for key in again:
+            flight = flights.get(key)
+            if flight is None or flight.flying:
+                continue
+            if flight.tries >= _MAX_TRIES:
+                self._decide(key, flight, FILTERED, "no-response")
+                continue
+            flight.base = flight.tries  # a whole new budget of retries
+            self._resend.append(key)
+        if guard.gave_up is not None:
+            self._gave_up = True
+            return
+        if canaries:
+            self._canaries(guard, now, out)
+
+    def _canaries(
+        self, guard: OutageGuard[MatchKey, MatchKey], now: float, out: list[Outgoing]
+    ) -> None:
+        """A round of canaries: the ports that answered last, probed again."""
+        sent = self._canary_keys
+        for key in [k for k in sent if k not in guard.recent]:
+            del sent[key]
+            self._retired.append(key)
+        for key in guard.recent:
+            out.append(Outgoing(key, self._packet(key)))
+            sent[key] = -math.inf  # no proof until its send stamp
+        guard.sent_round(now)
 
     def _open_window(self, flight: _Flight | None = None) -> None:
         """One probe completed: grow the window, unless answers queue up (ours or the
@@ -744,9 +854,11 @@ class ScanMachine(MachineOutbox):
         """Probes that may go now: the window's free slots, or the min-rate floor's
         tokens if more, never more than the rate cap's tokens."""
         self._refill(now)
-        budget = max(int(self._cwnd) - self._in_flight, int(self._min_tokens))
+        # (1e-9: the token due at _send_time counts despite rounding; a virtual clock
+        # that never moves while the loop spins would otherwise stall here.)
+        budget = max(int(self._cwnd) - self._in_flight, int(self._min_tokens + 1e-9))
         if self.options.max_rate_pps:
-            budget = min(budget, int(self._rate_tokens))
+            budget = min(budget, int(self._rate_tokens + 1e-9))
         return max(0, budget)
 
     def _spend(self, count: int) -> None:
@@ -859,6 +971,8 @@ def merge_results(results: Sequence[ScanResult]) -> ScanResult:
         last_rate_pps=sum(r.timing.last_rate_pps for r in results),
         backoffs=sum(r.timing.backoffs for r in results),
         delay_backoffs=sum(r.timing.delay_backoffs for r in results),
+        outages=sum(r.timing.outages for r in results),
+        outage_s=max(r.timing.outage_s for r in results),
     )
     return ScanResult(
         technique=first.technique,
@@ -871,6 +985,7 @@ def merge_results(results: Sequence[ScanResult]) -> ScanResult:
         elapsed_s=max(r.elapsed_s for r in results),
         timing=timing,
         state_totals=tuple(sorted(totals.items())),
+        incomplete_reason=next((r.incomplete_reason for r in results if r.incomplete_reason), None),
     )
 
 

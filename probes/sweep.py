@@ -15,6 +15,7 @@ unreachable from the host or any UDP answer proves it).
 from __future__ import annotations
 
 import bisect
+import math
 import socket
 import struct
 from array import array
@@ -27,6 +28,7 @@ import anyio
 from rawprobe.errors import RawProbeError, UsageError
 from rawprobe.probes.drive import EventCallback, drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
+from rawprobe.probes.outage import DEFAULT_BUDGET_S, OutageGuard
 from rawprobe.probes.permute import Permutation, check_space
 from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
@@ -50,6 +52,10 @@ _ECHO_REPLY: dict[int, int] = {_V4: 0, _V6: 129}
 _PORT_UNREACHABLE: dict[int, tuple[int, int]] = {_V4: (3, 3), _V6: (1, 4)}
 _ICMP_TYPE: dict[int, int] = {_V4: 8, _V6: 128}
 _TCP_SYN, _TCP_ACK = 0x02, 0x10
+#: Attempt numbers (the echo sequence, a TCP/UDP cookie input): canaries use the last
+#: one (probes/outage.py), hosts probed again after outages the ones below it.
+_CANARY_ATTEMPT = 63
+_LAST_ATTEMPT = _CANARY_ATTEMPT - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,9 @@ class SweepOptions:
     min_timeout_s: float = 0.05
     batch: int = 256
     max_in_flight: int = 65536
+    #: Seconds without any answer after which an outage ends the sweep, incomplete
+    #: (probes/outage.py); 0: no outage guard (silence decides at once).
+    outage_budget_s: float = DEFAULT_BUDGET_S
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -77,6 +86,8 @@ class SweepOptions:
             raise UsageError(f"bad timeout {self.timeout_s}: must be in (0, 60] seconds")
         if not 1 <= self.batch <= 65536 or self.max_in_flight < self.batch:
             raise UsageError("bad batch / in-flight limits")
+        if not 0 <= self.outage_budget_s <= 3600:
+            raise UsageError(f"bad outage limit {self.outage_budget_s:g}: must be 0..3600 s")
 
     @property
     def socket_protocols(self) -> tuple[tuple[int, int], ...]:
@@ -270,6 +281,14 @@ class SweepResult:
     dead_count: int
     probes_sent: int
     elapsed_s: float
+    #: Why the sweep stopped before deciding every host (an outage outlasting its
+    #: limit: probes/outage.py); None when it did not give up.
+    incomplete_reason: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """False when the sweep gave up (``incomplete_reason`` says why)."""
+        return self.incomplete_reason is None
 
     @property
     def targets(self) -> int:
@@ -304,6 +323,7 @@ class ShardOutcome:
     elapsed_s: float
     counters: dict[str, int]
     interrupted: bool = False
+    incomplete_reason: str | None = None
 
 
 def merge_outcomes(space: TargetSpace, outcomes: list[ShardOutcome]) -> SweepResult:
@@ -317,6 +337,9 @@ def merge_outcomes(space: TargetSpace, outcomes: list[ShardOutcome]) -> SweepRes
         dead_count=sum(o.dead_count for o in outcomes),
         probes_sent=sum(o.probes_sent for o in outcomes),
         elapsed_s=max(o.elapsed_s for o in outcomes),
+        incomplete_reason=next(
+            (o.incomplete_reason for o in outcomes if o.incomplete_reason), None
+        ),
     )
 
 
@@ -354,7 +377,9 @@ class _Template:
         self._echo_sum = (_ICMP_TYPE[family] << 8) + ident
         if family == _V6:
             self._echo_sum += self._pseudo_base
-        self._echo_words = [struct.pack("!HH", ident, attempt) for attempt in range(11)]
+        self._echo_words = [
+            struct.pack("!HH", ident, attempt) for attempt in range(_CANARY_ATTEMPT + 1)
+        ]
 
     def _checksum(self, dst: bytes, body: bytes) -> int:
         return internet_checksum(body, self._pseudo_base + ones_complement_sum(dst))
@@ -452,6 +477,13 @@ class SweepMachine(MachineOutbox):
         self._alive_count = 0
         self._dead = 0
         self._sent_count = 0
+        # Silence verdicts wait for proof of life (probes/outage.py); None: off.
+        budget_s = options.outage_budget_s
+        self._guard = OutageGuard[MatchKey, int](budget_s) if budget_s else None
+        self._bases: dict[int, int] = {}  # index -> first attempt of its current budget
+        self._canary_keys: dict[MatchKey, float] = {}  # canaries sent -> when
+        self._canary_alias: dict[MatchKey, MatchKey] = {}  # extra key -> canary key
+        self._gave_up = False
         super().__init__()
         self._rtt = RttEstimator(options.timeout_s, options.min_timeout_s, options.timeout_s)
         self._started: float | None = None
@@ -461,7 +493,7 @@ class SweepMachine(MachineOutbox):
 
     @property
     def done(self) -> bool:
-        return self._exhausted and not self._in_flight and not self._retry
+        return (self._exhausted and not self._in_flight and not self._retry) or self._gave_up
 
     @property
     def timeout_s(self) -> float:
@@ -473,6 +505,13 @@ class SweepMachine(MachineOutbox):
             self._started = now
         self._expire(now)
         out: list[Outgoing] = []
+        guard = self._guard
+        if guard is not None and (guard.pending or guard.ended):
+            self._guard_step(guard, now, out)
+            if guard.outage_s is not None or self._gave_up:
+                if self.done and self._finished is None:
+                    self._finished = now
+                return out  # nothing new into an outage
         room = min(self.options.batch, self.options.max_in_flight - len(self._in_flight))
         retry = self._retry
         while retry and len(out) < room:
@@ -490,6 +529,8 @@ class SweepMachine(MachineOutbox):
                 self._exhausted = True
                 break
             out.append(self._probe(index, 0, None))
+        if out and guard is not None and guard.quiet(now, self.timeout_s):
+            self._canaries(guard, now, out)
         if self.done and self._finished is None:
             self._finished = now
         return out
@@ -502,6 +543,11 @@ class SweepMachine(MachineOutbox):
         for key, sent in zip(keys, stamps, strict=True):
             entry = in_flight.get(key)
             if entry is None:
+                if key in self._canary_keys:
+                    self._canary_keys[key] = sent[1]  # (the guard's clock)
+                    for extra_key, main in self._canary_alias.items():
+                        if main == key:
+                            self._canary_keys[extra_key] = sent[1]
                 continue
             if sent[2] is not None:  # the network refused the send (Sent.error)
                 self._decide_dead(key, f"send-{sent[2].lower()}")
@@ -515,11 +561,19 @@ class SweepMachine(MachineOutbox):
 
     def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
         in_flight, sample = self._in_flight, self._rtt.sample
+        guard = self._guard
+        proof_s = -math.inf  # the latest send an answer of this batch proves delivered
         for reply in replies:
             key = reply[0]
             entry = in_flight.get(key)
             if entry is None:
+                if self._canary_keys and key in self._canary_keys:
+                    proof_s = max(proof_s, self._canary_keys[key])
                 continue  # a late answer for a host already decided
+            sent = entry[2]
+            rtt = rtt_s(sent, reply) if sent is not None else 0.0
+            if sent is not None and sent[1] > proof_s:
+                proof_s = sent[1]  # (Sent.monotonic_s: the guard's clock)
             data = reply[3]
             if key[0] == KIND_ECHO and (
                 data[0] == 129 if reply[1] == _V6 else data[0] == 0x45 and data[20] == 0
@@ -530,22 +584,33 @@ class SweepMachine(MachineOutbox):
             if reason is None:  # an ICMP error from a router: the host is unreachable
                 self._decide_dead(key, _error_reason(reply))
                 continue
-            sent = entry[2]
-            rtt = rtt_s(sent, reply) if sent is not None else 0.0
             sample(rtt)
+            if guard is not None:
+                guard.recent.append(entry[0])  # a canary if the network goes quiet
             self._decide(key, True)
             if self.emit_events:
                 self._events.append(HostUp(self.space.address(entry[0]), rtt, reply.ttl, reason))
+        if guard is not None and proof_s > -math.inf:
+            guard.answered(proof_s, now, None)
         if self._finished is None and self.done:
             self._finished = now
 
     def next_deadline(self) -> float:
+        guard = self._guard
+        if guard is not None and (guard.pending or guard.ended):
+            deadline = guard.next_deadline(self.timeout_s)
+            if self._probes:
+                deadline = min(deadline, self._probes[0][0] + self.timeout_s)
+            if guard.outage_s is not None:
+                return deadline  # nothing is sent but canaries
+        else:
+            deadline = float("inf")
         has_work = self._retry or not self._exhausted
         if has_work and len(self._in_flight) < self.options.max_in_flight:
             return 0.0  # send more as soon as the transport lets us
         if self._probes:
-            return self._probes[0][0] + self.timeout_s
-        return float("inf") if not self.done else 0.0
+            return min(deadline, self._probes[0][0] + self.timeout_s)
+        return deadline if not self.done else 0.0
 
     # -- results -------------------------------------------------------------------
 
@@ -559,8 +624,17 @@ class SweepMachine(MachineOutbox):
         start = self._started or 0.0
         end = self._finished if self._finished is not None else (now or start)
         return ShardOutcome(
-            self._flush_alive().copy(), self._dead, self._sent_count, end - start, counters or {}
-        )
+            self._flush_alive().copy(), self._dead, self._sent_count, end - start, counters or {},
+            incomplete_reason=self.incomplete_reason,
+        )  # fmt: skip
+
+    @property
+    def incomplete_reason(self) -> str | None:
+        """Why the sweep stopped before deciding every host (None: it did not)."""
+        guard = self._guard
+        if guard is None or guard.gave_up is None:
+            return None
+        return f"{guard.gave_up}; stopped after deciding {self.decided_count} hosts"
 
     @property
     def alive_count(self) -> int:
@@ -603,10 +677,79 @@ class SweepMachine(MachineOutbox):
             index, attempt = entry[0], entry[1]
             if self._is_decided(index):
                 continue
-            if attempt < self.options.retries:
+            guard = self._guard
+            if guard is not None and guard.outage_s is not None:
+                guard.hold(_mono(entry), now, key)  # probed again once the outage ends
+                continue
+            limit = self.options.retries
+            if self._bases:
+                limit = min(_LAST_ATTEMPT, limit + self._bases.get(index, 0))
+            if attempt < limit:
                 self._retry.append((index, attempt + 1, key))  # earlier keys stay awaited
+            elif guard is not None and guard.recent:
+                guard.hold(_mono(entry), now, key)  # down once the network is proven up
             else:
                 self._decide_dead(key, "no-response")
+
+    def _guard_step(
+        self, guard: OutageGuard[MatchKey, int], now: float, out: list[Outgoing]
+    ) -> None:
+        """Give the silence verdicts proven, probe again what an outage held, send a
+        round of canaries (the hosts that answered last) when proof is overdue."""
+        given, again, canaries = guard.poll(now, self.timeout_s)
+        in_flight = self._in_flight
+        for key in given:
+            if key in in_flight and not self._is_decided(in_flight[key][0]):
+                self._decide_dead(key, "no-response")
+        for key in again:
+            entry = in_flight.get(key)
+            if entry is None or self._is_decided(entry[0]):
+                continue
+            index, attempt = entry[0], entry[1]
+            if attempt >= _LAST_ATTEMPT:
+                self._decide_dead(key, "no-response")
+                continue
+            self._bases[index] = attempt + 1  # a whole new budget of retries
+            self._retry.append((index, attempt + 1, key))
+        if guard.gave_up is not None:
+            self._gave_up = True
+            return
+        if canaries:
+            self._canaries(guard, now, out)
+
+    def _canaries(self, guard: OutageGuard[MatchKey, int], now: float, out: list[Outgoing]) -> None:
+        """A round of canaries: the hosts that answered last, probed again."""
+        sent = self._canary_keys
+        round_keys = set()
+        for index in guard.recent:
+            outgoing = self._canary(index)
+            round_keys.add(outgoing.key)
+            sent[outgoing.key] = -math.inf  # no proof until its send stamp
+            for extra_key in outgoing.extra_keys:  # (a UDP answer's key)
+                sent[extra_key] = -math.inf
+                self._canary_alias[extra_key] = outgoing.key
+            out.append(outgoing)
+        if not self.echo_idents:  # keys routed one by one: unregister stale canaries
+            for key in [k for k in sent if k not in round_keys]:
+                del sent[key]
+                self._canary_alias.pop(key, None)
+                self._retired.append(key)
+        guard.sent_round(now)
+
+    def _canary(self, index: int) -> Outgoing:
+        """A probe of a host already decided up, under a key no other attempt uses."""
+        if self._single_block:
+            position, offset = 0, index
+        else:
+            position, offset = self.space.locate(index)
+        dst = (self._block_firsts[position] + offset).to_bytes(self._block_widths[position], "big")
+        template = self._templates[position]
+        self._sent_count += 1
+        if template.method == "icmp":
+            key, packet = template.echo(dst, _CANARY_ATTEMPT)
+            return Outgoing(key, packet)
+        key, packet, extra = template.probe(dst, _CANARY_ATTEMPT)
+        return Outgoing(key, packet, extra)
 
     def _decide_dead(self, key: MatchKey, reason: str) -> None:
         index = self._in_flight[key][0]
@@ -688,6 +831,11 @@ def check_sweep(space: TargetSpace, source_for: Callable[[str], str]) -> None:
     error per worker."""
     check_space(space.size, "sweep")
     block_sources(space, source_for, check_only=True)
+
+
+def _mono(entry: _Flight) -> float:
+    """The attempt's send stamp on the transport's clock (the outage guard's)."""
+    return entry[2][1] if entry[2] is not None else -math.inf
 
 
 def _set_bits(bitmap: bytes | bytearray) -> Iterator[int]:

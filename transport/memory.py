@@ -24,6 +24,7 @@ from rawprobe.errors import MalformedPacket, TransportClosed
 from rawprobe.transport.base import ALL_PROTOCOLS, Sent
 from rawprobe.transport.exchange import TransportBase
 from rawprobe.transport.keys import Cookies
+from rawprobe.transport.pacing import TokenBucket
 from rawprobe.transport.wire.icmp import build_echo, build_icmp
 from rawprobe.transport.wire.icmpv6 import build_echo6, build_icmpv6
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
@@ -79,6 +80,9 @@ class MemoryNetwork:
     seed: int = 0
     #: Send a forged echo reply (right ident and seq, wrong cookie) before each real one.
     forge_replies: bool = False
+    #: Outages: (start, end) on the event-loop clock; a probe sent or an answer due
+    #: inside one is lost (a link down, a DROP rule), whatever the host.
+    outages: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -87,6 +91,13 @@ class MemoryNetwork:
         host = SimHost(**behaviour)  # type: ignore[arg-type]
         self.hosts[address] = host
         return host
+
+    def cut(self, start_s: float, length_s: float) -> None:
+        """An outage of ``length_s`` seconds from ``start_s`` (event-loop clock)."""
+        self.outages.append((start_s, start_s + length_s))
+
+    def is_down(self, now: float) -> bool:
+        return any(start <= now < end for start, end in self.outages)
 
     def router(self, family: int, hop: int, path: int = 0) -> str:
         """Address of the router at ``hop`` (1-based); other paths get other addresses."""
@@ -146,11 +157,13 @@ class MemoryTransport(TransportBase):
         task_group: anyio.abc.TaskGroup,
         *,
         cookies: Cookies | None = None,
+        rate_pps: float = 0.0,
     ) -> None:
         self.network = network
         super().__init__(cookies, self.source_for)
         self.sent_packets: list[bytes] = []
         self._task_group = task_group
+        self._bucket = TokenBucket(rate_pps, now=anyio.current_time()) if rate_pps else None
 
     #: A simulated network answers every probe.
     sends = hears = ALL_PROTOCOLS
@@ -163,6 +176,10 @@ class MemoryTransport(TransportBase):
     async def send(self, packet: bytes) -> Sent:
         if self._closed:
             raise TransportClosed("transport is closed")
+        if self._bucket is not None:  # paced as the raw transport is (0: no cap)
+            wait_s = self._bucket.take(anyio.current_time())
+            if wait_s > 0:
+                await anyio.sleep(wait_s)
         await anyio.lowlevel.checkpoint()
         now = anyio.current_time()
         self.sent_packets.append(packet)
@@ -170,7 +187,7 @@ class MemoryTransport(TransportBase):
         if self._demux.recorder is not None:
             self._demux.recorder.record(packet, int(now * 1e9), True)
         try:
-            answers = self._answers(_parse(packet))
+            answers = [] if self.network.is_down(now) else self._answers(_parse(packet))
         except (MalformedPacket, IndexError, ValueError):
             answers = []
         for delay_s, delivery in answers:
@@ -203,7 +220,7 @@ class MemoryTransport(TransportBase):
 
     async def _deliver_later(self, delay_s: float, delivery: _Delivery) -> None:
         await anyio.sleep(delay_s)
-        if not self._closed:
+        if not self._closed and not self.network.is_down(anyio.current_time()):
             self.inject(*delivery)
 
     # -- the simulated network -----------------------------------------------------
@@ -308,11 +325,12 @@ class MemoryTransport(TransportBase):
 
 @asynccontextmanager
 async def open_memory_transport(
-    network: MemoryNetwork, *, cookies: Cookies | None = None
+    network: MemoryNetwork, *, cookies: Cookies | None = None, rate_pps: float = 0.0
 ) -> AsyncIterator[MemoryTransport]:
-    """A MemoryTransport whose in-flight replies die with the block."""
+    """A MemoryTransport whose in-flight replies die with the block; ``rate_pps``
+    paces its sends (0: none)."""
     async with anyio.create_task_group() as task_group:
-        transport = MemoryTransport(network, task_group, cookies=cookies)
+        transport = MemoryTransport(network, task_group, cookies=cookies, rate_pps=rate_pps)
         try:
             yield transport
         finally:

@@ -82,7 +82,9 @@ async def test_every_method_finds_every_host(method: str, port: int | None, reas
     assert {e.reason for e in events if isinstance(e, HostUp)} == {reason}
     [down] = [e for e in events if isinstance(e, HostDown)]
     assert down.address == "198.18.200.1" and down.reason == "no-response"
-    assert result.probes_sent == 262 + 2  # the silent host was retried once
+    # The silent host was retried once; its verdict waits for proof that the network
+    # was up after its last try: an answer, or at most one round of 4 canaries.
+    assert 262 + 2 <= result.probes_sent <= 262 + 2 + 4
     assert transport.registered == 0  # every key, or the echo identifier, released
     assert transport.registered == 0
 
@@ -91,7 +93,10 @@ async def test_retries_recover_lost_probes() -> None:
     network = lab_like_network(loss=0.3)
     space = TargetSpace.parse(["198.19.0.0/24"])
     async with open_memory_transport(network) as transport:
-        once = await sweep_with(transport, space, SweepOptions(retries=0, timeout_s=0.1), seed=1)
+        # (No outage guard here: it may give the lost a further try, which is the point
+        # of tests/probes/test_outage.py, not of this one.)
+        plain = SweepOptions(retries=0, timeout_s=0.1, outage_budget_s=0)
+        once = await sweep_with(transport, space, plain, seed=1)
         thrice = await sweep_with(transport, space, SweepOptions(retries=4, timeout_s=0.1), seed=1)
     assert len(once.alive) < 230
     assert len(thrice.alive) >= 250

@@ -1,0 +1,246 @@
+"""Outages: silence is a verdict only once the network proves alive (probes/outage.py).
+
+The rule alone with plain numbers, then scans and sweeps over the simulated network
+with outage windows: a short outage changes no result, a long one ends the run with
+``complete`` False and a reason, and a space that seldom answers is not an outage.
+Virtual time (trio's autojump clock) keeps the multi-second outages instant; one
+short outage runs on both backends in real time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import pytest
+import trio
+import trio.testing
+
+from rawprobe.probes.outage import OutageGuard
+from rawprobe.probes.scan import ScanOptions, syn_scan_with
+from rawprobe.probes.sweep import HostUp, SweepOptions, SweepResult, sweep_with
+from rawprobe.probes.targets import TargetSpace
+from rawprobe.targets import resolve_targets
+from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
+
+T = TypeVar("T")
+OPEN = frozenset({22, 80, 443, 1150})
+DROPPED = frozenset(range(1000, 1100))
+# The lab's scan, scaled down: 1,000 probes/s, 1 ms RTT, 0.1 s least timeout.
+SCAN = ScanOptions(max_rate_pps=1000, min_rtt_timeout_s=0.1, seed=1)
+
+
+def virtual(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main`` on trio with a clock that jumps whenever every task waits."""
+    results: list[T] = []
+
+    async def run() -> None:
+        results.append(await main())
+
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    return results[0]
+
+
+# -- the rule ----------------------------------------------------------------------
+
+
+def test_with_nothing_ever_answered_silence_decides_at_once() -> None:
+    guard = OutageGuard[str, str](5.0)
+    guard.hold(1.0, 1.1, "a")
+    assert guard.poll(1.1, 0.1) == (["a"], [], False)
+
+
+def test_answers_sent_around_the_last_try_prove_a_silence() -> None:
+    guard = OutageGuard[str, str](5.0)
+    guard.answered(0.9, 0.91, "x")
+    guard.hold(1.0, 1.1, "a")  # its last try left at 1.0, expired at 1.1
+    guard.hold(1.2, 1.3, "b")
+    assert guard.poll(1.1, 0.1) == ([], [], False)  # no proof yet, not overdue either
+    guard.answered(1.1, 1.15, "y")  # a probe sent after a's last try was answered
+    assert guard.poll(1.15, 0.1) == (["a"], [], False)
+    assert guard.pending and not guard.in_outage
+
+
+def test_a_try_sent_in_a_dark_stretch_is_probed_again_not_decided() -> None:
+    """Answers stopped at 1.0 and came back for probes sent from 1.8: a try sent in
+    between went out in the dark (an outage too short to be declared)."""
+    guard = OutageGuard[str, str](5.0)
+    guard.answered(1.0, 1.01, "x")
+    guard.hold(1.7, 1.8, "a")
+    guard.answered(1.8, 1.81, "y")
+    assert guard.poll(1.81, 0.1) == ([], ["a"], False)
+
+
+def test_overdue_proof_sends_canaries_and_an_unanswered_round_is_an_outage() -> None:
+    guard = OutageGuard[str, str](5.0)
+    guard.answered(0.5, 0.51, "x")
+    guard.hold(1.0, 1.1, "a")
+    assert guard.poll(1.15, 0.1)[2] is False
+    assert guard.poll(1.25, 0.1) == ([], [], True)  # a timeout more without proof: canaries
+    guard.sent_round(1.25)
+    assert list(guard.recent) == ["x"]
+    assert guard.poll(1.35, 0.1) == ([], [], False)  # the round is still out
+    assert guard.poll(1.45, 0.1) == ([], [], True) and guard.in_outage  # unanswered
+    guard.sent_round(1.45)
+    guard.hold(1.05, 1.45, "b")  # expired in the outage: held, never a verdict
+    guard.answered(1.45, 2.5, None)  # a canary came back: the outage is over
+    assert guard.poll(2.5, 0.1) == ([], ["a", "b"], False)  # both probed again
+    assert not guard.in_outage and guard.outages == 1
+    assert guard.outage_total_s == pytest.approx(1.25)  # from the unanswered round
+
+
+def test_a_silence_longer_than_the_budget_gives_up_with_a_reason() -> None:
+    guard = OutageGuard[str, str](2.0)
+    guard.answered(0.5, 0.5, "x")
+    guard.hold(1.0, 1.1, "a")
+    assert guard.poll(1.25, 0.1)[2]
+    guard.sent_round(1.25)
+    assert guard.poll(1.45, 0.1)[2] and guard.in_outage
+    guard.sent_round(1.45)
+    assert guard.gave_up is None
+    given, again, _ = guard.poll(2.6, 0.1)
+    assert (given, again) == ([], [])
+    assert guard.gave_up == "outage: no answer for 2.1 s (limit 2 s)"
+
+
+# -- scans ---------------------------------------------------------------------------
+
+
+def scan_network() -> MemoryNetwork:
+    net = MemoryNetwork(seed=2)
+    net.add("198.19.0.5", open_ports=OPEN, dropped_ports=DROPPED, delay_s=0.001)
+    return net
+
+
+async def scan_with_outage(start_s: float, length_s: float, **options: object) -> object:
+    net = scan_network()
+    async with open_memory_transport(net) as transport:
+        net.cut(anyio.current_time() + start_s, length_s)
+        space = await resolve_targets(["198.19.0.5"])
+        scan = ScanOptions(**{**_fields(SCAN), **options})  # type: ignore[arg-type]
+        return await syn_scan_with(transport, space, range(1, 1201), scan)
+
+
+def _fields(options: ScanOptions) -> dict[str, object]:
+    return {name: getattr(options, name) for name in options.__slots__}
+
+
+def test_a_scan_outlasts_a_1_5_s_outage_with_exactly_the_right_result() -> None:
+    result = virtual(lambda: scan_with_outage(0.3, 1.5))
+    (host,) = result.hosts  # type: ignore[attr-defined]
+    assert host.open_ports == tuple(sorted(OPEN))
+    assert set(host.filtered_ports) == DROPPED
+    assert host.closed == 1200 - len(OPEN) - len(DROPPED)
+    assert result.complete and result.incomplete_reason is None  # type: ignore[attr-defined]
+    assert result.timing.outages == 1  # type: ignore[attr-defined]
+
+
+def test_without_the_guard_the_same_outage_gives_wrong_answers() -> None:
+    """What the guard prevents (the issue's 3 of 24 open ports reported filtered)."""
+    result = virtual(lambda: scan_with_outage(0.3, 1.5, outage_budget_s=0))
+    (host,) = result.hosts  # type: ignore[attr-defined]
+    assert len(host.filtered_ports) > len(DROPPED)
+    assert result.complete  # type: ignore[attr-defined]  # and it says nothing
+
+
+def test_a_10_s_outage_ends_the_scan_incomplete_with_a_reason() -> None:
+    result = virtual(lambda: scan_with_outage(0.3, 10.0))
+    assert not result.complete  # type: ignore[attr-defined]
+    reason = result.incomplete_reason  # type: ignore[attr-defined]
+    assert reason.startswith("outage: no answer for 5.0 s (limit 5 s); ")
+    assert reason.endswith(" of 1200 ports undecided")
+    (host,) = result.hosts  # type: ignore[attr-defined]
+    # Nothing the outage silenced was called filtered: only the dropped ports are.
+    assert set(host.filtered_ports) <= DROPPED
+    assert set(host.open_ports) <= OPEN
+
+
+def test_a_host_with_every_port_silent_is_no_outage() -> None:
+    async def main() -> object:
+        net = MemoryNetwork()
+        net.add("198.19.0.5", dropped_ports=frozenset(range(1, 501)))
+        async with open_memory_transport(net) as transport:
+            space = await resolve_targets(["198.19.0.5"])
+            return await syn_scan_with(transport, space, range(1, 501), SCAN)
+
+    result = virtual(main)
+    assert result.complete and result.total("filtered") == 500  # type: ignore[attr-defined]
+    assert result.timing.outages == 0  # type: ignore[attr-defined]
+
+
+# -- sweeps --------------------------------------------------------------------------
+
+
+def sweep_network(alive: range) -> MemoryNetwork:
+    net = MemoryNetwork(seed=3)
+    for host in alive:
+        net.add(f"198.19.{host >> 8}.{host & 0xFF}", delay_s=0.001)
+    return net
+
+
+async def sweep_with_outage(
+    net: MemoryNetwork, spec: str, start_s: float, length_s: float, rate_pps: float = 2000
+) -> SweepResult:
+    async with open_memory_transport(net, rate_pps=rate_pps) as transport:
+        net.cut(anyio.current_time() + start_s, length_s)
+        space = TargetSpace.parse([spec])
+        return await sweep_with(transport, space, SweepOptions(timeout_s=1.0), seed=5)
+
+
+def test_a_sweep_outlasts_a_1_s_link_outage_and_finds_every_host() -> None:
+    net = sweep_network(range(0, 2048))
+    result = virtual(lambda: sweep_with_outage(net, "198.19.0.0/21", 0.4, 1.0))
+    assert result.alive_count == result.targets == 2046  # (no network, no broadcast)
+    assert result.dead_count == 0 and result.complete
+
+
+def test_a_10_s_outage_ends_the_sweep_incomplete_and_calls_nobody_down() -> None:
+    net = sweep_network(range(0, 2048))
+    result = virtual(lambda: sweep_with_outage(net, "198.19.0.0/21", 0.4, 10.0))
+    assert not result.complete and result.dead_count == 0
+    assert result.incomplete_reason is not None
+    assert result.incomplete_reason.startswith("outage: no answer for 5.0 s (limit 5 s)")
+    assert 0 < result.alive_count < 2046
+
+
+def test_a_sparse_space_is_no_outage_and_takes_no_longer() -> None:
+    """A /20 with 9 live hosts: long silences between answers are the space, not an
+    outage: every host decided, complete, nothing waits out an outage budget."""
+    alive = range(400, 4096, 400)
+    net = sweep_network(alive)
+
+    async def timed(budget_s: float) -> tuple[SweepResult, float]:
+        started = anyio.current_time()
+        async with open_memory_transport(net, rate_pps=5000) as transport:
+            options = SweepOptions(timeout_s=1.0, outage_budget_s=budget_s)
+            space = TargetSpace.parse(["198.19.0.0/20"])
+            result = await sweep_with(transport, space, options, seed=5)
+        return result, anyio.current_time() - started
+
+    guarded, guarded_s = virtual(lambda: timed(5.0))
+    plain, plain_s = virtual(lambda: timed(0))
+    assert guarded.alive_count == plain.alive_count == len(alive) and guarded.complete
+    assert guarded.dead_count == guarded.targets - len(alive)
+    # Virtual seconds (no wall clock): proof of life adds at most a canary round trip.
+    assert guarded_s < plain_s + 0.5, (guarded_s, plain_s)
+
+
+@pytest.mark.anyio
+async def test_a_short_outage_on_both_backends() -> None:
+    """Real time: the link goes down for 0.4 s once 200 hosts have answered."""
+    net = sweep_network(range(0, 1024))
+    ups = 0
+
+    def on_event(event: object) -> None:
+        nonlocal ups
+        ups += isinstance(event, HostUp)
+        if ups == 200:
+            net.cut(anyio.current_time(), 0.4)
+
+    async with open_memory_transport(net, rate_pps=4000) as transport:
+        space = TargetSpace.parse(["198.19.0.0/22"])
+        options = SweepOptions(timeout_s=1.0)
+        result = await sweep_with(transport, space, options, seed=5, on_event=on_event)
+    assert net.outages and result.alive_count == result.targets == 1022
+    assert result.dead_count == 0 and result.complete
