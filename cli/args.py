@@ -377,6 +377,14 @@ def add_rung_options(
     parser.add_argument("-v", "--verbose", action="store_true", help="say which sockets are used")
 
 
+def raw_rung(args: argparse.Namespace, what: str) -> str:
+    """The rung for probes that only raw sockets can send (``what``: "TCP traces"):
+    ``raw``, and a UsageError when ``--unprivileged`` asked for what cannot be."""
+    if args.rung == "datagram":
+        raise UsageError(f"--unprivileged: {what} need raw sockets (root or CAP_NET_RAW)")
+    return "raw"
+
+
 def describe_rung(transport: object) -> str:
     """One line for ``-v``: which rung of the privilege ladder the transport is."""
     if isinstance(transport, DatagramTransport):

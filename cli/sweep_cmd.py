@@ -28,6 +28,7 @@ from rawprobe.cli.args import (
     describe_rung,
     int_in,
     interruptible,
+    raw_rung,
     recording_transport,
     seconds,
 )
@@ -283,7 +284,7 @@ async def _sweep_shard(
         print(json.dumps(_event_data(event)), flush=True)  # whole lines: shards interleave
 
     protocols = options.socket_protocols
-    rung = args.rung if options.method == "icmp" else "raw"  # TCP/UDP need raw sockets
+    rung = args.rung if options.method == "icmp" else raw_rung(args, "TCP and UDP sweeps")
     async with recording_transport(
         protocols, rate_pps=rate, pcap=args.pcap, rung=rung
     ) as transport:

@@ -33,6 +33,7 @@ from rawprobe.cli.args import (
     int_in,
     interruptible,
     positive_int,
+    raw_rung,
     recording_transport,
     refuse_special,
     seconds,
@@ -155,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         paris=not args.classic,
     )
+    if options.method == "tcp":
+        args.rung = raw_rung(args, "TCP traces")
     main = _live_main if live else _main
     code: int = anyio.run(_with_names, main, args, targets, options, backend=args.backend)
     return code
@@ -246,9 +249,9 @@ async def _main(
         _emit("")
 
     protocols = trace_protocols(addresses, options.method)
-    rung = args.rung if options.method != "tcp" else "raw"  # TCP needs raw sockets
+
     async with recording_transport(
-        protocols, rate_pps=rate, pcap=args.pcap, rung=rung, udp=options.method == "udp"
+        protocols, rate_pps=rate, pcap=args.pcap, rung=args.rung, udp=options.method == "udp"
     ) as transport:
         if args.verbose:
             print(describe_rung(transport), file=sys.stderr)
@@ -409,7 +412,7 @@ async def _live_main(
             protocols,
             rate_pps=rate,
             pcap=args.pcap,
-            rung=args.rung if options.method != "tcp" else "raw",
+            rung=args.rung,
             udp=options.method == "udp",
         ) as transport,
         interruptible() as interrupt,

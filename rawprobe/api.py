@@ -69,6 +69,7 @@ from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.raw import RawTransport
 from rawprobe.transport.raw import open_transport as _open_raw_transport
 from rawprobe.transport.sniffer import Captured, Sniffer, open_sniffer
+from rawprobe.transport.sockets import check_source_address as _check_source_address
 from rawprobe.transport.wire.dissect import Dissection, dissect
 from rawprobe.transport.wire.pktfilter import PacketFilter
 
@@ -275,6 +276,7 @@ async def ping_many(
         )
         addresses = [await resolve(host, family) for host in hosts]
         _refuse_addresses(addresses, broadcast)
+        _check_source(source)
         protocols = ping_protocols(addresses)
         if transport is not None:
             _check_transport(transport, protocols, protocols, "ping")
@@ -353,6 +355,7 @@ async def traceroute_many(
         )  # fmt: skip
         addresses = [await resolve(host, family) for host in hosts]
         _refuse_addresses(addresses, broadcast)
+        _check_source(source)
         names = list(hosts)
         hears = trace_protocols(addresses, method)
         what = f"a {method.upper()} traceroute"
@@ -407,6 +410,13 @@ def _raw_scan(technique: str, privileged: bool | None, families: set[int]) -> bo
     return _wants_raw(privileged, families)
 
 
+def _check_source(source: str | None) -> None:
+    """UsageError unless ``source`` (when given) is an address of this host, as the
+    CLI's -I/-S/-s: probes from another address would be spoofed, their replies lost."""
+    if source is not None:
+        _check_source_address(source)
+
+
 async def _target_space(
     targets: str | Sequence[str], family: int | None, broadcast: bool
 ) -> TargetSpace:
@@ -455,6 +465,7 @@ async def syn_scan(
         )
         port_list = _scan_ports(ports, top_ports)
         space = await _target_space(targets, family, broadcast)
+        _check_source(source)
         hears = _scan_protocols(space)
         if transport is not None:
             _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")
@@ -497,6 +508,7 @@ async def syn_scan_stream(
         options = _scan_options(technique, rate_pps, min_rate_pps, retries, max_retries, False)
         port_list = _scan_ports(ports, top_ports)
         space = await _target_space(targets, family, broadcast)
+        _check_source(source)
         hears = _scan_protocols(space)
         if transport is not None:
             _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")

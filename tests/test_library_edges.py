@@ -198,6 +198,23 @@ async def test_the_unspecified_address_is_never_a_destination(
         await rawprobe.sweep(target, broadcast=True)
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: rawprobe.ping("198.19.0.5", count=1, source="192.0.2.1"),
+        lambda: rawprobe.traceroute("198.19.0.5", source="192.0.2.1"),
+        lambda: rawprobe.syn_scan("198.19.0.5", ports="80", source="192.0.2.1"),
+    ],
+    ids=["ping", "traceroute", "syn_scan"],
+)
+async def test_a_source_that_is_not_ours_is_refused(call: Any, simulated: list[str]) -> None:
+    """As the CLI's -I/-S/-s: probes from another host's address would be spoofed (the
+    check binds a UDP socket: nothing is sent)."""
+    with pytest.raises(rawprobe.UsageError, match="Cannot assign requested address"):
+        await call()
+    assert simulated == []  # refused before any socket was opened
+
+
 # -- privileged= ---------------------------------------------------------------------
 
 

@@ -477,6 +477,8 @@ def test_interval_of_0_2_needs_no_privilege(
         (["send", "224.0.0.1"], "multicast destination: add --broadcast"),
         (["sweep", "240.0.0.0/30"], "reserved (240.0.0.0/4) destination: add --broadcast"),
         (["sweep", "--exclude", "127.0.0.0/24", "127.0.0.1-9"], "no targets left"),
+        (["trace", "-n", "--unprivileged", "-T", V4], "--unprivileged: TCP traces need raw"),
+        (["sweep", "--unprivileged", "-M", "tcp-syn", "-p", "80", V4], "TCP and UDP sweeps need"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
 )  # fmt: skip
