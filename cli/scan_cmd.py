@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import os
 import secrets
 import socket
@@ -41,7 +40,7 @@ from rawprobe.cli.target_args import (
     target_space,
 )
 from rawprobe.errors import UsageError
-from rawprobe.probes.connect_scan import connect_scan
+from rawprobe.probes.connect_scan import ConnectScan
 from rawprobe.probes.drive import drive
 from rawprobe.probes.models import ScanResult
 from rawprobe.probes.scan import (
@@ -185,12 +184,16 @@ def _connect_scan(
 ) -> int:
     """The unprivileged rung: a TCP connect() scan, labelled as such (nmap -sT)."""
     print("rawprobe: no raw sockets here: TCP connect() scan (like nmap -sT)", file=sys.stderr)
-    result: ScanResult = anyio.run(
-        functools.partial(connect_scan, space, ports, seed=args.seed, keep_closed=args.all),
-        backend=args.backend,
-    )
-    _print_result(args, result, started, False, {}, 1)
-    return EXIT_OK
+    scan = ConnectScan(space, ports, seed=args.seed, keep_closed=args.all)
+
+    async def run_scan() -> bool:
+        async with interruptible() as interrupt:
+            await scan.run()
+        return interrupt.happened
+
+    interrupted: bool = anyio.run(run_scan, backend=args.backend)
+    _print_result(args, scan.result(), started, interrupted, {}, 1)
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
 def _print_result(

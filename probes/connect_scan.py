@@ -33,66 +33,97 @@ async def connect_scan(
     """Scan every (host, port) of ``space`` x ``ports`` with connect(); open, closed and
     filtered ports as in a SYN scan (reasons: syn-ack, conn-refused, no-response,
     host-unreachable, admin-prohibited...)."""
-    total = space.size * len(ports)
-    order = iter(Permutation(total, seed))
-    listed: dict[int, list[PortResult]] = collections.defaultdict(list)
-    counts: dict[int, collections.Counter[tuple[str, str]]] = collections.defaultdict(
-        collections.Counter
-    )
-    rtts: dict[int, float] = {}
-    started = time.monotonic()
+    scan = ConnectScan(
+        space, ports, concurrency=concurrency, timeout_s=timeout_s, seed=seed,
+        keep_closed=keep_closed, on_event=on_event,
+    )  # fmt: skip
+    await scan.run()
+    return scan.result()
 
-    async def worker() -> None:
-        for index in order:  # shared iterator: each index goes to one worker
+
+class ConnectScan:
+    """A connect() scan whose ``result()`` can be taken at any time: after ``run()``
+    returns, or after it was cancelled (Ctrl-C), with the ports decided so far."""
+
+    def __init__(
+        self,
+        space: TargetSpace,
+        ports: Sequence[int],
+        *,
+        concurrency: int = 512,
+        timeout_s: float = 1.0,
+        seed: int | None = None,
+        keep_closed: bool = False,
+        on_event: Callable[[object], None] | None = None,
+    ) -> None:
+        self.space, self.ports, self.timeout_s = space, ports, timeout_s
+        self.concurrency = concurrency
+        self._order = iter(Permutation(space.size * len(ports), seed))
+        self._keep_closed, self._on_event = keep_closed, on_event
+        self._listed: dict[int, list[PortResult]] = collections.defaultdict(list)
+        self._counts: dict[int, collections.Counter[tuple[str, str]]] = collections.defaultdict(
+            collections.Counter
+        )
+        self._rtts: dict[int, float] = {}
+        self._started = time.monotonic()
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as workers:
+            for _ in range(min(self.concurrency, self.space.size * len(self.ports))):
+                workers.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        space, ports, counts, rtts = self.space, self.ports, self._counts, self._rtts
+        for index in self._order:  # shared iterator: each index goes to one worker
             host, port_index = divmod(index, len(ports))
             address, port = space.address(host), ports[port_index]
-            state, reason, rtt = await probe_port(address, port, timeout_s)
+            state, reason, rtt = await probe_port(address, port, self.timeout_s)
             counts[host][(state, reason)] += 1
             if state == "open" and rtt is not None:
                 rtts[host] = min(rtt, rtts.get(host, rtt))
-            if state != "closed" or keep_closed:
+            if state != "closed" or self._keep_closed:
                 result = PortResult(address, port, state, reason, rtt_s=rtt, source=address)
-                listed[host].append(result)
-                if on_event is not None:
-                    on_event(result)
+                self._listed[host].append(result)
+                if self._on_event is not None:
+                    self._on_event(result)
 
-    async with anyio.create_task_group() as workers:
-        for _ in range(min(concurrency, total)):
-            workers.start_soon(worker)
-    hosts = tuple(
-        HostPorts(
-            space.address(host),
-            tuple(sorted(listed[host], key=lambda p: p.port)),
-            tuple((state, reason, n) for (state, reason), n in sorted(counts[host].items())),
-            any(state != "filtered" for state, _reason in counts[host]),
-            rtts.get(host),
+    def result(self) -> ScanResult:
+        """The ports decided so far (every port once ``run()`` has returned)."""
+        space, counts, listed, rtts = self.space, self._counts, self._listed, self._rtts
+        hosts = tuple(
+            HostPorts(
+                space.address(host),
+                tuple(sorted(listed[host], key=lambda p: p.port)),
+                tuple((state, reason, n) for (state, reason), n in sorted(counts[host].items())),
+                any(state != "filtered" for state, _reason in counts[host]),
+                rtts.get(host),
+            )
+            for host in sorted(counts)
         )
-        for host in sorted(counts)
-    )
-    totals: collections.Counter[str] = collections.Counter()
-    for tally in counts.values():
-        for (state, _reason), n in tally.items():
-            totals[state] += n
-    return ScanResult(
-        technique="connect",
-        hosts=hosts,
-        ports_per_host=len(ports),
-        host_count=space.size,
-        decided=sum(totals.values()),
-        probes_sent=sum(totals.values()),
-        retransmissions=0,
-        elapsed_s=time.monotonic() - started,
-        timing=ScanTiming(
-            srtt_s=None,
-            rttvar_s=None,
-            timeout_s=timeout_s,
-            cwnd=float(concurrency),
-            peak_cwnd=float(concurrency),
-            backoffs=0,
-            delay_backoffs=0,
-            peak_rate_pps=0.0,
-            last_rate_pps=0.0,
-            max_retries_used=0,
-        ),
-        state_totals=tuple(sorted(totals.items())),
-    )
+        totals: collections.Counter[str] = collections.Counter()
+        for tally in counts.values():
+            for (state, _reason), n in tally.items():
+                totals[state] += n
+        return ScanResult(
+            technique="connect",
+            hosts=hosts,
+            ports_per_host=len(self.ports),
+            host_count=space.size,
+            decided=sum(totals.values()),
+            probes_sent=sum(totals.values()),
+            retransmissions=0,
+            elapsed_s=time.monotonic() - self._started,
+            timing=ScanTiming(
+                srtt_s=None,
+                rttvar_s=None,
+                timeout_s=self.timeout_s,
+                cwnd=float(self.concurrency),
+                peak_cwnd=float(self.concurrency),
+                backoffs=0,
+                delay_backoffs=0,
+                peak_rate_pps=0.0,
+                last_rate_pps=0.0,
+                max_retries_used=0,
+            ),
+            state_totals=tuple(sorted(totals.items())),
+        )

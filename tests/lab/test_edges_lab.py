@@ -426,3 +426,29 @@ def test_the_last_probe_leaves_promptly(lab: Lab, argv: list[str], signame: str)
     print(f"{' '.join(argv[:3])} {signame}: last probe {late * 1000:+.0f} ms after the signal")
     assert late < 0.5, f"a probe left {late:.3f} s after the signal"
     assert proc.returncode == (143 if signame == "SIGTERM" else 130)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_connect_scan_prints_what_it_decided(lab: Lab, signame: str) -> None:
+    """The unprivileged rung (connect() scan) stops on a signal like the SYN scan: the
+    ports decided so far, the interruption said, 130 or 143."""
+    proc = subprocess.Popen(
+        cli(lab, "scan", "--unprivileged", "-p", "1-65535", T4),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert "TCP connect() scan" in proc.stderr.readline()  # probing has begun
+        time.sleep(1.0)
+        signalled = time.monotonic()
+        proc.send_signal(getattr(signal, signame))
+        out, err = proc.communicate(timeout=30)
+        exit_s = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    where = f"exit {proc.returncode} {exit_s:.2f} s after {signame}; {out[-400:]!r} {err!r}"
+    assert proc.returncode == (130 if signame == "SIGINT" else 143), where
+    assert "rawprobe interrupted: " in out and "Traceback" not in err, where
+    assert exit_s < 5, where  # the contract says 1 s; the margin is the shared machine
