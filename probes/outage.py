@@ -33,7 +33,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Generic, TypeVar
 
 #: Targets that answered last, used as canaries.
@@ -46,8 +46,65 @@ _DARK_S = 0.5
 #: How long answered sends are remembered (longer than any try takes to be held).
 _HISTORY_S = 8.0
 
+#: Canary sends remembered per key (the rounds that may still be answered).
+_CANARY_SENDS = 2
+
 ItemT = TypeVar("ItemT", bound=Hashable)  # a pending item (a probe's key)
 TargetT = TypeVar("TargetT", bound=Hashable)  # a canary target
+KeyT = TypeVar("KeyT", bound=Hashable)  # a canary's match key
+
+
+class CanarySends(Generic[KeyT]):
+    """The send stamps of the canaries in flight, per match key: which send an
+    answer to a canary proves delivered.
+
+    A target's canary has the same key in every round, so an answer cannot name the
+    round it answers. It is taken as the answer to the oldest send still awaited
+    (what it can prove at most), and an answer with no send recorded yet (a round's
+    canary built but not yet sent, the previous round's answer arriving meanwhile:
+    the drive hands replies to the machine between the slices of a batch) is still
+    an answer: the network is alive, even though no send is proven.
+    """
+
+    __slots__ = ("_sends",)
+
+    def __init__(self) -> None:
+        self._sends: dict[KeyT, deque[float]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._sends)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._sends
+
+    def __iter__(self) -> Iterator[KeyT]:
+        return iter(self._sends)
+
+    def expect(self, key: KeyT) -> None:
+        """A canary to ``key`` is about to be sent (its earlier sends stay awaited)."""
+        if key not in self._sends:
+            self._sends[key] = deque(maxlen=_CANARY_SENDS)
+
+    def left(self, key: KeyT, sent_s: float) -> bool:
+        """The canary to ``key`` left at ``sent_s`` (send-stamp clock); False: not a
+        canary key."""
+        sends = self._sends.get(key)
+        if sends is None:
+            return False
+        sends.append(sent_s)
+        return True
+
+    def answer(self, key: KeyT) -> float | None:
+        """The send an answer to ``key`` proves (-inf: none recorded, but it is an
+        answer), or None when ``key`` is not a canary's."""
+        sends = self._sends.get(key)
+        if sends is None:
+            return None
+        return sends.popleft() if sends else -math.inf
+
+    def drop(self, key: KeyT) -> None:
+        """``key`` is no longer a canary (its target left the ring)."""
+        del self._sends[key]
 
 
 class OutageGuard(Generic[ItemT, TargetT]):

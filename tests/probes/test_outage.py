@@ -9,6 +9,8 @@ short outage runs on both backends in real time.
 
 from __future__ import annotations
 
+import math
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -17,11 +19,14 @@ import pytest
 import trio
 import trio.testing
 
-from rawprobe.probes.outage import OutageGuard
+from rawprobe.probes.outage import CanarySends, OutageGuard
+from rawprobe.probes.permute import Permutation
 from rawprobe.probes.scan import ScanOptions, syn_scan_with
-from rawprobe.probes.sweep import HostUp, SweepOptions, SweepResult, sweep_with
+from rawprobe.probes.sweep import HostUp, SweepMachine, SweepOptions, SweepResult, sweep_with
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.targets import resolve_targets
+from rawprobe.transport.base import Reply, Sent
+from rawprobe.transport.keys import Cookies, MatchKey
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 
 T = TypeVar("T")
@@ -244,3 +249,67 @@ async def test_a_short_outage_on_both_backends() -> None:
         result = await sweep_with(transport, space, options, seed=5, on_event=on_event)
     assert net.outages and result.alive_count == result.targets == 1022
     assert result.dead_count == 0 and result.complete
+
+
+# -- canary answers: which send they prove --------------------------------------------
+
+
+def test_a_canary_answer_proves_the_oldest_send_of_its_key() -> None:
+    """A target's canary has one key in every round: an answer is taken for the
+    oldest send still awaited, and an answer before the next send is recorded (the
+    previous round's, drained between the slices of a batch) is still an answer."""
+    sends = CanarySends[str]()
+    assert sends.answer("k") is None and not sends.left("k", 1.0)  # not a canary key
+    sends.expect("k")
+    assert sends.answer("k") == -math.inf  # built, not yet sent: life, no proof
+    sends.left("k", 1.0)
+    sends.expect("k")  # the next round is built before round 1's answer comes in
+    assert sends.answer("k") == 1.0  # round 1's send, not a send yet to be made
+    sends.left("k", 2.0)
+    sends.left("k", 3.0)  # round 2 unanswered; round 3 sent
+    assert sends.answer("k") == 2.0  # (the older: what an answer proves at most)
+    assert sends.answer("k") == 3.0 and sends.answer("k") == -math.inf
+    sends.drop("k")
+    assert "k" not in sends and not sends
+
+
+def _echo_reply(key: MatchKey, now: float) -> Reply:
+    destination = key[1]
+    assert isinstance(destination, bytes)
+    return Reply(key, socket.AF_INET6, destination, b"\x81\x00" + bytes(14), 64, 0, now, 58)
+
+
+def test_an_answer_to_the_last_round_arriving_after_the_next_is_built_is_no_outage() -> None:
+    """The cause of a sparse sweep's false outages: the drive hands replies to the
+    machine between the slices of a batch, so round 1's canary answer can come in
+    after round 2 (the same key) was built and before it left. It was dropped (the
+    key's send reset to "no proof"): round 1 looked unanswered, an outage was
+    declared, and every held host was probed again."""
+    space = TargetSpace.parse(["2001:db8:1::/112"])
+    options = SweepOptions(retries=0, timeout_s=0.5, min_timeout_s=0.05, batch=4)
+    machine = SweepMachine(
+        space, iter(Permutation(space.size, 1)), options,
+        source_for=lambda _address: "2001:db8:1::2", ident=1, cookies=Cookies(),
+    )  # fmt: skip
+    guard = machine._guard
+    assert guard is not None
+
+    def send(now: float) -> list[MatchKey]:
+        keys = [outgoing.key for outgoing in machine.poll(now)]
+        machine.sent_batch(keys, [Sent(int(now * 1e9), now)] * len(keys), now)
+        return keys
+
+    live = send(0.0)[0]
+    machine.receive_batch([_echo_reply(live, 0.001)], 0.001)  # one host up: a canary
+    round_1 = send(0.1)  # 3 hosts decided down, 4 new probes and a canary round
+    canary = round_1[-1]
+    assert canary in machine._canary_keys and guard.last_round_s == 0.1
+    keys = [outgoing.key for outgoing in machine.poll(0.16)]  # quiet: round 2 built
+    assert keys[-1] == canary and guard.last_round_s == 0.1  # (timed once it leaves)
+    machine.receive_batch([_echo_reply(canary, 0.165)], 0.165)  # round 1's answer
+    assert guard.last_answer_s == 0.165 and guard.alive_s == 0.1  # life, and its proof
+    machine.sent_batch(keys, [Sent(0, 0.17)] * len(keys), 0.17)  # round 2 leaves
+    assert guard.last_round_s == 0.17
+    machine.poll(0.21)
+    assert not guard.in_outage and guard.outages == 0
+    assert machine.decided_count == 1 + 3 + 4  # proven by round 1: down, not probed again

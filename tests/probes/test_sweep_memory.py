@@ -63,8 +63,9 @@ def _echo_reply(key: tuple[object, ...], now: float) -> Reply:
 
 def _sweep_rounds(space: TargetSpace, rounds: int) -> tuple[SweepMachine, int]:
     """Drive a machine by hand: every other probe is answered, the rest time out."""
+    options = SweepOptions(retries=0, timeout_s=0.5, outage_budget_s=0)
     machine = SweepMachine(
-        space, iter(Permutation(space.size, 1)), SweepOptions(retries=0, timeout_s=0.5, outage_budget_s=0),
+        space, iter(Permutation(space.size, 1)), options,
         source_for=lambda _address: "2001:db8:1::2", ident=1, cookies=Cookies(),
     )  # fmt: skip
     now, answered = 0.0, 0
