@@ -417,7 +417,7 @@ class ScanMachine(MachineOutbox):
             if self._canary_keys.left(key, sent.monotonic_s):  # (the proof clock)
                 self.sent_count += 1
                 assert self._guard is not None
-                self._guard.sent_round(now)  # a round is timed from when it left
+                self._guard.round_left(now)  # a round is timed from when it left
             return
         self.sent_count += 1
         if flight.tries:
@@ -791,6 +791,7 @@ class ScanMachine(MachineOutbox):
         for key in guard.recent:
             out.append(Outgoing(key, self._packet(key)))
             sent.expect(key)  # (an earlier round's send stays awaited)
+        guard.sent_round(now)
 
     def _open_window(self, flight: _Flight | None = None) -> None:
         """One probe completed: grow the window, unless answers queue up (ours or the

@@ -545,7 +545,7 @@ class SweepMachine(MachineOutbox):
             if entry is None:
                 if self._canary_keys and self._canary_keys.left(key, sent[1]):
                     assert self._guard is not None  # (the guard's clock, then the loop's)
-                    self._guard.sent_round(now)  # a round is timed from when it left
+                    self._guard.round_left(now)  # a round is timed from when it left
                 continue
             if sent[2] is not None:  # the network refused the send (Sent.error)
                 self._decide_dead(key, f"send-{sent[2].lower()}")
@@ -738,6 +738,7 @@ class SweepMachine(MachineOutbox):
             alias.pop(key, None)
             if not self.echo_idents:  # keys routed one by one: unregister stale canaries
                 self._retired.append(key)
+        guard.sent_round(now)
 
     def _canary(self, index: int) -> Outgoing:
         """A probe of a host already decided up, under a key no other attempt uses."""

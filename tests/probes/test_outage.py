@@ -273,6 +273,26 @@ def test_a_canary_answer_proves_the_oldest_send_of_its_key() -> None:
     assert "k" not in sends and not sends
 
 
+def test_a_round_waits_for_its_answer_from_when_it_left() -> None:
+    """A canary goes out behind the probes of its batch (0.26 s for 256 at 1,000
+    packets/s): timed from when it was built, it was unanswered before it left."""
+    guard = OutageGuard[str, str](5.0)
+    guard.answered(1.0, 1.01, "x")
+    guard.hold(1.05, 1.15, "a")
+    guard.sent_round(1.2)  # built into a batch that ends at 1.45
+    guard.round_left(1.45)
+    guard.round_left(1.46)  # (its later canaries change nothing)
+    assert guard.poll(1.5, 0.1) == ([], [], False) and not guard.in_outage
+    guard.answered(1.45, 1.5, None)
+    assert guard.poll(1.5, 0.1) == (["a"], [], False)
+    guard.hold(1.6, 1.7, "b")
+    guard.sent_round(1.8)
+    guard.round_left(1.9)
+    assert guard.poll(2.05, 0.1) == ([], [], False)  # 0.15 s after it left: still out
+    assert guard.poll(2.1, 0.1) == ([], [], True) and guard.in_outage  # unanswered
+    assert guard.outage_s == 1.9
+
+
 def _echo_reply(key: MatchKey, now: float) -> Reply:
     destination = key[1]
     assert isinstance(destination, bytes)
@@ -305,7 +325,7 @@ def test_an_answer_to_the_last_round_arriving_after_the_next_is_built_is_no_outa
     canary = round_1[-1]
     assert canary in machine._canary_keys and guard.last_round_s == 0.1
     keys = [outgoing.key for outgoing in machine.poll(0.16)]  # quiet: round 2 built
-    assert keys[-1] == canary and guard.last_round_s == 0.1  # (timed once it leaves)
+    assert keys[-1] == canary and guard.last_round_s == 0.16
     machine.receive_batch([_echo_reply(canary, 0.165)], 0.165)  # round 1's answer
     assert guard.last_answer_s == 0.165 and guard.alive_s == 0.1  # life, and its proof
     machine.sent_batch(keys, [Sent(0, 0.17)] * len(keys), 0.17)  # round 2 leaves
@@ -313,3 +333,28 @@ def test_an_answer_to_the_last_round_arriving_after_the_next_is_built_is_no_outa
     machine.poll(0.21)
     assert not guard.in_outage and guard.outages == 0
     assert machine.decided_count == 1 + 3 + 4  # proven by round 1: down, not probed again
+
+
+def test_a_scan_of_a_mostly_silent_host_is_no_outage_and_takes_no_longer() -> None:
+    """The scan's form of the sparse space: 3 open ports among 3,000 silent ones, so
+    answers are rare and canaries prove the silence; the drive sends in slices."""
+    open_ports = frozenset({500, 1500, 2500})
+
+    async def timed(budget_s: float) -> tuple[object, float]:
+        net = MemoryNetwork(seed=2)
+        silent = frozenset(range(1, 3001)) - open_ports
+        net.add("198.19.0.5", open_ports=open_ports, dropped_ports=silent, delay_s=0.001)
+        started = anyio.current_time()
+        async with open_memory_transport(net, rate_pps=5000) as transport:
+            space = await resolve_targets(["198.19.0.5"])
+            options = {**_fields(SCAN), "max_rate_pps": 5000, "outage_budget_s": budget_s}
+            scan = ScanOptions(**options)  # type: ignore[arg-type]
+            result = await syn_scan_with(transport, space, range(1, 3001), scan)
+        return result, anyio.current_time() - started
+
+    guarded, guarded_s = virtual(lambda: timed(5.0))
+    _plain, plain_s = virtual(lambda: timed(0))
+    (host,) = guarded.hosts  # type: ignore[attr-defined]
+    assert host.open_ports == tuple(sorted(open_ports)) and len(host.filtered_ports) == 2997
+    assert guarded.complete and guarded.timing.outages == 0  # type: ignore[attr-defined]
+    assert guarded_s < plain_s + 0.5, (guarded_s, plain_s)
