@@ -213,14 +213,18 @@ class OutageGuard(Generic[ItemT, TargetT]):
         given: list[ItemT] = []
         again: list[ItemT] = []
         if self.outage_s is None:
-            alive_s = self.alive_s
+            alive_s, sends = self.alive_s, self.sends
             dark_s = max(_DARK_S, 3 * timeout_s)
             while pending and pending[0][0] <= alive_s:
-                _sent, before_s, _held, item = pending.popleft()
+                sent_s, before_s, _held, item = pending.popleft()
                 # Answered sends on both sides of the last try: close together, the
                 # network was up around it (a verdict); far apart, it went out in the
-                # dark (an outage too short to be declared): probe it again.
-                (given if alive_s - before_s <= dark_s else again).append(item)
+                # dark (an outage too short to be declared): probe it again. The one
+                # after it is the first answered send since, not the latest: a try
+                # expired late (behind a long batch) has many answered sends after it.
+                at = bisect.bisect_left(sends, sent_s)
+                after_s = sends[at] if at < len(sends) else alive_s
+                (given if after_s - before_s <= dark_s else again).append(item)
             if not pending:
                 self.round_s = None
                 return given, again, False

@@ -77,6 +77,17 @@ def test_a_try_sent_in_a_dark_stretch_is_probed_again_not_decided() -> None:
     assert guard.poll(1.81, 0.1) == ([], ["a"], False)
 
 
+def test_a_try_expired_late_is_judged_by_the_first_answered_send_after_it() -> None:
+    """A try held 0.6 s after it left (its expiry waited behind a long sliced batch)
+    has answered sends close on both sides: a verdict, not a dark stretch, however
+    far the latest answered send has moved on."""
+    guard = OutageGuard[str, str](5.0)
+    for step in range(0, 80):
+        guard.answered(1.0 + step * 0.01, 1.0 + step * 0.01 + 0.002, "x")
+    guard.hold(1.005, 1.8, "a")  # answered sends at 1.0 and 1.01 around it
+    assert guard.poll(1.8, 0.05) == (["a"], [], False)
+
+
 def test_overdue_proof_sends_canaries_and_an_unanswered_round_is_an_outage() -> None:
     guard = OutageGuard[str, str](5.0)
     guard.answered(0.5, 0.51, "x")
