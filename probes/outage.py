@@ -33,7 +33,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Generic, TypeVar
 
 #: Targets that answered last, used as canaries.
@@ -46,8 +46,65 @@ _DARK_S = 0.5
 #: How long answered sends are remembered (longer than any try takes to be held).
 _HISTORY_S = 8.0
 
+#: Canary sends remembered per key (the rounds that may still be answered).
+_CANARY_SENDS = 2
+
 ItemT = TypeVar("ItemT", bound=Hashable)  # a pending item (a probe's key)
 TargetT = TypeVar("TargetT", bound=Hashable)  # a canary target
+KeyT = TypeVar("KeyT", bound=Hashable)  # a canary's match key
+
+
+class CanarySends(Generic[KeyT]):
+    """The send stamps of the canaries in flight, per match key: which send an
+    answer to a canary proves delivered.
+
+    A target's canary has the same key in every round, so an answer cannot name the
+    round it answers. It is taken as the answer to the oldest send still awaited
+    (what it can prove at most), and an answer with no send recorded yet (a round's
+    canary built but not yet sent, the previous round's answer arriving meanwhile:
+    the drive hands replies to the machine between the slices of a batch) is still
+    an answer: the network is alive, even though no send is proven.
+    """
+
+    __slots__ = ("_sends",)
+
+    def __init__(self) -> None:
+        self._sends: dict[KeyT, deque[float]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._sends)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._sends
+
+    def __iter__(self) -> Iterator[KeyT]:
+        return iter(self._sends)
+
+    def expect(self, key: KeyT) -> None:
+        """A canary to ``key`` is about to be sent (its earlier sends stay awaited)."""
+        if key not in self._sends:
+            self._sends[key] = deque(maxlen=_CANARY_SENDS)
+
+    def left(self, key: KeyT, sent_s: float) -> bool:
+        """The canary to ``key`` left at ``sent_s`` (send-stamp clock); False: not a
+        canary key."""
+        sends = self._sends.get(key)
+        if sends is None:
+            return False
+        sends.append(sent_s)
+        return True
+
+    def answer(self, key: KeyT) -> float | None:
+        """The send an answer to ``key`` proves (-inf: none recorded, but it is an
+        answer), or None when ``key`` is not a canary's."""
+        sends = self._sends.get(key)
+        if sends is None:
+            return None
+        return sends.popleft() if sends else -math.inf
+
+    def drop(self, key: KeyT) -> None:
+        """``key`` is no longer a canary (its target left the ring)."""
+        del self._sends[key]
 
 
 class OutageGuard(Generic[ItemT, TargetT]):
@@ -71,6 +128,8 @@ class OutageGuard(Generic[ItemT, TargetT]):
         "outages",
         "pending",
         "recent",
+        "round_fresh",
+        "round_left_s",
         "round_s",
         "sends",
     )
@@ -91,6 +150,10 @@ class OutageGuard(Generic[ItemT, TargetT]):
         self.pending: deque[tuple[float, float, float, ItemT]] = deque()
         self.round_s: float | None = None  # when the canary round in flight left
         self.last_round_s = -math.inf  # when the last round left
+        # When the round built last left (math.nan: not yet), and whether it is fresh
+        # (not the repeat of an unanswered round): see ``round_left``.
+        self.round_left_s = -math.inf
+        self.round_fresh = False
         self.outage_s: float | None = None  # when the current outage was declared
         self.outages = 0
         self.outage_total_s = 0.0
@@ -150,14 +213,18 @@ class OutageGuard(Generic[ItemT, TargetT]):
         given: list[ItemT] = []
         again: list[ItemT] = []
         if self.outage_s is None:
-            alive_s = self.alive_s
+            alive_s, sends = self.alive_s, self.sends
             dark_s = max(_DARK_S, 3 * timeout_s)
             while pending and pending[0][0] <= alive_s:
-                _sent, before_s, _held, item = pending.popleft()
+                sent_s, before_s, _held, item = pending.popleft()
                 # Answered sends on both sides of the last try: close together, the
                 # network was up around it (a verdict); far apart, it went out in the
-                # dark (an outage too short to be declared): probe it again.
-                (given if alive_s - before_s <= dark_s else again).append(item)
+                # dark (an outage too short to be declared): probe it again. The one
+                # after it is the first answered send since, not the latest: a try
+                # expired late (behind a long batch) has many answered sends after it.
+                at = bisect.bisect_left(sends, sent_s)
+                after_s = sends[at] if at < len(sends) else alive_s
+                (given if after_s - before_s <= dark_s else again).append(item)
             if not pending:
                 self.round_s = None
                 return given, again, False
@@ -193,7 +260,19 @@ class OutageGuard(Generic[ItemT, TargetT]):
         """The machine sent a canary round (to ``recent``) at ``now``; an unanswered
         round already out keeps its time (it is what declares an outage)."""
         self.last_round_s = now
-        if self.round_s is None or self.last_answer_s >= self.round_s:
+        self.round_fresh = self.round_s is None or self.last_answer_s >= self.round_s
+        if self.round_fresh:
+            self.round_s = now
+        self.round_left_s = math.nan
+
+    def round_left(self, now: float) -> None:
+        """The round built last left at ``now`` (its first canary's send): it is timed
+        from then. A canary goes out behind the probes of its batch, and a batch of
+        256 at 1,000 packets/s takes 0.26 s: longer than a round waits for its answer."""
+        if not math.isnan(self.round_left_s):
+            return  # (its first canary already left)
+        self.round_left_s = self.last_round_s = now
+        if self.round_fresh:
             self.round_s = now
 
     def next_deadline(self, timeout_s: float) -> float:

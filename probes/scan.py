@@ -48,7 +48,7 @@ from rawprobe.errors import UsageError
 from rawprobe.probes.drive import EventCallback, drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
-from rawprobe.probes.outage import DEFAULT_BUDGET_S, OutageGuard
+from rawprobe.probes.outage import DEFAULT_BUDGET_S, CanarySends, OutageGuard
 from rawprobe.probes.permute import Permutation, check_space
 from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
 from rawprobe.probes.rtt import RttEstimator
@@ -330,7 +330,7 @@ class ScanMachine(MachineOutbox):
             if options.outage_budget_s
             else None
         )
-        self._canary_keys: dict[MatchKey, float] = {}  # canaries sent -> when
+        self._canary_keys = CanarySends[MatchKey]()  # canaries in flight -> their sends
         self._gave_up = False
         super().__init__()
         self._hosts: dict[bytes, _HostTally] = {}
@@ -414,9 +414,10 @@ class ScanMachine(MachineOutbox):
     def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
         flight = self._flights.get(key)
         if flight is None:
-            if key in self._canary_keys:
-                self._canary_keys[key] = sent.monotonic_s  # (the proof clock)
+            if self._canary_keys.left(key, sent.monotonic_s):  # (the proof clock)
                 self.sent_count += 1
+                assert self._guard is not None
+                self._guard.round_left(now)  # a round is timed from when it left
             return
         self.sent_count += 1
         if flight.tries:
@@ -439,9 +440,10 @@ class ScanMachine(MachineOutbox):
         key = reply.key
         flight = self._flights.get(key)
         if flight is None or flight.stamp is None:
-            if self._canary_keys and self._guard is not None:
-                canary_s = self._canary_keys.get(key)
-                if canary_s is not None and self._classify(reply) is not None:
+            canaries = self._canary_keys
+            if key in canaries and self._guard is not None and self._classify(reply) is not None:
+                canary_s = canaries.answer(key)
+                if canary_s is not None:
                     self._guard.answered(canary_s, now, None)
             return  # a duplicate, or an answer to a port already decided
         if reply.protocol == PROTO_TCP and not self._ack_scan:  # the common case, inline
@@ -784,11 +786,11 @@ class ScanMachine(MachineOutbox):
         """A round of canaries: the ports that answered last, probed again."""
         sent = self._canary_keys
         for key in [k for k in sent if k not in guard.recent]:
-            del sent[key]
+            sent.drop(key)
             self._retired.append(key)
         for key in guard.recent:
             out.append(Outgoing(key, self._packet(key)))
-            sent[key] = -math.inf  # no proof until its send stamp
+            sent.expect(key)  # (an earlier round's send stays awaited)
         guard.sent_round(now)
 
     def _open_window(self, flight: _Flight | None = None) -> None:

@@ -28,7 +28,7 @@ import anyio
 from rawprobe.errors import RawProbeError, UsageError
 from rawprobe.probes.drive import EventCallback, drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
-from rawprobe.probes.outage import DEFAULT_BUDGET_S, OutageGuard
+from rawprobe.probes.outage import DEFAULT_BUDGET_S, CanarySends, OutageGuard
 from rawprobe.probes.permute import Permutation, check_space
 from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
@@ -481,7 +481,7 @@ class SweepMachine(MachineOutbox):
         budget_s = options.outage_budget_s
         self._guard = OutageGuard[MatchKey, int](budget_s) if budget_s else None
         self._bases: dict[int, int] = {}  # index -> first attempt of its current budget
-        self._canary_keys: dict[MatchKey, float] = {}  # canaries sent -> when
+        self._canary_keys = CanarySends[MatchKey]()  # canaries in flight -> their sends
         self._canary_alias: dict[MatchKey, MatchKey] = {}  # extra key -> canary key
         self._gave_up = False
         super().__init__()
@@ -543,11 +543,9 @@ class SweepMachine(MachineOutbox):
         for key, sent in zip(keys, stamps, strict=True):
             entry = in_flight.get(key)
             if entry is None:
-                if key in self._canary_keys:
-                    self._canary_keys[key] = sent[1]  # (the guard's clock)
-                    for extra_key, main in self._canary_alias.items():
-                        if main == key:
-                            self._canary_keys[extra_key] = sent[1]
+                if self._canary_keys and self._canary_keys.left(key, sent[1]):
+                    assert self._guard is not None  # (the guard's clock, then the loop's)
+                    self._guard.round_left(now)  # a round is timed from when it left
                 continue
             if sent[2] is not None:  # the network refused the send (Sent.error)
                 self._decide_dead(key, f"send-{sent[2].lower()}")
@@ -563,12 +561,16 @@ class SweepMachine(MachineOutbox):
         in_flight, sample = self._in_flight, self._rtt.sample
         guard = self._guard
         proof_s = -math.inf  # the latest send an answer of this batch proves delivered
+        heard = False  # a canary answered (even one whose send proves nothing)
         for reply in replies:
             key = reply[0]
             entry = in_flight.get(key)
             if entry is None:
-                if self._canary_keys and key in self._canary_keys:
-                    proof_s = max(proof_s, self._canary_keys[key])
+                if self._canary_keys:
+                    canary_s = self._canary_keys.answer(self._canary_alias.get(key, key))
+                    if canary_s is not None:
+                        heard = True
+                        proof_s = max(proof_s, canary_s)
                 continue  # a late answer for a host already decided
             sent = entry[2]
             rtt = rtt_s(sent, reply) if sent is not None else 0.0
@@ -590,7 +592,7 @@ class SweepMachine(MachineOutbox):
             self._decide(key, True)
             if self.emit_events:
                 self._events.append(HostUp(self.space.address(entry[0]), rtt, reply.ttl, reason))
-        if guard is not None and proof_s > -math.inf:
+        if guard is not None and (heard or proof_s > -math.inf):
             guard.answered(proof_s, now, None)
         if self._finished is None and self.done:
             self._finished = now
@@ -719,20 +721,22 @@ class SweepMachine(MachineOutbox):
 
     def _canaries(self, guard: OutageGuard[MatchKey, int], now: float, out: list[Outgoing]) -> None:
         """A round of canaries: the hosts that answered last, probed again."""
-        sent = self._canary_keys
+        sent, alias = self._canary_keys, self._canary_alias
         round_keys = set()
         for index in guard.recent:
             outgoing = self._canary(index)
             round_keys.add(outgoing.key)
-            sent[outgoing.key] = -math.inf  # no proof until its send stamp
+            sent.expect(outgoing.key)  # (an earlier round's send stays awaited)
             for extra_key in outgoing.extra_keys:  # (a UDP answer's key)
-                sent[extra_key] = -math.inf
-                self._canary_alias[extra_key] = outgoing.key
+                alias[extra_key] = outgoing.key
             out.append(outgoing)
-        if not self.echo_idents:  # keys routed one by one: unregister stale canaries
-            for key in [k for k in sent if k not in round_keys]:
-                del sent[key]
-                self._canary_alias.pop(key, None)
+        stale = [k for k in sent if k not in round_keys]
+        stale += [k for k, main in alias.items() if main not in round_keys]
+        for key in stale:
+            if key in sent:
+                sent.drop(key)
+            alias.pop(key, None)
+            if not self.echo_idents:  # keys routed one by one: unregister stale canaries
                 self._retired.append(key)
         guard.sent_round(now)
 

@@ -9,6 +9,8 @@ short outage runs on both backends in real time.
 
 from __future__ import annotations
 
+import math
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -17,11 +19,14 @@ import pytest
 import trio
 import trio.testing
 
-from rawprobe.probes.outage import OutageGuard
+from rawprobe.probes.outage import CanarySends, OutageGuard
+from rawprobe.probes.permute import Permutation
 from rawprobe.probes.scan import ScanOptions, syn_scan_with
-from rawprobe.probes.sweep import HostUp, SweepOptions, SweepResult, sweep_with
+from rawprobe.probes.sweep import HostUp, SweepMachine, SweepOptions, SweepResult, sweep_with
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.targets import resolve_targets
+from rawprobe.transport.base import Reply, Sent
+from rawprobe.transport.keys import Cookies, MatchKey
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 
 T = TypeVar("T")
@@ -70,6 +75,17 @@ def test_a_try_sent_in_a_dark_stretch_is_probed_again_not_decided() -> None:
     guard.hold(1.7, 1.8, "a")
     guard.answered(1.8, 1.81, "y")
     assert guard.poll(1.81, 0.1) == ([], ["a"], False)
+
+
+def test_a_try_expired_late_is_judged_by_the_first_answered_send_after_it() -> None:
+    """A try held 0.6 s after it left (its expiry waited behind a long sliced batch)
+    has answered sends close on both sides: a verdict, not a dark stretch, however
+    far the latest answered send has moved on."""
+    guard = OutageGuard[str, str](5.0)
+    for step in range(0, 80):
+        guard.answered(1.0 + step * 0.01, 1.0 + step * 0.01 + 0.002, "x")
+    guard.hold(1.005, 1.8, "a")  # answered sends at 1.0 and 1.01 around it
+    assert guard.poll(1.8, 0.05) == (["a"], [], False)
 
 
 def test_overdue_proof_sends_canaries_and_an_unanswered_round_is_an_outage() -> None:
@@ -204,15 +220,18 @@ def test_a_10_s_outage_ends_the_sweep_incomplete_and_calls_nobody_down() -> None
     assert 0 < result.alive_count < 2046
 
 
-def test_a_sparse_space_is_no_outage_and_takes_no_longer() -> None:
+@pytest.mark.parametrize("rate_pps", [5000, 2000])
+def test_a_sparse_space_is_no_outage_and_takes_no_longer(rate_pps: int) -> None:
     """A /20 with 9 live hosts: long silences between answers are the space, not an
-    outage: every host decided, complete, nothing waits out an outage budget."""
+    outage: every host decided, complete, nothing waits out an outage budget. (At
+    2,000 packets/s a batch of 256 takes 0.13 s, longer than a canary round waits:
+    the round is timed from when its canary left.)"""
     alive = range(400, 4096, 400)
     net = sweep_network(alive)
 
     async def timed(budget_s: float) -> tuple[SweepResult, float]:
         started = anyio.current_time()
-        async with open_memory_transport(net, rate_pps=5000) as transport:
+        async with open_memory_transport(net, rate_pps=rate_pps) as transport:
             options = SweepOptions(timeout_s=1.0, outage_budget_s=budget_s)
             space = TargetSpace.parse(["198.19.0.0/20"])
             result = await sweep_with(transport, space, options, seed=5)
@@ -244,3 +263,112 @@ async def test_a_short_outage_on_both_backends() -> None:
         result = await sweep_with(transport, space, options, seed=5, on_event=on_event)
     assert net.outages and result.alive_count == result.targets == 1022
     assert result.dead_count == 0 and result.complete
+
+
+# -- canary answers: which send they prove --------------------------------------------
+
+
+def test_a_canary_answer_proves_the_oldest_send_of_its_key() -> None:
+    """A target's canary has one key in every round: an answer is taken for the
+    oldest send still awaited, and an answer before the next send is recorded (the
+    previous round's, drained between the slices of a batch) is still an answer."""
+    sends = CanarySends[str]()
+    assert sends.answer("k") is None and not sends.left("k", 1.0)  # not a canary key
+    sends.expect("k")
+    assert sends.answer("k") == -math.inf  # built, not yet sent: life, no proof
+    sends.left("k", 1.0)
+    sends.expect("k")  # the next round is built before round 1's answer comes in
+    assert sends.answer("k") == 1.0  # round 1's send, not a send yet to be made
+    sends.left("k", 2.0)
+    sends.left("k", 3.0)  # round 2 unanswered; round 3 sent
+    assert sends.answer("k") == 2.0  # (the older: what an answer proves at most)
+    assert sends.answer("k") == 3.0 and sends.answer("k") == -math.inf
+    sends.drop("k")
+    assert "k" not in sends and not sends
+
+
+def test_a_round_waits_for_its_answer_from_when_it_left() -> None:
+    """A canary goes out behind the probes of its batch (0.26 s for 256 at 1,000
+    packets/s): timed from when it was built, it was unanswered before it left."""
+    guard = OutageGuard[str, str](5.0)
+    guard.answered(1.0, 1.01, "x")
+    guard.hold(1.05, 1.15, "a")
+    guard.sent_round(1.2)  # built into a batch that ends at 1.45
+    guard.round_left(1.45)
+    guard.round_left(1.46)  # (its later canaries change nothing)
+    assert guard.poll(1.5, 0.1) == ([], [], False) and not guard.in_outage
+    guard.answered(1.45, 1.5, None)
+    assert guard.poll(1.5, 0.1) == (["a"], [], False)
+    guard.hold(1.6, 1.7, "b")
+    guard.sent_round(1.8)
+    guard.round_left(1.9)
+    assert guard.poll(2.05, 0.1) == ([], [], False)  # 0.15 s after it left: still out
+    assert guard.poll(2.1, 0.1) == ([], [], True) and guard.in_outage  # unanswered
+    assert guard.outage_s == 1.9
+
+
+def _echo_reply(key: MatchKey, now: float) -> Reply:
+    destination = key[1]
+    assert isinstance(destination, bytes)
+    return Reply(key, socket.AF_INET6, destination, b"\x81\x00" + bytes(14), 64, 0, now, 58)
+
+
+def test_an_answer_to_the_last_round_arriving_after_the_next_is_built_is_no_outage() -> None:
+    """The cause of a sparse sweep's false outages: the drive hands replies to the
+    machine between the slices of a batch, so round 1's canary answer can come in
+    after round 2 (the same key) was built and before it left. It was dropped (the
+    key's send reset to "no proof"): round 1 looked unanswered, an outage was
+    declared, and every held host was probed again."""
+    space = TargetSpace.parse(["2001:db8:1::/112"])
+    options = SweepOptions(retries=0, timeout_s=0.5, min_timeout_s=0.05, batch=4)
+    machine = SweepMachine(
+        space, iter(Permutation(space.size, 1)), options,
+        source_for=lambda _address: "2001:db8:1::2", ident=1, cookies=Cookies(),
+    )  # fmt: skip
+    guard = machine._guard
+    assert guard is not None
+
+    def send(now: float) -> list[MatchKey]:
+        keys = [outgoing.key for outgoing in machine.poll(now)]
+        machine.sent_batch(keys, [Sent(int(now * 1e9), now)] * len(keys), now)
+        return keys
+
+    live = send(0.0)[0]
+    machine.receive_batch([_echo_reply(live, 0.001)], 0.001)  # one host up: a canary
+    round_1 = send(0.1)  # 3 hosts decided down, 4 new probes and a canary round
+    canary = round_1[-1]
+    assert canary in machine._canary_keys and guard.last_round_s == 0.1
+    keys = [outgoing.key for outgoing in machine.poll(0.16)]  # quiet: round 2 built
+    assert keys[-1] == canary and guard.last_round_s == 0.16
+    machine.receive_batch([_echo_reply(canary, 0.165)], 0.165)  # round 1's answer
+    assert guard.last_answer_s == 0.165 and guard.alive_s == 0.1  # life, and its proof
+    machine.sent_batch(keys, [Sent(0, 0.17)] * len(keys), 0.17)  # round 2 leaves
+    assert guard.last_round_s == 0.17
+    machine.poll(0.21)
+    assert not guard.in_outage and guard.outages == 0
+    assert machine.decided_count == 1 + 3 + 4  # proven by round 1: down, not probed again
+
+
+def test_a_scan_of_a_mostly_silent_host_is_no_outage_and_takes_no_longer() -> None:
+    """The scan's form of the sparse space: 3 open ports among 3,000 silent ones, so
+    answers are rare and canaries prove the silence; the drive sends in slices."""
+    open_ports = frozenset({500, 1500, 2500})
+
+    async def timed(budget_s: float) -> tuple[object, float]:
+        net = MemoryNetwork(seed=2)
+        silent = frozenset(range(1, 3001)) - open_ports
+        net.add("198.19.0.5", open_ports=open_ports, dropped_ports=silent, delay_s=0.001)
+        started = anyio.current_time()
+        async with open_memory_transport(net, rate_pps=5000) as transport:
+            space = await resolve_targets(["198.19.0.5"])
+            options = {**_fields(SCAN), "max_rate_pps": 5000, "outage_budget_s": budget_s}
+            scan = ScanOptions(**options)  # type: ignore[arg-type]
+            result = await syn_scan_with(transport, space, range(1, 3001), scan)
+        return result, anyio.current_time() - started
+
+    guarded, guarded_s = virtual(lambda: timed(5.0))
+    _plain, plain_s = virtual(lambda: timed(0))
+    (host,) = guarded.hosts  # type: ignore[attr-defined]
+    assert host.open_ports == tuple(sorted(open_ports)) and len(host.filtered_ports) == 2997
+    assert guarded.complete and guarded.timing.outages == 0  # type: ignore[attr-defined]
+    assert guarded_s < plain_s + 0.5, (guarded_s, plain_s)
