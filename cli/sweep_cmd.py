@@ -45,6 +45,7 @@ from rawprobe.probes.sweep import (
     ShardOutcome,
     SweepMachine,
     SweepOptions,
+    batch_for_rate,
     check_sweep,
     merge_outcomes,
     new_machine,
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         timeout_s=args.timeout,
         outage_budget_s=args.max_outage,
-        batch=_batch(args.rate),
+        batch=batch_for_rate(args.rate),
     )
     if args.port is not None and args.method == "icmp":
         raise UsageError("sweep: -p is for -M tcp-syn, tcp-ack or udp (ICMP echo has no port)")
@@ -245,14 +246,6 @@ def _check_before_fork(space: TargetSpace) -> None:
         check_sweep(space, routes.source_for)
     finally:
         routes.close()
-
-
-def _batch(rate_pps: float) -> int:
-    """Probes per batch: about 20 ms of sending at the rate cap (16..256), so the
-    machine looks at its answers and timeouts that often (an outage is seen in time)."""
-    if not rate_pps:
-        return 256
-    return max(16, min(256, int(rate_pps / 50)))
 
 
 def _write_chunks(pieces: Iterator[str], chunk: int = 4096) -> None:

@@ -41,7 +41,8 @@ CANARIES = 4
 #: The default silence (seconds without any answer) after which a run gives up.
 DEFAULT_BUDGET_S = 5.0
 #: A stretch of sends without any answered one at least this long (or three
-#: timeouts) is dark: the probes sent in it are probed again, not decided.
+#: timeouts, or four times the pace of the machine's batches: at 50 packets/s a batch
+#: of 16 lasts 0.32 s) is dark: the probes sent in it are probed again, not decided.
 _DARK_S = 0.5
 #: How long answered sends are remembered (longer than any try takes to be held).
 _HISTORY_S = 8.0
@@ -131,6 +132,8 @@ class OutageGuard(Generic[ItemT, TargetT]):
         "round_fresh",
         "round_left_s",
         "round_s",
+        "send_gap_s",
+        "sending_s",
         "sends",
     )
 
@@ -159,6 +162,11 @@ class OutageGuard(Generic[ItemT, TargetT]):
         self.outage_total_s = 0.0
         self.gave_up: str | None = None
         self.ended = False
+        # When the machine last sent a batch, and the smoothed time between its batches
+        # (event-loop clock): at a low rate, answered sends are far apart without any
+        # outage, and "dark" must be judged against that pace.
+        self.sending_s = -math.inf
+        self.send_gap_s = 0.0
 
     @property
     def in_outage(self) -> bool:
@@ -182,6 +190,14 @@ class OutageGuard(Generic[ItemT, TargetT]):
             self.outage_total_s += now - self.outage_s
             self.outage_s = None
             self.ended = True
+
+    def sending(self, now: float) -> None:
+        """The machine is sending a batch at ``now``: the pace of its batches (outside
+        outages) widens what counts as a dark stretch (see ``poll``)."""
+        gap = now - self.sending_s
+        self.sending_s = now
+        if self.outage_s is None and gap < self.budget_s:
+            self.send_gap_s += (gap - self.send_gap_s) / 8
 
     def hold(self, last_sent_s: float, now: float, item: ItemT) -> None:
         """A verdict of silence (or, in an outage, any expired probe) to keep until
@@ -214,7 +230,7 @@ class OutageGuard(Generic[ItemT, TargetT]):
         again: list[ItemT] = []
         if self.outage_s is None:
             alive_s, sends = self.alive_s, self.sends
-            dark_s = max(_DARK_S, 3 * timeout_s)
+            dark_s = max(_DARK_S, 3 * timeout_s, 4 * self.send_gap_s)
             while pending and pending[0][0] <= alive_s:
                 sent_s, before_s, _held, item = pending.popleft()
                 # Answered sends on both sides of the last try: close together, the

@@ -403,6 +403,8 @@ class ScanMachine(MachineOutbox):
             budget -= 1
         if budget > 0 and not self._exhausted:
             self._new_probes(budget, out)
+        if out and guard is not None:
+            guard.sending(now)
         if out and guard is not None and guard.quiet(now, self._timeout):
             self._canaries(guard, now, out)
         self._spend(len(out))

@@ -58,6 +58,15 @@ _CANARY_ATTEMPT = 63
 _LAST_ATTEMPT = _CANARY_ATTEMPT - 1
 
 
+def batch_for_rate(rate_pps: float) -> int:
+    """Probes per batch for a sweep paced at ``rate_pps`` (0: none): about 20 ms of
+    sending (16..256), so the machine looks at its answers and timeouts, and the outage
+    guard sends its canaries, that often (a 256-probe batch lasts 0.26 s at 1,000/s)."""
+    if not rate_pps:
+        return 256
+    return max(16, min(256, int(rate_pps / 50)))
+
+
 @dataclass(frozen=True, slots=True)
 class SweepOptions:
     """How a sweep probes. ``port`` is required by the TCP and UDP methods."""
@@ -529,6 +538,8 @@ class SweepMachine(MachineOutbox):
                 self._exhausted = True
                 break
             out.append(self._probe(index, 0, None))
+        if out and guard is not None:
+            guard.sending(now)
         if out and guard is not None and guard.quiet(now, self.timeout_s):
             self._canaries(guard, now, out)
         if self.done and self._finished is None:

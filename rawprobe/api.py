@@ -51,6 +51,7 @@ from rawprobe.probes.scan import ScanOptions, ScanProgress, ScanStream, open_sca
 from rawprobe.probes.scan import scan_ports as _scan_ports
 from rawprobe.probes.scan import scan_protocols as _scan_protocols
 from rawprobe.probes.sweep import SweepOptions, SweepResult, sweep_with
+from rawprobe.probes.sweep import batch_for_rate as _batch_for_rate
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.targets import parse_block as _parse_block
 from rawprobe.probes.targets import refuse_special as _refuse_special
@@ -570,7 +571,10 @@ async def sweep(
     ``icmp`` (the TCP and UDP methods need raw sockets). Raises as ``ping`` does.
     """
     with _one_error():
-        options = SweepOptions(method=method, port=port, retries=retries, timeout_s=timeout_s)
+        options = SweepOptions(
+            method=method, port=port, retries=retries, timeout_s=timeout_s,
+            batch=_batch_for_rate(rate_pps),
+        )  # fmt: skip
         space = await _target_space(targets, family, broadcast)
         hears = [p for p in options.socket_protocols if p[0] in space.families]
         what = f"a {method} sweep"
