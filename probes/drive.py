@@ -58,7 +58,7 @@ async def drive(
         if replies:
             machine.receive_batch(replies, anyio.current_time())
 
-    def send_slice(part: list[Outgoing]) -> None:
+    def register_keys(part: list[Outgoing]) -> None:
         if not idents:  # (a machine with echo identifiers is routed as a whole)
             for outgoing in part:
                 if outgoing.authenticated:
@@ -81,7 +81,7 @@ async def drive(
                 part = (
                     batch[start : start + slice_size] if start or len(batch) > slice_size else batch
                 )
-                send_slice(part)
+                register_keys(part)  # before the send: a reply can beat its return
                 began = anyio.current_time()
                 stamps: list[Sent] = []
                 try:
