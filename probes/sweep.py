@@ -147,25 +147,11 @@ class IndexSet:
         self._sorted = True  # the offsets ascend without repeats
         # The bitmap takes over where the offsets would outgrow it.
         self._dense_at = max(_SPARSE_MIN, size // 64)
-        for index in indices:
-            self.add(index)
+        self.extend(array("Q", indices))
 
     def add(self, index: int) -> None:
         """Add ``index`` (0 <= index < size); adding a member again changes nothing."""
-        offsets = self._offsets
-        if offsets is not None:
-            if self._sorted and offsets and offsets[-1] >= index:
-                self._sorted = False
-            offsets.append(index)
-            if len(offsets) >= self._dense_at:
-                self._make_dense()
-            return
-        bitmap = self._bitmap
-        assert bitmap is not None
-        byte, bit = index >> 3, 1 << (index & 7)
-        if not bitmap[byte] & bit:
-            bitmap[byte] |= bit
-            self._count += 1
+        self.extend(array("Q", (index,)))
 
     def extend(self, indices: array[int]) -> None:
         """Add every index of ``indices`` (an array of them, in any order)."""
@@ -208,8 +194,7 @@ class IndexSet:
             self._bitmap[:] = merged.to_bytes(len(self._bitmap), "little")
             self._count = merged.bit_count()
             return
-        for index in other:
-            self.add(index)
+        self.extend(array("Q", other))
 
     def copy(self) -> IndexSet:
         clone = IndexSet(self.size)
