@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pytest
 
 from rawprobe.cli.app import main
-from rawprobe.transport import ladder
-from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
+from rawprobe.transport.memory import MemoryNetwork
 
 
 @pytest.fixture
-def network(monkeypatch: pytest.MonkeyPatch) -> MemoryNetwork:
-    network = MemoryNetwork()
-
-    @contextlib.asynccontextmanager
-    async def transport(*_args: Any, **_kwargs: Any) -> AsyncIterator[Any]:
-        async with open_memory_transport(network) as memory:
-            yield memory
-
-    monkeypatch.setattr(ladder, "open_transport", transport)
-    return network
+def network(simulated_network: MemoryNetwork) -> MemoryNetwork:
+    return simulated_network
 
 
 def test_error_lines_name_their_target_when_several_hosts_are_pinged(

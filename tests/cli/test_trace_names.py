@@ -3,11 +3,10 @@ seen, never serialise hop lines, and a silent resolver costs one bounded wait.""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -16,25 +15,16 @@ import pytest
 from rawprobe.cli import trace_cmd
 from rawprobe.cli.app import main
 from rawprobe.rdns import ReverseNames
-from rawprobe.transport import ladder
-from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
+from rawprobe.transport.memory import MemoryNetwork
 
 TARGETS = [f"198.19.1.{i}" for i in range(1, 41)]
 
 
 @pytest.fixture
-def network(monkeypatch: pytest.MonkeyPatch) -> MemoryNetwork:
-    net = MemoryNetwork()
+def network(simulated_network: MemoryNetwork) -> MemoryNetwork:
     for address in ["198.19.0.5", *TARGETS]:
-        net.add(address, delay_s=0.001)
-
-    @contextlib.asynccontextmanager
-    async def simulated(*_args: Any, **_kwargs: Any) -> AsyncIterator[Any]:
-        async with open_memory_transport(net) as transport:
-            yield transport
-
-    monkeypatch.setattr(ladder, "open_transport", simulated)
-    return net
+        simulated_network.add(address, delay_s=0.001)
+    return simulated_network
 
 
 def _names(
