@@ -7,10 +7,11 @@ from collections.abc import Callable
 import anyio
 import anyio.lowlevel
 
-from rawprobe.probes.machine import Machine, Outgoing
+from rawprobe.probes.machine import EventT, Machine, Outgoing
 from rawprobe.transport.base import Inbox, Sent, Transport
 from rawprobe.transport.keys import MatchKey
 
+#: An ``on_event`` taking any event (a machine's events are typed: see ``drive``).
 EventCallback = Callable[[object], None]
 
 #: Target wall time of one send slice (see ``drive``).
@@ -18,17 +19,17 @@ _SLICE_S = 0.01
 
 
 async def drive(
-    machine: Machine,
+    machine: Machine[EventT],
     transport: Transport,
     *,
-    on_event: EventCallback | None = None,
+    on_event: Callable[[EventT], None] | None = None,
     inbox_size: int = 1024,
 ) -> None:
     """Run ``machine`` to completion over ``transport``.
 
-    Each key (or the machine's echo identifiers) is registered before its packet is
-    sent (a reply can beat the send's return) and unregistered when the machine is
-    done or the caller cancels.
+    The machine's ``routes``, and each key of an Outgoing that no route covers, are
+    registered before its packet is sent (a reply can beat the send's return) and
+    unregistered when the machine retires the key, is done, or the caller cancels.
     Events are handed to ``on_event`` as soon as the machine produces them: a batch
     is sent in slices of about ``_SLICE_S`` each (pacing makes a 256-packet batch take
     2.5 s at 100 packets/s), and the replies that arrived meanwhile are handed to the
@@ -40,9 +41,11 @@ async def drive(
     """
     inbox = Inbox(inbox_size)
     keys: set[MatchKey] = set()
-    idents = machine.echo_idents
-    for ident in idents:
-        transport.register_echo_ident(ident, inbox)
+    routes = machine.routes
+    covered: dict[int, set[int]] = {}  # key kind -> key[2] values routed as a whole
+    for kind, value in routes:
+        covered.setdefault(kind, set()).add(value)
+        transport.register_route(kind, value, inbox)
 
     def flush() -> None:
         events = machine.take_events()
@@ -50,7 +53,7 @@ async def drive(
             for event in events:
                 on_event(event)
         for key in machine.take_retired():
-            transport.unregister(key)
+            transport.unregister(key)  # (a routed key was never registered: a no-op)
             keys.discard(key)
 
     def drain() -> None:
@@ -58,17 +61,23 @@ async def drive(
         if replies:
             machine.receive_batch(replies, anyio.current_time())
 
+    def uncovered(key: MatchKey) -> bool:
+        routed = covered.get(key[0])
+        return routed is None or key[2] not in routed
+
     def register_keys(part: list[Outgoing]) -> None:
-        if not idents:  # (a machine with echo identifiers is routed as a whole)
-            for outgoing in part:
+        for outgoing in part:
+            key = outgoing.key
+            if not covered or uncovered(key):
                 if outgoing.authenticated:
-                    transport.register(outgoing.key, inbox)
-                else:
-                    transport.register(outgoing.key, inbox, authenticated=False)
-                keys.add(outgoing.key)
-                for key in outgoing.extra_keys:
                     transport.register(key, inbox)
-                    keys.add(key)
+                else:
+                    transport.register(key, inbox, authenticated=False)
+                keys.add(key)
+            for extra in outgoing.extra_keys:
+                if not covered or uncovered(extra):
+                    transport.register(extra, inbox)
+                    keys.add(extra)
 
     slice_size = 8  # adapted so that one slice takes about _SLICE_S
     try:
@@ -119,5 +128,5 @@ async def drive(
         inbox.closed = True
         for key in keys:
             transport.unregister(key)
-        for ident in idents:
-            transport.unregister_echo_ident(ident)
+        for kind, value in routes:
+            transport.unregister_route(kind, value)

@@ -2,15 +2,28 @@
 
 Machines are synchronous and never touch a socket or a clock: the driver passes
 ``now`` (event-loop seconds) in, and takes packets and events out.
+
+Design choices (issue 12): callbacks are batch-only (``sent_batch``/``receive_batch``:
+the driver always has a batch, and a machine on a hot path loops once); events are
+typed (``Machine`` is generic in the event type it emits); a machine routes its replies
+either key by key (the driver registers each Outgoing's keys) or by the wide ``routes``
+it declares (one ``register_route`` for, e.g., every echo reply of a sweep's
+identifier), so the driver needs no knowledge of a probe's kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from rawprobe.transport.base import Reply, Sent
 from rawprobe.transport.keys import MatchKey
+
+EventT = TypeVar("EventT")
+
+#: ``(key kind, key[2])``: every key of that kind and third field (an echo identifier)
+#: is routed to the machine that declares it (``Transport.register_route``).
+Route = tuple[int, int]
 
 
 class Outgoing(NamedTuple):
@@ -29,13 +42,13 @@ class Outgoing(NamedTuple):
     authenticated: bool = True
 
 
-class Machine(Protocol):
+class Machine(Protocol[EventT]):
     """What drive() needs from a probe."""
 
-    #: ICMP identifiers routed to this machine as a whole (``register_echo_ident``).
-    #: A machine that names any sends only echo probes with these identifiers: the
-    #: driver registers no key of its own for them and unregisters nothing.
-    echo_idents: tuple[int, ...]
+    #: Wide routes (see ``Route``): keys they cover are not registered one by one, and
+    #: the machine receives every authenticated reply under them (also ones for keys it
+    #: no longer awaits, which it ignores). ``()``: every key is registered.
+    routes: tuple[Route, ...]
 
     @property
     def done(self) -> bool: ...
@@ -44,27 +57,20 @@ class Machine(Protocol):
         """Packets due at ``now`` (possibly none); also expires what timed out."""
         ...
 
-    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
-        """The packet with ``key`` left (or the network refused it: ``sent.error``)."""
-        ...
-
-    def receive(self, reply: Reply, now: float) -> None:
-        """A reply for one of this machine's keys arrived."""
-        ...
-
     def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
-        """``sent`` for each key and stamp, in order (what the driver calls)."""
+        """The packets with ``keys`` left, in order (or the network refused one:
+        its ``stamp.error``)."""
         ...
 
     def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
-        """``receive`` for each reply, in order (what the driver calls)."""
+        """Replies for this machine's keys (or routes) arrived, in order."""
         ...
 
     def next_deadline(self) -> float:
         """When ``poll`` must next be called, in event-loop seconds."""
         ...
 
-    def take_events(self) -> list[object]:
+    def take_events(self) -> list[EventT]:
         """Events since the last call (for live output), oldest first."""
         ...
 
@@ -74,35 +80,17 @@ class Machine(Protocol):
         ...
 
 
-class MachineOutbox:
+class MachineOutbox(Generic[EventT]):
     """The two hand-off lists every machine keeps: events for live output and keys
     to unregister. Machines inherit it and append to ``_events`` / ``_retired``."""
 
-    echo_idents: tuple[int, ...] = ()
+    routes: tuple[Route, ...] = ()
 
     def __init__(self) -> None:
-        self._events: list[object] = []
+        self._events: list[EventT] = []
         self._retired: list[MatchKey] = []
 
-    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
-        raise NotImplementedError
-
-    def receive(self, reply: Reply, now: float) -> None:
-        raise NotImplementedError
-
-    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
-        """One ``sent`` per packet; machines on a hot path override it with a loop."""
-        sent = self.sent
-        for key, stamp in zip(keys, stamps, strict=True):
-            sent(key, stamp, now)
-
-    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
-        """One ``receive`` per reply; machines on a hot path override it with a loop."""
-        receive = self.receive
-        for reply in replies:
-            receive(reply, now)
-
-    def take_events(self) -> list[object]:
+    def take_events(self) -> list[EventT]:
         events, self._events = self._events, []
         return events
 

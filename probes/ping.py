@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import anyio
-
 from rawprobe.errors import MalformedPacket, UsageError
-from rawprobe.probes.drive import EventCallback, drive
+from rawprobe.probes.drive import drive
 from rawprobe.probes.icmp_text import describe_icmp
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import PingError, PingReply, PingResult, PingStats
+from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import KIND_ECHO, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6
@@ -77,10 +75,14 @@ class PingOptions:
         return None if self.count is not None else 0
 
 
-class PingMachine(MachineOutbox):
+#: What a PingMachine emits: each reply or error as it arrives.
+PingEvent = PingReply | PingError
+
+
+class PingMachine(MachineOutbox[PingEvent]):
     """Echo requests to one address at a fixed interval; collects replies and errors.
 
-    Pure: packets come out of ``poll(now)``, replies go into ``receive``. Sequence
+    Pure: packets come out of ``poll(now)``, replies go into ``receive_batch``. Sequence
     numbers count from 1 like iputils and wrap at 16 bits on the wire.
     """
 
@@ -146,46 +148,48 @@ class PingMachine(MachineOutbox):
             self._next_send = now + self.options.interval_s
         return [self._packet(seq)]
 
-    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
-        wire_seq = key[3]
-        seq = self._seq_of[wire_seq]
-        self._sent[wire_seq] = sent
-        self._left += 1
-        if sent.error is not None:
-            error = PingError(seq, self.source, f"sendto: {sent.error}")
-            self._errors.append(error)
-            self._stats = self._stats.with_error()
-            self._events.append(error)
-        else:
-            self._expiry[wire_seq] = now + self.options.timeout_s
+    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
+        for key, sent in zip(keys, stamps, strict=True):
+            wire_seq = key[3]
+            self._sent[wire_seq] = sent
+            self._left += 1
+            if sent.error is not None:
+                error = PingError(self._seq_of[wire_seq], self.source, f"sendto: {sent.error}")
+                self._errors.append(error)
+                self._stats = self._stats.with_error()
+                self._events.append(error)
+            else:
+                self._expiry[wire_seq] = now + self.options.timeout_s
         self._note_finish(now)
 
-    def receive(self, reply: Reply, now: float) -> None:
-        wire_seq = reply.key[3]
-        sent = self._sent.get(wire_seq)
-        if sent is None:
-            return
-        if wire_seq not in self._expiry and wire_seq not in self._answered:
-            return  # later than -W: the probe was already given up (duplicates still count)
-        seq = self._seq_of[wire_seq]
-        try:
-            icmp_type, icmp_code, size = _icmp_fields(reply)
-        except MalformedPacket:
-            return
-        event: PingReply | PingError
-        if icmp_type == _ECHO_REPLY[self.family]:
-            duplicate = wire_seq in self._answered
-            self._answered.add(wire_seq)
-            event = PingReply(seq, reply.source, rtt_s(sent, reply), reply.ttl, size, duplicate)
-            self._replies.append(event)
-            self._stats = self._stats.with_reply(event.rtt_s, duplicate)
-        else:
-            reason = describe_icmp(self.family, icmp_type, icmp_code)
-            event = PingError(seq, reply.source, reason, icmp_type, icmp_code)
-            self._errors.append(event)
-            self._stats = self._stats.with_error()
-        self._expiry.pop(wire_seq, None)
-        self._events.append(event)
+    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
+        for reply in replies:
+            wire_seq = reply.key[3]
+            sent = self._sent.get(wire_seq)
+            if sent is None:
+                continue
+            if wire_seq not in self._expiry and wire_seq not in self._answered:
+                continue  # later than -W: the probe was given up (duplicates still count)
+            try:
+                icmp_type, icmp_code, size = _icmp_fields(reply)
+            except MalformedPacket:
+                continue
+            seq = self._seq_of[wire_seq]
+            event: PingEvent
+            if icmp_type == _ECHO_REPLY[self.family]:
+                duplicate = wire_seq in self._answered
+                self._answered.add(wire_seq)
+                rtt = rtt_s(sent, reply)
+                event = PingReply(seq, reply.source, rtt, reply.ttl, size, duplicate)
+                self._replies.append(event)
+                self._stats = self._stats.with_reply(event.rtt_s, duplicate)
+            else:
+                reason = describe_icmp(self.family, icmp_type, icmp_code)
+                event = PingError(seq, reply.source, reason, icmp_type, icmp_code)
+                self._errors.append(event)
+                self._stats = self._stats.with_error()
+            self._expiry.pop(wire_seq, None)
+            self._events.append(event)
         self._note_finish(now)
 
     def next_deadline(self) -> float:
@@ -275,7 +279,7 @@ async def ping_with(
     options: PingOptions | None = None,
     *,
     source: str | None = None,
-    on_event: EventCallback | None = None,
+    on_event: Callable[[PingEvent], None] | None = None,
 ) -> PingResult:
     """Ping one literal address over an open transport; results, never network errors.
 
@@ -306,19 +310,18 @@ async def ping_many_with(
     options: PingOptions | None = None,
     *,
     source: str | None = None,
-    on_event: Callable[[str, object], None] | None = None,
+    on_event: Callable[[str, PingEvent], None] | None = None,
 ) -> list[PingResult]:
-    """Ping every address concurrently over one transport; results in input order."""
+    """Ping every address concurrently over one transport (one driver loop: see
+    probes/multiplex.py); results in input order."""
     options = options or PingOptions()
     machines = [new_machine(transport, a, options, source=source) for a in addresses]
 
-    async def run(machine: PingMachine) -> None:
-        callback = None if on_event is None else functools.partial(on_event, machine.address)
-        await drive(machine, transport, on_event=callback)
+    def dispatch(event: Emitted[PingEvent] | Finished) -> None:
+        if on_event is not None and isinstance(event, Emitted):
+            on_event(addresses[event.index], event.event)
 
-    async with anyio.create_task_group() as task_group:
-        for machine in machines:
-            task_group.start_soon(run, machine)
+    await drive(Multiplex(machines), transport, on_event=dispatch)
     return [machine.result() for machine in machines]
 
 

@@ -278,7 +278,7 @@ class _HostTally:
         self.min_rtt_s: float | None = None
 
 
-class ScanMachine(MachineOutbox):
+class ScanMachine(MachineOutbox[object]):
     """Scan every (host, port) of ``space`` x ``ports``; pure, time injected.
 
     ``source_for(address)`` gives our source address towards a target (the
@@ -437,6 +437,14 @@ class ScanMachine(MachineOutbox):
             flight.flying = True
             self._in_flight += 1
         self._expiry.append((now, key, flight.tries))
+
+    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
+        for key, stamp in zip(keys, stamps, strict=True):  # (until the bulk engine)
+            self.sent(key, stamp, now)
+
+    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
+        for reply in replies:
+            self.receive(reply, now)
 
     def receive(self, reply: Reply, now: float) -> None:
         key = reply.key

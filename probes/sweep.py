@@ -422,7 +422,7 @@ _ALIVE_FLUSH = 4096
 _Flight = tuple[int, int, Sent | None, MatchKey | None, tuple[MatchKey, ...]]
 
 
-class SweepMachine(MachineOutbox):
+class SweepMachine(MachineOutbox[object]):
     """Probe every index of ``order`` once (plus retries) and decide each host."""
 
     def __init__(
@@ -455,7 +455,7 @@ class SweepMachine(MachineOutbox):
         if options.method == "icmp":
             # One route for every echo reply of this sweep: no key is registered or
             # retired per probe (the cookie still authenticates each reply).
-            self.echo_idents = (ident,)
+            self.routes = ((KIND_ECHO, ident),)
         # key -> (index, attempt, send stamp, the previous attempt's key): the chain of
         # a host's keys, all retired together once the host is decided.
         self._in_flight: dict[MatchKey, _Flight] = {}
@@ -732,7 +732,7 @@ class SweepMachine(MachineOutbox):
             if key in sent:
                 sent.drop(key)
             alias.pop(key, None)
-            if not self.echo_idents:  # keys routed one by one: unregister stale canaries
+            if not self.routes:  # keys routed one by one: unregister stale canaries
                 self._retired.append(key)
         guard.sent_round(now)
 
@@ -766,7 +766,7 @@ class SweepMachine(MachineOutbox):
             self._alive_new.append(index)
             self._alive_count += 1
         in_flight = self._in_flight
-        retired = self._retired if not self.echo_idents else None  # no per-key routes
+        retired = self._retired if not self.routes else None  # no per-key routes
         for extra_key in flight[4]:
             if in_flight.pop(extra_key, None) is not None and retired is not None:
                 retired.append(extra_key)

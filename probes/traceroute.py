@@ -35,6 +35,7 @@ parallel with every other hop.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import socket
@@ -47,14 +48,16 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from rawprobe.errors import MalformedPacket, UsageError
-from rawprobe.probes.drive import EventCallback, drive
+from rawprobe.probes.drive import drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import HopStats, TraceHop, TraceResponse, TraceResult
+from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, Cookies, MatchKey, key_of_sent
 from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS
 from rawprobe.transport.wire.checksum import (
     checksum_update16,
+    compensating_word,
     internet_checksum,
     ones_complement_sum,
     pseudo_header,
@@ -76,9 +79,7 @@ __all__ = [
     "DEFAULT_UDP_PORT",
     "METHODS",
     "LiveTrace",
-    "TraceFinished",
     "TraceMachine",
-    "TraceManyMachine",
     "TraceOptions",
     "TraceResults",
     "annotation",
@@ -165,19 +166,6 @@ class TraceOptions:
         return DEFAULT_TCP_PORT if self.method == "tcp" else DEFAULT_UDP_PORT
 
 
-def _ones_add(a: int, b: int) -> int:
-    total = a + b
-    return (total & 0xFFFF) + (total >> 16)
-
-
-def compensating_word(checksum_with_zero: int, wanted: int) -> int:
-    """The 16-bit word that, written where the message had 0, turns its checksum from
-    ``checksum_with_zero`` into ``wanted`` (``wanted`` must not be 0 or 0xFFFF)."""
-    word = _ones_add(~wanted & 0xFFFF, checksum_with_zero)
-    assert checksum_update16(checksum_with_zero, 0, word) == wanted
-    return word
-
-
 def annotation(family: int, icmp_type: int, code: int, mtu: int = 0) -> str:
     """traceroute's mark for an ICMP error (empty for TTL exceeded and port unreachable)."""
     if family == socket.AF_INET:
@@ -217,9 +205,9 @@ class _Probe:
 _WAIT_PRECISION_S = 0.001
 
 
-class TraceMachine(MachineOutbox):
+class TraceMachine(MachineOutbox[TraceHop]):
     """One trace to one literal address. Pure: ``poll(now)`` gives packets (one TTL's
-    per call), ``receive`` takes matched replies, ``result()`` gives the TraceResult.
+    per call), ``receive_batch`` takes matched replies, ``result()`` gives the TraceResult.
 
     ``flow_id`` (16 bits) picks the flow: the ICMP identifier, or the source port of
     UDP/TCP probes (32768 + flow_id % 28232). ``probe_base`` offsets probe identities
@@ -318,40 +306,42 @@ class TraceMachine(MachineOutbox):
         self._check_finished(now)
         return outgoing
 
-    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
-        probe = self._outstanding.get(key)
-        if probe is None:
-            return
-        probe.sent = sent
-        self._probes_sent += 1  # counted once it left: an interrupted batch is not
-        self._sent_per_ttl[probe.ttl] = self._sent_per_ttl.get(probe.ttl, 0) + 1
-        if sent.error is not None:
-            # The local stack refused (no route): no answer will come; not retried.
-            self._send_error = sent.error
-            self._close_query(probe.ttl, probe.query)
-            self._resolve(probe.ttl, probe.query, None)
-        else:
-            probe.sent_at = now
-            probe.due = now + self._wait.get(probe.ttl, self.options.wait_s)
-            heapq.heappush(self._deadlines, (probe.due, self._next_index, key))
+    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
+        for key, sent in zip(keys, stamps, strict=True):
+            probe = self._outstanding.get(key)
+            if probe is None:
+                continue
+            probe.sent = sent
+            self._probes_sent += 1  # counted once it left: an interrupted batch is not
+            self._sent_per_ttl[probe.ttl] = self._sent_per_ttl.get(probe.ttl, 0) + 1
+            if sent.error is not None:
+                # The local stack refused (no route): no answer will come; not retried.
+                self._send_error = sent.error
+                self._close_query(probe.ttl, probe.query)
+                self._resolve(probe.ttl, probe.query, None)
+            else:
+                probe.sent_at = now
+                probe.due = now + self._wait.get(probe.ttl, self.options.wait_s)
+                heapq.heappush(self._deadlines, (probe.due, self._next_index, key))
         self._check_finished(now)
 
-    def receive(self, reply: Reply, now: float) -> None:
-        probe = self._outstanding.get(reply.key)
-        if probe is None or probe.sent is None:
-            return  # late (given up), duplicate, or beyond the destination
-        try:
-            response = self._response(reply, probe)
-        except MalformedPacket:
-            return
-        if response is None:
-            return
-        self._close_query(probe.ttl, probe.query)
-        self._learn_rtt(probe.ttl, response.rtt_s)
-        if response.terminal and (self._dest_ttl is None or probe.ttl < self._dest_ttl):
-            self._dest_ttl = probe.ttl
-            self._drop_beyond_destination()
-        self._resolve(probe.ttl, probe.query, response)
+    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
+        for reply in replies:
+            probe = self._outstanding.get(reply.key)
+            if probe is None or probe.sent is None:
+                continue  # late (given up), duplicate, or beyond the destination
+            try:
+                response = self._response(reply, probe)
+            except MalformedPacket:
+                continue
+            if response is None:
+                continue
+            self._close_query(probe.ttl, probe.query)
+            self._learn_rtt(probe.ttl, response.rtt_s)
+            if response.terminal and (self._dest_ttl is None or probe.ttl < self._dest_ttl):
+                self._dest_ttl = probe.ttl
+                self._drop_beyond_destination()
+            self._resolve(probe.ttl, probe.query, response)
         self._check_finished(now)
 
     def next_deadline(self) -> float:
@@ -763,7 +753,7 @@ async def traceroute_with(
     source: str | None = None,
     target: str | None = None,
     flow_id: int | None = None,
-    on_event: EventCallback | None = None,
+    on_event: Callable[[TraceHop], None] | None = None,
 ) -> TraceResult:
     """Trace the route to one literal address over an open transport.
 
@@ -778,90 +768,6 @@ async def traceroute_with(
     return machine.result()
 
 
-class TraceFinished:
-    """Event of ``TraceManyMachine``: one of its traces is done."""
-
-    __slots__ = ("machine",)
-
-    def __init__(self, machine: TraceMachine) -> None:
-        self.machine = machine
-
-
-class TraceManyMachine(MachineOutbox):
-    """Many TraceMachines behind one Machine, so one driver loop (one task, one inbox)
-    runs a thousand traces: a task per trace would make the event loop's ready queue
-    so long that the socket readers fall behind the replies.
-
-    ``poll`` visits the traces round-robin, one TTL's probes each, until ``batch``
-    packets are due: a trace's next TTL is sent only after every other trace had its
-    turn, by when the previous TTL's replies (sub-millisecond in a lab, a few ms on a
-    LAN) have usually been read, so little is sent beyond a destination.
-    Events: ``(target, TraceHop)`` pairs, and TraceFinished when a trace is done.
-    """
-
-    def __init__(self, machines: Sequence[TraceMachine], *, batch: int = 256) -> None:
-        self._active = list(machines)
-        self._cursor = 0
-        self._batch = batch
-        self._owner: dict[MatchKey, TraceMachine] = {}
-        super().__init__()
-
-    @property
-    def done(self) -> bool:
-        return not self._active
-
-    @property
-    def active(self) -> tuple[TraceMachine, ...]:
-        """The traces not finished yet (the partial ones, once cancelled)."""
-        return tuple(self._active)
-
-    def poll(self, now: float) -> list[Outgoing]:
-        outgoing: list[Outgoing] = []
-        visited = 0
-        while self._active and visited < len(self._active) and len(outgoing) < self._batch:
-            self._cursor %= len(self._active)
-            machine = self._active[self._cursor]
-            visited += 1
-            for item in machine.poll(now):
-                self._owner[item.key] = machine
-                outgoing.append(item)
-            if self._collect(machine):
-                continue  # removed: the cursor already points at the next trace
-            self._cursor += 1
-        return outgoing
-
-    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
-        machine = self._owner.get(key)
-        if machine is not None:
-            machine.sent(key, sent, now)
-            self._collect(machine)
-
-    def receive(self, reply: Reply, now: float) -> None:
-        machine = self._owner.get(reply.key)
-        if machine is not None:
-            machine.receive(reply, now)
-            self._collect(machine)
-
-    def next_deadline(self) -> float:
-        return min((m.next_deadline() for m in self._active), default=math.inf)
-
-    def _collect(self, machine: TraceMachine) -> bool:
-        """Move the machine's events and retired keys up; True when it just finished."""
-        for event in machine.take_events():
-            self._events.append((machine.target, event))
-        for key in machine.take_retired():
-            self._owner.pop(key, None)
-            self._retired.append(key)
-        if not machine.done:
-            return False
-        index = self._active.index(machine)
-        del self._active[index]
-        if index < self._cursor:
-            self._cursor -= 1
-        self._events.append(TraceFinished(machine))
-        return index == self._cursor or index > self._cursor
-
-
 class TraceResults:
     """The async iterator ``trace_many_with`` yields: finished traces in completion
     order. ``remaining`` gives, once the block was left early (Ctrl-C, a timeout), the
@@ -869,10 +775,14 @@ class TraceResults:
     (``TraceMachine.result(now)``: the hops probed so far)."""
 
     def __init__(
-        self, receive: MemoryObjectReceiveStream[TraceResult], many: TraceManyMachine
+        self,
+        receive: MemoryObjectReceiveStream[TraceResult],
+        many: Multiplex[TraceHop],
+        traces: Sequence[TraceMachine],
     ) -> None:
         self._receive = receive
         self._many = many
+        self._traces = traces
         self._left: list[TraceResult] = []
 
     def __aiter__(self) -> TraceResults:
@@ -885,12 +795,12 @@ class TraceResults:
             raise StopAsyncIteration from None
 
     def remaining(self) -> list[TraceResult]:
-        self._close()
+        self.close()
         left, self._left = self._left, []
         now = anyio.current_time()
-        return left + [machine.result(now) for machine in self._many.active]
+        return left + [self._traces[i].result(now) for i in self._many.unfinished]
 
-    def _close(self) -> None:
+    def close(self) -> None:
         """Keep the finished results nobody took, and close the stream."""
         while True:
             try:
@@ -908,7 +818,7 @@ async def trace_many_with(
     *,
     targets: Sequence[str] | None = None,
     source: str | None = None,
-    on_event: Callable[[str, object], None] | None = None,
+    on_event: Callable[[str, TraceHop], None] | None = None,
 ) -> AsyncIterator[TraceResults]:
     """Trace every address concurrently over one transport; yields an async iterator of
     results in completion order::
@@ -928,29 +838,25 @@ async def trace_many_with(
         new_machine(transport, address, options, source=source, target=name)
         for address, name in zip(addresses, names, strict=True)
     ]
-    many = TraceManyMachine(machines)
+    many = Multiplex(machines)
     send, receive = anyio.create_memory_object_stream[TraceResult](max(1, len(machines)))
 
-    def dispatch(event: object) -> None:
-        if isinstance(event, TraceFinished):
-            send.send_nowait(event.machine.result())
-        elif on_event is not None and isinstance(event, tuple):
-            on_event(event[0], event[1])
+    def dispatch(event: Emitted[TraceHop] | Finished) -> None:
+        if isinstance(event, Finished):
+            send.send_nowait(machines[event.index].result())
+        elif on_event is not None:
+            on_event(names[event.index], event.event)
 
     async def run_all() -> None:
         with send:
             await drive(many, transport, on_event=dispatch)
 
-    results = TraceResults(receive, many)
-    try:
+    results = TraceResults(receive, many, machines)
+    with contextlib.closing(results):  # once the driver is gone (its last replies count)
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(run_all)
-            try:
-                yield results
-            finally:
-                task_group.cancel_scope.cancel()
-    finally:
-        results._close()  # once the driver is gone (its last replies are counted)
+            yield results  # (leaving the block by an exception cancels the traces too)
+            task_group.cancel_scope.cancel()
 
 
 def trace_protocols(addresses: Sequence[str], method: str) -> list[tuple[int, int]]:

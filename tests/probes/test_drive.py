@@ -59,7 +59,7 @@ class HeldRepliesTransport:
         self.held.clear()
 
 
-class OneProbe(MachineOutbox):
+class OneProbe(MachineOutbox[object]):
     """Sends one probe and gives up on it as soon as it is polled again unanswered."""
 
     def __init__(self) -> None:
@@ -80,10 +80,10 @@ class OneProbe(MachineOutbox):
             self.given_up = True
         return []
 
-    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
+    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
         pass
 
-    def receive(self, reply: Reply, now: float) -> None:
+    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
         self.answered = True
 
     def next_deadline(self) -> float:
@@ -100,3 +100,56 @@ async def test_replies_already_received_count_before_anything_expires() -> None:
     await drive(machine, transport)
     assert machine.answered and not machine.given_up
     assert transport.routes == {}  # the key was released
+
+
+class RouteRecordingTransport(HeldRepliesTransport):
+    """Records the wide routes; replies come back under every key sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wide: dict[tuple[int, int], Inbox] = {}
+        self.registered: list[MatchKey] = []
+
+    def register(self, key: MatchKey, inbox: Inbox, *, authenticated: bool = True) -> None:
+        super().register(key, inbox)
+        self.registered.append(key)
+
+    def register_route(self, kind: int, a: int, inbox: Inbox) -> None:
+        self.wide[(kind, a)] = inbox
+
+    def unregister_route(self, kind: int, a: int) -> None:
+        self.wide.pop((kind, a))
+
+    async def send_batch(
+        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
+    ) -> list[Sent]:
+        stamps = [] if stamps is None else stamps
+        stamps += [Sent(0, 0.0) for _ in packets]
+        return stamps
+
+    def read_pending(self) -> None:
+        pass
+
+
+async def test_declared_routes_cover_their_keys_and_only_theirs() -> None:
+    transport = RouteRecordingTransport()
+    routed = (KIND_ECHO, KEY[1], 0x4201, 2)
+    other = (KIND_ECHO, KEY[1], 0x4202, 1)
+    extra = (KIND_ECHO, KEY[1], 0x4201, 3)
+    during: list[object] = []
+
+    class Routed(OneProbe):
+        routes = ((KIND_ECHO, 0x4201),)
+
+        def poll(self, now: float) -> list[Outgoing]:
+            if self.sent_once:
+                during.append(dict(transport.wide))
+                self.given_up = True
+                return []
+            self.sent_once = True
+            return [Outgoing(routed, b"a", (extra,)), Outgoing(other, b"b")]
+
+    await drive(Routed(), transport)
+    assert transport.registered == [other]  # the route covers the key and its extra key
+    assert [list(d) for d in during] == [[(KIND_ECHO, 0x4201)]]
+    assert transport.wide == {} and transport.routes == {}  # all released

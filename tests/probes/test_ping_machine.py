@@ -46,8 +46,8 @@ def test_sends_count_probes_at_the_interval_then_finishes() -> None:
     while not m.done and now < 10:
         for out in m.poll(now):
             sent_at.append(now)
-            m.sent(out.key, stamp(now), now)
-            m.receive(echo_reply(out.packet, now + 0.01), now + 0.01)
+            m.sent_batch([out.key], [stamp(now)], now)
+            m.receive_batch([echo_reply(out.packet, now + 0.01)], now + 0.01)
         now = round(now + 0.25, 2)
     assert sent_at == [0.0, 1.0, 2.0]
     result = m.result()
@@ -69,10 +69,10 @@ def test_packets_are_echo_requests_with_the_options_applied() -> None:
 def test_silence_times_out_and_counts_as_loss() -> None:
     m = machine(count=2, interval_s=1.0, timeout_s=2.0)
     [first] = m.poll(0.0)
-    m.sent(first.key, stamp(0.0), 0.0)
+    m.sent_batch([first.key], [stamp(0.0)], 0.0)
     assert m.next_deadline() == 1.0
     [second] = m.poll(1.0)
-    m.sent(second.key, stamp(1.0), 1.0)
+    m.sent_batch([second.key], [stamp(1.0)], 1.0)
     assert not m.done
     assert m.next_deadline() == 2.0  # the first probe's timeout
     m.poll(2.0)
@@ -87,9 +87,9 @@ def test_silence_times_out_and_counts_as_loss() -> None:
 def test_duplicates_are_reported_not_counted() -> None:
     m = machine(count=1)
     [out] = m.poll(0.0)
-    m.sent(out.key, stamp(0.0), 0.0)
-    m.receive(echo_reply(out.packet, 0.001), 0.001)
-    m.receive(echo_reply(out.packet, 0.002), 0.002)
+    m.sent_batch([out.key], [stamp(0.0)], 0.0)
+    m.receive_batch([echo_reply(out.packet, 0.001)], 0.001)
+    m.receive_batch([echo_reply(out.packet, 0.002)], 0.002)
     events = m.take_events()
     assert [e.duplicate for e in events if isinstance(e, PingReply)] == [False, True]
     result = m.result()
@@ -100,11 +100,11 @@ def test_duplicates_are_reported_not_counted() -> None:
 def test_icmp_error_is_a_result_with_the_routers_address() -> None:
     m = machine(count=1, ttl=1)
     [out] = m.poll(0.0)
-    m.sent(out.key, stamp(0.0), 0.0)
+    m.sent_batch([out.key], [stamp(0.0)], 0.0)
     icmp = build_icmp(11, 0, 0, out.packet)
     packet = build_ipv4(IPv4Header(src="198.18.1.1", dst=SOURCE, protocol=1, ttl=64), icmp)
     reply = Reply(out.key, socket.AF_INET, pton("198.18.1.1"), packet, 64, 1000, 0.001, 1)
-    m.receive(reply, 0.001)
+    m.receive_batch([reply], 0.001)
     assert m.done
     result = m.result()
     assert result.received == 0
@@ -115,7 +115,7 @@ def test_icmp_error_is_a_result_with_the_routers_address() -> None:
 def test_send_refused_by_the_network_is_a_result() -> None:
     m = machine(count=1)
     [out] = m.poll(0.0)
-    m.sent(out.key, Sent(0, 0.0, "ENETUNREACH"), 0.0)
+    m.sent_batch([out.key], [Sent(0, 0.0, "ENETUNREACH")], 0.0)
     assert m.done
     [error] = m.result().errors
     assert error.reason == "sendto: ENETUNREACH" and error.icmp_type is None
@@ -126,10 +126,10 @@ def test_sequence_numbers_wrap_on_the_wire_but_count_on() -> None:
     now = 0.0
     for _ in range(0x10000):
         [out] = m.poll(now)
-        m.sent(out.key, stamp(now), now)
+        m.sent_batch([out.key], [stamp(now)], now)
         now += 0.01
     assert out.key[3] == 0  # 65536th probe: wire seq wrapped to 0
-    m.receive(echo_reply(out.packet, now), now)
+    m.receive_batch([echo_reply(out.packet, now)], now)
     assert m.take_events()[-1].seq == 0x10000
 
 
@@ -176,8 +176,8 @@ def test_statistics_match_iputils_definitions() -> None:
 def test_a_reply_later_than_the_timeout_is_not_counted() -> None:
     m = machine(count=1, timeout_s=0.5)
     [out] = m.poll(0.0)
-    m.sent(out.key, stamp(0.0), 0.0)
+    m.sent_batch([out.key], [stamp(0.0)], 0.0)
     m.poll(0.6)  # the probe expires
-    m.receive(echo_reply(out.packet, 0.9), 0.9)
+    m.receive_batch([echo_reply(out.packet, 0.9)], 0.9)
     result = m.result()
     assert (result.transmitted, result.received) == (1, 0)

@@ -51,12 +51,12 @@ def _run(machine: PingMachine, replies: int, seed: int = 1) -> array[float]:
     now, seen = 0.0, array("d")
     while len(seen) < replies:
         for out in machine.poll(now):
-            machine.sent(out.key, stamp(now), now)
+            machine.sent_batch([out.key], [stamp(now)], now)
             rtt = round(rng.uniform(0.0001, 0.05), 6)
             reply = echo_reply(out.key, now + rtt)
-            machine.receive(reply, now + rtt)
+            machine.receive_batch([reply], now + rtt)
             if len(seen) % 50 == 0:
-                machine.receive(reply, now + rtt)  # a duplicate
+                machine.receive_batch([reply], now + rtt)  # a duplicate
         for event in machine.take_events():
             if isinstance(event, PingReply) and not event.duplicate:
                 seen.append(event.rtt_s)
@@ -131,7 +131,7 @@ def test_errors_are_counted_without_records() -> None:
     machine = _machine(count=None)
     for now in (0.0, 0.001, 0.002):
         for out in machine.poll(now):
-            machine.sent(out.key, Sent(int(now * 1e9), now, "ENETUNREACH"), now)
+            machine.sent_batch([out.key], [Sent(int(now * 1e9), now, "ENETUNREACH")], now)
     result = machine.result(1.0)
     assert result.error_count == 3 and result.errors == () and result.errors_omitted == 3
 

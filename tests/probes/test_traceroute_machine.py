@@ -8,18 +8,17 @@ import socket
 import pytest
 
 from rawprobe.errors import UsageError
+from rawprobe.probes.multiplex import Finished, Multiplex
 from rawprobe.probes.traceroute import (
     LiveTrace,
     TraceMachine,
-    TraceManyMachine,
     TraceOptions,
     annotation,
-    compensating_word,
 )
 from rawprobe.transport.base import Reply, Sent
 from rawprobe.transport.keys import Cookies, key_of_reply_v4, key_of_reply_v6
 from rawprobe.transport.wire.addr import pton
-from rawprobe.transport.wire.checksum import internet_checksum
+from rawprobe.transport.wire.checksum import compensating_word, internet_checksum
 from rawprobe.transport.wire.icmp import build_icmp, verify_icmp_checksum
 from rawprobe.transport.wire.icmpext import MplsLabel, build_extensions, build_mpls_object
 from rawprobe.transport.wire.icmpv6 import build_icmpv6, verify_icmpv6_checksum
@@ -51,7 +50,7 @@ def send_all(m: TraceMachine, now: float) -> list[bytes]:
         if not batch:
             return packets
         for out in batch:
-            m.sent(out.key, Sent(int(now * 1e9), now), now)
+            m.sent_batch([out.key], [Sent(int(now * 1e9), now)], now)
             packets.append(out.packet)
 
 
@@ -79,14 +78,14 @@ def answer_path(m: TraceMachine, packets: list[bytes], now: float, hops: int = 3
     for packet in packets:
         ttl = ttl_of(packet)
         if ttl <= hops:
-            m.receive(reply_v4(error_v4(ROUTERS4[ttl - 1], packet), now), now)
+            m.receive_batch([reply_v4(error_v4(ROUTERS4[ttl - 1], packet), now)], now)
         else:
             echo = bytearray(packet[20:])
             echo[0] = 0
             echo[2:4] = b"\0\0"
             echo[2:4] = internet_checksum(bytes(echo)).to_bytes(2, "big")
             ip = build_ipv4(IPv4Header(src=DST4, dst=SRC4, protocol=1, ttl=61), bytes(echo))
-            m.receive(reply_v4(ip, now), now)
+            m.receive_batch([reply_v4(ip, now)], now)
 
 
 def test_compensating_word_sets_any_checksum() -> None:
@@ -164,11 +163,11 @@ def test_reaches_destination_and_drops_rows_beyond_it() -> None:
 def test_matching_works_from_an_8_byte_quote_and_a_whole_packet_quote() -> None:
     m = machine(in_flight=1, queries=2)
     first, second = send_all(m, 0.0)
-    m.receive(reply_v4(error_v4(ROUTERS4[0], first), 0.001), 0.001)
+    m.receive_batch([reply_v4(error_v4(ROUTERS4[0], first), 0.001)], 0.001)
     whole = build_ipv4(
         IPv4Header(src=ROUTERS4[0], dst=SRC4, protocol=1), build_icmp(11, 0, 0, second)
     )
-    m.receive(reply_v4(whole, 0.002), 0.002)
+    m.receive_batch([reply_v4(whole, 0.002)], 0.002)
     hop = m.result(0.002).hops[0]
     assert hop.addresses == (ROUTERS4[0],) and len(hop.responses) == 2
 
@@ -179,7 +178,7 @@ def test_unanswered_probe_is_retried_and_a_late_answer_completes_the_hop() -> No
     assert send_all(m, 0.5) == []
     (retry,) = send_all(m, 1.0)  # a rate-limiting router dropped the first answer
     assert retry[26:28] != first[26:28]  # a new identity
-    m.receive(reply_v4(error_v4(ROUTERS4[0], retry), 1.01), 1.01)
+    m.receive_batch([reply_v4(error_v4(ROUTERS4[0], retry), 1.01)], 1.01)
     result = m.result()
     assert m.done and result.hops[0].responses[0].attempt == 1
     assert result.hops[0].sent == 2
@@ -203,7 +202,7 @@ def test_unreachable_error_ends_the_trace_with_its_annotation() -> None:
     packets = send_all(m, 0.0)
     for packet in packets:
         if ttl_of(packet) == 2:
-            m.receive(reply_v4(error_v4(ROUTERS4[1], packet, 3, 13), 0.001), 0.001)
+            m.receive_batch([reply_v4(error_v4(ROUTERS4[1], packet, 3, 13), 0.001)], 0.001)
     result = m.result()
     assert result.destination_ttl == 2 and not result.reached
     assert {p.annotation for p in result.hops[1].responses} == {"!X"}
@@ -217,7 +216,7 @@ def test_mpls_extension_is_decoded() -> None:
     extensions = build_extensions([build_mpls_object(labels)])
     message = build_icmp(11, 0, (128 // 4) << 16, quote + extensions)
     packet = build_ipv4(IPv4Header(src=ROUTERS4[0], dst=SRC4, protocol=1), message)
-    m.receive(reply_v4(packet, 0.001), 0.001)
+    m.receive_batch([reply_v4(packet, 0.001)], 0.001)
     assert m.result().hops[0].responses[0].mpls == labels
 
 
@@ -227,7 +226,9 @@ def test_icmpv6_port_unreachable_reaches_and_quotes_hop_limit() -> None:
     message = build_icmpv6(1, 4, 0, probe, src=DST6, dst=SRC6)
     key = key_of_reply_v6(message, socket.inet_pton(socket.AF_INET6, DST6))
     assert key is not None
-    m.receive(Reply(key, socket.AF_INET6, pton(DST6), message, 61, 1_000_000, 0.001, 58), 0.001)
+    m.receive_batch(
+        [Reply(key, socket.AF_INET6, pton(DST6), message, 61, 1_000_000, 0.001, 58)], 0.001
+    )
     response = m.result().hops[0].responses[0]
     assert m.done and response.reached and response.quoted_ttl == 4 and response.annotation == ""
 
@@ -262,13 +263,13 @@ def test_many_machine_finishes_each_trace_and_routes_replies() -> None:
         TraceMachine(f"198.19.0.{i}", source=SRC4, flow_id=i, cookies=cookies, options=options)
         for i in (5, 6)
     ]
-    many = TraceManyMachine(machines)
+    many = Multiplex(machines)
     batch = many.poll(0.0)
     assert len(batch) == 2
     for out in batch:
-        many.sent(out.key, Sent(0, 0.0), 0.0)
-        many.receive(reply_v4(error_v4(ROUTERS4[0], out.packet), 0.001), 0.001)
-    finished = [e for e in many.take_events() if not isinstance(e, tuple)]
+        many.sent_batch([out.key], [Sent(0, 0.0)], 0.0)
+        many.receive_batch([reply_v4(error_v4(ROUTERS4[0], out.packet), 0.001)], 0.001)
+    finished = [e for e in many.take_events() if isinstance(e, Finished)]
     assert many.done and len(finished) == 2
 
 
@@ -292,7 +293,7 @@ def test_an_answer_to_an_earlier_try_counts_until_the_last_try_is_over() -> None
     m = machine(in_flight=1, queries=1, wait_s=1.0, retries=2, max_ttl=1)
     (first,) = send_all(m, 0.0)
     assert len(send_all(m, 1.0)) == 1 and len(send_all(m, 2.0)) == 1  # tries 2 and 3
-    m.receive(reply_v4(error_v4(ROUTERS4[0], first, 3, 1), 2.5), 2.5)  # try 1's !H
+    m.receive_batch([reply_v4(error_v4(ROUTERS4[0], first, 3, 1), 2.5)], 2.5)  # try 1's !H
     result = m.result()
     assert m.done and result.hops[0].responses[0].annotation == "!H"
     assert result.hops[0].responses[0].attempt == 0
@@ -305,7 +306,7 @@ def test_later_hops_answering_shorten_the_wait_of_silent_ones() -> None:
     packets = send_all(m, 0.0)
     assert m.next_deadline() == pytest.approx(5.0)
     third = next(p for p in packets if ttl_of(p) == 3)
-    m.receive(reply_v4(error_v4(ROUTERS4[2], third), 0.004), 0.004)
+    m.receive_batch([reply_v4(error_v4(ROUTERS4[2], third), 0.004)], 0.004)
     assert m.next_deadline() == pytest.approx(10 * 0.005)  # rescheduled, not 5 s
     assert send_all(m, 0.05) == [] and m.done
     result = m.result()
@@ -317,7 +318,7 @@ def test_an_answer_from_the_same_hop_bounds_its_other_queries() -> None:
     """traceroute's HERE: the hop's other queries wait HERE x (RTT + 1 ms)."""
     m = machine(in_flight=None, queries=2, wait_s=5.0, here=3.0, near=0.0, retries=0, max_ttl=1)
     first, _second = send_all(m, 0.0)
-    m.receive(reply_v4(error_v4(ROUTERS4[0], first), 0.009), 0.009)
+    m.receive_batch([reply_v4(error_v4(ROUTERS4[0], first), 0.009)], 0.009)
     assert m.next_deadline() == pytest.approx(3 * 0.010)
     send_all(m, 0.03)
     assert m.done and m.result().hops[0].probes[1] is None
@@ -327,5 +328,5 @@ def test_without_factors_the_wait_is_fixed() -> None:
     m = machine(in_flight=None, queries=1, wait_s=2.0, retries=0, max_ttl=3)
     packets = send_all(m, 0.0)
     third = next(p for p in packets if ttl_of(p) == 3)
-    m.receive(reply_v4(error_v4(ROUTERS4[2], third), 0.004), 0.004)
+    m.receive_batch([reply_v4(error_v4(ROUTERS4[2], third), 0.004)], 0.004)
     assert m.next_deadline() == pytest.approx(2.0)

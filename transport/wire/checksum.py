@@ -74,3 +74,11 @@ def checksum_update16(checksum: int, old_word: int, new_word: int) -> int:
     total = (total & 0xFFFF) + (total >> 16)
     total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def compensating_word(checksum_with_zero: int, wanted: int) -> int:
+    """The 16-bit word that, written where the message had a zero word, turns its
+    checksum from ``checksum_with_zero`` into ``wanted`` (never 0 or 0xFFFF): Paris
+    traceroute's constant checksum. RFC 1624 eqn. 3 solved for the new word, so
+    ``checksum_update16(checksum_with_zero, 0, word) == wanted``."""
+    return checksum_update16(0xFFFF, checksum_with_zero, wanted)

@@ -1,0 +1,138 @@
+"""Many machines behind one: one driver loop (one task, one inbox) runs them all.
+
+Why not a task per machine: a thousand ``drive`` tasks make the event loop's ready
+queue so long that the socket readers fall behind the replies (measured with
+traceroute to a thousand targets), and each task wakes for its own deadlines. One
+``Multiplex`` serves ``trace_many_with`` and ``ping_many_with``.
+
+``poll`` visits the machines round-robin, each once per call at most, until ``batch``
+packets are due: a trace's next TTL is sent only after every other trace had its turn,
+by when the previous TTL's replies (sub-millisecond in a lab, a few ms on a LAN) have
+usually been read, so little is sent beyond a destination. Replies go to the machine
+that sent their key (or that declared their route); a batch is handed on as one batch
+per machine. Events are the machines' own, tagged with the machine's index
+(``Emitted``), and ``Finished`` as soon as a machine is done, so results stream out in
+completion order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic
+
+from rawprobe.probes.machine import EventT, Machine, MachineOutbox, Outgoing, Route
+from rawprobe.transport.base import Reply, Sent
+from rawprobe.transport.keys import MatchKey
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted(Generic[EventT]):
+    """An event of the machine at ``index`` (its position in ``Multiplex.machines``)."""
+
+    index: int
+    event: EventT
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The machine at ``index`` is done (after its last Emitted)."""
+
+    index: int
+
+
+class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
+    """One Machine over ``machines``; done once every one of them is."""
+
+    def __init__(self, machines: Sequence[Machine[EventT]], *, batch: int = 256) -> None:
+        super().__init__()
+        self.machines = tuple(machines)
+        self._active = list(range(len(self.machines)))  # indices, in round-robin order
+        self._running = [True] * len(self.machines)  # (a late reply to a done one: dropped)
+        self._cursor = 0
+        self._batch = batch
+        self._owner: dict[MatchKey, int] = {}
+        self._route_owner: dict[Route, int] = {}
+        for index, machine in enumerate(self.machines):
+            for route in machine.routes:
+                if route in self._route_owner:
+                    raise ValueError(f"two machines declare the route {route}")
+                self._route_owner[route] = index
+        self.routes = tuple(self._route_owner)
+
+    @property
+    def done(self) -> bool:
+        return not self._active
+
+    @property
+    def unfinished(self) -> tuple[int, ...]:
+        """Indices of the machines not done yet (the partial ones, once cancelled)."""
+        return tuple(self._active)
+
+    def poll(self, now: float) -> list[Outgoing]:
+        outgoing: list[Outgoing] = []
+        active = self._active
+        visited = 0
+        while active and visited < len(active) and len(outgoing) < self._batch:
+            self._cursor %= len(active)
+            index = active[self._cursor]
+            visited += 1
+            due = self.machines[index].poll(now)
+            for item in due:
+                self._owner[item.key] = index
+                for key in item.extra_keys:
+                    self._owner[key] = index
+            outgoing += due
+            # (A machine with packets due is done only once they left: see sent_batch.)
+            if not self._collect(index, finish=not due):
+                self._cursor += 1  # (else removed: the cursor is on the next one)
+        return outgoing
+
+    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
+        by_owner: dict[int, tuple[list[MatchKey], list[Sent]]] = {}
+        owner = self._owner
+        for key, stamp in zip(keys, stamps, strict=True):
+            index = owner.get(key)
+            if index is not None and self._running[index]:
+                mine = by_owner.setdefault(index, ([], []))
+                mine[0].append(key)
+                mine[1].append(stamp)
+        for index, (its_keys, its_stamps) in by_owner.items():
+            self.machines[index].sent_batch(its_keys, its_stamps, now)
+            self._collect(index)
+
+    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
+        by_owner: dict[int, list[Reply]] = {}
+        owner, route_owner = self._owner, self._route_owner
+        for reply in replies:
+            key = reply.key
+            index = owner.get(key)
+            if index is None and route_owner:
+                index = route_owner.get((key[0], key[2]))
+            if index is not None and self._running[index]:
+                by_owner.setdefault(index, []).append(reply)
+        for index, its_replies in by_owner.items():
+            self.machines[index].receive_batch(its_replies, now)
+            self._collect(index)
+
+    def next_deadline(self) -> float:
+        return min((self.machines[i].next_deadline() for i in self._active), default=math.inf)
+
+    def _collect(self, index: int, *, finish: bool = True) -> bool:
+        """Move the machine's events and retired keys up; True when it just finished
+        (never with ``finish`` False)."""
+        machine = self.machines[index]
+        self._events.extend(Emitted(index, event) for event in machine.take_events())
+        for key in machine.take_retired():
+            self._owner.pop(key, None)
+            self._retired.append(key)
+        if not finish or not machine.done or not self._running[index]:
+            return False
+        self._running[index] = False
+        position = self._active.index(index)
+        del self._active[position]
+        if position < self._cursor:
+            self._cursor -= 1
+        self._events.append(Finished(index))
+        return True
