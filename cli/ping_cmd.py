@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import socket
 import sys
@@ -33,7 +32,8 @@ from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.target_args import check_source
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
-from rawprobe.probes.ping import PingOptions, new_machine, ping_protocols
+from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
+from rawprobe.probes.ping import PingEvent, PingOptions, new_machine, ping_protocols
 from rawprobe.targets import resolve
 from rawprobe.transport import privileges
 from rawprobe.transport.dgram import DatagramTransport
@@ -118,10 +118,11 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
 
     several = len(addresses) > 1
 
-    def on_event(address: str, event: object) -> None:
-        line = render.ping_event_line(event, address if several else None)
-        if line is not None:
-            _emit(line)
+    def on_event(event: Emitted[PingEvent] | Finished) -> None:
+        if isinstance(event, Emitted):
+            line = render.ping_event_line(event.event, addresses[event.index] if several else None)
+            if line is not None:
+                _emit(line)
 
     protocols = ping_protocols(addresses)
     async with recording_transport(
@@ -133,10 +134,8 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
         if live_lines:
             for host, address in zip(args.hosts, addresses, strict=True):
                 _emit(render.ping_banner(host, address, options.payload_size))
-        async with interruptible() as interrupt, anyio.create_task_group() as probes:
-            for machine, address in zip(machines, addresses, strict=True):
-                callback = functools.partial(on_event, address) if live_lines else None
-                probes.start_soon(functools.partial(drive, machine, transport, on_event=callback))
+        async with interruptible() as interrupt:  # (one driver loop for every host)
+            await drive(Multiplex(machines), transport, on_event=on_event if live_lines else None)
         now = anyio.current_time()
         results = [machine.result(now) for machine in machines]
 
