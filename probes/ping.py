@@ -240,25 +240,14 @@ class PingMachine(MachineOutbox[PingEvent]):
         self._seq_of[wire_seq] = seq
         self._sent.pop(wire_seq, None)
         self._answered.discard(wire_seq)
+        src, dst, ttl, tos = self.source, self.address, self.options.ttl, self.options.tos
         if self.family == socket.AF_INET:
-            icmp = build_echo(self.ident, wire_seq, payload)
-            header4 = IPv4Header(
-                src=self.source,
-                dst=self.address,
-                protocol=1,
-                ttl=self.options.ttl,
-                tos=self.options.tos,
-            )
-            return Outgoing(key, build_ipv4(header4, icmp), (), self._authenticated)
-        icmp6 = build_echo6(self.ident, wire_seq, payload, src=self.source, dst=self.address)
-        header6 = IPv6Header(
-            src=self.source,
-            dst=self.address,
-            next_header=58,
-            hop_limit=self.options.ttl,
-            traffic_class=self.options.tos,
-        )
-        return Outgoing(key, build_ipv6(header6, icmp6), (), self._authenticated)
+            ip = IPv4Header(src=src, dst=dst, protocol=1, ttl=ttl, tos=tos)
+            packet = build_ipv4(ip, build_echo(self.ident, wire_seq, payload))
+        else:
+            ip6 = IPv6Header(src=src, dst=dst, next_header=58, hop_limit=ttl, traffic_class=tos)
+            packet = build_ipv6(ip6, build_echo6(self.ident, wire_seq, payload, src=src, dst=dst))
+        return Outgoing(key, packet, (), self._authenticated)
 
 
 def _icmp_fields(reply: Reply) -> tuple[int, int, int]:

@@ -121,18 +121,18 @@ class TraceOptions:
     """
 
     method: str = "icmp"
-    first_ttl: int = 1
-    max_ttl: int = 30
-    queries: int = 3
-    wait_s: float = 1.0
-    retries: int = 2
-    in_flight: int | None = None
-    here: float = 0.0
-    near: float = 0.0
     port: int | None = None
     paris: bool = True
     packet_size: int | None = None
     tos: int = 0
+    first_ttl: int = 1
+    max_ttl: int = 30
+    queries: int = 3
+    in_flight: int | None = None
+    wait_s: float = 1.0
+    here: float = 0.0
+    near: float = 0.0
+    retries: int = 2
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
