@@ -90,31 +90,26 @@ class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
         return outgoing
 
     def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
-        by_owner: dict[int, tuple[list[MatchKey], list[Sent]]] = {}
-        owner = self._owner
-        for key, stamp in zip(keys, stamps, strict=True):
-            index = owner.get(key)
-            if index is not None and self._running[index]:
-                mine = by_owner.setdefault(index, ([], []))
-                mine[0].append(key)
-                mine[1].append(stamp)
-        for index, (its_keys, its_stamps) in by_owner.items():
-            self.machines[index].sent_batch(its_keys, its_stamps, now)
+        for index, at in self._by_machine(keys).items():
+            self.machines[index].sent_batch([keys[i] for i in at], [stamps[i] for i in at], now)
             self._collect(index)
 
     def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
-        by_owner: dict[int, list[Reply]] = {}
-        owner, route_owner = self._owner, self._route_owner
-        for reply in replies:
-            key = reply.key
+        for index, at in self._by_machine([reply.key for reply in replies]).items():
+            self.machines[index].receive_batch([replies[i] for i in at], now)
+            self._collect(index)
+
+    def _by_machine(self, keys: Sequence[MatchKey]) -> dict[int, list[int]]:
+        """Positions in ``keys`` by the running machine each key belongs to."""
+        positions: dict[int, list[int]] = {}
+        owner, route_owner, running = self._owner, self._route_owner, self._running
+        for position, key in enumerate(keys):
             index = owner.get(key)
             if index is None and route_owner:
                 index = route_owner.get((key[0], key[2]))
-            if index is not None and self._running[index]:
-                by_owner.setdefault(index, []).append(reply)
-        for index, its_replies in by_owner.items():
-            self.machines[index].receive_batch(its_replies, now)
-            self._collect(index)
+            if index is not None and running[index]:
+                positions.setdefault(index, []).append(position)
+        return positions
 
     def next_deadline(self) -> float:
         return min((self.machines[i].next_deadline() for i in self._active), default=math.inf)
