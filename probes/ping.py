@@ -7,13 +7,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rawprobe.errors import MalformedPacket, UsageError
+from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
 from rawprobe.probes.icmp_text import describe_icmp
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import PingError, PingReply, PingResult, PingStats
 from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
-from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import KIND_ECHO, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6
 from rawprobe.transport.wire.icmp import build_echo
@@ -21,8 +21,6 @@ from rawprobe.transport.wire.icmpv6 import build_echo6
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 
-_ECHO_REPLY = {socket.AF_INET: 0, socket.AF_INET6: 129}
-_PROTO = {socket.AF_INET: 1, socket.AF_INET6: 58}
 _MAX_PAYLOAD = {socket.AF_INET: 65507, socket.AF_INET6: 65487}
 #: Answered probes whose state is kept to recognise duplicates (iputils keeps a 64K-bit
 #: window): the last 2,048 probes, 34 minutes at the default interval. Older state
@@ -170,24 +168,22 @@ class PingMachine(MachineOutbox[PingEvent]):
                 continue
             if wire_seq not in self._expiry and wire_seq not in self._answered:
                 continue  # later than -W: the probe was given up (duplicates still count)
-            try:
-                icmp_type, icmp_code, size = _icmp_fields(reply)
-            except MalformedPacket:
-                continue
             seq = self._seq_of[wire_seq]
             event: PingEvent
-            if icmp_type == _ECHO_REPLY[self.family]:
+            if isinstance(reply, EchoAnswer):
                 duplicate = wire_seq in self._answered
                 self._answered.add(wire_seq)
                 rtt = rtt_s(sent, reply)
-                event = PingReply(seq, reply.source, rtt, reply.ttl, size, duplicate)
+                event = PingReply(seq, reply.source, rtt, reply.ttl, reply.size, duplicate)
                 self._replies.append(event)
                 self._stats = self._stats.with_reply(event.rtt_s, duplicate)
-            else:
-                reason = describe_icmp(self.family, icmp_type, icmp_code)
-                event = PingError(seq, reply.source, reason, icmp_type, icmp_code)
+            elif isinstance(reply, IcmpError):
+                reason = describe_icmp(self.family, reply.icmp_type, reply.code)
+                event = PingError(seq, reply.source, reason, reply.icmp_type, reply.code)
                 self._errors.append(event)
                 self._stats = self._stats.with_error()
+            else:
+                continue  # (too short to type: the demux never delivers one)
             self._expiry.pop(wire_seq, None)
             self._events.append(event)
         self._note_finish(now)
@@ -248,18 +244,6 @@ class PingMachine(MachineOutbox[PingEvent]):
             ip6 = IPv6Header(src=src, dst=dst, next_header=58, hop_limit=ttl, traffic_class=tos)
             packet = build_ipv6(ip6, build_echo6(self.ident, wire_seq, payload, src=src, dst=dst))
         return Outgoing(key, packet, (), self._authenticated)
-
-
-def _icmp_fields(reply: Reply) -> tuple[int, int, int]:
-    """(type, code, ICMP message size) of a reply's outer ICMP message."""
-    data = reply.data
-    try:
-        if reply.family == socket.AF_INET:
-            ihl = (data[0] & 0x0F) * 4
-            return data[ihl], data[ihl + 1], len(data) - ihl
-        return data[0], data[1], len(data)
-    except IndexError as exc:
-        raise MalformedPacket("reply too short for ICMP") from exc
 
 
 async def ping_with(

@@ -52,7 +52,7 @@ from rawprobe.probes.drive import drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import HopStats, TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
-from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, Sent, TcpAnswer, Transport, rtt_s
 from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, Cookies, MatchKey, key_of_sent
 from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS
 from rawprobe.transport.wire.checksum import (
@@ -62,13 +62,7 @@ from rawprobe.transport.wire.checksum import (
     ones_complement_sum,
     pseudo_header,
 )
-from rawprobe.transport.wire.icmp import parse_icmp
-from rawprobe.transport.wire.icmpext import (
-    MplsLabel,
-    parse_extensions,
-    verify_extensions_checksum,
-)
-from rawprobe.transport.wire.icmpv6 import parse_icmpv6
+from rawprobe.transport.wire.icmpext import MplsLabel, parse_extensions
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 from rawprobe.transport.wire.tcp import ACK, RST, SYN, TcpHeader, build_tcp
@@ -100,8 +94,13 @@ _PROTO: dict[str, int] = {"udp": 17, "tcp": 6}
 _COOKIE = Cookies.COOKIE_BYTES
 #: Bytes an ICMP/UDP probe's payload needs: cookie (ICMP) and the compensating word.
 _MIN_PAYLOAD: dict[str, int] = {"icmp": _COOKIE + 2, "udp": 2, "tcp": 0}
-#: Where RFC 4884 non-compliant routers put extensions: after a 128-byte quote.
-_COMPAT_QUOTE = 128
+#: TraceResponse.kind of the ICMP errors, by family and type (else "other").
+_ERROR_KINDS: dict[int, dict[int, str]] = {
+    socket.AF_INET: {11: "time-exceeded", 3: "unreachable"},
+    socket.AF_INET6: {3: "time-exceeded", 1: "unreachable", 2: "packet-too-big"},
+}
+_UNREACHABLE: dict[int, int] = {socket.AF_INET: 3, socket.AF_INET6: 1}
+_PORT_UNREACHABLE: dict[int, int] = {socket.AF_INET: 3, socket.AF_INET6: 4}
 _WORD = struct.Struct("!H")
 _ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 
@@ -330,10 +329,7 @@ class TraceMachine(MachineOutbox[TraceHop]):
             probe = self._outstanding.get(reply.key)
             if probe is None or probe.sent is None:
                 continue  # late (given up), duplicate, or beyond the destination
-            try:
-                response = self._response(reply, probe)
-            except MalformedPacket:
-                continue
+            response = self._response(reply, probe)
             if response is None:
                 continue
             self._close_query(probe.ttl, probe.query)
@@ -625,97 +621,51 @@ class TraceMachine(MachineOutbox[TraceHop]):
     # -- replies ---------------------------------------------------------------------
 
     def _response(self, reply: Reply, probe: _Probe) -> TraceResponse | None:
+        """What a typed answer says (None: a TCP segment that is neither SYN-ACK nor RST)."""
         assert probe.sent is not None
         rtt = rtt_s(probe.sent, reply)
-        data = reply.data
-        if reply.family == socket.AF_INET:
-            if len(data) < 20:
-                raise MalformedPacket("reply shorter than an IPv4 header")
-            ihl = (data[0] & 0x0F) * 4
-            if reply.protocol == 6:
-                return self._tcp_answer(reply, data, ihl, rtt, probe)
-            message = parse_icmp(data[ihl:])
-            icmp_type, code, body = message.type, message.code, message.body
-            ttl_offset, mtu = 8, message.next_hop_mtu
-            echo_reply, exceeded, unreach = icmp_type == 0, icmp_type == 11, icmp_type == 3
-            port_unreach = unreach and code == 3
-            extensions = message.extensions
-            has_length = message.rfc4884_length != 0
-        else:
-            if reply.protocol == 6:
-                return self._tcp_answer(reply, data, 0, rtt, probe)
-            message6 = parse_icmpv6(data)
-            icmp_type, code, body = message6.type, message6.code, message6.body
-            ttl_offset, mtu = 7, message6.mtu
-            echo_reply, exceeded, unreach = icmp_type == 129, icmp_type == 3, icmp_type == 1
-            port_unreach = unreach and code == 4
-            extensions = message6.extensions
-            has_length = message6.rfc4884_length != 0
-        if echo_reply:
+        icmp_type: int | None = None
+        code: int | None = None
+        if isinstance(reply, IcmpError):
+            icmp_type, code, family = reply.icmp_type, reply.code, self.family
+            unreach = icmp_type == _UNREACHABLE[family]
             return TraceResponse(
-                reply.source, rtt, "echo-reply", icmp_type, code, reply.ttl,
-                terminal=True, reached=True, attempt=probe.attempt,
-            )  # fmt: skip
-        kind = (
-            "time-exceeded"
-            if exceeded
-            else "unreachable"
-            if unreach
-            else "packet-too-big"
-            if self.family == socket.AF_INET6 and icmp_type == 2
-            else "other"
-        )
-        quoted_ttl = body[ttl_offset] if len(body) > ttl_offset else None
-        reached = port_unreach or (unreach and reply.source == self.address)
-        return TraceResponse(
-            address=reply.source,
-            rtt_s=rtt,
-            kind=kind,
-            icmp_type=icmp_type,
-            icmp_code=code,
-            reply_ttl=reply.ttl,
-            quoted_ttl=quoted_ttl,
-            annotation=annotation(self.family, icmp_type, code, mtu),
-            terminal=unreach,
-            reached=reached,
-            mpls=_mpls(extensions, body, has_length),
-            attempt=probe.attempt,
-        )
-
-    def _tcp_answer(
-        self, reply: Reply, data: bytes, offset: int, rtt: float, probe: _Probe
-    ) -> TraceResponse | None:
-        if len(data) < offset + 14:
-            raise MalformedPacket("TCP answer too short")
-        flags = data[offset + 13]
-        if flags & SYN and flags & ACK:
+                address=reply.source,
+                rtt_s=rtt,
+                kind=_ERROR_KINDS[family].get(icmp_type, "other"),
+                icmp_type=icmp_type,
+                icmp_code=code,
+                reply_ttl=reply.ttl,
+                quoted_ttl=reply.quoted_ttl,
+                annotation=annotation(family, icmp_type, code, reply.mtu),
+                terminal=unreach,
+                reached=unreach and (code == _PORT_UNREACHABLE[family] or reply.from_target),
+                mpls=_mpls(reply.extensions),
+                attempt=probe.attempt,
+            )
+        if isinstance(reply, EchoAnswer):
+            kind, icmp_type, code = "echo-reply", reply.icmp_type, reply.code
+        elif isinstance(reply, TcpAnswer) and reply.flags & SYN and reply.flags & ACK:
             kind = "tcp-syn-ack"
-        elif flags & RST:
+        elif isinstance(reply, TcpAnswer) and reply.flags & RST:
             kind = "tcp-rst"
         else:
             return None
         return TraceResponse(
-            reply.source, rtt, kind, None, None, reply.ttl,
+            reply.source, rtt, kind, icmp_type, code, reply.ttl,
             terminal=True, reached=True, attempt=probe.attempt,
         )  # fmt: skip
 
 
-def _mpls(extensions: bytes, body: bytes, has_length: bool) -> tuple[MplsLabel, ...]:
-    """MPLS labels from an RFC 4884 extension structure; also the pre-RFC 4884 layout
-    (extensions after a 128-byte quote, length field 0) when its checksum verifies."""
-    if not extensions and not has_length and len(body) >= _COMPAT_QUOTE + 8:
-        candidate = body[_COMPAT_QUOTE:]
-        if candidate[0] >> 4 == 2 and verify_extensions_checksum(candidate):
-            extensions = candidate
+def _mpls(extensions: bytes) -> tuple[MplsLabel, ...]:
+    """The MPLS label stack of an error's RFC 4884 extensions (the transport also finds
+    the pre-RFC 4884 layout, after a 128-byte quote, by its checksum)."""
     if not extensions:
         return ()
     try:
-        labels: list[MplsLabel] = []
-        for obj in parse_extensions(extensions):
-            stack = obj.mpls_labels
-            if stack:
-                labels.extend(stack)
-        return tuple(labels)
+        return tuple(
+            label for obj in parse_extensions(extensions) for label in obj.mpls_labels or ()
+        )
     except MalformedPacket:
         return ()
 

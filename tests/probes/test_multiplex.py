@@ -20,7 +20,7 @@ def key(ident: int, seq: int) -> MatchKey:
 
 
 def reply(k: MatchKey) -> Reply:
-    data = b"\x45" + bytes(19) + b"\x00\x00" + bytes(62)  # IPv4, then an echo reply
+    data = b"\x45" + bytes(8) + b"\x01" + bytes(10) + b"\x00\x00" + bytes(62)  # an echo reply
     return Reply(k, socket.AF_INET, TARGET, data, 61, 0, 0.0, 1)
 
 

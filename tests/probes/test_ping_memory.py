@@ -29,9 +29,9 @@ def stamp(t: float) -> Sent:
     return Sent(realtime_ns=int(t * 1e9), monotonic_s=t)
 
 
-#: An echo reply as the machine reads it: IPv4 header, then type 0 (the transport
-#: matched the key and checked the cookie already).
-_REPLY_DATA = b"\x45" + bytes(19) + b"\x00\x00" + bytes(62)
+#: An echo reply as the machine reads it: IPv4 header (protocol 1), then type 0 (the
+#: transport matched the key and checked the cookie already).
+_REPLY_DATA = b"\x45" + bytes(8) + b"\x01" + bytes(10) + b"\x00\x00" + bytes(62)
 
 
 def echo_reply(key: MatchKey, at: float) -> Reply:
