@@ -93,6 +93,8 @@ class RawTransport(SocketTransport):
         sock.sendto(packet, address)
 
     def _clear_pending_error(self, packet: bytes) -> None:
+        """Discard the send socket's error queue: the receiving sockets hear the ICMP
+        errors themselves."""
         _drain_error_queue(self._route(packet)[0])
 
     def _route(self, packet: bytes) -> tuple[socket.socket, tuple[str, int]]:
