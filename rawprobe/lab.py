@@ -652,7 +652,10 @@ class Lab:
         """Turn the kernel's ICMP error rate limits on (kernel defaults) or off.
 
         Applies to the routers unless ``roles`` says otherwise (the target's REJECT
-        replies are ICMP errors too: pass ``ROLES`` to include it). "On" means the
+        replies and UDP port unreachables are ICMP errors too: pass ``["target"]`` or
+        ``ROLES``; on, the target answers a burst of about six closed UDP ports, then
+        about one a second, as a UDP scan meets it; checked in
+        tests/lab/test_udp_lab.py). "On" means the
         defaults of a fresh namespace on 6.18: ``icmp_ratelimit`` 1000 ms,
         ``ipv6.icmp.ratelimit`` 100 ms, ``icmp_msgs_per_sec`` 1000, ``icmp_msgs_burst``
         50 (all per-namespace). Labs start with every limit off.
