@@ -362,8 +362,9 @@ async def recording_transport(
 def add_rung_options(
     parser: argparse.ArgumentParser,
     unprivileged: str = "ICMP datagram sockets only (net.ipv4.ping_group_range)",
-) -> None:
-    """``--privileged`` / ``--unprivileged`` and ``-v`` (which rung was used)."""
+) -> argparse._MutuallyExclusiveGroup:
+    """``--privileged`` / ``--unprivileged`` and ``-v`` (which rung was used); returns
+    the group of the two, for a command's own spellings of a rung (scan's ``-sT``)."""
     rung = parser.add_mutually_exclusive_group()
     rung.add_argument(
         "--privileged", dest="rung", action="store_const", const="raw",
@@ -375,6 +376,7 @@ def add_rung_options(
     )  # fmt: skip
     parser.set_defaults(rung="auto")
     parser.add_argument("-v", "--verbose", action="store_true", help="say which sockets are used")
+    return rung
 
 
 def raw_rung(args: argparse.Namespace, what: str) -> str:
