@@ -21,6 +21,7 @@ import pytest
 
 from rawprobe.errors import MalformedPacket
 from rawprobe.transport import keys, sockets, wire
+from rawprobe.transport.answers import IcmpError, Reply
 from rawprobe.transport.wire import icmp_table as table
 from rawprobe.transport.wire.dissect import dissect
 
@@ -144,3 +145,20 @@ def test_names_of_unknown_values() -> None:
     assert table.type_name(V4, 200) is None and table.type_name(V6, 0) is None
     assert table.code_name(V6, 1, 4) == "port unreachable"
     assert table.code_name(V6, 2, 0) is None and table.code_name(V4, 3, 16) is None
+
+
+@pytest.mark.parametrize(
+    ("family", "icmp_type", "code", "kind"),
+    [(V4, 11, 0, "time-exceeded"), (V4, 3, 13, "unreachable"), (V4, 12, 0, "parameter-problem"),
+     (V4, 5, 1, "other"), (V6, 2, 0, "packet-too-big"), (V6, 1, 4, "unreachable")],
+)  # fmt: skip
+def test_an_icmp_error_answer_says_its_kind(
+    family: int, icmp_type: int, code: int, kind: str
+) -> None:
+    whole, message = _packet(family, icmp_type, code)
+    source = socket.inet_pton(family, ROUTER[family])
+    data = whole if family == V4 else message
+    key = keys.key_of_reply_v4(whole) if family == V4 else keys.key_of_reply_v6(message, source)
+    assert key is not None
+    answer = Reply(key, family, source, data, 60, 0, 0.0, 1 if family == V4 else 58)
+    assert isinstance(answer, IcmpError) and answer.kind == kind
