@@ -133,7 +133,6 @@ def test_kinds() -> None:
         "packet-too-big": {(V6, 2)},
         "parameter-problem": {(V4, 12), (V6, 4)},
     }
-    assert [*expected, "other"] == list(table.KINDS)
     for family in (V4, V6):
         for icmp_type in range(256):
             want = [k for k, where in expected.items() if (family, icmp_type) in where]

@@ -5,8 +5,9 @@ an echo or query reply, a request) and one per known code (its tcpdump name, the
 iputils wording, traceroute's mark, nmap's reason word). Everyone asks these functions
 instead of keeping a table of their own: ping's error text (``describe``), traceroute's
 marks (``annotation``), the scans' and the sweep's reason words (``reason``,
-``alive_reason``, ``dead_reason``), the answers' kinds (``kind``), the dissector's names
-(``type_name``, ``code_name``), the match keys' type sets and the kernel filters
+``alive_reason``, ``dead_reason``; ``PORT_UNREACHABLE`` for a closed UDP port), the
+answers' kinds (``kind``), the dissector's names and wording (``type_name``,
+``code_name``, ``tcpdump_text``), the match keys' type sets and the kernel filters
 (``ERROR_TYPES``, ``REPLY_TYPES``...).
 
 Design choices:
@@ -31,9 +32,6 @@ from typing import NamedTuple
 
 AF_INET = _V4 = 2  # socket.AF_INET
 AF_INET6 = _V6 = 10  # socket.AF_INET6 on Linux
-
-#: What ``kind`` says about an ICMP error (also ``IcmpError.kind``).
-KINDS = ("time-exceeded", "unreachable", "packet-too-big", "parameter-problem", "other")
 
 
 class _Type(NamedTuple):
@@ -175,9 +173,8 @@ def _types(role: str) -> dict[int, frozenset[int]]:
 #: Types whose body quotes the packet that caused them (the match key is read there).
 ERROR_TYPES = _types("error")
 #: IPv4's timestamp, information and address mask requests, and their replies.
-QUERY_TYPES = _types("query")
-QUERY_REPLY_TYPES = _types("query-reply")
-#: The echo request and reply type of each family.
+QUERY_TYPES, QUERY_REPLY_TYPES = _types("query"), _types("query-reply")
+#: The echo request and the echo reply type of each family.
 ECHO_REQUEST = {family: min(types) for family, types in _types("echo").items()}
 ECHO_REPLY = {family: min(types) for family, types in _types("echo-reply").items()}
 #: Types that answer a probe directly: the echo reply and the query replies.
@@ -203,7 +200,8 @@ def code_name(family: int, icmp_type: int, code: int) -> str | None:
 
 
 def kind(family: int, icmp_type: int) -> str:
-    """One of ``KINDS``: what an ICMP error says (``other`` for anything else)."""
+    """What an ICMP error says: ``time-exceeded``, ``unreachable``, ``packet-too-big``,
+    ``parameter-problem``, or ``other`` (for anything else too); ``IcmpError.kind``."""
     return _TYPES.get((family, icmp_type), _NO_TYPE).kind
 
 
