@@ -61,13 +61,23 @@ def _icmp_type_filter(family: int) -> bytes:
     return struct.pack(f"={len(words)}I", *words)
 
 
-# Classic BPF (SO_ATTACH_FILTER): the few opcodes the ICMP filters use.
+# Classic BPF (SO_ATTACH_FILTER): the few opcodes the ICMP and TCP filters use.
 _BPF_LDX_B_MSH = 0xB1  # X = 4 * (packet[k] & 0x0F): the IPv4 header length
 _BPF_LD_B_ABS = 0x30  # A = packet[k]
 _BPF_LD_B_IND = 0x50  # A = packet[X + k]
 _BPF_JEQ_K = 0x15  # if A == k: skip jt, else skip jf
 _BPF_RET_K = 0x06  # accept k bytes (0: drop)
+_BPF_LD_H_ABS = 0x28  # A = 16 bits at packet[k]
+_BPF_LD_H_IND = 0x48  # A = 16 bits at packet[X + k]
 _ACCEPT = 0x40000
+
+
+def _load(family: int, offset: int, half: bool = False) -> list[tuple[int, int, int, int]]:
+    """Load the byte (or 16 bits) at ``offset`` in the transport header into A: IPv4 raw
+    sockets filter the whole IP packet (X = its header length), IPv6 ones start there."""
+    if family == socket.AF_INET:
+        return [(_BPF_LDX_B_MSH, 0, 0, 0), (_BPF_LD_H_IND if half else _BPF_LD_B_IND, 0, 0, offset)]
+    return [(_BPF_LD_H_ABS if half else _BPF_LD_B_ABS, 0, 0, offset)]
 
 
 def icmp_filter_program(family: int, ident_prefix: int) -> list[tuple[int, int, int, int]]:
@@ -77,12 +87,7 @@ def icmp_filter_program(family: int, ident_prefix: int) -> list[tuple[int, int, 
     IPv4 raw sockets filter the whole IP packet, IPv6 ones the ICMPv6 message.
     """
     errors, replies = sorted(ERROR_TYPES[family]), sorted(REPLY_TYPES[family])
-    program: list[tuple[int, int, int, int]] = []
-    if family == socket.AF_INET:
-        program.append((_BPF_LDX_B_MSH, 0, 0, 0))
-        program.append((_BPF_LD_B_IND, 0, 0, 0))  # ICMP type
-    else:
-        program.append((_BPF_LD_B_ABS, 0, 0, 0))
+    program = _load(family, 0)  # the ICMP type
     tests = [*errors, *replies]
     accept_at = len(program) + len(tests) + 1  # index of "ret accept" after the tests
     for position, value in enumerate(tests):
@@ -93,28 +98,18 @@ def icmp_filter_program(family: int, ident_prefix: int) -> list[tuple[int, int, 
             program.append((_BPF_JEQ_K, accept_at + 1 - here - 1, 0, value))
     program.append((_BPF_RET_K, 0, 0, 0))  # no test matched: drop
     program.append((_BPF_RET_K, 0, 0, _ACCEPT))  # accept_at
-    ident = (_BPF_LD_B_IND, 0, 0, 4) if family == socket.AF_INET else (_BPF_LD_B_ABS, 0, 0, 4)
-    program.append(ident)
+    program.append(_load(family, 4)[-1])  # the identifier's high byte (X is still set)
     program.append((_BPF_JEQ_K, 0, 1, ident_prefix))
     program.append((_BPF_RET_K, 0, 0, _ACCEPT))
     program.append((_BPF_RET_K, 0, 0, 0))
     return program
 
 
-_BPF_LD_H_ABS = 0x28  # A = 16 bits at packet[k]
-_BPF_LD_H_IND = 0x48  # A = 16 bits at packet[X + k]
-
-
 def tcp_filter_program(family: int, local_ports: Sequence[int]) -> list[tuple[int, int, int, int]]:
     """A socket filter passing only TCP segments sent to one of ``local_ports`` (the
     source ports of our probes): a scan's raw TCP socket then never wakes for the
     host's other connections, nor for a sibling worker's answers."""
-    program: list[tuple[int, int, int, int]] = []
-    if family == socket.AF_INET:
-        program.append((_BPF_LDX_B_MSH, 0, 0, 0))
-        program.append((_BPF_LD_H_IND, 0, 0, 2))  # destination port
-    else:
-        program.append((_BPF_LD_H_ABS, 0, 0, 2))
+    program = _load(family, 2, half=True)  # the destination port
     for position, port in enumerate(local_ports):
         program.append((_BPF_JEQ_K, len(local_ports) - position, 0, port))
     program.append((_BPF_RET_K, 0, 0, 0))

@@ -115,6 +115,8 @@ def test_the_kernel_filters_are_byte_identical() -> None:
     assert sockets._icmp_type_filter(V6).hex() == old["icmp6_filter"]
     assert _program_bytes(sockets.icmp_filter_program(V4, 0xAB)) == _program_bytes(old["program4"])
     assert _program_bytes(sockets.icmp_filter_program(V6, 0x3C)) == _program_bytes(old["program6"])
+    for family, ports, program in old["tcp_programs"]:
+        assert _program_bytes(sockets.tcp_filter_program(FAMILY[family], ports)).hex() == program
 
 
 def test_the_type_sets() -> None:
