@@ -6,7 +6,6 @@ import argparse
 import functools
 import json
 import socket
-import sys
 from typing import Any
 
 import anyio
@@ -21,23 +20,19 @@ from rawprobe.cli.args import (
     add_pcap_option,
     add_rung_options,
     address,
-    describe_rung,
     int_in,
     interruptible,
     positive_int,
-    recording_transport,
-    refuse_special,
+    probe_transport,
     seconds,
 )
 from rawprobe.cli.outputs import opens_outputs
-from rawprobe.cli.target_args import check_source
+from rawprobe.cli.target_args import host_addresses
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
 from rawprobe.probes.ping import PingOptions, new_machine, ping_protocols
-from rawprobe.targets import resolve
 from rawprobe.transport import privileges
 from rawprobe.transport.dgram import DatagramTransport
-from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 
 
 def register(commands: Any) -> None:
@@ -110,11 +105,8 @@ def _emit(line: str) -> None:
 
 
 async def _main(args: argparse.Namespace, options: PingOptions) -> int:
-    addresses = [await resolve(host, args.family) for host in args.hosts]
-    refuse_special(addresses, args.broadcast)
-    check_source(args.source, addresses)
+    addresses = await host_addresses(args, args.hosts)
     live_lines = not args.json and not args.quiet
-    rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
 
     several = len(addresses) > 1
 
@@ -124,11 +116,7 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
             _emit(line)
 
     protocols = ping_protocols(addresses)
-    async with recording_transport(
-        protocols, rate_pps=rate, pcap=args.pcap, rung=args.rung
-    ) as transport:
-        if args.verbose:
-            print(describe_rung(transport), file=sys.stderr)
+    async with probe_transport(args, protocols, verbose=args.verbose) as transport:
         machines = [new_machine(transport, a, options, source=args.source) for a in addresses]
         if live_lines:
             for host, address in zip(args.hosts, addresses, strict=True):
