@@ -32,7 +32,7 @@ from rawprobe.errors import (
     UsageError,
     sole_error,
 )
-from rawprobe.probes.connect_scan import connect_scan as _connect_scan
+from rawprobe.probes.connect_scan import ConnectScan as _ConnectScan
 from rawprobe.probes.craft import ICMP, IP, TCP, UDP, craft
 from rawprobe.probes.models import (
     HopStats,
@@ -472,7 +472,7 @@ async def syn_scan(
             _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")
             return await syn_scan_with(transport, space, port_list, options, source=source)
         if not _raw_scan(technique, privileged, space.families):
-            return await _connect_scan(space, port_list, keep_closed=keep_closed)
+            return await _ConnectScan(space, port_list, keep_closed=keep_closed).run()
         async with _open_probe_transport(
             hears, rate_pps=rate_pps, privileged=True, unprivileged=None
         ) as own:
@@ -526,7 +526,8 @@ async def syn_scan_stream(
 
             async def run() -> None:
                 with send:
-                    connect_stream.result = await _connect_scan(space, port_list, on_event=on_event)
+                    scan = _ConnectScan(space, port_list, on_event=on_event)
+                    connect_stream.result = await scan.run()
 
             with receive:
                 async with anyio.create_task_group() as task_group:
