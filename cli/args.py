@@ -168,6 +168,13 @@ def add_broadcast_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_family_options(parser: argparse._ActionsContainer) -> None:
+    """``-4`` / ``-6``: one address family only (``args.family``, else None)."""
+    family = parser.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
+    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+
+
 def refuse_special(targets: Iterable[str], allowed: bool) -> None:
     """UsageError for a broadcast or multicast destination unless ``allowed``, and for
     the unspecified address (0.0.0.0, ::) always. ``targets``: addresses (already

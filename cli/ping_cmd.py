@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import socket
 from typing import Any
 
 import anyio
@@ -17,6 +16,7 @@ from rawprobe.cli.args import (
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_family_options,
     add_pcap_option,
     add_rung_options,
     address,
@@ -48,9 +48,7 @@ def register(commands: Any) -> None:
     ping.add_argument("-Q", "--tos", type=int_in(0, 255), default=0, help="TOS / traffic class")
     ping.add_argument("-I", "--source", type=address, metavar="ADDRESS", help="source address")
     ping.add_argument("-q", "--quiet", action="store_true", help="only the summary")
-    family = ping.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
-    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    add_family_options(ping)
     ping.add_argument("--json", action="store_true", help="one JSON document on stdout")
     ping.add_argument(
         "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"

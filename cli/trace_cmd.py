@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ from rawprobe.cli.args import (
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_family_options,
     add_pcap_option,
     add_rung_options,
     address,
@@ -85,9 +85,7 @@ def register(commands: Any) -> None:
     trace.add_argument("-n", "--numeric", action="store_true", help="no reverse DNS")
     trace.add_argument("-s", "--source", type=address, metavar="ADDRESS", help="source address")
     add_broadcast_option(trace)
-    family = trace.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
-    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    add_family_options(trace)
     trace.add_argument(
         "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"
     )
