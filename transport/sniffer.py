@@ -36,9 +36,9 @@ from rawprobe.transport.sockets import (
     ETH_P_IPV6,
     PACKET_STATISTICS,
     SCM_TIMESTAMPNS,
-    SO_RCVBUFFORCE,
     SO_TIMESTAMPNS,
     SOL_PACKET,
+    _set_rcvbuf,
 )
 from rawprobe.transport.wire.pktfilter import PacketFilter
 
@@ -99,10 +99,7 @@ def open_packet_socket(
         raise TransportError(f"cannot open packet socket: {exc.strerror or exc}") from exc
     try:
         sock.setblocking(False)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf_bytes)
-        except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
+        _set_rcvbuf(sock, rcvbuf_bytes)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         if interface is not None:
             try:
