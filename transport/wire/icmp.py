@@ -11,6 +11,7 @@ from rawprobe.errors import MalformedPacket, UsageError
 
 from .addr import ntop4
 from .checksum import internet_checksum
+from .fields import pack_fields
 
 __all__ = [
     "DEST_UNREACH",
@@ -179,11 +180,7 @@ def encode_icmp(
 ) -> bytes:
     """Encode an ICMP or ICMPv6 (``kind``) message; the checksum is computed unless
     given, from ``start(length)`` (the pseudo-header's sum) on."""
-    try:
-        header = _HEADER.pack(type, code, 0, rest)
-    except struct.error as exc:
-        raise UsageError(f"{kind} header field out of range: {exc}") from exc
-    message = header + body
+    message = pack_fields(_HEADER, f"{kind} header field", type, code, 0, rest) + body
     if checksum is None:
         checksum = internet_checksum(message, start(len(message)))
     elif not 0 <= checksum <= 0xFFFF:
