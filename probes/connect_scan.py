@@ -35,7 +35,7 @@ class ConnectScan:
         timeout_s: float = 1.0,
         seed: int | None = None,
         keep_closed: bool = False,
-        on_event: Callable[[object], None] | None = None,
+        on_event: Callable[[PortResult], None] | None = None,
     ) -> None:
         self.space, self.ports, self.timeout_s = space, ports, timeout_s
         self.concurrency = concurrency

@@ -514,16 +514,11 @@ async def _scan_streamed(plan: _ScanPlan) -> AsyncIterator[ScanStream]:
         return
     send, receive = anyio.create_memory_object_stream[PortResult](float("inf"))
     connect_stream = ScanStream(None, receive)
-
-    def on_event(event: object) -> None:
-        if isinstance(event, PortResult):
-            send.send_nowait(event)
+    keep_closed = plan.options.keep_closed
+    scan = _ConnectScan(plan.space, plan.ports, keep_closed=keep_closed, on_event=send.send_nowait)
 
     async def run() -> None:
         with send:
-            scan = _ConnectScan(
-                plan.space, plan.ports, keep_closed=plan.options.keep_closed, on_event=on_event
-            )
             connect_stream.result = await scan.run()
 
     with receive:
