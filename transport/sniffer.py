@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import anyio
 import anyio.lowlevel
 
-from rawprobe.errors import PrivilegeError, TransportError, UsageError
+from rawprobe.errors import TransportError, UsageError
 from rawprobe.transport import privileges
 from rawprobe.transport.sockets import (
     DEFAULT_RCVBUF_BYTES,
@@ -39,6 +39,7 @@ from rawprobe.transport.sockets import (
     SO_TIMESTAMPNS,
     SOL_PACKET,
     _set_rcvbuf,
+    new_socket,
 )
 from rawprobe.transport.wire.pktfilter import PacketFilter
 
@@ -91,12 +92,10 @@ def open_packet_socket(
 
     Raises PrivilegeError without CAP_NET_RAW, UsageError for an unknown interface.
     """
-    try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-    except PermissionError as exc:
-        raise PrivilegeError(_PRIVILEGE_HINT) from exc
-    except OSError as exc:
-        raise TransportError(f"cannot open packet socket: {exc.strerror or exc}") from exc
+    protocol = socket.htons(ETH_P_ALL)
+    sock = new_socket(
+        socket.AF_PACKET, socket.SOCK_DGRAM, protocol, "packet socket", _PRIVILEGE_HINT
+    )
     try:
         sock.setblocking(False)
         _set_rcvbuf(sock, rcvbuf_bytes)

@@ -144,6 +144,19 @@ def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]])
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
+def new_socket(
+    family: int, kind: int, protocol: int, what: str, hint: str = _PRIVILEGE_HINT
+) -> socket.socket:
+    """``socket.socket(family, kind, protocol)``: PrivilegeError (``hint``) on EPERM or
+    EACCES, TransportError ("cannot open ``what``") for any other refusal."""
+    try:
+        return socket.socket(family, kind, protocol)
+    except PermissionError as exc:
+        raise PrivilegeError(hint) from exc
+    except OSError as exc:
+        raise TransportError(f"cannot open {what}: {exc.strerror or exc}") from exc
+
+
 def open_raw_socket(
     family: int, protocol: int, *, rcvbuf_bytes: int = DEFAULT_RCVBUF_BYTES
 ) -> socket.socket:
@@ -154,12 +167,7 @@ def open_raw_socket(
     limit for IPv6, and a type filter so the kernel does not wake us for ICMP messages
     that can never answer a probe. Raises PrivilegeError on EPERM/EACCES.
     """
-    try:
-        sock = socket.socket(family, socket.SOCK_RAW, protocol)
-    except PermissionError as exc:
-        raise PrivilegeError(_PRIVILEGE_HINT) from exc
-    except OSError as exc:
-        raise TransportError(f"cannot open raw socket: {exc.strerror or exc}") from exc
+    sock = new_socket(family, socket.SOCK_RAW, protocol, "raw socket")
     try:
         sock.setblocking(False)
         _set_rcvbuf(sock, rcvbuf_bytes)
@@ -190,12 +198,7 @@ def open_send_socket(family: int) -> socket.socket:
     error a probe draws would also fail the next ``sendto`` (EHOSTUNREACH: 8,966 of
     12,000 sends of 1000 traces); ICMP errors never match an ``IPPROTO_RAW`` socket.
     """
-    try:
-        sock = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    except PermissionError as exc:
-        raise PrivilegeError(_PRIVILEGE_HINT) from exc
-    except OSError as exc:
-        raise TransportError(f"cannot open raw socket: {exc.strerror or exc}") from exc
+    sock = new_socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW, "raw socket")
     try:
         sock.setblocking(False)
         if family == socket.AF_INET:
