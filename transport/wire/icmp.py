@@ -176,13 +176,13 @@ def encode_icmp(
     rest: int,
     body: bytes,
     checksum: int | None,
-    start: Callable[[int], int] = lambda length: 0,
+    start: Callable[[int], int] | None = None,
 ) -> bytes:
     """Encode an ICMP or ICMPv6 (``kind``) message; the checksum is computed unless
     given, from ``start(length)`` (the pseudo-header's sum) on."""
     message = pack_fields(_HEADER, f"{kind} header field", type, code, 0, rest) + body
     if checksum is None:
-        checksum = internet_checksum(message, start(len(message)))
+        checksum = internet_checksum(message, start(len(message)) if start else 0)
     elif not 0 <= checksum <= 0xFFFF:
         raise UsageError(f"{kind} checksum out of range: {checksum}")
     return message[:2] + checksum.to_bytes(2, "big") + message[4:]
