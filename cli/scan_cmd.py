@@ -22,6 +22,7 @@ from rawprobe.cli.args import (
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_family_options,
     add_max_outage_option,
     add_pcap_option,
     add_rung_options,
@@ -101,9 +102,7 @@ def register(commands: Any) -> None:
     scan.add_argument("-r", dest="sequential", action="store_true", help="ports in order")
     scan.add_argument("--seed", type=int, help="seed of the random order")
     scan.add_argument("-S", "--source", type=address, metavar="ADDRESS", help="source address")
-    family = scan.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
-    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    add_family_options(scan)
     scan.add_argument("--json", action="store_true", help="one JSON document on stdout")
     add_output_option(
         scan, "-oG", dest="grepable", help="grepable output (- stdout)", stdout_ok=True

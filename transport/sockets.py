@@ -126,14 +126,14 @@ def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]])
 
 
 def new_socket(
-    family: int, kind: int, protocol: int, what: str, privilege_hint: str = _PRIVILEGE_HINT
+    family: int, kind: int, protocol: int, what: str, hint: str = _PRIVILEGE_HINT
 ) -> socket.socket:
-    """``socket.socket``, its refusals mapped: PrivilegeError (saying what to do) when
-    the process may not, TransportError naming ``what`` for the rest."""
+    """``socket.socket(family, kind, protocol)``: PrivilegeError (``hint``) on EPERM or
+    EACCES, TransportError ("cannot open ``what``") for any other refusal."""
     try:
         return socket.socket(family, kind, protocol)
     except PermissionError as exc:
-        raise PrivilegeError(privilege_hint) from exc
+        raise PrivilegeError(hint) from exc
     except OSError as exc:
         raise TransportError(f"cannot open {what}: {exc.strerror or exc}") from exc
 
