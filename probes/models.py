@@ -202,9 +202,10 @@ class TraceResponse:
     """The answer to one traceroute probe.
 
     ``kind`` is ``time-exceeded``, ``unreachable``, ``echo-reply``, ``tcp-syn-ack``,
-    ``tcp-rst``, ``packet-too-big`` or ``other``; ``annotation`` is traceroute's mark
-    (``!H !N !P !X !S !F-<mtu> !V !C !<code>``, empty for none). ``terminal`` replies
-    end the trace at their hop (the destination answered, or an unreachable error).
+    ``tcp-rst``, ``packet-too-big``, ``parameter-problem`` or ``other``; ``annotation``
+    is traceroute's mark (``!H !N !P !X !S !F-<mtu> !V !C !<code>``, empty for none).
+    ``terminal`` replies end the trace at their hop (the destination answered, or an
+    unreachable error).
     ``quoted_ttl`` is the TTL of our probe as the ICMP error quotes it (1 normally);
     ``mpls`` the label stack of an RFC 4950 extension. ``attempt`` counts retries
     (0: the first probe of this query answered).

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
-from rawprobe.probes.icmp_text import describe_icmp
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import PingError, PingReply, PingResult, PingStats
 from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
@@ -17,6 +16,7 @@ from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, Sent, Transpor
 from rawprobe.transport.keys import KIND_ECHO, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6
 from rawprobe.transport.wire.icmp import build_echo
+from rawprobe.transport.wire.icmp_table import describe
 from rawprobe.transport.wire.icmpv6 import build_echo6
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
@@ -178,7 +178,7 @@ class PingMachine(MachineOutbox[PingEvent]):
                 self._replies.append(event)
                 self._stats = self._stats.with_reply(event.rtt_s, duplicate)
             elif isinstance(reply, IcmpError):
-                reason = describe_icmp(self.family, reply.icmp_type, reply.code)
+                reason = describe(self.family, reply.icmp_type, reply.code)
                 event = PingError(seq, reply.source, reason, reply.icmp_type, reply.code)
                 self._errors.append(event)
                 self._stats = self._stats.with_error()

@@ -62,6 +62,7 @@ from rawprobe.transport.wire.checksum import (
     ones_complement_sum,
     pseudo_header,
 )
+from rawprobe.transport.wire.icmp_table import PORT_UNREACHABLE, annotation
 from rawprobe.transport.wire.icmpext import MplsLabel, parse_extensions
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
@@ -94,13 +95,6 @@ _PROTO: dict[str, int] = {"udp": 17, "tcp": 6}
 _COOKIE = Cookies.COOKIE_BYTES
 #: Bytes an ICMP/UDP probe's payload needs: cookie (ICMP) and the compensating word.
 _MIN_PAYLOAD: dict[str, int] = {"icmp": _COOKIE + 2, "udp": 2, "tcp": 0}
-#: TraceResponse.kind of the ICMP errors, by family and type (else "other").
-_ERROR_KINDS: dict[int, dict[int, str]] = {
-    socket.AF_INET: {11: "time-exceeded", 3: "unreachable"},
-    socket.AF_INET6: {3: "time-exceeded", 1: "unreachable", 2: "packet-too-big"},
-}
-_UNREACHABLE: dict[int, int] = {socket.AF_INET: 3, socket.AF_INET6: 1}
-_PORT_UNREACHABLE: dict[int, int] = {socket.AF_INET: 3, socket.AF_INET6: 4}
 _WORD = struct.Struct("!H")
 _ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 
@@ -163,24 +157,6 @@ class TraceOptions:
         if self.port is not None:
             return self.port
         return DEFAULT_TCP_PORT if self.method == "tcp" else DEFAULT_UDP_PORT
-
-
-def annotation(family: int, icmp_type: int, code: int, mtu: int = 0) -> str:
-    """traceroute's mark for an ICMP error (empty for TTL exceeded and port unreachable)."""
-    if family == socket.AF_INET:
-        if icmp_type != 3:
-            return ""
-        if code == 4:
-            return f"!F-{mtu}"
-        marks = {0: "!N", 1: "!H", 2: "!P", 3: "", 5: "!S", 6: "!N", 7: "!H", 8: "!N",
-                 9: "!X", 10: "!X", 11: "!N", 12: "!H", 13: "!X", 14: "!V", 15: "!C"}  # fmt: skip
-        return marks.get(code, f"!<{code}>")
-    if icmp_type == 2:
-        return f"!F-{mtu}"
-    if icmp_type != 1:
-        return ""
-    marks6 = {0: "!N", 1: "!X", 2: "!N", 3: "!H", 4: "", 5: "!X", 6: "!X"}
-    return marks6.get(code, f"!<{code}>")
 
 
 class _Probe:
@@ -627,19 +603,20 @@ class TraceMachine(MachineOutbox[TraceHop]):
         icmp_type: int | None = None
         code: int | None = None
         if isinstance(reply, IcmpError):
-            icmp_type, code, family = reply.icmp_type, reply.code, self.family
-            unreach = icmp_type == _UNREACHABLE[family]
+            icmp_type, code, family, kind = reply.icmp_type, reply.code, self.family, reply.kind
+            unreach = kind == "unreachable"
+            port_unreach = (icmp_type, code) == PORT_UNREACHABLE[family]
             return TraceResponse(
                 address=reply.source,
                 rtt_s=rtt,
-                kind=_ERROR_KINDS[family].get(icmp_type, "other"),
+                kind=kind,
                 icmp_type=icmp_type,
                 icmp_code=code,
                 reply_ttl=reply.ttl,
                 quoted_ttl=reply.quoted_ttl,
                 annotation=annotation(family, icmp_type, code, reply.mtu),
                 terminal=unreach,
-                reached=unreach and (code == _PORT_UNREACHABLE[family] or reply.from_target),
+                reached=port_unreach or (unreach and reply.from_target),
                 mpls=_mpls(reply.extensions),
                 attempt=probe.attempt,
             )

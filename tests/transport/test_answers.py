@@ -25,13 +25,24 @@ from rawprobe.transport.keys import (
     Cookies,
     key_of_reply_v4,
 )
-from rawprobe.transport.wire.icmp import build_echo, build_icmp
-from rawprobe.transport.wire.icmpext import MplsLabel, build_extensions, build_mpls_object
-from rawprobe.transport.wire.icmpv6 import build_icmpv6
-from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
-from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
-from rawprobe.transport.wire.tcp import ACK, SYN, TcpHeader, build_tcp
-from rawprobe.transport.wire.udp import UdpHeader, build_udp
+from rawprobe.transport.wire import (
+    ACK,
+    SYN,
+    IPv4Header,
+    IPv6Header,
+    MplsLabel,
+    TcpHeader,
+    UdpHeader,
+    build_echo,
+    build_extensions,
+    build_icmp,
+    build_icmpv6,
+    build_ipv4,
+    build_ipv6,
+    build_mpls_object,
+    build_tcp,
+    build_udp,
+)
 
 US, HOST, ROUTER = "198.18.1.2", "198.19.0.1", "198.18.2.1"
 US6, HOST6 = "2001:db8:1::2", "2001:db8:ff::1"
