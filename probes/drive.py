@@ -61,23 +61,33 @@ async def drive(
         if replies:
             machine.receive_batch(replies, anyio.current_time())
 
-    def uncovered(key: MatchKey) -> bool:
-        routed = covered.get(key[0])
-        return routed is None or key[2] not in routed
-
     def register_keys(part: list[Outgoing]) -> None:
+        if covered:
+            register_uncovered(part)
+            return
         for outgoing in part:
-            key = outgoing.key
-            if not covered or uncovered(key):
-                if outgoing.authenticated:
-                    transport.register(key, inbox)
-                else:
-                    transport.register(key, inbox, authenticated=False)
+            if outgoing.authenticated:
+                transport.register(outgoing.key, inbox)
+            else:
+                transport.register(outgoing.key, inbox, authenticated=False)
+            keys.add(outgoing.key)
+            for key in outgoing.extra_keys:
+                transport.register(key, inbox)
                 keys.add(key)
-            for extra in outgoing.extra_keys:
-                if not covered or uncovered(extra):
-                    transport.register(extra, inbox)
-                    keys.add(extra)
+
+    def register_uncovered(part: list[Outgoing]) -> None:
+        """Only the keys no declared route covers (one dict and one set lookup a key)."""
+        none: frozenset[int] = frozenset()
+        get = covered.get
+        for key, _packet, extra_keys, authenticated in part:
+            if key[2] not in get(key[0], none):
+                transport.register(key, inbox, authenticated=authenticated)
+                keys.add(key)
+            if extra_keys:
+                for extra in extra_keys:
+                    if extra[2] not in get(extra[0], none):
+                        transport.register(extra, inbox)
+                        keys.add(extra)
 
     slice_size = 8  # adapted so that one slice takes about _SLICE_S
     try:
