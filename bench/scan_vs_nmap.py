@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+import baseline  # (bench/baseline.py: the script's folder is on the path)
+
 from rawprobe.lab import Lab, lab
 
 _NMAP_OPEN = re.compile(r"(\d+)/open/tcp")
@@ -94,7 +96,7 @@ def main() -> None:
     parser.add_argument("-6", dest="v6", action="store_true", help="IPv6 target")
     parser.add_argument("--masscan-rate", type=int, default=10000)
     parser.add_argument("--masscan-wait", type=int, default=1, help="masscan --wait (s)")
-    parser.add_argument("--baseline", metavar="PYTHON", help="also time this build's rawprobe")
+    baseline.add_option(parser)
     args = parser.parse_args()
     use_masscan = shutil.which("masscan") is not None
 
@@ -136,11 +138,7 @@ def main() -> None:
         print(f"rawprobe median {ours_median:.2f} s   exact open set {exact['rawprobe']}/{rounds}")
         print(f"nmap     median {nmap_median:.2f} s   exact open set {exact['nmap']}/{rounds}")
         print(f"ratio rawprobe/nmap {ours_median / nmap_median:.2f} (goal <= 0.50)")
-        if baselines:
-            base_ratio = statistics.median(baselines) / nmap_median
-            change = (ours_median / nmap_median) / base_ratio - 1
-            print(f"baseline ratio {base_ratio:.3f}; this build's {ours_median / nmap_median:.3f}"
-                  f" ({change:+.1%})")  # fmt: skip
+        baseline.report(ours, baselines, nmap_median)
         if use_masscan:
             masscan_median = statistics.median(masscans)
             print(

@@ -30,6 +30,8 @@ import textwrap
 import time
 from typing import Any
 
+import baseline  # (bench/baseline.py: the script's folder is on the path)
+
 from rawprobe.lab import Lab, lab
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 
@@ -84,7 +86,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--icmplib", action="store_true", help="also run icmplib once")
     parser.add_argument("--v6", action="store_true", help="also sweep 2**20 IPv6 addresses")
-    parser.add_argument("--baseline", metavar="PYTHON", help="also time this build's rawprobe")
+    baseline.add_option(parser)
     args = parser.parse_args()
 
     fping_s: list[float] = []
@@ -108,11 +110,7 @@ def main() -> None:
         f_med, r_med = statistics.median(fping_s), statistics.median(rawprobe_s)
         print(f"{NETWORK}: fping median {f_med:.2f} s, rawprobe median {r_med:.2f} s")
         print(f"ratio rawprobe/fping: {r_med / f_med:.2f} (<= 1.00 meets the target)")
-        if baseline_s:
-            base_ratio = statistics.median(baseline_s) / f_med
-            change = (r_med / f_med) / base_ratio - 1
-            print(f"baseline ratio {base_ratio:.3f}; this build's {r_med / f_med:.3f}"
-                  f" ({change:+.1%})")  # fmt: skip
+        baseline.report(rawprobe_s, baseline_s, f_med)
         d_s, d_found, document = rawprobe(the_lab, rate=DEFAULT_RATE_PPS)
         print(f"at the default rate ({DEFAULT_RATE_PPS} packets/s): {d_s:.2f} s, {d_found} up,"
               f" {_drops(document)}")  # fmt: skip

@@ -117,20 +117,14 @@ class Demux:
         self.counters.received += 1
         try:
             key = key_of_reply_v4(packet)
+            inbox = self._accept(key, packet, echo_payload_v4, True)
+            if inbox is None or key is None:
+                return
+            reply = answer_v4(key, packet, received_ns, received_s)
         except MalformedPacket:
             self.counters.malformed += 1
             return
-        inbox = self._accept(key, packet, echo_payload_v4, True)
-        if inbox is not None and key is not None:
-            try:
-                reply = answer_v4(key, packet, received_ns, received_s)
-            except MalformedPacket:
-                self.counters.malformed += 1
-                return
-            if self.recorder is None and not inbox.closed and inbox.put(reply):
-                self.counters.delivered += 1  # the common case, without a call
-            else:
-                self._deliver(reply, inbox)  # recording, a closed inbox, overflow
+        self._deliver(reply, inbox)
 
     def dispatch_v6(
         self,
@@ -146,22 +140,14 @@ class Demux:
         self.counters.received += 1
         try:
             key = key_of_reply_v6(message, source, protocol)
+            inbox = self._accept(key, message, echo_payload_v6, False)
+            if inbox is None or key is None:
+                return
+            answer = answer_v6(key, source, message, hop_limit, received_ns, received_s, protocol)
         except MalformedPacket:
             self.counters.malformed += 1
             return
-        inbox = self._accept(key, message, echo_payload_v6, False)
-        if inbox is not None and key is not None:
-            try:
-                reply = answer_v6(
-                    key, source, message, hop_limit, received_ns, received_s, protocol
-                )
-            except MalformedPacket:
-                self.counters.malformed += 1
-                return
-            if self.recorder is None and not inbox.closed and inbox.put(reply):
-                self.counters.delivered += 1  # the common case, without a call
-            else:
-                self._deliver(reply, inbox)  # recording, a closed inbox, overflow
+        self._deliver(answer, inbox)
 
     def _accept(
         self,
@@ -215,6 +201,9 @@ class Demux:
         return build_ipv6(header, reply.data)
 
     def _deliver(self, reply: Reply, inbox: Inbox) -> None:
+        if self.recorder is None and not inbox.closed and inbox.put(reply):
+            self.counters.delivered += 1  # the common case
+            return
         if self.recorder is not None:
             self.recorder.record(self._full_packet(reply), reply.received_ns, False)
         if inbox.closed:
