@@ -11,6 +11,11 @@ then the medians, the ratio rawprobe/nmap (the goal is <= 0.5) and whether each 
 found exactly the lab's open ports. Root only; every packet stays inside the lab.
 
     sudo .venv/bin/python bench/scan_vs_nmap.py [--rounds 5] [-6] [--masscan-rate 10000]
+        [--baseline OTHER/.venv/bin/python]
+
+``--baseline`` also times another build of rawprobe (the interpreter of its checkout) in
+every round, beside this one and nmap, and prints both ratios and their change: the
+before/after figure of a change, measured in one run.
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ def timed(the_lab: Lab, *argv: str) -> tuple[float, str]:
     return time.perf_counter() - start, done.stdout
 
 
-def rawprobe_round(the_lab: Lab, target: str) -> tuple[float, set[int], dict[str, object]]:
+def rawprobe_round(
+    the_lab: Lab, target: str, python: str = sys.executable
+) -> tuple[float, set[int], dict[str, object]]:
     seconds, out = timed(
-        the_lab, sys.executable, "-I", "-m", "rawprobe", "scan", "-p-", "--rate", "0", "--json",
-        target,
-    )  # fmt: skip
+        the_lab, python, "-I", "-m", "rawprobe", "scan", "-p-", "--rate", "0", "--json", target
+    )
     document = json.loads(out)
     (host,) = document["hosts"]
     found = {p["port"] for p in host["ports"] if p["state"] == "open"}
@@ -88,6 +94,7 @@ def main() -> None:
     parser.add_argument("-6", dest="v6", action="store_true", help="IPv6 target")
     parser.add_argument("--masscan-rate", type=int, default=10000)
     parser.add_argument("--masscan-wait", type=int, default=1, help="masscan --wait (s)")
+    parser.add_argument("--baseline", metavar="PYTHON", help="also time this build's rawprobe")
     args = parser.parse_args()
     use_masscan = shutil.which("masscan") is not None
 
@@ -97,6 +104,7 @@ def main() -> None:
         ours: list[float] = []
         nmaps: list[float] = []
         masscans: list[float] = []
+        baselines: list[float] = []
         exact = {"rawprobe": 0, "nmap": 0, "masscan": 0}
         print(f"target {target}, open ports {sorted(truth)}, {args.rounds} rounds")
         for number in range(1, args.rounds + 1):
@@ -112,6 +120,10 @@ def main() -> None:
                 f" peak {document['timing']['peak_rate_pps']:,} pps)  nmap {b:6.2f} s"
                 f" ({len(found_b)} open)  ratio {a / b:.2f}"
             )
+            if args.baseline:
+                base_s, found_base, _ = rawprobe_round(the_lab, target, args.baseline)
+                baselines.append(base_s)
+                line += f"  baseline {base_s:6.2f} s ({len(found_base)} open)"
             if use_masscan:
                 c, found_c = masscan_round(the_lab, target, args.masscan_rate, args.masscan_wait)
                 masscans.append(c)
@@ -124,6 +136,11 @@ def main() -> None:
         print(f"rawprobe median {ours_median:.2f} s   exact open set {exact['rawprobe']}/{rounds}")
         print(f"nmap     median {nmap_median:.2f} s   exact open set {exact['nmap']}/{rounds}")
         print(f"ratio rawprobe/nmap {ours_median / nmap_median:.2f} (goal <= 0.50)")
+        if baselines:
+            base_ratio = statistics.median(baselines) / nmap_median
+            change = (ours_median / nmap_median) / base_ratio - 1
+            print(f"baseline ratio {base_ratio:.3f}; this build's {ours_median / nmap_median:.3f}"
+                  f" ({change:+.1%})")  # fmt: skip
         if use_masscan:
             masscan_median = statistics.median(masscans)
             print(

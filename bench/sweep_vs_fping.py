@@ -12,6 +12,11 @@ found and the ratios. With --v6 it also sweeps
 Root only; every packet stays inside the lab this script builds.
 
     sudo .venv/bin/python bench/sweep_vs_fping.py [--rounds 5] [--icmplib] [--v6]
+        [--baseline OTHER/.venv/bin/python]
+
+``--baseline`` also times another build of rawprobe (the interpreter of its checkout) in
+every round, beside this one and fping, and prints both ratios and their change: the
+before/after figure of a change, measured in one run.
 """
 
 from __future__ import annotations
@@ -59,9 +64,9 @@ def fping(the_lab: Lab) -> tuple[float, int]:
 
 
 def rawprobe(
-    the_lab: Lab, target: str = NETWORK, rate: int = 0
+    the_lab: Lab, target: str = NETWORK, rate: int = 0, python: str = sys.executable
 ) -> tuple[float, int, dict[str, Any]]:
-    command = [sys.executable, "-I", "-m", "rawprobe", "sweep", "--rate", str(rate), "--json"]
+    command = [python, "-I", "-m", "rawprobe", "sweep", "--rate", str(rate), "--json"]
     seconds, out = timed(the_lab, *command, target)
     document = json.loads(out)
     return seconds, int(document["alive_count"]), document
@@ -79,23 +84,35 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--icmplib", action="store_true", help="also run icmplib once")
     parser.add_argument("--v6", action="store_true", help="also sweep 2**20 IPv6 addresses")
+    parser.add_argument("--baseline", metavar="PYTHON", help="also time this build's rawprobe")
     args = parser.parse_args()
 
-    fping_s, rawprobe_s = [], []
+    fping_s: list[float] = []
+    rawprobe_s: list[float] = []
+    baseline_s: list[float] = []
     with lab() as the_lab:
         for round_number in range(1, args.rounds + 1):
             f_s, f_found = fping(the_lab)
             r_s, r_found, document = rawprobe(the_lab)
             fping_s.append(f_s)
             rawprobe_s.append(r_s)
-            print(
+            line = (
                 f"round {round_number}: fping {f_s:.2f} s ({f_found} up)   "
-                f"rawprobe {r_s:.2f} s ({r_found} up, {_drops(document)})",
-                flush=True,
+                f"rawprobe {r_s:.2f} s ({r_found} up, {_drops(document)})"
             )
+            if args.baseline:
+                b_s, b_found, _ = rawprobe(the_lab, python=args.baseline)
+                baseline_s.append(b_s)
+                line += f"   baseline {b_s:.2f} s ({b_found} up)"
+            print(line, flush=True)
         f_med, r_med = statistics.median(fping_s), statistics.median(rawprobe_s)
         print(f"{NETWORK}: fping median {f_med:.2f} s, rawprobe median {r_med:.2f} s")
         print(f"ratio rawprobe/fping: {r_med / f_med:.2f} (<= 1.00 meets the target)")
+        if baseline_s:
+            base_ratio = statistics.median(baseline_s) / f_med
+            change = (r_med / f_med) / base_ratio - 1
+            print(f"baseline ratio {base_ratio:.3f}; this build's {r_med / f_med:.3f}"
+                  f" ({change:+.1%})")  # fmt: skip
         d_s, d_found, document = rawprobe(the_lab, rate=DEFAULT_RATE_PPS)
         print(f"at the default rate ({DEFAULT_RATE_PPS} packets/s): {d_s:.2f} s, {d_found} up,"
               f" {_drops(document)}")  # fmt: skip

@@ -9,7 +9,7 @@ import anyio.lowlevel
 
 from rawprobe.probes.machine import Machine, Outgoing
 from rawprobe.transport.base import Inbox, Sent, Transport
-from rawprobe.transport.keys import MatchKey
+from rawprobe.transport.keys import KIND_ECHO, MatchKey
 
 EventCallback = Callable[[object], None]
 
@@ -42,7 +42,7 @@ async def drive(
     keys: set[MatchKey] = set()
     idents = machine.echo_idents
     for ident in idents:
-        transport.register_echo_ident(ident, inbox)
+        transport.register_route(KIND_ECHO, ident, inbox)
 
     def flush() -> None:
         events = machine.take_events()
@@ -120,4 +120,4 @@ async def drive(
         for key in keys:
             transport.unregister(key)
         for ident in idents:
-            transport.unregister_echo_ident(ident)
+            transport.unregister_route(KIND_ECHO, ident)

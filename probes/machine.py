@@ -32,7 +32,7 @@ class Outgoing(NamedTuple):
 class Machine(Protocol):
     """What drive() needs from a probe."""
 
-    #: ICMP identifiers routed to this machine as a whole (``register_echo_ident``).
+    #: ICMP identifiers routed to this machine as a whole (``register_route(KIND_ECHO, ident)``).
     #: A machine that names any sends only echo probes with these identifiers: the
     #: driver registers no key of its own for them and unregisters nothing.
     echo_idents: tuple[int, ...]

@@ -17,7 +17,17 @@ import anyio
 import anyio.lowlevel
 
 from rawprobe.errors import TransportClosed, UsageError
+from rawprobe.transport.answers import (
+    Answer,
+    EchoAnswer,
+    IcmpError,
+    Reply,
+    TcpAnswer,
+    UdpAnswer,
+)
 from rawprobe.transport.keys import Cookies, MatchKey
+
+__all__ = ["Answer", "EchoAnswer", "IcmpError", "Reply", "TcpAnswer", "UdpAnswer"]
 
 #: ``tuple.__new__``: builds a NamedTuple (Sent, Reply, Outgoing) from a tuple of all its
 #: fields without the class's Python-level ``__new__``, at half the cost, on paths
@@ -35,29 +45,6 @@ class Sent(NamedTuple):
     realtime_ns: int
     monotonic_s: float
     error: str | None = None
-
-
-class Reply(NamedTuple):
-    """A packet that matched a registered key and passed authentication (a NamedTuple:
-    one is made per matched packet).
-
-    ``data`` is the whole IPv4 packet for IPv4, and the ICMPv6 (or upper-layer)
-    message without the IPv6 header for IPv6, as raw sockets deliver them.
-    """
-
-    key: MatchKey
-    family: int
-    source_packed: bytes  # the sender's address, 4 or 16 bytes
-    data: bytes
-    ttl: int | None
-    received_ns: int
-    received_s: float
-    protocol: int  # IP protocol of ``data`` (IPv4: the packet's; IPv6: the socket's)
-
-    @property
-    def source(self) -> str:
-        """The sender's address as text (made on demand: most replies never need it)."""
-        return socket.inet_ntop(self.family, self.source_packed)
 
 
 #: Slack between the two clocks' views of an RTT before the kernel stamp is
@@ -202,13 +189,19 @@ class Transport(Protocol):
         """Stop routing ``key``; unknown keys are ignored."""
         ...
 
-    def register_echo_ident(self, ident: int, inbox: Inbox) -> None:
-        """Route every echo key with identifier ``ident`` that has no route of its own
-        to ``inbox`` (cookies still checked): one route for many probes."""
+    def register_route(self, kind: int, a: int, inbox: Inbox) -> None:
+        """Route every key ``(kind, *, a, *)`` that has no route of its own to ``inbox``
+        (echo keys: ``a`` is the identifier; cookies still checked): one route for many
+        probes, declared by a machine (``Machine.routes``)."""
         ...
 
-    def unregister_echo_ident(self, ident: int) -> None:
-        """Stop routing ``ident``; unknown identifiers are ignored."""
+    def unregister_route(self, kind: int, a: int) -> None:
+        """Stop routing ``(kind, a)``; unknown routes are ignored."""
+        ...
+
+    def filter_tcp(self, local_ports: Sequence[int]) -> None:
+        """Wake the TCP readers only for segments to ``local_ports`` (a scan's source
+        ports); transports without raw TCP sockets ignore it."""
         ...
 
     async def send(self, packet: bytes) -> Sent:

@@ -2,7 +2,8 @@
 
 Shared by the raw and the memory transport, so simulated tests exercise the same code
 that runs on the wire. Per packet it extracts the key from bytes, looks it up, and
-only for a hit verifies the checksums and the cookie and builds a Reply. Nothing here
+only for a hit verifies the checksums and the cookie and builds a typed answer
+(transport/answers.py). Nothing here
 raises for a bad or foreign packet: those are counted.
 
 Checksums, of packets that matched a key only (unrelated traffic costs nothing more),
@@ -30,7 +31,8 @@ import socket
 from collections.abc import Callable
 
 from rawprobe.errors import MalformedPacket, RawProbeError
-from rawprobe.transport.base import Counters, Inbox, Recorder, Reply, new_tuple
+from rawprobe.transport.answers import Reply, answer_v4, answer_v6
+from rawprobe.transport.base import Counters, Inbox, Recorder
 from rawprobe.transport.keys import (
     KIND_ECHO,
     PROTO_ICMPV6,
@@ -44,8 +46,6 @@ from rawprobe.transport.keys import (
 from rawprobe.transport.wire.checksum import ones_complement_sum
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 
-_V4: int = socket.AF_INET
-_V6: int = socket.AF_INET6
 _PROTO_ICMP = 1
 
 
@@ -81,7 +81,8 @@ class Demux:
         self._local_address = local_address
         self._routes: dict[MatchKey, Inbox] = {}
         self._unauthenticated: set[MatchKey] = set()
-        self._echo_idents: dict[int, Inbox] = {}
+        #: (key kind, key[2]) -> inbox: wide routes, for keys without a route of their own.
+        self._wide: dict[tuple[int, int], Inbox] = {}
 
     def register(self, key: MatchKey, inbox: Inbox, *, authenticated: bool = True) -> None:
         """Route ``key`` to ``inbox``. ``authenticated=False`` skips the cookie check for
@@ -97,18 +98,19 @@ class Demux:
         if self._unauthenticated:
             self._unauthenticated.discard(key)
 
-    def register_echo_ident(self, ident: int, inbox: Inbox) -> None:
-        """Route every echo key with identifier ``ident`` (echo replies, and ICMP errors
-        quoting echo requests) that has no key of its own to ``inbox``; cookies are
-        still checked. One route for a whole sweep instead of one per probe."""
-        self._echo_idents[ident] = inbox
+    def register_route(self, kind: int, a: int, inbox: Inbox) -> None:
+        """Route every key ``(kind, *, a, *)`` that has no route of its own to ``inbox``
+        (for echo keys, ``a`` is the identifier: echo replies and ICMP errors quoting
+        echo requests); cookies are still checked. One route for a whole sweep instead
+        of one per probe."""
+        self._wide[kind, a] = inbox
 
-    def unregister_echo_ident(self, ident: int) -> None:
-        self._echo_idents.pop(ident, None)
+    def unregister_route(self, kind: int, a: int) -> None:
+        self._wide.pop((kind, a), None)
 
     @property
     def registered(self) -> int:
-        return len(self._routes) + len(self._echo_idents)
+        return len(self._routes) + len(self._wide)
 
     def dispatch_v4(self, packet: bytes, received_ns: int, received_s: float) -> None:
         """Handle one IPv4 packet read from a raw socket (IP header included)."""
@@ -120,10 +122,11 @@ class Demux:
             return
         inbox = self._accept(key, packet, echo_payload_v4, True)
         if inbox is not None and key is not None:
-            reply: Reply = new_tuple(
-                Reply,
-                (key, _V4, packet[12:16], packet, packet[8], received_ns, received_s, packet[9]),
-            )
+            try:
+                reply = answer_v4(key, packet, received_ns, received_s)
+            except MalformedPacket:
+                self.counters.malformed += 1
+                return
             if self.recorder is None and not inbox.closed and inbox.put(reply):
                 self.counters.delivered += 1  # the common case, without a call
             else:
@@ -148,9 +151,13 @@ class Demux:
             return
         inbox = self._accept(key, message, echo_payload_v6, False)
         if inbox is not None and key is not None:
-            reply: Reply = new_tuple(
-                Reply, (key, _V6, source, message, hop_limit, received_ns, received_s, protocol)
-            )
+            try:
+                reply = answer_v6(
+                    key, source, message, hop_limit, received_ns, received_s, protocol
+                )
+            except MalformedPacket:
+                self.counters.malformed += 1
+                return
             if self.recorder is None and not inbox.closed and inbox.put(reply):
                 self.counters.delivered += 1  # the common case, without a call
             else:
@@ -171,8 +178,8 @@ class Demux:
             return None
         inbox = self._routes.get(key)
         if inbox is None:
-            if key[0] == KIND_ECHO and self._echo_idents:
-                inbox = self._echo_idents.get(key[2])
+            if self._wide:
+                inbox = self._wide.get((key[0], key[2]))
             if inbox is None:
                 self.counters.unmatched += 1
                 return None

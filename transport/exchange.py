@@ -58,14 +58,14 @@ class TransportBase:
     def unregister(self, key: MatchKey) -> None:
         self._demux.unregister(key)
 
-    def register_echo_ident(self, ident: int, inbox: Inbox) -> None:
-        """Route all echo keys of identifier ``ident`` to ``inbox`` (see Transport)."""
+    def register_route(self, kind: int, a: int, inbox: Inbox) -> None:
+        """Route every key ``(kind, *, a, *)`` to ``inbox`` (see Transport)."""
         if self._closed:
             raise TransportClosed("transport is closed")
-        self._demux.register_echo_ident(ident, inbox)
+        self._demux.register_route(kind, a, inbox)
 
-    def unregister_echo_ident(self, ident: int) -> None:
-        self._demux.unregister_echo_ident(ident)
+    def unregister_route(self, kind: int, a: int) -> None:
+        self._demux.unregister_route(kind, a)
 
     async def send(self, packet: bytes) -> Sent:
         raise NotImplementedError

@@ -36,10 +36,13 @@ class HeldRepliesTransport:
     def unregister(self, key: MatchKey) -> None:
         self.routes.pop(key, None)
 
-    def register_echo_ident(self, ident: int, inbox: Inbox) -> None:
+    def register_route(self, kind: int, a: int, inbox: Inbox) -> None:
         raise AssertionError("not used")
 
-    def unregister_echo_ident(self, ident: int) -> None:
+    def unregister_route(self, kind: int, a: int) -> None:
+        raise AssertionError("not used")
+
+    def filter_tcp(self, local_ports: Sequence[int]) -> None:
         raise AssertionError("not used")
 
     async def send(self, packet: bytes) -> Sent:

@@ -29,7 +29,7 @@ def demux() -> tuple[Demux, Counters]:
 def test_any_sequence_of_the_identifier_reaches_the_inbox_with_its_cookie() -> None:
     routes, counters = demux()
     inbox = Inbox(16)
-    routes.register_echo_ident(0x4201, inbox)
+    routes.register_route(KIND_ECHO, 0x4201, inbox)
     for seq in (0, 1, 7):
         routes.dispatch_v4(echo_reply(0x4201, seq, COOKIES.cookie(key(0x4201, seq))), 1, 0.0)
     assert [reply.key[3] for reply in inbox.take_all()] == [0, 1, 7]
@@ -39,7 +39,7 @@ def test_any_sequence_of_the_identifier_reaches_the_inbox_with_its_cookie() -> N
 def test_a_wrong_cookie_is_forged_and_another_identifier_unmatched() -> None:
     routes, counters = demux()
     inbox = Inbox(16)
-    routes.register_echo_ident(0x4201, inbox)
+    routes.register_route(KIND_ECHO, 0x4201, inbox)
     routes.dispatch_v4(echo_reply(0x4201, 3, COOKIES.cookie(key(0x4201, 4))), 1, 0.0)
     routes.dispatch_v4(echo_reply(0x4202, 3, COOKIES.cookie(key(0x4202, 3))), 1, 0.0)
     assert len(inbox) == 0
@@ -49,11 +49,11 @@ def test_a_wrong_cookie_is_forged_and_another_identifier_unmatched() -> None:
 def test_a_key_of_its_own_wins_and_unregistering_stops_delivery() -> None:
     routes, counters = demux()
     sweep, ping = Inbox(16), Inbox(16)
-    routes.register_echo_ident(0x4201, sweep)
+    routes.register_route(KIND_ECHO, 0x4201, sweep)
     routes.register(key(0x4201, 9), ping)
     routes.dispatch_v4(echo_reply(0x4201, 9, COOKIES.cookie(key(0x4201, 9))), 1, 0.0)
     assert (len(ping), len(sweep)) == (1, 0)
-    routes.unregister_echo_ident(0x4201)
+    routes.unregister_route(KIND_ECHO, 0x4201)
     routes.unregister(key(0x4201, 9))
     routes.dispatch_v4(echo_reply(0x4201, 2, COOKIES.cookie(key(0x4201, 2))), 1, 0.0)
     assert counters.unmatched == 1 and routes.registered == 0
@@ -62,7 +62,7 @@ def test_a_key_of_its_own_wins_and_unregistering_stops_delivery() -> None:
 def test_the_source_is_kept_packed_and_given_as_text() -> None:
     routes, _ = demux()
     inbox = Inbox(4)
-    routes.register_echo_ident(0x4201, inbox)
+    routes.register_route(KIND_ECHO, 0x4201, inbox)
     routes.dispatch_v4(echo_reply(0x4201, 0, COOKIES.cookie(key(0x4201, 0))), 1, 0.0)
     (reply,) = inbox.take_all()
     assert reply.source_packed == socket.inet_aton(HOST) and reply.source == HOST
