@@ -58,7 +58,7 @@ from rawprobe.probes.outage import DEFAULT_BUDGET_S
 from rawprobe.probes.permute import check_space
 from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.transport.base import Reply, Transport
+from rawprobe.transport.base import IcmpError, Reply, TcpAnswer, Transport
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
 
@@ -236,10 +236,8 @@ class _SynScan(TcpProbes):
     _errors: ClassVar[dict[tuple[int, int, bool], Verdict]] = {}
 
     def classify(self, answer: Reply) -> Verdict | None:
-        data = answer.data  # (until the typed answers: the demux read these already)
-        offset = (data[0] & 0x0F) * 4 if answer.family == _V4 else 0
-        if answer.protocol == PROTO_TCP:
-            flags = data[offset + 13]
+        if isinstance(answer, TcpAnswer):
+            flags = answer.flags
             if self.ack:
                 return _UNFILTERED if flags & _RST else None
             if flags & _SYN_ACK == _SYN_ACK:
@@ -247,20 +245,21 @@ class _SynScan(TcpProbes):
             if flags & _RST_ACK == _RST_ACK:
                 return _CLOSED
             return None  # e.g. a bare RST whose seq happens to match: not an answer
-        icmp_type, icmp_code = data[offset], data[offset + 1]
-        from_target = answer.source_packed == answer.key[1]
-        verdict = self._errors.get((icmp_type, icmp_code, from_target))
+        if not isinstance(answer, IcmpError):
+            return None
+        icmp_type, code, from_target = answer.icmp_type, answer.code, answer.from_target
+        verdict = self._errors.get((icmp_type, code, from_target))
         if verdict is None:
             if answer.family == _V4:
-                reason, unreachable = _ICMP4_REASONS.get((icmp_type, icmp_code)), 3
+                reason, unreachable = _ICMP4_REASONS.get((icmp_type, code)), 3
             else:
-                reason, unreachable = _ICMP6_REASONS.get((icmp_type, icmp_code)), 1
+                reason, unreachable = _ICMP6_REASONS.get((icmp_type, code)), 1
             if reason is None:
                 if icmp_type != unreachable:
                     return None  # e.g. packet too big: says nothing about the port
-                reason = f"unreachable-code-{icmp_code}"
+                reason = f"unreachable-code-{code}"
             verdict = Verdict(FILTERED, reason, from_target)
-            self._errors[icmp_type, icmp_code, from_target] = verdict
+            self._errors[icmp_type, code, from_target] = verdict
         return verdict
 
     def refused(self, errno: str) -> Verdict:

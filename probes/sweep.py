@@ -43,7 +43,14 @@ from rawprobe.probes.machine import Outgoing
 from rawprobe.probes.outage import DEFAULT_BUDGET_S
 from rawprobe.probes.permute import check_space
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.transport.base import Reply, Transport
+from rawprobe.transport.base import (
+    EchoAnswer,
+    IcmpError,
+    Reply,
+    TcpAnswer,
+    Transport,
+    UdpAnswer,
+)
 from rawprobe.transport.keys import KIND_ECHO, Cookies
 from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS, UDP_SOCKETS
 
@@ -382,24 +389,20 @@ class _SweepVerdicts:
     silence = Verdict("down", "no-response")
 
     def classify(self, answer: Reply) -> Verdict | None:
-        data, family = answer.data, answer.family
-        offset = (data[0] & 0x0F) * 4 if family == _V4 else 0
-        protocol = answer.protocol
-        if protocol == 6:
-            return _UP_SYN_ACK if data[offset + 13] & _TCP_SYN else _UP_RESET
-        if protocol == 17:
-            return _UP_UDP
-        icmp_type, code = data[offset], data[offset + 1]
-        if icmp_type == _ECHO_REPLY[family]:
+        if isinstance(answer, EchoAnswer):
             return _UP_ECHO
-        if (icmp_type, code) == _PORT_UNREACHABLE[family]:
+        if isinstance(answer, TcpAnswer):
+            return _UP_SYN_ACK if answer.flags & _TCP_SYN else _UP_RESET
+        if not isinstance(answer, IcmpError):
+            return _UP_UDP if isinstance(answer, UdpAnswer) else None
+        if (answer.icmp_type, answer.code) == _PORT_UNREACHABLE[answer.family]:
             return _UP_UNREACHABLE  # only the host itself says so (from any of its addresses)
-        if answer.source_packed == answer.key[1]:
+        if answer.from_target:
             return _UP_ERROR  # the host itself refused: it exists
         # An ICMP error from a router: the host is unreachable.
-        if icmp_type == _TIME_EXCEEDED[family]:
+        if answer.icmp_type == _TIME_EXCEEDED[answer.family]:
             return Verdict("down", "ttl-exceeded")
-        return Verdict("down", f"unreachable-from-{answer.source}-code-{code}")
+        return Verdict("down", f"unreachable-from-{answer.source}-code-{answer.code}")
 
     def refused(self, errno: str) -> Verdict:
         return Verdict("down", f"send-{errno.lower()}")
