@@ -20,8 +20,10 @@ repeated SYNs (``_SYN_RETRY_GAP_S``).
 
 Rate: ``ScanOptions.max_rate_pps`` configures the transport that ``syn_scan()`` and
 the CLI open (its token bucket is the one rate limiter). ``syn_scan_with(transport)``
-and ``open_scan(transport)`` send at the rate of the transport they are given;
-``max_rate_pps`` does not apply there. ``min_rate_pps`` is a floor the engine keeps.
+and ``open_scan(transport)`` send at the rate of the transport they are given: there
+``max_rate_pps`` only sizes the machine's polls (10 ms of sending at that rate, so
+answers, timeouts and outages are looked at that often; give the transport's rate).
+``min_rate_pps`` is a floor the engine keeps.
 """
 
 from __future__ import annotations
@@ -199,6 +201,9 @@ class ScanOptions:
             initial_cwnd=self.initial_cwnd,
             max_cwnd=self.max_cwnd,
             min_rate_pps=self.min_rate_pps,
+            # 10 ms of sending a poll at the transport's rate: the machine looks at
+            # its answers, timeouts and outages that often (0: the window alone).
+            batch=max(1, int(self.max_rate_pps / 100)) if self.max_rate_pps else 1 << 30,
             retry_gap_s=_SYN_RETRY_GAP_S,
             outage_budget_s=self.outage_budget_s,
         )
