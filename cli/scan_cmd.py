@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
-import secrets
 import socket
 import sys
 import time
@@ -54,8 +52,7 @@ from rawprobe.probes.scan import (
     source_lookup,
 )
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.probes.workers import run_workers
-from rawprobe.transport import privileges
+from rawprobe.probes.workers import plan_workers, run_plan
 from rawprobe.transport.ladder import rung_privileged, wants_raw
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.sockets import RouteLookup
@@ -134,30 +131,29 @@ def run(args: argparse.Namespace) -> int:
     if not wants_raw(rung_privileged(args.rung), space.families):
         return _connect_scan(args, space, ports, started)
     _check_before_fork(space, ports, options, args.source)
-    probes = space.size * len(ports)
-    workers = args.workers or (min(os.cpu_count() or 1, 4) if probes >= 4096 else 1)
-    if args.pcap is not None:
-        workers = 1  # one process writes the capture file
+    capture = args.pcap is not None
+    plan = plan_workers(args.workers, space.size * len(ports), options.seed, capture=capture)
+    workers = plan.workers
     if workers > 1:
         options = dataclasses.replace(
             options,
-            seed=options.seed if options.seed is not None else secrets.randbits(32),
-            shards=workers,
+            seed=plan.seed,
             max_rate_pps=options.max_rate_pps / workers,  # the workers share the caps
             min_rate_pps=options.min_rate_pps / workers,
         )
     show_progress = sys.stderr.isatty() and not args.quiet
 
     def job(worker: int) -> _Shard:
-        shard_options = dataclasses.replace(options, shard=worker)
+        shard, shards = plan.of(worker)
+        shard_options = dataclasses.replace(options, shard=shard, shards=shards)
         draw = show_progress and worker == 0
-        shard: _Shard = anyio.run(
+        shard_result: _Shard = anyio.run(
             _scan_shard, args, shard_options, space, ports, draw, workers, backend=args.backend
         )
-        return shard
+        return shard_result
 
     defer_signals()  # from here on a signal stops the probing and the summary is printed
-    shards = run_workers(job, workers, after_fork=privileges.sockets_opened, bulk_gc=True)
+    shards = run_plan(job, plan)
     result = merge_results([shard[0] for shard in shards])
     interrupted = any(shard[2] for shard in shards)
     counters = {name: sum(shard[1][name] for shard in shards) for name in shards[0][1]}
