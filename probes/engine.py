@@ -70,22 +70,6 @@ from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, KIND_UDP, KIND_UDP_DATA
 from rawprobe.transport.sockets import PROTO_TCP, PROTO_UDP
 from rawprobe.transport.wire.checksum import ones_complement_sum
 
-__all__ = [
-    "CANARY_ATTEMPT",
-    "BulkEngine",
-    "Decided",
-    "EchoProbes",
-    "Pace",
-    "Strategy",
-    "Target",
-    "TcpProbes",
-    "UdpProbes",
-    "Verdict",
-    "block_sources",
-    "permuted_order",
-    "source_lookup",
-]
-
 _V4 = socket.AF_INET
 _V6 = socket.AF_INET6
 #: The attempt number (echo sequence, cookie input) of canaries; tries stay below it.
@@ -548,30 +532,33 @@ class BulkEngine(MachineOutbox):
         return out
 
     def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
-        flights, expiry = self._flights, self._expiry
+        flights, expiry, inf = self._flights, self._expiry, math.inf
+        sent = retransmitted = 0
         for key, stamp in zip(keys, stamps, strict=True):
             record = flights.get(key)
             if record is None:
                 if self._canary_keys and self._canary_keys.left(key, stamp[1]):
-                    self.sent_count += 1
+                    sent += 1
                     assert self._guard is not None  # (the guard's clock, then the loop's)
                     self._guard.round_left(now)  # a round is timed from when it left
                 continue
             tries = record[_TRIES]
             if tries < 0:
                 continue  # decided meanwhile
-            self.sent_count += 1
+            sent += 1
             if tries:
-                self.retransmissions += 1
+                retransmitted += 1
             record[_TRIES] = tries = tries + 1
             if stamp[2] is not None:  # the network refused the send (Sent.error)
                 self._decide(record, self.strategy.refused(stamp[2]))
                 continue
             record[_SENT_S] = now
             record[_STAMP] = stamp
-            if record[_FIRST_S] == math.inf:
+            if record[_FIRST_S] == inf:
                 record[_FIRST_S] = now
             expiry.append((now, record, tries))
+        self.sent_count += sent
+        self.retransmissions += retransmitted
         self._check_done(now)
 
     def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
@@ -723,21 +710,22 @@ class BulkEngine(MachineOutbox):
         reply: Reply | None = None,
         rtt: float | None = None,
     ) -> None:
-        flights = self._flights
-        retired = self._retired if self._retire else None
-        del flights[record[_KEY]]
-        if retired is not None:
-            retired.append(record[_KEY])
-        for key in record[_KEYS] or ():
-            if flights.pop(key, None) is not None and retired is not None:
-                retired.append(key)
+        flights, key, keys = self._flights, record[_KEY], record[_KEYS]
+        del flights[key]
+        if self._retire:
+            self._retired.append(key)
+            if keys:
+                self._retired += [k for k in keys if flights.pop(k, None) is not None]
+        elif keys:
+            for k in keys:
+                flights.pop(k, None)
         if record[_FLYING]:
             record[_FLYING] = False
             self._flying -= 1
         tries = record[_TRIES]
         record[_TRIES] = -1
         self.decided += 1
-        self._tally(new_tuple(Decided, (record[_ITEM], record[_KEY], verdict, tries, reply, rtt)))
+        self._tally(new_tuple(Decided, (record[_ITEM], key, verdict, tries, reply, rtt)))
 
     def _check_done(self, now: float) -> None:
         if self._finished is None and self.done:

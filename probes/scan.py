@@ -193,20 +193,15 @@ class ScanOptions:
     def pace(self) -> Pace:
         """The engine's timing for these options."""
         return Pace(
-            retries=self.retries,
-            max_retries=self.allowed_max_retries,
-            initial_timeout_s=self.initial_rtt_timeout_s,
-            min_timeout_s=self.min_rtt_timeout_s,
-            max_timeout_s=self.max_rtt_timeout_s,
-            initial_cwnd=self.initial_cwnd,
-            max_cwnd=self.max_cwnd,
-            min_rate_pps=self.min_rate_pps,
+            retries=self.retries, max_retries=self.allowed_max_retries,
+            initial_timeout_s=self.initial_rtt_timeout_s, min_timeout_s=self.min_rtt_timeout_s,
+            max_timeout_s=self.max_rtt_timeout_s, initial_cwnd=self.initial_cwnd,
+            max_cwnd=self.max_cwnd, min_rate_pps=self.min_rate_pps,
             # 10 ms of sending a poll at the transport's rate: the machine looks at
             # its answers, timeouts and outages that often (0: the window alone).
             batch=max(1, int(self.max_rate_pps / 100)) if self.max_rate_pps else 1 << 30,
-            retry_gap_s=_SYN_RETRY_GAP_S,
-            outage_budget_s=self.outage_budget_s,
-        )
+            retry_gap_s=_SYN_RETRY_GAP_S, outage_budget_s=self.outage_budget_s,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

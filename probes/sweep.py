@@ -36,9 +36,9 @@ from rawprobe.probes.engine import (
     TcpProbes,
     UdpProbes,
     Verdict,
-    block_sources,
     permuted_order,
 )
+from rawprobe.probes.engine import block_sources as block_sources  # (a public name here)
 from rawprobe.probes.machine import Outgoing
 from rawprobe.probes.outage import DEFAULT_BUDGET_S
 from rawprobe.probes.permute import check_space
@@ -53,23 +53,6 @@ from rawprobe.transport.base import (
 )
 from rawprobe.transport.keys import KIND_ECHO, Cookies
 from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS, UDP_SOCKETS
-
-__all__ = [
-    "METHODS",
-    "HostDown",
-    "HostUp",
-    "IndexSet",
-    "ShardOutcome",
-    "SweepMachine",
-    "SweepOptions",
-    "SweepResult",
-    "batch_for_rate",
-    "block_sources",
-    "check_sweep",
-    "merge_outcomes",
-    "new_machine",
-    "sweep_with",
-]
 
 METHODS = ("icmp", "tcp-syn", "tcp-ack", "udp")
 _V4: int = socket.AF_INET
@@ -124,17 +107,11 @@ class SweepOptions:
     def pace(self) -> Pace:
         """The engine's timing: a fixed window of ``max_in_flight``, ``batch`` a poll."""
         return Pace(
-            retries=self.retries,
-            max_retries=self.retries,
-            initial_timeout_s=self.timeout_s,
-            min_timeout_s=self.min_timeout_s,
-            max_timeout_s=self.timeout_s,
-            max_cwnd=self.max_in_flight,
-            adaptive=False,
-            kernel_rtt=True,
-            batch=self.batch,
+            retries=self.retries, max_retries=self.retries, initial_timeout_s=self.timeout_s,
+            min_timeout_s=self.min_timeout_s, max_timeout_s=self.timeout_s,
+            max_cwnd=self.max_in_flight, adaptive=False, kernel_rtt=True, batch=self.batch,
             outage_budget_s=self.outage_budget_s,
-        )
+        )  # fmt: skip
 
     @property
     def socket_protocols(self) -> tuple[tuple[int, int], ...]:
