@@ -37,7 +37,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -62,7 +62,7 @@ from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.base import IcmpError, Reply, TcpAnswer, Transport
 from rawprobe.transport.keys import Cookies
-from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
+from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 
 __all__ = [
     "TECHNIQUES",
@@ -78,7 +78,7 @@ __all__ = [
     "syn_scan_with",
 ]
 
-TECHNIQUES = ("syn", "ack")
+TECHNIQUES = ("syn", "ack", "udp")
 OPEN, CLOSED, FILTERED, UNFILTERED = "open", "closed", "filtered", "unfiltered"
 
 _V4 = socket.AF_INET
@@ -200,7 +200,8 @@ class ScanOptions:
             # 10 ms of sending a poll at the transport's rate: the machine looks at
             # its answers, timeouts and outages that often (0: the window alone).
             batch=max(1, int(self.max_rate_pps / 100)) if self.max_rate_pps else 1 << 30,
-            retry_gap_s=_SYN_RETRY_GAP_S, outage_budget_s=self.outage_budget_s,
+            retry_gap_s=_SYN_RETRY_GAP_S if self.technique != "udp" else 0.0,
+            outage_budget_s=self.outage_budget_s,
         )  # fmt: skip
 
 
@@ -226,14 +227,39 @@ class ScanProgress:
         return (self.total - self.decided) * self.elapsed_s / self.decided
 
 
+_ERRORS: dict[tuple[int, int, int, bool], Verdict] = {}
+
+
+def icmp_verdict(answer: IcmpError) -> Verdict | None:
+    """A port filtered by an ICMP error quoting its probe (nmap's reason word), or
+    None when the error says nothing about the port (e.g. packet too big)."""
+    icmp_type, code, from_target = answer.icmp_type, answer.code, answer.from_target
+    verdict = _ERRORS.get((answer.family, icmp_type, code, from_target))
+    if verdict is None:
+        if answer.family == _V4:
+            reason, unreachable = _ICMP4_REASONS.get((icmp_type, code)), 3
+        else:
+            reason, unreachable = _ICMP6_REASONS.get((icmp_type, code)), 1
+        if reason is None:
+            if icmp_type != unreachable:
+                return None
+            reason = f"unreachable-code-{code}"
+        verdict = Verdict(FILTERED, reason, from_target)
+        _ERRORS[answer.family, icmp_type, code, from_target] = verdict
+    return verdict
+
+
+def refused(errno: str) -> Verdict:
+    """A port whose probe the network refused (ENETUNREACH...)."""
+    return Verdict(FILTERED, _SEND_REASONS.get(errno, errno.lower()))
+
+
 class _SynScan(TcpProbes):
     """The scan's strategy: SYN (or ACK) probes; a TCP answer or an ICMP error
     decides the port, silence makes it filtered."""
 
     silence = Verdict(FILTERED, "no-response")
-
-    #: ICMP errors' verdicts, made once per (type, code, from the target).
-    _errors: ClassVar[dict[tuple[int, int, bool], Verdict]] = {}
+    refused = staticmethod(refused)
 
     def classify(self, answer: Reply) -> Verdict | None:
         if isinstance(answer, TcpAnswer):
@@ -245,25 +271,7 @@ class _SynScan(TcpProbes):
             if flags & _RST_ACK == _RST_ACK:
                 return _CLOSED
             return None  # e.g. a bare RST whose seq happens to match: not an answer
-        if not isinstance(answer, IcmpError):
-            return None
-        icmp_type, code, from_target = answer.icmp_type, answer.code, answer.from_target
-        verdict = self._errors.get((icmp_type, code, from_target))
-        if verdict is None:
-            if answer.family == _V4:
-                reason, unreachable = _ICMP4_REASONS.get((icmp_type, code)), 3
-            else:
-                reason, unreachable = _ICMP6_REASONS.get((icmp_type, code)), 1
-            if reason is None:
-                if icmp_type != unreachable:
-                    return None  # e.g. packet too big: says nothing about the port
-                reason = f"unreachable-code-{code}"
-            verdict = Verdict(FILTERED, reason, from_target)
-            self._errors[icmp_type, code, from_target] = verdict
-        return verdict
-
-    def refused(self, errno: str) -> Verdict:
-        return Verdict(FILTERED, _SEND_REASONS.get(errno, errno.lower()))
+        return icmp_verdict(answer) if isinstance(answer, IcmpError) else None
 
 
 class _AckScan(_SynScan):
@@ -294,11 +302,14 @@ def _address(packed: bytes) -> str:
 
 class ScanMachine(BulkEngine):
     """Scan every (host, port) of ``space`` x ``ports``; pure, time injected.
+    ``strategies``: the strategy of each technique this machine scans with.
 
     ``source_for(address)`` gives our source address towards a target (the
     transport's ``source_for``, or a constant): asked once per target block. Events: a
     PortResult per decided port, a ScanProgress every ~0.2 s and when done.
     """
+
+    strategies: ClassVar[dict[str, Callable[..., Any]]] = {"syn": _SynScan, "ack": _AckScan}
 
     def __init__(
         self,
@@ -316,7 +327,9 @@ class ScanMachine(BulkEngine):
         self.ports = tuple(ports)
         self.total = space.size * len(self.ports)
         sport = options.source_port or 32768 + secrets.randbelow(28232)
-        kind = _AckScan if options.technique == "ack" else _SynScan
+        kind = self.strategies.get(options.technique)
+        if kind is None:
+            raise UsageError(f"a {options.technique} scan is not a {type(self).__name__}")
         sources = block_sources(space, source_for)
         strategy = kind(space, self.ports, sources, cookies, sport=sport, ttl=options.ttl)
         order = permuted_order(
@@ -474,13 +487,15 @@ def scan_ports(ports: str | Sequence[int] | None = None, top: int | None = None)
     return parse_ports(",".join(str(int(p)) for p in ports)) if ports else ()
 
 
-def scan_protocols(space: TargetSpace) -> list[tuple[int, int]]:
-    """The raw sockets a scan of ``space`` needs: TCP for answers, ICMP for errors."""
+def scan_protocols(space: TargetSpace, technique: str = "syn") -> list[tuple[int, int]]:
+    """The raw sockets a scan of ``space`` needs: TCP (UDP for a UDP scan) for
+    answers, ICMP for errors."""
+    answers = PROTO_UDP if technique == "udp" else PROTO_TCP
     protocols: list[tuple[int, int]] = []
     if _V4 in space.families:
-        protocols += [(_V4, PROTO_ICMP), (_V4, PROTO_TCP)]
+        protocols += [(_V4, PROTO_ICMP), (_V4, answers)]
     if _V6 in space.families:
-        protocols += [(_V6, PROTO_ICMPV6), (_V6, PROTO_TCP)]
+        protocols += [(_V6, PROTO_ICMPV6), (_V6, answers)]
     return protocols
 
 
