@@ -55,9 +55,9 @@ import math
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from rawprobe.errors import RawProbeError, UsageError
 from rawprobe.probes.machine import MachineOutbox, Outgoing
@@ -118,6 +118,8 @@ class Strategy(Protocol):
     """What a bulk probe supplies to the engine (see the module docstring)."""
 
     silence: Verdict
+    #: Verdicts that follow from an answer's type alone (found without a call).
+    fixed: Mapping[type, Verdict]
 
     def probe(self, target: Target, port_index: int, attempt: int) -> Outgoing: ...
 
@@ -252,6 +254,8 @@ class _PortProbes:
     """Probes to ports, from one source port: per-port words (ports as keys carry
     them) and one template per source (``_template``)."""
 
+    fixed: ClassVar[Mapping[type, Verdict]] = {}
+
     def __init__(
         self,
         space: TargetSpace,
@@ -306,7 +310,8 @@ class TcpProbes(_PortProbes):
         template = self._templates[target.position]
         dport = self._ports[port_index]
         ack = isn if self.ack else 0
-        checksum = _fold(template.partial + target.value + dport + isn + ack)
+        total = template.partial + target.value + dport + isn + ack
+        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF  # (_fold, inline: once a probe)
         packet = template.head + dst + _TCP_MSS.pack(
             self.sport, dport, isn, ack, 6 << 4, template.flags, _TCP_WINDOW, checksum, 0,
             _MSS_OPTION[0], _MSS_OPTION[1],
@@ -334,6 +339,8 @@ class EchoProbes:
     """Echo requests (ident fixed, seq = attempt) carrying the cookie of their key:
     every echo reply of the run comes back on one route, ``(KIND_ECHO, ident)``."""
 
+    fixed: ClassVar[Mapping[type, Verdict]] = {}
+
     def __init__(
         self, space: TargetSpace, sources: Sequence[str], cookies: Cookies, ident: int
     ) -> None:
@@ -351,8 +358,9 @@ class EchoProbes:
         total = template.sum + attempt + int.from_bytes(cookie, "big")
         if template.v6:
             total += target.value
+        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF  # (_fold, inline: once a probe)
         packet = b"".join(
-            (template.head, dst, template.type, _fold(total).to_bytes(2, "big"),
+            (template.head, dst, template.type, checksum.to_bytes(2, "big"),
              template.words[attempt], cookie)
         )  # fmt: skip
         return new_tuple(Outgoing, (key, packet, (), True))  # type: ignore[no-any-return]
@@ -562,7 +570,7 @@ class BulkEngine(MachineOutbox):
         self._check_done(now)
 
     def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
-        flights, classify = self._flights, self.strategy.classify
+        flights, classify, fixed = self._flights, self.strategy.classify, self.strategy.fixed.get
         guard, sample_rtt, base_rtt = self._guard, self._rtt.sample, self._base_rtt
         adaptive, kernel_rtt, inf = self.pace.adaptive, self.pace.kernel_rtt, math.inf
         proof_s = -math.inf  # the latest send an answer of this batch proves delivered
@@ -576,7 +584,7 @@ class BulkEngine(MachineOutbox):
                         heard = True
                         proof_s = max(proof_s, canary_s)
                 continue  # a duplicate, or an answer to an item already decided
-            verdict = classify(reply)
+            verdict = fixed(type(reply)) or classify(reply)
             if verdict is None:
                 continue  # matched our key but says nothing about the item
             heard = True
@@ -667,7 +675,7 @@ class BulkEngine(MachineOutbox):
             if item is None:
                 self._exhausted = True
                 break
-            host, port_index = divmod(item, nports)
+            host, port_index = divmod(item, nports) if nports > 1 else (item, 0)
             if locate is None:
                 position, value = 0, firsts[0] + host
             else:

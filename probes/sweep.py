@@ -20,9 +20,9 @@ from __future__ import annotations
 import bisect
 import socket
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 
@@ -386,7 +386,7 @@ class _SweepVerdicts:
 
 
 class _EchoSweep(_SweepVerdicts, EchoProbes):
-    pass
+    fixed: ClassVar[Mapping[type, Verdict]] = {EchoAnswer: _UP_ECHO}
 
 
 class _TcpSweep(_SweepVerdicts, TcpProbes):
@@ -398,6 +398,8 @@ class _TcpAckSweep(_TcpSweep):
 
 
 class _UdpSweep(_SweepVerdicts, UdpProbes):
+    fixed: ClassVar[Mapping[type, Verdict]] = {UdpAnswer: _UP_UDP}
+
     def payload(self, port_index: int, secret: int) -> bytes:
         return secret.to_bytes(4, "big") * 2
 

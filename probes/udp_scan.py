@@ -24,7 +24,7 @@ answers are not canaries (a rate-limited canary round would look like an outage)
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from rawprobe.probes.drive import EventCallback, drive
@@ -89,16 +89,19 @@ PAYLOADS = {53: _dns, 123: _ntp, 161: _snmp}
 
 _OPEN = Verdict(OPEN, "udp-response", True, True)
 _CLOSED = Verdict(CLOSED, "port-unreach", True)  # (rate-limited: no canary)
-_UNREACHABLE: dict[int, tuple[int, int]] = {
-    socket.AF_INET: (3, 3),
-    socket.AF_INET6: (1, 4),
-}  # port unreachable
+_UNREACHABLE: dict[int, tuple[int, int]] = {socket.AF_INET: (3, 3), socket.AF_INET6: (1, 4)}
+
+
+def port_unreachable(answer: IcmpError) -> bool:
+    """An ICMP (or ICMPv6) port unreachable."""
+    return (answer.icmp_type, answer.code) == _UNREACHABLE.get(answer.family)
 
 
 class UdpScan(UdpProbes):
     """The UDP scan's strategy (see the module docstring)."""
 
     silence = Verdict(OPEN_FILTERED, "no-response")
+    fixed: ClassVar[Mapping[type, Verdict]] = {UdpAnswer: _OPEN}
     refused = staticmethod(refused)
 
     def payload(self, port_index: int, secret: int) -> bytes:
@@ -110,8 +113,7 @@ class UdpScan(UdpProbes):
             return _OPEN
         if not isinstance(answer, IcmpError):
             return None
-        unreachable = (answer.icmp_type, answer.code) == _UNREACHABLE.get(answer.family)
-        if unreachable and answer.from_target:
+        if port_unreachable(answer) and answer.from_target:
             return _CLOSED
         return icmp_verdict(answer)
 
