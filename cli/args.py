@@ -25,6 +25,7 @@ import ipaddress
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -39,6 +40,7 @@ from rawprobe.probes.targets import parse_block, refuse_special_block
 from rawprobe.transport.capture import record_pcap
 from rawprobe.transport.dgram import DatagramTransport
 from rawprobe.transport.ladder import open_probe_transport, rung_privileged
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.raw import RawTransport
 from rawprobe.transport.udp_dgram import UdpTransport
 
@@ -164,6 +166,13 @@ def add_broadcast_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow broadcast/multicast destinations (answers from other hosts are not shown)",
     )
+
+
+def add_family_options(parser: argparse._ActionsContainer) -> None:
+    """``-4`` / ``-6``: one address family only (``args.family``, else None)."""
+    family = parser.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
+    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
 
 
 def refuse_special(targets: Iterable[str], allowed: bool) -> None:
@@ -359,11 +368,31 @@ async def recording_transport(
             yield transport
 
 
+@asynccontextmanager
+async def probe_transport(
+    args: argparse.Namespace,
+    protocols: Iterable[tuple[int, int]],
+    *,
+    udp: bool = False,
+    verbose: bool = False,
+) -> AsyncIterator[RawTransport | DatagramTransport | UdpTransport]:
+    """``recording_transport`` as ping's and trace's options ask: ``--rate`` (unset: the
+    default cap), ``--pcap``, the rung; with ``verbose``, ``-v``'s line on stderr."""
+    rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
+    async with recording_transport(
+        protocols, rate_pps=rate, pcap=args.pcap, rung=args.rung, udp=udp
+    ) as transport:
+        if verbose:
+            print(describe_rung(transport), file=sys.stderr)
+        yield transport
+
+
 def add_rung_options(
     parser: argparse.ArgumentParser,
     unprivileged: str = "ICMP datagram sockets only (net.ipv4.ping_group_range)",
-) -> None:
-    """``--privileged`` / ``--unprivileged`` and ``-v`` (which rung was used)."""
+) -> argparse._MutuallyExclusiveGroup:
+    """``--privileged`` / ``--unprivileged`` and ``-v`` (which rung was used); returns
+    the group of the two, for a command's own spellings of a rung (scan's ``-sT``)."""
     rung = parser.add_mutually_exclusive_group()
     rung.add_argument(
         "--privileged", dest="rung", action="store_const", const="raw",
@@ -375,6 +404,7 @@ def add_rung_options(
     )  # fmt: skip
     parser.set_defaults(rung="auto")
     parser.add_argument("-v", "--verbose", action="store_true", help="say which sockets are used")
+    return rung
 
 
 def raw_rung(args: argparse.Namespace, what: str) -> str:

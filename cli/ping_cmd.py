@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import socket
-import sys
 from typing import Any
 
 import anyio
@@ -18,26 +16,23 @@ from rawprobe.cli.args import (
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_family_options,
     add_pcap_option,
     add_rung_options,
     address,
-    describe_rung,
     int_in,
     interruptible,
     positive_int,
-    recording_transport,
-    refuse_special,
+    probe_transport,
     seconds,
 )
 from rawprobe.cli.outputs import opens_outputs
-from rawprobe.cli.target_args import check_source
+from rawprobe.cli.target_args import host_addresses
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
 from rawprobe.probes.ping import PingOptions, new_machine, ping_protocols
-from rawprobe.targets import resolve
 from rawprobe.transport import privileges
 from rawprobe.transport.dgram import DatagramTransport
-from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 
 
 def register(commands: Any) -> None:
@@ -53,9 +48,7 @@ def register(commands: Any) -> None:
     ping.add_argument("-Q", "--tos", type=int_in(0, 255), default=0, help="TOS / traffic class")
     ping.add_argument("-I", "--source", type=address, metavar="ADDRESS", help="source address")
     ping.add_argument("-q", "--quiet", action="store_true", help="only the summary")
-    family = ping.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
-    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    add_family_options(ping)
     ping.add_argument("--json", action="store_true", help="one JSON document on stdout")
     ping.add_argument(
         "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"
@@ -110,11 +103,8 @@ def _emit(line: str) -> None:
 
 
 async def _main(args: argparse.Namespace, options: PingOptions) -> int:
-    addresses = [await resolve(host, args.family) for host in args.hosts]
-    refuse_special(addresses, args.broadcast)
-    check_source(args.source, addresses)
+    addresses = await host_addresses(args, args.hosts)
     live_lines = not args.json and not args.quiet
-    rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
 
     several = len(addresses) > 1
 
@@ -124,11 +114,7 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
             _emit(line)
 
     protocols = ping_protocols(addresses)
-    async with recording_transport(
-        protocols, rate_pps=rate, pcap=args.pcap, rung=args.rung
-    ) as transport:
-        if args.verbose:
-            print(describe_rung(transport), file=sys.stderr)
+    async with probe_transport(args, protocols, verbose=args.verbose) as transport:
         machines = [new_machine(transport, a, options, source=args.source) for a in addresses]
         if live_lines:
             for host, address in zip(args.hosts, addresses, strict=True):

@@ -20,6 +20,7 @@ from rawprobe.cli.args import (
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_family_options,
     add_max_outage_option,
     add_pcap_option,
     add_rung_options,
@@ -82,7 +83,15 @@ def register(commands: Any) -> None:
         "--max-retries", type=int_in(0, 50), default=6, help="retransmissions when loss is seen"
     )
     add_max_outage_option(scan)
-    scan.add_argument("--ack", action="store_true", help="ACK scan: unfiltered vs filtered")
+    scan.add_argument(
+        "--ack", "-sA", action=_ScanType, const=True, default=False,
+        help="ACK scan: unfiltered vs filtered",
+    )  # fmt: skip
+    scan.add_argument(
+        "-sS", dest="ack", action=_ScanType, const=False, help="SYN scan (the default)"
+    )
+    scan.add_argument("-Pn", action="store_true", help="no-op: rawprobe never pings first")
+    scan.add_argument("-n", action="store_true", help="no-op: scans never resolve names")
     shown = scan.add_mutually_exclusive_group()
     shown.add_argument("--open", action="store_true", help="show only open ports")
     shown.add_argument("--all", action="store_true", help="list every port, closed ones too")
@@ -90,9 +99,7 @@ def register(commands: Any) -> None:
     scan.add_argument("-r", dest="sequential", action="store_true", help="ports in order")
     scan.add_argument("--seed", type=int, help="seed of the random order")
     scan.add_argument("-S", "--source", type=address, metavar="ADDRESS", help="source address")
-    family = scan.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
-    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    add_family_options(scan)
     scan.add_argument("--json", action="store_true", help="one JSON document on stdout")
     add_output_option(
         scan, "-oG", dest="grepable", help="grepable output (- stdout)", stdout_ok=True
@@ -103,9 +110,30 @@ def register(commands: Any) -> None:
     scan.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_backend_option(scan)
     add_pcap_option(scan)
-    add_rung_options(scan, unprivileged="a TCP connect() scan (like nmap -sT)")
+    rung = add_rung_options(scan, unprivileged="a TCP connect() scan (like nmap -sT)")
+    rung.add_argument(
+        "-sT", dest="rung", action=_ScanType, const="datagram",
+        help="TCP connect() scan (= --unprivileged)",
+    )  # fmt: skip
     add_broadcast_option(scan)
     scan.set_defaults(handler=run)
+
+
+class _ScanType(argparse.Action):
+    """nmap's scan-type spellings, one type per run as in nmap: ``-sS`` (the default SYN
+    scan), ``-sA`` (``--ack``), ``-sT`` (the connect() rung, ``--unprivileged``). Each
+    stores its ``const`` in its ``dest`` and refuses a different type given before it."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        spelling = self.option_strings[-1]
+        chosen = getattr(namespace, "scan_type", None)
+        if chosen not in (None, spelling):
+            raise argparse.ArgumentError(self, f"not with {chosen}: one scan type at a time")
+        namespace.scan_type = spelling
+        setattr(namespace, self.dest, self.const)
 
 
 @opens_outputs

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,7 @@ from rawprobe.cli.args import (
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_family_options,
     int_in,
     interruptible,
     positive_int,
@@ -128,9 +128,7 @@ def register(commands: Any) -> None:
         help="source address: any, by design (not checked: spoofed packets are allowed,"
         " and their replies go to that address)",
     )  # fmt: skip
-    family = run_group.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
-    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    add_family_options(run_group)
     run_group.add_argument("--json", action="store_true", help="one JSON document")
     add_output_option(
         run_group, "--pcap", dest="pcap", help="record sent packets and replies", stdout_ok=False

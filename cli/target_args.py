@@ -8,12 +8,14 @@ sweep and scan take networks (``target_space``); ping, trace and send take hosts
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 import anyio
 
+from rawprobe.cli.args import refuse_special
 from rawprobe.errors import UsageError
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.targets import TargetReader, resolve_targets, split_exclusions
+from rawprobe.targets import TargetReader, resolve, resolve_targets, split_exclusions
 from rawprobe.transport.sockets import check_source_address
 
 
@@ -89,3 +91,12 @@ def check_source(source: str | None, destinations: list[str]) -> None:
     if any((":" in source) != (":" in a) for a in destinations):
         raise UsageError(f"source address {source} is not of the targets' family")
     check_source_address(source)
+
+
+async def host_addresses(args: argparse.Namespace, hosts: Sequence[str]) -> list[str]:
+    """The addresses of ping's or trace's hosts (``-4``/``-6``), broadcast and multicast
+    refused unless ``--broadcast``, the source (``-I``/``-s``) checked against them."""
+    addresses = [await resolve(host, args.family) for host in hosts]
+    refuse_special(addresses, args.broadcast)
+    check_source(args.source, addresses)
+    return addresses

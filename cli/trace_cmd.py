@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -26,22 +25,21 @@ from rawprobe.cli.args import (
     EXIT_OK,
     add_backend_option,
     add_broadcast_option,
+    add_family_options,
     add_pcap_option,
     add_rung_options,
     address,
-    describe_rung,
     int_in,
     interruptible,
     positive_int,
+    probe_transport,
     raw_rung,
-    recording_transport,
-    refuse_special,
     seconds,
 )
 from rawprobe.cli.live import LiveView
 from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.render import SCHEMA
-from rawprobe.cli.target_args import add_file_option, check_source, host_targets
+from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
 from rawprobe.probes.models import TraceHop, TraceResult
@@ -55,9 +53,7 @@ from rawprobe.probes.traceroute import (
     trace_protocols,
 )
 from rawprobe.rdns import ReverseNames
-from rawprobe.targets import resolve
 from rawprobe.transport.base import Transport
-from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 
 
 def register(commands: Any) -> None:
@@ -89,9 +85,7 @@ def register(commands: Any) -> None:
     trace.add_argument("-n", "--numeric", action="store_true", help="no reverse DNS")
     trace.add_argument("-s", "--source", type=address, metavar="ADDRESS", help="source address")
     add_broadcast_option(trace)
-    family = trace.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
-    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    add_family_options(trace)
     trace.add_argument(
         "--rate", type=seconds, default=None, help="max packets/s for the whole run (0: no cap)"
     )
@@ -171,13 +165,6 @@ async def _with_names(main: Any, args: argparse.Namespace, *rest: Any) -> int:
     return code
 
 
-async def _addresses(args: argparse.Namespace, targets: Sequence[str]) -> list[str]:
-    addresses = [await resolve(target, args.family) for target in targets]
-    refuse_special(addresses, args.broadcast)
-    check_source(args.source, addresses)
-    return addresses
-
-
 @asynccontextmanager
 async def lookup_names(numeric: bool) -> AsyncIterator[ReverseNames | None]:
     """The run's reverse lookups: None when ``numeric`` (``-n``)."""
@@ -208,8 +195,7 @@ async def _main(
     options: TraceOptions,
     names_dns: ReverseNames | None = None,
 ) -> int:
-    addresses = await _addresses(args, targets)
-    rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
+    addresses = await host_addresses(args, targets)
     console = Console(highlight=False, soft_wrap=True)
     rich_out = console.is_terminal and not args.json
     streaming = len(targets) == 1 and not args.json and not rich_out
@@ -250,11 +236,8 @@ async def _main(
 
     protocols = trace_protocols(addresses, options.method)
 
-    async with recording_transport(
-        protocols, rate_pps=rate, pcap=args.pcap, rung=args.rung, udp=options.method == "udp"
-    ) as transport:
-        if args.verbose:
-            print(describe_rung(transport), file=sys.stderr)
+    udp = options.method == "udp"
+    async with probe_transport(args, protocols, udp=udp, verbose=args.verbose) as transport:
         if streaming:
             size = new_machine(transport, addresses[0], options).result().packet_size
             banner = render_trace.trace_banner(
@@ -380,8 +363,7 @@ async def _live_main(
     options: TraceOptions,
     names_dns: ReverseNames | None = None,
 ) -> int:
-    addresses = await _addresses(args, targets)
-    rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
+    addresses = await host_addresses(args, targets)
     stats = [LiveTrace(t, a) for t, a in zip(targets, addresses, strict=True)]
     console = Console(highlight=False)
     # Names fill in as they arrive: the view renders the resolver's live mapping.
@@ -408,13 +390,7 @@ async def _live_main(
 
     protocols = trace_protocols(addresses, options.method)
     async with (
-        recording_transport(
-            protocols,
-            rate_pps=rate,
-            pcap=args.pcap,
-            rung=args.rung,
-            udp=options.method == "udp",
-        ) as transport,
+        probe_transport(args, protocols, udp=options.method == "udp") as transport,
         interruptible() as interrupt,
     ):
         if args.report or args.json:

@@ -20,30 +20,11 @@ from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.connect import probe_port
 
 
-async def connect_scan(
-    space: TargetSpace,
-    ports: Sequence[int],
-    *,
-    concurrency: int = 512,
-    timeout_s: float = 1.0,
-    seed: int | None = None,
-    keep_closed: bool = False,
-    on_event: Callable[[object], None] | None = None,
-) -> ScanResult:
-    """Scan every (host, port) of ``space`` x ``ports`` with connect(); open, closed and
-    filtered ports as in a SYN scan (reasons: syn-ack, conn-refused, no-response,
-    host-unreachable, admin-prohibited...)."""
-    scan = ConnectScan(
-        space, ports, concurrency=concurrency, timeout_s=timeout_s, seed=seed,
-        keep_closed=keep_closed, on_event=on_event,
-    )  # fmt: skip
-    await scan.run()
-    return scan.result()
-
-
 class ConnectScan:
-    """A connect() scan whose ``result()`` can be taken at any time: after ``run()``
-    returns, or after it was cancelled (Ctrl-C), with the ports decided so far."""
+    """A connect() scan of every (host, port) of ``space`` x ``ports``: open, closed and
+    filtered as in a SYN scan (reasons: syn-ack, conn-refused, no-response,
+    host-unreachable, admin-prohibited...). ``run()`` returns the result; ``result()``
+    can be taken at any time, after a cancelled run (Ctrl-C) too: the ports decided."""
 
     def __init__(
         self,
@@ -54,7 +35,7 @@ class ConnectScan:
         timeout_s: float = 1.0,
         seed: int | None = None,
         keep_closed: bool = False,
-        on_event: Callable[[object], None] | None = None,
+        on_event: Callable[[PortResult], None] | None = None,
     ) -> None:
         self.space, self.ports, self.timeout_s = space, ports, timeout_s
         self.concurrency = concurrency
@@ -67,10 +48,11 @@ class ConnectScan:
         self._rtts: dict[int, float] = {}
         self._started = time.monotonic()
 
-    async def run(self) -> None:
+    async def run(self) -> ScanResult:
         async with anyio.create_task_group() as workers:
             for _ in range(min(self.concurrency, self.space.size * len(self.ports))):
                 workers.start_soon(self._worker)
+        return self.result()
 
     async def _worker(self) -> None:
         space, ports, counts, rtts = self.space, self.ports, self._counts, self._rtts

@@ -12,18 +12,17 @@ import anyio
 
 from rawprobe.errors import MalformedPacket, UsageError
 from rawprobe.probes.drive import EventCallback, drive
-from rawprobe.probes.icmp_text import describe_icmp
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import PingError, PingReply, PingResult, PingStats
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import KIND_ECHO, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6
 from rawprobe.transport.wire.icmp import build_echo
+from rawprobe.transport.wire.icmp_table import ECHO_REPLY, describe
 from rawprobe.transport.wire.icmpv6 import build_echo6
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 
-_ECHO_REPLY = {socket.AF_INET: 0, socket.AF_INET6: 129}
 _PROTO = {socket.AF_INET: 1, socket.AF_INET6: 58}
 _MAX_PAYLOAD = {socket.AF_INET: 65507, socket.AF_INET6: 65487}
 #: Answered probes whose state is kept to recognise duplicates (iputils keeps a 64K-bit
@@ -173,14 +172,14 @@ class PingMachine(MachineOutbox):
         except MalformedPacket:
             return
         event: PingReply | PingError
-        if icmp_type == _ECHO_REPLY[self.family]:
+        if icmp_type == ECHO_REPLY[self.family]:
             duplicate = wire_seq in self._answered
             self._answered.add(wire_seq)
             event = PingReply(seq, reply.source, rtt_s(sent, reply), reply.ttl, size, duplicate)
             self._replies.append(event)
             self._stats = self._stats.with_reply(event.rtt_s, duplicate)
         else:
-            reason = describe_icmp(self.family, icmp_type, icmp_code)
+            reason = describe(self.family, icmp_type, icmp_code)
             event = PingError(seq, reply.source, reason, icmp_type, icmp_code)
             self._errors.append(event)
             self._stats = self._stats.with_error()

@@ -6,11 +6,12 @@ Pure parsing; every mistake is one UsageError naming the bad part.
 from __future__ import annotations
 
 from rawprobe.errors import UsageError
-from rawprobe.probes.top_ports import TOP_TCP_PORTS
+from rawprobe.probes.top_ports import TOP_PORTS
 
 MAX_PORT = 65535
-#: nmap's default: the 1000 most frequently open TCP ports.
+#: nmap's defaults: the 1000 most frequently open TCP ports, the 100 UDP ones (``-sU``).
 DEFAULT_TOP_PORTS = 1000
+DEFAULT_TOP_UDP_PORTS = 100
 
 
 def parse_ports(spec: str) -> tuple[int, ...]:
@@ -53,8 +54,10 @@ def _port(text: str, spec: str) -> int:
     return port
 
 
-def top_ports(count: int) -> tuple[int, ...]:
-    """The ``count`` most frequently open TCP ports, sorted (1 <= count <= 1000)."""
-    if not 1 <= count <= len(TOP_TCP_PORTS):
-        raise UsageError(f"bad --top-ports {count}: must be 1..{len(TOP_TCP_PORTS)}")
-    return tuple(sorted(TOP_TCP_PORTS[:count]))
+def top_ports(count: int, protocol: str = "tcp") -> tuple[int, ...]:
+    """The ``count`` most frequently open ``protocol`` ("tcp" or "udp") ports, sorted
+    (1 <= count <= 1000)."""
+    ranked = TOP_PORTS[protocol]
+    if not 1 <= count <= len(ranked):
+        raise UsageError(f"bad --top-ports {count}: must be 1..{len(ranked)}")
+    return tuple(sorted(ranked[:count]))

@@ -60,6 +60,7 @@ from rawprobe.transport.wire.checksum import (
     pseudo_header,
 )
 from rawprobe.transport.wire.icmp import parse_icmp
+from rawprobe.transport.wire.icmp_table import annotation
 from rawprobe.transport.wire.icmpext import (
     MplsLabel,
     parse_extensions,
@@ -176,24 +177,6 @@ def compensating_word(checksum_with_zero: int, wanted: int) -> int:
     word = _ones_add(~wanted & 0xFFFF, checksum_with_zero)
     assert checksum_update16(checksum_with_zero, 0, word) == wanted
     return word
-
-
-def annotation(family: int, icmp_type: int, code: int, mtu: int = 0) -> str:
-    """traceroute's mark for an ICMP error (empty for TTL exceeded and port unreachable)."""
-    if family == socket.AF_INET:
-        if icmp_type != 3:
-            return ""
-        if code == 4:
-            return f"!F-{mtu}"
-        marks = {0: "!N", 1: "!H", 2: "!P", 3: "", 5: "!S", 6: "!N", 7: "!H", 8: "!N",
-                 9: "!X", 10: "!X", 11: "!N", 12: "!H", 13: "!X", 14: "!V", 15: "!C"}  # fmt: skip
-        return marks.get(code, f"!<{code}>")
-    if icmp_type == 2:
-        return f"!F-{mtu}"
-    if icmp_type != 1:
-        return ""
-    marks6 = {0: "!N", 1: "!X", 2: "!N", 3: "!H", 4: "", 5: "!X", 6: "!X"}
-    return marks6.get(code, f"!<{code}>")
 
 
 class _Probe:

@@ -5,148 +5,32 @@ the call; pass ``transport=`` (from ``rawprobe.open_transport()``) to share one 
 sockets between many concurrent probes. The names below live in ``rawprobe.api`` and
 are loaded on first use, so ``import rawprobe.errors`` (or a CLI subcommand) does not
 pay for every probe's import.
+
+One list names the public API: ``rawprobe.api.__all__``. Type checkers read it through
+the star import below (every public name, explicitly: no module ``__getattr__`` for
+them, so ``rawprobe.pign`` is an error); at run time the names, ``__all__`` among them,
+load on first use. The errors are cheap and load at once.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING
 
-from rawprobe.errors import (
-    LabError,
-    MalformedPacket,
-    PrivilegeError,
-    RawProbeError,
-    ResolutionError,
-    SendError,
-    TransportClosed,
-    TransportError,
-    UsageError,
-)
+from rawprobe.errors import *
 
 if TYPE_CHECKING:
-    # What type checkers see: every public name, explicitly (no module __getattr__ for
-    # them, so ``rawprobe.pign`` is an error). At run time they load on first use.
-    from rawprobe.api import (
-        DEFAULT_RATE_PPS,
-        ICMP,
-        IP,
-        TCP,
-        UDP,
-        Captured,
-        Dissection,
-        HopStats,
-        HostPorts,
-        PacketFilter,
-        PcapRecorder,
-        PingError,
-        PingOptions,
-        PingReply,
-        PingResult,
-        PortResult,
-        RawTransport,
-        ScanOptions,
-        ScanProgress,
-        ScanResult,
-        ScanStream,
-        Sniffer,
-        SweepOptions,
-        SweepResult,
-        TraceHop,
-        TraceOptions,
-        TraceResponse,
-        TraceResult,
-        Transport,
-        craft,
-        dissect,
-        open_sniffer,
-        open_transport,
-        ping,
-        ping_many,
-        record_pcap,
-        resolve,
-        sweep,
-        syn_scan,
-        syn_scan_stream,
-        traceroute,
-        traceroute_many,
-    )
-
-__all__ = [
-    "DEFAULT_RATE_PPS",
-    "ICMP",
-    "IP",
-    "TCP",
-    "UDP",
-    "Captured",
-    "Dissection",
-    "HopStats",
-    "HostPorts",
-    "LabError",
-    "MalformedPacket",
-    "PacketFilter",
-    "PcapRecorder",
-    "PingError",
-    "PingOptions",
-    "PingReply",
-    "PingResult",
-    "PortResult",
-    "PrivilegeError",
-    "RawProbeError",
-    "RawTransport",
-    "ResolutionError",
-    "ScanOptions",
-    "ScanProgress",
-    "ScanResult",
-    "ScanStream",
-    "SendError",
-    "Sniffer",
-    "SweepOptions",
-    "SweepResult",
-    "TraceHop",
-    "TraceOptions",
-    "TraceResponse",
-    "TraceResult",
-    "Transport",
-    "TransportClosed",
-    "TransportError",
-    "UsageError",
-    "craft",
-    "dissect",
-    "open_sniffer",
-    "open_transport",
-    "ping",
-    "ping_many",
-    "record_pcap",
-    "resolve",
-    "sweep",
-    "syn_scan",
-    "syn_scan_stream",
-    "traceroute",
-    "traceroute_many",
-]
-
-_ERRORS = {
-    "LabError",
-    "MalformedPacket",
-    "PrivilegeError",
-    "RawProbeError",
-    "ResolutionError",
-    "SendError",
-    "TransportClosed",
-    "TransportError",
-    "UsageError",
-}
-
+    from rawprobe.api import *
 
 if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> object:
         """Load the public API on first use (PEP 562); hidden from type checkers,
         which see the imports above instead."""
-        if name in __all__ and name not in _ERRORS:
-            from rawprobe import api
-
-            value = getattr(api, name)
-            globals()[name] = value
-            return value
+        if name == "__all__" or not name.startswith("_"):
+            api = import_module("rawprobe.api")  # not ``from rawprobe import``: it asks us
+            if name in (*api.__all__, "__all__"):
+                value = getattr(api, name)
+                globals()[name] = value
+                return value
         raise AttributeError(f"module 'rawprobe' has no attribute {name!r}")

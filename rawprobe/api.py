@@ -10,13 +10,30 @@ broadcast and multicast destinations unless ``broadcast=True`` (the CLI's rule,
 probes/targets.py); ``privileged=None`` climbs the CLI's privilege ladder
 (transport/ladder.py), ``True`` insists on raw sockets, ``False`` on unprivileged ones;
 a ``transport=`` given must be open and have the sockets the probe needs.
+
+One signature a family: ``ping`` and ``traceroute`` are made from ``ping_many`` and
+``traceroute_many`` (``_for_one_host``, ``_first_of``), ``syn_scan`` and
+``syn_scan_stream`` from ``_scan_plan``, which checks a scan's arguments and holds its
+transport. Type checkers see the options through ParamSpec, ``help()`` through the
+``__signature__`` that ``_public`` sets.
 """
 
 from __future__ import annotations
 
+import inspect
 import socket
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import anyio
 
@@ -32,7 +49,7 @@ from rawprobe.errors import (
     UsageError,
     sole_error,
 )
-from rawprobe.probes.connect_scan import connect_scan as _connect_scan
+from rawprobe.probes.connect_scan import ConnectScan as _ConnectScan
 from rawprobe.probes.craft import ICMP, IP, TCP, UDP, craft
 from rawprobe.probes.models import (
     HopStats,
@@ -148,6 +165,65 @@ def _one_error() -> Iterator[None]:
         raise error  # noqa: B904 (chained implicitly: __context__ is the group)
 
 
+# -- one signature a family: the one-host and the scan forms are made from the other ------
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_R_co = TypeVar("_R_co", covariant=True)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _OneHost(Protocol[_P, _R_co]):
+    """A one-host form: ``host`` (by position or name), then the options of ``_P``."""
+
+    def __call__(
+        self, host: str, *args: _P.args, **kwargs: _P.kwargs
+    ) -> Coroutine[Any, Any, _R_co]: ...
+
+
+def _for_one_host(
+    many: Callable[Concatenate[Sequence[str], _P], Awaitable[list[_R]]], returns: str, doc: str
+) -> _OneHost[_P, _R]:
+    """The one-host form of ``many`` (``ping`` of ``ping_many``): its options, the one
+    result."""
+
+    async def one(host: str, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return (await many([host], *args, **kwargs))[0]
+
+    return _public(one, many.__name__.removesuffix("_many"), many, returns, doc)
+
+
+def _first_of(
+    many: Callable[Concatenate[Sequence[str], _P], AbstractAsyncContextManager[AsyncIterator[_R]]],
+    returns: str,
+    doc: str,
+) -> _OneHost[_P, _R]:
+    """The one-host form of a ``many`` that yields results as they come."""
+
+    async def one(host: str, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        async with many([host], *args, **kwargs) as results:
+            async for result in results:
+                return result
+        raise AssertionError("unreachable: one host always yields one result")
+
+    return _public(one, many.__name__.removesuffix("_many"), many, returns, doc)
+
+
+def _public(function: _F, name: str, like: Callable[..., object], returns: str, doc: str) -> _F:
+    """``function`` as the public ``name``: ``doc``, and for ``help()`` the signature of
+    ``like`` returning ``returns`` (``host: str`` in place of ``hosts``: a one-host form)."""
+    signature = inspect.signature(like)
+    parameters = list(signature.parameters.values())
+    if parameters[0].name == "hosts":
+        parameters[0] = parameters[0].replace(name="host", annotation="str")
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    vars(function)["__signature__"] = signature.replace(
+        parameters=parameters, return_annotation=returns
+    )
+    return function
+
+
 def _families(addresses: Iterable[str]) -> set[int]:
     return {_V6 if ":" in address else _V4 for address in addresses}
 
@@ -214,44 +290,6 @@ async def open_transport(
             yield transport
 
 
-async def ping(
-    host: str,
-    *,
-    count: int = 4,
-    interval_s: float = 1.0,
-    timeout_s: float = 2.0,
-    payload_size: int = 56,
-    ttl: int = 64,
-    source: str | None = None,
-    family: int | None = None,
-    broadcast: bool = False,
-    privileged: bool | None = None,
-    transport: Transport | None = None,
-) -> PingResult:
-    """Ping ``host`` and return its PingResult (silence is a result, not an error).
-
-    ``privileged=None`` uses raw sockets when allowed, else ICMP datagram sockets
-    (``net.ipv4.ping_group_range``); True / False insist on one. Raises PrivilegeError
-    when neither is allowed, ResolutionError for a bad host, UsageError for bad options
-    or a broadcast/multicast ``host`` without ``broadcast=True``, TransportClosed for a
-    closed ``transport``.
-    """
-    results = await ping_many(
-        [host],
-        count=count,
-        interval_s=interval_s,
-        timeout_s=timeout_s,
-        payload_size=payload_size,
-        ttl=ttl,
-        source=source,
-        family=family,
-        broadcast=broadcast,
-        privileged=privileged,
-        transport=transport,
-    )
-    return results[0]
-
-
 async def ping_many(
     hosts: Sequence[str],
     *,
@@ -288,40 +326,21 @@ async def ping_many(
             return await ping_many_with(own, addresses, options, source=source)
 
 
+ping = _for_one_host(
+    ping_many,
+    "PingResult",
+    """Ping ``host`` and return its PingResult (silence is a result, not an error).
+
+    ``privileged=None`` uses raw sockets when allowed, else ICMP datagram sockets
+    (``net.ipv4.ping_group_range``); True / False insist on one. Raises PrivilegeError
+    when neither is allowed, ResolutionError for a bad host, UsageError for bad options
+    or a broadcast/multicast ``host`` without ``broadcast=True``, TransportClosed for a
+    closed ``transport``.
+    """,
+)
+
+
 # -- traceroute -----------------------------------------------------------------------
-
-
-async def traceroute(
-    host: str,
-    *,
-    method: str = "icmp",
-    first_ttl: int = 1,
-    max_ttl: int = 30,
-    queries: int = 3,
-    wait_s: float = 1.0,
-    retries: int = 2,
-    in_flight: int | None = None,
-    port: int | None = None,
-    paris: bool = True,
-    source: str | None = None,
-    family: int | None = None,
-    broadcast: bool = False,
-    privileged: bool | None = None,
-    transport: Transport | None = None,
-) -> TraceResult:
-    """Trace the route to ``host`` (Paris mode unless ``paris=False``); a TraceResult
-    whatever the network does. ``privileged=None``: raw sockets when allowed, else ICMP
-    datagram sockets (``method="icmp"``) or UDP sockets (``"udp"``, like tracepath);
-    ``"tcp"`` needs raw sockets. Raises PrivilegeError, ResolutionError, UsageError."""
-    async with traceroute_many(
-        [host], method=method, first_ttl=first_ttl, max_ttl=max_ttl, queries=queries,
-        wait_s=wait_s, retries=retries, in_flight=in_flight, port=port, paris=paris,
-        source=source, family=family, broadcast=broadcast, privileged=privileged,
-        transport=transport,
-    ) as results:  # fmt: skip
-        async for result in results:
-            return result
-    raise AssertionError("unreachable: one trace always yields one result")
 
 
 @asynccontextmanager
@@ -381,25 +400,17 @@ async def traceroute_many(
             yield results
 
 
+traceroute = _first_of(
+    traceroute_many,
+    "TraceResult",
+    """Trace the route to ``host`` (Paris mode unless ``paris=False``); a TraceResult
+    whatever the network does. ``privileged=None``: raw sockets when allowed, else ICMP
+    datagram sockets (``method="icmp"``) or UDP sockets (``"udp"``, like tracepath);
+    ``"tcp"`` needs raw sockets. Raises PrivilegeError, ResolutionError, UsageError.""",
+)
+
+
 # -- port scan (probes/scan.py) ---------------------------------------------------------
-
-
-def _scan_options(
-    technique: str,
-    rate_pps: float,
-    min_rate_pps: float,
-    retries: int,
-    max_retries: int,
-    keep_closed: bool,
-) -> ScanOptions:
-    return ScanOptions(
-        technique=technique,
-        retries=retries,
-        max_retries=max(retries, max_retries),
-        max_rate_pps=rate_pps,
-        min_rate_pps=min_rate_pps,
-        keep_closed=keep_closed,
-    )
 
 
 def _raw_scan(technique: str, privileged: bool | None, families: set[int]) -> bool:
@@ -433,7 +444,19 @@ async def _target_space(
     return space
 
 
-async def syn_scan(
+@dataclass(frozen=True)
+class _ScanPlan:
+    """What a scan runs: checked arguments, and the transport (None: a connect() scan)."""
+
+    space: TargetSpace
+    ports: tuple[int, ...]
+    options: ScanOptions
+    source: str | None
+    transport: Transport | None
+
+
+@asynccontextmanager
+async def _scan_plan(
     targets: str | Sequence[str],
     ports: str | Sequence[int] | None = None,
     *,
@@ -449,53 +472,102 @@ async def syn_scan(
     broadcast: bool = False,
     privileged: bool | None = None,
     transport: Transport | None = None,
-) -> ScanResult:
+) -> AsyncIterator[_ScanPlan]:
+    """The arguments of ``syn_scan`` and ``syn_scan_stream``, checked; for the block, the
+    transport given, or one opened (raw sockets), or none (a connect() scan)."""
+    options = ScanOptions(
+        technique=technique, retries=retries, max_retries=max(retries, max_retries),
+        max_rate_pps=rate_pps, min_rate_pps=min_rate_pps, keep_closed=keep_closed,
+    )  # fmt: skip
+    port_list = _scan_ports(ports, top_ports)
+    space = await _target_space(targets, family, broadcast)
+    _check_source(source)
+    hears = _scan_protocols(space)
+    if transport is not None:
+        _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")
+        yield _ScanPlan(space, port_list, options, source, transport)
+    elif not _raw_scan(technique, privileged, space.families):
+        yield _ScanPlan(space, port_list, options, source, None)
+    else:
+        async with _open_probe_transport(
+            hears, rate_pps=rate_pps, privileged=True, unprivileged=None
+        ) as own:
+            yield _ScanPlan(space, port_list, options, source, own)
+
+
+async def _scan_to_end(plan: _ScanPlan) -> ScanResult:
+    if plan.transport is None:
+        keep_closed = plan.options.keep_closed
+        return await _ConnectScan(plan.space, plan.ports, keep_closed=keep_closed).run()
+    return await syn_scan_with(
+        plan.transport, plan.space, plan.ports, plan.options, source=plan.source
+    )
+
+
+@asynccontextmanager
+async def _scan_streamed(plan: _ScanPlan) -> AsyncIterator[ScanStream]:
+    if plan.transport is not None:
+        async with open_scan(
+            plan.transport, plan.space, plan.ports, plan.options, source=plan.source
+        ) as stream:
+            yield stream
+        return
+    send, receive = anyio.create_memory_object_stream[PortResult](float("inf"))
+    connect_stream = ScanStream(None, receive)
+    keep_closed = plan.options.keep_closed
+    scan = _ConnectScan(plan.space, plan.ports, keep_closed=keep_closed, on_event=send.send_nowait)
+
+    async def run() -> None:
+        with send:
+            connect_stream.result = await scan.run()
+
+    with receive:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(run)
+            yield connect_stream
+            task_group.cancel_scope.cancel()
+
+
+def _scan_result(
+    plan: Callable[_P, AbstractAsyncContextManager[_ScanPlan]], doc: str
+) -> Callable[_P, Coroutine[Any, Any, ScanResult]]:
+    async def scan(*args: _P.args, **kwargs: _P.kwargs) -> ScanResult:
+        with _one_error():
+            async with plan(*args, **kwargs) as planned:
+                return await _scan_to_end(planned)
+
+    return _public(scan, "syn_scan", plan, "ScanResult", doc)
+
+
+def _scan_stream(
+    plan: Callable[_P, AbstractAsyncContextManager[_ScanPlan]], doc: str
+) -> Callable[_P, AbstractAsyncContextManager[ScanStream]]:
+    @asynccontextmanager
+    async def stream(*args: _P.args, **kwargs: _P.kwargs) -> AsyncIterator[ScanStream]:
+        with _one_error():
+            async with plan(*args, **kwargs) as planned, _scan_streamed(planned) as streamed:
+                yield streamed
+
+    return _public(stream, "syn_scan_stream", plan, "AbstractAsyncContextManager[ScanStream]", doc)
+
+
+syn_scan = _scan_result(
+    _scan_plan,
     """TCP SYN scan of ``targets`` (hosts, addresses, CIDR blocks, ranges) on ``ports``
     (nmap syntax ``"22,80,1000-2000"`` or ``"-"``, a list, ``top_ports=N``; default the
     1000 most common). Returns a ScanResult: open and filtered ports listed per host,
-    closed ones counted. ``rate_pps=0`` lifts the cap (congestion control alone).
+    closed ones counted (listed too with ``keep_closed=True``). ``rate_pps=0`` lifts the
+    cap (congestion control alone).
 
     ``privileged=None``: raw sockets when allowed, else a TCP connect() scan (as the
     CLI does; ``technique`` "connect" in the result); False: the connect() scan.
     Raises PrivilegeError, ResolutionError / UsageError for bad targets, ports or
     options.
-    """
-    with _one_error():
-        options = _scan_options(
-            technique, rate_pps, min_rate_pps, retries, max_retries, keep_closed
-        )
-        port_list = _scan_ports(ports, top_ports)
-        space = await _target_space(targets, family, broadcast)
-        _check_source(source)
-        hears = _scan_protocols(space)
-        if transport is not None:
-            _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")
-            return await syn_scan_with(transport, space, port_list, options, source=source)
-        if not _raw_scan(technique, privileged, space.families):
-            return await _connect_scan(space, port_list, keep_closed=keep_closed)
-        async with _open_probe_transport(
-            hears, rate_pps=rate_pps, privileged=True, unprivileged=None
-        ) as own:
-            return await syn_scan_with(own, space, port_list, options, source=source)
+    """,
+)
 
-
-@asynccontextmanager
-async def syn_scan_stream(
-    targets: str | Sequence[str],
-    ports: str | Sequence[int] | None = None,
-    *,
-    top_ports: int | None = None,
-    rate_pps: float = DEFAULT_RATE_PPS,
-    min_rate_pps: float = 0.0,
-    retries: int = 1,
-    max_retries: int = 6,
-    technique: str = "syn",
-    family: int | None = None,
-    source: str | None = None,
-    broadcast: bool = False,
-    privileged: bool | None = None,
-    transport: Transport | None = None,
-) -> AsyncIterator[ScanStream]:
+syn_scan_stream = _scan_stream(
+    _scan_plan,
     """Like ``syn_scan``, but yields a stream of PortResults as they are decided::
 
         async with rawprobe.syn_scan_stream("198.19.0.5", "1-1024") as stream:
@@ -504,43 +576,8 @@ async def syn_scan_stream(
         print(stream.result)  # the ScanResult, once the scan ran to its end
 
     Leaving the block early cancels the scan.
-    """
-    with _one_error():
-        options = _scan_options(technique, rate_pps, min_rate_pps, retries, max_retries, False)
-        port_list = _scan_ports(ports, top_ports)
-        space = await _target_space(targets, family, broadcast)
-        _check_source(source)
-        hears = _scan_protocols(space)
-        if transport is not None:
-            _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")
-            async with open_scan(transport, space, port_list, options, source=source) as stream:
-                yield stream
-            return
-        if not _raw_scan(technique, privileged, space.families):
-            send, receive = anyio.create_memory_object_stream[PortResult](float("inf"))
-            connect_stream = ScanStream(None, receive)
-
-            def on_event(event: object) -> None:
-                if isinstance(event, PortResult):
-                    send.send_nowait(event)
-
-            async def run() -> None:
-                with send:
-                    connect_stream.result = await _connect_scan(space, port_list, on_event=on_event)
-
-            with receive:
-                async with anyio.create_task_group() as task_group:
-                    task_group.start_soon(run)
-                    yield connect_stream
-                    task_group.cancel_scope.cancel()
-            return
-        async with (
-            _open_probe_transport(
-                hears, rate_pps=rate_pps, privileged=True, unprivileged=None
-            ) as own,
-            open_scan(own, space, port_list, options, source=source) as stream,
-        ):
-            yield stream
+    """,
+)
 
 
 # -- host sweep (probes/sweep.py) -------------------------------------------------------

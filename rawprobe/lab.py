@@ -13,10 +13,14 @@ itself is ``.2`` on link 1).
 
 The target answers for all of 198.19.0.0/16 and 2001:db8:ff::/64 (AnyIP local routes),
 listens on :data:`OPEN_PORTS`, drops TCP :data:`DROP_PORTS` silently and rejects TCP
-:data:`REJECT_PORTS` with ICMP admin-prohibited. 198.18.200.0/24 and 2001:db8:ee::/64 are
-routed to the target and blackholed there: no answer, no ICMP error. Routers forward,
-answer with the address of their client-facing interface (checked with traceroute) and
-have ICMP rate limiting off until :meth:`Lab.set_icmp_ratelimit` turns it on.
+:data:`REJECT_PORTS` with ICMP admin-prohibited. Over UDP it answers on
+:data:`UDP_OPEN_PORTS` (:data:`UDP_ECHO_PORTS` echo every datagram, RFC 862; 53 is a DNS
+responder), drops :data:`UDP_DROP_PORTS` and rejects :data:`UDP_REJECT_PORTS` the same
+way; every other UDP port is closed (ICMP port unreachable). 198.18.200.0/24 and
+2001:db8:ee::/64 are routed to the target and blackholed there: no answer, no ICMP
+error. Routers forward, answer with the address of their client-facing interface
+(checked with traceroute) and have ICMP rate limiting off until
+:meth:`Lab.set_icmp_ratelimit` turns it on (the target too: pass ``roles=["target"]``).
 
 Checked on kernel 6.18 (``traceroute -n -q 1``): v4 to 198.19.0.5 shows 198.18.1.1,
 198.18.2.2, 198.18.3.2, 198.19.0.5; v6 to 2001:db8:ff::5 shows 2001:db8:1::1, ::2::2,
@@ -84,6 +88,10 @@ __all__ = [
     "TARGET_ANYIP_V6",
     "TARGET_V4",
     "TARGET_V6",
+    "UDP_DROP_PORTS",
+    "UDP_ECHO_PORTS",
+    "UDP_OPEN_PORTS",
+    "UDP_REJECT_PORTS",
     "Lab",
     "check_lab_possible",
     "down_all",
@@ -120,8 +128,10 @@ SILENT_V6: Final = "2001:db8:ee::1"
 
 #: The lab's DNS server (the target's listener process, on AnyIP addresses): PTR
 #: answers from :data:`LAB_NAMES` at DNS_V4; NXDOMAIN for every query at
-#: NXDOMAIN_DNS_V4, the resolver every lab namespace starts with (see
-#: :meth:`Lab.set_resolver`), so no lookup made inside a lab leaves it.
+#: NXDOMAIN_DNS_V4 and at every other target address, v4 and v6 (UDP port 53 is open
+#: everywhere on the target, for UDP scans); NXDOMAIN_DNS_V4 is the resolver every lab
+#: namespace starts with (see :meth:`Lab.set_resolver`), so no lookup made inside a lab
+#: leaves it.
 DNS_V4: Final = "198.19.0.53"
 NXDOMAIN_DNS_V4: Final = "198.19.0.54"
 #: Made-up reverse names of the lab's fixed addresses (``.test``: RFC 2606).
@@ -145,6 +155,16 @@ OPEN_PORTS: Final = tuple(sorted(LISTEN_PORTS + EXTRA_PORTS))
 DROP_PORTS: Final = range(1000, 2000)
 #: TCP ports the target rejects with ICMP admin-prohibited (v6: adm-prohibited).
 REJECT_PORTS: Final = range(2000, 3000)
+#: UDP ports where the target echoes every datagram back (from the address it was sent
+#: to, on every target address): ports with a scan payload or low enough for a scan of
+#: ports 1-40, and none that a test expects closed (traceroute's 33434 and up).
+UDP_ECHO_PORTS: Final = (7, 123, 161, 1900)
+#: Every UDP port that answers (53: the DNS responder), v4 and v6, sorted.
+UDP_OPEN_PORTS: Final = tuple(sorted((*UDP_ECHO_PORTS, 53)))
+#: UDP ports the target drops without an answer.
+UDP_DROP_PORTS: Final = range(1100, 1200)
+#: UDP ports the target rejects with ICMP admin-prohibited (v6: adm-prohibited).
+UDP_REJECT_PORTS: Final = range(1200, 1300)
 
 STATE_DIR: Final = Path("/run/rawprobe/labs")
 NETNS_DIR: Final = Path("/run/netns")
@@ -191,12 +211,17 @@ _ROUTER_SYSCTLS: Final = {
 # are listening; accepts and closes; exits when its namespace loses its name (so a
 # manual `ip netns del` cannot leave it holding the namespace alive). It is also the
 # lab's DNS server: argv[2] maps each DNS address to {reverse name: PTR name}; it
-# answers PTR queries from that table and everything else with NXDOMAIN.
+# answers PTR queries from that table and everything else with NXDOMAIN ("::" is every
+# address of the target; the kernel prefers the sockets bound to one address). argv[3]
+# lists the UDP echo ports. UDP sockets on "::" answer from the address a datagram was
+# sent to (IPV6_PKTINFO, v4-mapped for v4), which IP_FREEBIND admits for AnyIP ones.
 _LISTENER_SRC: Final = r"""
 import json, os, selectors, socket, struct, sys
-ns_path, zones, ports = sys.argv[1], json.loads(sys.argv[2]), [int(p) for p in sys.argv[3:]]
+ns_path, zones, echo = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+ports = [int(p) for p in sys.argv[4:]]
 me = os.stat("/proc/self/ns/net")
 sel = selectors.DefaultSelector()
+IP_FREEBIND, IPV6_RECVPKTINFO, IPV6_PKTINFO = 15, 49, 50
 
 def dns_reply(data, table):
     if len(data) < 12:
@@ -225,11 +250,21 @@ def dns_reply(data, table):
         reply += struct.pack("!HHHIH", 0xC00C, 12, 1, 60, len(rdata)) + rdata
     return reply
 
-for address, table in zones.items():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((address, 53))
+def udp_socket(address, port, answer):
+    s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if address == "::":
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+    s.bind((address, port))
     s.setblocking(False)
-    sel.register(s, selectors.EVENT_READ, table)
+    sel.register(s, selectors.EVENT_READ, answer)
+
+for address, table in zones.items():
+    udp_socket(address, 53, lambda query, table=table: dns_reply(query, table))
+for port in echo:
+    udp_socket("::", port, lambda datagram: datagram)
 for port in ports:
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -245,16 +280,18 @@ for fd in (0, 1, 2):
     os.dup2(null, fd)
 while True:
     for key, _ in sel.select(timeout=2.0):
-        if key.data is not None:  # a DNS socket
+        if key.data is not None:  # a UDP socket: key.data answers a datagram
             for _ in range(64):
                 try:
-                    query, peer = key.fileobj.recvfrom(512)
+                    query, ancillary, _, peer = key.fileobj.recvmsg(2048, 64)
                 except OSError:
                     break
-                reply = dns_reply(query, key.data)
+                reply = key.data(query)
+                source = [(level, kind, data[:16] + bytes(4))
+                          for level, kind, data in ancillary if kind == IPV6_PKTINFO]
                 if reply is not None:
                     try:
-                        key.fileobj.sendto(reply, peer)
+                        key.fileobj.sendmsg([reply], source, 0, peer)
                     except OSError:
                         pass
             continue
@@ -502,6 +539,9 @@ class Lab:
     open_ports: tuple[int, ...] = OPEN_PORTS
     drop_ports: range = DROP_PORTS
     reject_ports: range = REJECT_PORTS
+    udp_open_ports: tuple[int, ...] = UDP_OPEN_PORTS
+    udp_drop_ports: range = UDP_DROP_PORTS
+    udp_reject_ports: range = UDP_REJECT_PORTS
     roles: tuple[str, ...] = ROLES
 
     def __init__(self, prefix: str) -> None:
@@ -612,7 +652,10 @@ class Lab:
         """Turn the kernel's ICMP error rate limits on (kernel defaults) or off.
 
         Applies to the routers unless ``roles`` says otherwise (the target's REJECT
-        replies are ICMP errors too: pass ``ROLES`` to include it). "On" means the
+        replies and UDP port unreachables are ICMP errors too: pass ``["target"]`` or
+        ``ROLES``; on, the target answers a burst of about six closed UDP ports, then
+        about one a second, as a UDP scan meets it; checked in
+        tests/lab/test_udp_lab.py). "On" means the
         defaults of a fresh namespace on 6.18: ``icmp_ratelimit`` 1000 ms,
         ``ipv6.icmp.ratelimit`` 100 ms, ``icmp_msgs_per_sec`` 1000, ``icmp_msgs_burst``
         50 (all per-namespace). Labs start with every limit off.
@@ -770,7 +813,8 @@ class Lab:
             "-c",
             _LISTENER_SRC,
             self.netns_path("target"),
-            json.dumps({DNS_V4: _ptr_table(), NXDOMAIN_DNS_V4: {}}),
+            json.dumps({DNS_V4: _ptr_table(), NXDOMAIN_DNS_V4: {}, "::": {}}),
+            json.dumps(UDP_ECHO_PORTS),
             *map(str, OPEN_PORTS),
         ]
         try:
@@ -849,13 +893,20 @@ def _ip_batch(role: str) -> str:
 
 
 def _rules(reject_with: str) -> str:
+    rules = ""
+    for proto, drop, reject in (
+        ("tcp", DROP_PORTS, REJECT_PORTS),
+        ("udp", UDP_DROP_PORTS, UDP_REJECT_PORTS),
+    ):
+        rules += (
+            f"-A INPUT -p {proto} --dport {drop.start}:{drop.stop - 1} -j DROP\n"
+            f"-A INPUT -p {proto} --dport {reject.start}:{reject.stop - 1}"
+            f" -j REJECT --reject-with {reject_with}\n"
+        )
     return (
         "*filter\n"
         ":INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
-        f"-A INPUT -p tcp --dport {DROP_PORTS.start}:{DROP_PORTS.stop - 1} -j DROP\n"
-        f"-A INPUT -p tcp --dport {REJECT_PORTS.start}:{REJECT_PORTS.stop - 1}"
-        f" -j REJECT --reject-with {reject_with}\n"
-        "COMMIT\n"
+        f"{rules}COMMIT\n"
     )
 
 

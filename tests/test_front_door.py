@@ -1,5 +1,6 @@
 """The front door exports its API lazily, and exactly what rawprobe.api defines."""
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,21 @@ def test_type_checkers_see_the_front_doors_names(tmp_path: Path) -> None:
     assert 'snippet.py:2: error: Module has no attribute "pign"' in errors[0]
     assert "snippet.py:6:" in errors[1] and "PingResult" in errors[1]
     assert "SweepResult" in done.stdout  # the real signature, not Any
+
+
+def test_one_host_and_scan_forms_show_their_options() -> None:
+    """``ping``, ``traceroute``, ``syn_scan`` and ``syn_scan_stream`` are made from one
+    signature a family (rawprobe/api.py); ``help()`` still shows theirs."""
+    many = inspect.signature(rawprobe.ping_many)
+    one = inspect.signature(rawprobe.ping)
+    assert next(iter(one.parameters)) == "host" and one.return_annotation == "PingResult"
+    assert list(one.parameters)[1:] == list(many.parameters)[1:]
+    trace = inspect.signature(rawprobe.traceroute)
+    assert list(trace.parameters)[:3] == ["host", "method", "first_ttl"]
+    assert trace.return_annotation == "TraceResult"
+    scan = inspect.signature(rawprobe.syn_scan)
+    assert list(scan.parameters) == list(inspect.signature(rawprobe.syn_scan_stream).parameters)
+    assert scan.parameters["keep_closed"].default is False
+    for name in ("ping", "traceroute", "syn_scan", "syn_scan_stream"):
+        function = getattr(rawprobe, name)
+        assert function.__name__ == name and function.__doc__

@@ -263,6 +263,18 @@ async def test_unprivileged_scan_is_a_connect_scan_on_loopback(simulated: list[s
         await rawprobe.syn_scan("127.0.0.1", [port], technique="ack", privileged=False)
 
 
+async def test_a_scan_stream_takes_the_scans_options(simulated: list[str]) -> None:
+    """syn_scan_stream has syn_scan's signature (one in rawprobe/api.py): keep_closed too."""
+    with socket.socket() as closed:  # bound, not listening: refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        async with rawprobe.syn_scan_stream(
+            "127.0.0.1", [port], privileged=False, keep_closed=True
+        ) as stream:
+            assert [(p.port, p.state) async for p in stream] == [(port, "closed")]
+    assert simulated == []
+
+
 # -- sweep() and shared transports without transport.sockets ------------------------------
 
 

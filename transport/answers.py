@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rawprobe.errors import MalformedPacket
 from rawprobe.transport.keys import KIND_ECHO, KIND_QUERY, MatchKey
+from rawprobe.transport.wire import icmp_table
 from rawprobe.transport.wire.icmpext import verify_extensions_checksum
 
 try:  # CPython's getter for namedtuple fields: a descriptor in C
@@ -61,7 +62,7 @@ _REST = struct.Struct("!I")
 #: Pre-RFC 4884 extensions (RFC 4950's first layout) start after a 128-byte quote.
 _COMPAT_QUOTE = 128
 _ECHO_KINDS = frozenset((KIND_ECHO, KIND_QUERY))
-_ERRORS4 = frozenset((3, 4, 5, 11, 12))  # ICMPv4 errors (they quote a probe)
+_ERRORS4 = icmp_table.ERROR_TYPES[_V4]  # ICMPv4 errors (they quote a probe)
 _COMMON = ("key", "family", "source_packed", "data", "ttl", "received_ns", "received_s",
            "protocol", "offset")  # fmt: skip
 
@@ -164,6 +165,11 @@ class IcmpError(Reply):
     def from_target(self) -> bool:
         """True when the probed address itself sent the error."""
         return self.source_packed == self.key[1]
+
+    @property
+    def kind(self) -> str:
+        """time-exceeded, unreachable, packet-too-big, parameter-problem or other."""
+        return icmp_table.kind(self.family, self.icmp_type)
 
 
 class TcpAnswer(Reply):

@@ -14,7 +14,6 @@ bound to one port), so probes' keys match what the kernel writes on the wire.
 
 from __future__ import annotations
 
-import errno
 import socket
 import struct
 import time
@@ -26,13 +25,12 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from rawprobe.errors import PrivilegeError, SendError, TransportClosed, TransportError
+from rawprobe.errors import SendError
 from rawprobe.transport import privileges
-from rawprobe.transport.base import Sent
-from rawprobe.transport.exchange import SocketTransport
+from rawprobe.transport.exchange import SocketTransport, destination_of
 from rawprobe.transport.keys import Cookies
-from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
-from rawprobe.transport.raw import NETWORK_SEND_ERRORS, RECV_BATCH
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS
+from rawprobe.transport.raw import RECV_BATCH
 from rawprobe.transport.sockets import (
     IP_RECVERR,
     IPV6_HOPLIMIT,
@@ -40,6 +38,7 @@ from rawprobe.transport.sockets import (
     IPV6_RECVHOPLIMIT,
     SCM_TIMESTAMPNS,
     SO_TIMESTAMPNS,
+    new_socket,
 )
 
 IP_RECVTTL = 12
@@ -52,12 +51,25 @@ RECVERR = {(socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)}
 _HOPS = {(socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)}
 _INT = struct.Struct("=i")
 _ICMP = {socket.AF_INET: socket.IPPROTO_ICMP, socket.AF_INET6: socket.IPPROTO_ICMPV6}
+#: The socket options that set the TTL (hop limit) of what a datagram socket sends.
+TTL_OPTIONS: dict[int, tuple[int, int]] = {
+    socket.AF_INET: (socket.IPPROTO_IP, socket.IP_TTL),
+    socket.AF_INET6: (socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS),
+}
 
 _HINT = (
     "ICMP datagram sockets are not allowed for this user: add its group to "
     "net.ipv4.ping_group_range (e.g. `sudo sysctl -w net.ipv4.ping_group_range='0 "
     "2147483647'`), or run with sudo / CAP_NET_RAW"
 )
+
+
+def ip_fields(packet: bytes) -> tuple[int, int, int, int]:
+    """(family, TTL or hop limit, offset of the upper layer, its protocol) of a whole IP
+    packet (a probe: no IPv6 extension headers)."""
+    if packet[0] >> 4 == 4:
+        return socket.AF_INET, packet[8], (packet[0] & 0x0F) * 4, packet[9]
+    return socket.AF_INET6, packet[7], 40, packet[6]
 
 
 def offender_of(extended_err: bytes) -> str | None:
@@ -118,7 +130,7 @@ class DatagramTransport(SocketTransport):
     ``open_datagram_transport``. Sends ICMP echo requests only."""
 
     def __init__(self, families: Sequence[int], *, rate_pps: float = DEFAULT_RATE_PPS) -> None:
-        super().__init__(None)
+        super().__init__(None, rate_pps)
         # Packets rebuilt from what the kernel verified: nothing to check again.
         self._demux.verify_icmp = self._demux.verify_ip_header = False
         self._ttl: dict[int, int] = {}
@@ -129,19 +141,13 @@ class DatagramTransport(SocketTransport):
             raise
         # Identifiers are the sockets' port, known only now.
         self.cookies = self._demux.cookies = _PortCookies(port)
-        self._bucket = TokenBucket(rate_pps, now=time.monotonic())
         privileges.sockets_opened()
 
     def _open(self, families: Sequence[int]) -> int:
         port = 0
         for family in families:
             protocol = socket.IPPROTO_ICMP if family == socket.AF_INET else socket.IPPROTO_ICMPV6
-            try:
-                sock = socket.socket(family, socket.SOCK_DGRAM, protocol)
-            except PermissionError as exc:
-                raise PrivilegeError(_HINT) from exc
-            except OSError as exc:
-                raise TransportError(f"cannot open an ICMP datagram socket: {exc}") from exc
+            sock = new_socket(family, socket.SOCK_DGRAM, protocol, "an ICMP datagram socket", _HINT)
             self._sockets[family] = sock
             sock.setblocking(False)
             sock.bind(("0.0.0.0", port) if family == socket.AF_INET else ("::", port))
@@ -164,57 +170,23 @@ class DatagramTransport(SocketTransport):
     def hears(self) -> frozenset[tuple[int, int]]:
         return self.sends
 
-    async def send(self, packet: bytes) -> Sent:
-        return (await self.send_batch((packet,)))[0]
+    # -- the system call of the send path (exchange.py) -----------------------------
 
-    async def send_batch(
-        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
-    ) -> list[Sent]:
-        """Send the ICMP echo requests inside whole IP packets; the IP header's TTL
-        becomes the socket's, the rest of it is the kernel's to write."""
-        if stamps is None:
-            stamps = []
-        first = len(stamps)
-        for packet in packets:
-            if self._closed:
-                raise TransportClosed("transport is closed")
-            delay = self._bucket.take(time.monotonic())
-            if delay > 0.0:
-                await anyio.sleep(delay)
-            stamps.append(self._send_one(packet))
-        recorder = self._demux.recorder
-        if recorder is not None:
-            for packet, sent in zip(packets, stamps[first:], strict=True):
-                if sent.error is None:
-                    recorder.record(packet, sent.realtime_ns, True)
-        return stamps
-
-    def _send_one(self, packet: bytes) -> Sent:
-        if packet[0] >> 4 == 4:
-            family, ttl, message = socket.AF_INET, packet[8], packet[(packet[0] & 0x0F) * 4 :]
-            destination = socket.inet_ntop(family, packet[16:20])
-            option = (socket.IPPROTO_IP, socket.IP_TTL)
-        else:
-            family, ttl, message = socket.AF_INET6, packet[7], packet[40:]
-            destination = socket.inet_ntop(family, packet[24:40])
-            option = (socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS)
+    def _transmit(self, packet: bytes) -> None:
+        """The ICMP echo request inside a whole IP packet: the IP header's TTL becomes
+        the socket's, the rest of it is the kernel's to write."""
+        family, ttl, offset, _protocol = ip_fields(packet)
         sock = self._sockets.get(family)
-        if sock is None or message[:1] not in (b"\x08", b"\x80"):
+        if sock is None or packet[offset : offset + 1] not in (b"\x08", b"\x80"):
             raise SendError("ICMP datagram sockets send ICMP echo requests only")
         if self._ttl.get(family) != ttl:
-            sock.setsockopt(*option, ttl)
+            sock.setsockopt(*TTL_OPTIONS[family], ttl)
             self._ttl[family] = ttl
-        monotonic_s = time.monotonic()
-        realtime_ns = time.time_ns()
-        try:
-            sock.sendto(message, (destination, 0))
-        except OSError as exc:
-            self.counters.send_errors += 1
-            if exc.errno in NETWORK_SEND_ERRORS or exc.errno == errno.ENOBUFS:
-                return Sent(realtime_ns, monotonic_s, errno.errorcode[exc.errno or 0])
-            raise SendError(f"send to {destination} failed: {exc.strerror}") from exc
-        self.counters.sent += 1
-        return Sent(realtime_ns, monotonic_s)
+        sock.sendto(packet[offset:], (destination_of(packet), 0))
+
+    def _clear_pending_error(self, packet: bytes) -> None:
+        family = ip_fields(packet)[0]
+        self._read_error_queue(self._sockets[family], family)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -301,14 +273,5 @@ async def open_datagram_transport(
 ) -> AsyncIterator[DatagramTransport]:
     """Open a DatagramTransport for the block. Raises PrivilegeError (saying which sysctl
     to change) when the kernel refuses ICMP datagram sockets to this user."""
-    transport = DatagramTransport(families, rate_pps=rate_pps)
-    try:
-        async with anyio.create_task_group() as task_group:
-            transport._start(task_group)
-            try:
-                yield transport
-            finally:
-                transport._close()
-                task_group.cancel_scope.cancel()
-    finally:
-        transport._close()
+    async with DatagramTransport(families, rate_pps=rate_pps)._running() as transport:
+        yield transport

@@ -35,6 +35,7 @@ import secrets
 import struct
 
 from rawprobe.errors import MalformedPacket
+from rawprobe.transport.wire import icmp_table as _icmp
 from rawprobe.transport.wire.ipv6 import skip_extension_headers
 
 KIND_ECHO = 1
@@ -50,14 +51,14 @@ _PROTO_TCP = 6
 _PROTO_UDP = 17
 _PROTO_ICMPV6 = PROTO_ICMPV6 = 58
 
-_ICMP4_ECHO_REPLY = 0
-_ICMP4_ECHO_REQUEST = 8
-_ICMP4_QUERIES = frozenset((13, 15, 17))  # timestamp, information, address mask
-_ICMP4_QUERY_REPLIES = frozenset((14, 16, 18))
-_ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
-_ICMP6_ECHO_REQUEST = 128
-_ICMP6_ECHO_REPLY = 129
-_ICMP6_ERRORS = frozenset((1, 2, 3, 4))
+_ICMP4_ECHO_REPLY = _icmp.ECHO_REPLY[_icmp.AF_INET]
+_ICMP4_ECHO_REQUEST = _icmp.ECHO_REQUEST[_icmp.AF_INET]
+_ICMP4_QUERIES = _icmp.QUERY_TYPES[_icmp.AF_INET]  # timestamp, information, address mask
+_ICMP4_QUERY_REPLIES = _icmp.QUERY_REPLY_TYPES[_icmp.AF_INET]
+_ICMP4_ERRORS = _icmp.ERROR_TYPES[_icmp.AF_INET]
+_ICMP6_ECHO_REQUEST = _icmp.ECHO_REQUEST[_icmp.AF_INET6]
+_ICMP6_ECHO_REPLY = _icmp.ECHO_REPLY[_icmp.AF_INET6]
+_ICMP6_ERRORS = _icmp.ERROR_TYPES[_icmp.AF_INET6]
 
 _TCP_SYN = 0x02
 _TCP_RST = 0x04

@@ -24,13 +24,18 @@ from rawprobe.errors import MalformedPacket, TransportClosed
 from rawprobe.transport.base import ALL_PROTOCOLS, Sent
 from rawprobe.transport.exchange import TransportBase
 from rawprobe.transport.keys import Cookies
-from rawprobe.transport.pacing import TokenBucket
 from rawprobe.transport.wire.icmp import build_echo, build_icmp
 from rawprobe.transport.wire.icmpv6 import build_echo6, build_icmpv6
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import skip_extension_headers
 from rawprobe.transport.wire.tcp import ACK, RST, SYN, TcpHeader, build_tcp
 from rawprobe.transport.wire.udp import UdpHeader, build_udp
+
+
+def _loop_ns() -> int:
+    """The event loop's clock in nanoseconds: the simulated network's only clock."""
+    return int(anyio.current_time() * 1e9)
+
 
 _V4: int = socket.AF_INET
 _V6: int = socket.AF_INET6
@@ -160,10 +165,9 @@ class MemoryTransport(TransportBase):
         rate_pps: float = 0.0,
     ) -> None:
         self.network = network
-        super().__init__(cookies, self.source_for)
+        super().__init__(cookies, self.source_for, rate_pps, anyio.current_time, _loop_ns)
         self.sent_packets: list[bytes] = []
         self._task_group = task_group
-        self._bucket = TokenBucket(rate_pps, now=anyio.current_time()) if rate_pps else None
 
     #: A simulated network answers every probe.
     sends = hears = ALL_PROTOCOLS
@@ -174,34 +178,31 @@ class MemoryTransport(TransportBase):
         return self.network.source_v6 if ":" in destination else self.network.source_v4
 
     async def send(self, packet: bytes) -> Sent:
-        if self._closed:
-            raise TransportClosed("transport is closed")
-        if self._bucket is not None:  # paced as the raw transport is (0: no cap)
-            wait_s = self._bucket.take(anyio.current_time())
-            if wait_s > 0:
-                await anyio.sleep(wait_s)
+        """The one send path (exchange.py: paced, stamped, counted, recorded) for one
+        packet, after a checkpoint: every simulated send is an await."""
         await anyio.lowlevel.checkpoint()
+        return (await super().send_batch((packet,)))[0]
+
+    async def send_batch(
+        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
+    ) -> list[Sent]:
+        """One ``send`` per packet."""
+        if stamps is None:
+            stamps = []
+        for packet in packets:
+            stamps.append(await self.send(packet))
+        return stamps
+
+    def _transmit(self, packet: bytes) -> None:
+        """Put ``packet`` on the simulated network: its answers are scheduled."""
         now = anyio.current_time()
         self.sent_packets.append(packet)
-        self.counters.sent += 1
-        if self._demux.recorder is not None:
-            self._demux.recorder.record(packet, int(now * 1e9), True)
         try:
             answers = [] if self.network.is_down(now) else self._answers(_parse(packet))
         except (MalformedPacket, IndexError, ValueError):
             answers = []
         for delay_s, delivery in answers:
             self._task_group.start_soon(self._deliver_later, delay_s, delivery)
-        return Sent(int(now * 1e9), now)
-
-    async def send_batch(
-        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
-    ) -> list[Sent]:
-        if stamps is None:
-            stamps = []
-        for packet in packets:
-            stamps.append(await self.send(packet))
-        return stamps
 
     def inject(
         self, data: bytes, source: str | None = None, hop_limit: int = 64, protocol: int = 58

@@ -8,7 +8,6 @@ no socket left open, whatever way the block is left.
 
 from __future__ import annotations
 
-import errno
 import socket
 import struct
 import time
@@ -19,12 +18,12 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from rawprobe.errors import SendError, TransportClosed, TransportError
+from rawprobe.errors import TransportError
 from rawprobe.transport import privileges
-from rawprobe.transport.base import ALL_PROTOCOLS, Sent, new_tuple
+from rawprobe.transport.base import ALL_PROTOCOLS
 from rawprobe.transport.exchange import SocketTransport
 from rawprobe.transport.keys import Cookies
-from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.sockets import (
     ICMP_SOCKETS,
     IPV6_HOPLIMIT,
@@ -50,22 +49,6 @@ _TIMESPEC = struct.Struct("=qq")
 _U32 = struct.Struct("=I")
 _INT = struct.Struct("=i")
 
-#: Send errors that are the network's answer, reported as results, not exceptions.
-NETWORK_SEND_ERRORS = frozenset(
-    (
-        errno.ENETUNREACH,
-        errno.EHOSTUNREACH,
-        errno.EHOSTDOWN,
-        errno.EPERM,
-        errno.EACCES,
-        errno.EADDRNOTAVAIL,
-        errno.EMSGSIZE,
-    )
-)
-#: How long a send keeps retrying while the kernel's queues are full (ENOBUFS).
-_ENOBUFS_PATIENCE_S = 5.0
-_ENOBUFS_WAIT_S = 0.001
-
 DEFAULT_PROTOCOLS = ICMP_SOCKETS
 
 
@@ -80,9 +63,8 @@ class RawTransport(SocketTransport):
         cookies: Cookies | None = None,
         icmp_filter: bool = True,
     ) -> None:
-        super().__init__(cookies)
+        super().__init__(cookies, rate_pps)
         self._demux.verify_ip_header = False  # ip_rcv dropped bad ones (demux.py)
-        self._bucket = TokenBucket(rate_pps, now=time.monotonic())
         self._send_sockets: dict[int, socket.socket] = {}
         self._kernel_drops: dict[int, int] = {}
         try:
@@ -104,81 +86,16 @@ class RawTransport(SocketTransport):
             self._close_sockets()
             raise
 
-    # -- interface used by probes ------------------------------------------------
+    # -- the system call of the send path (exchange.py) ---------------------------
 
-    async def send(self, packet: bytes) -> Sent:
-        """Send a whole IP packet. Network refusals come back in ``Sent.error``."""
-        return (await self.send_batch((packet,)))[0]
-
-    async def send_batch(
-        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
-    ) -> list[Sent]:
-        """Send whole IP packets in order, paced; one Sent per packet.
-
-        No per-packet await unless pacing or full kernel queues (ENOBUFS, waited out
-        rather than losing a probe) make the loop wait.
-        """
-        if self._closed:
-            raise TransportClosed("transport is closed")
-        if stamps is None:
-            stamps = []
-        first = len(stamps)
-        bucket = self._bucket
-        paced = bucket.rate_pps != 0
-        try_send = self._try_send
-        try:
-            for packet in packets:
-                if paced:
-                    delay = bucket.take(time.monotonic())
-                    if delay > 0.0:
-                        await anyio.sleep(delay)
-                sent = try_send(packet)
-                if sent is None:
-                    sent = await self._send_when_buffers_free(packet)
-                stamps.append(sent)
-        finally:  # (cancelled mid-batch: what left is recorded too)
-            recorder = self._demux.recorder
-            if recorder is not None:
-                for packet, sent in zip(packets, stamps[first:], strict=False):
-                    if sent.error is None:
-                        recorder.record(packet, sent.realtime_ns, True)
-        return stamps
-
-    async def _send_when_buffers_free(self, packet: bytes) -> Sent:
-        """Retry a send the kernel's full queues refused (ENOBUFS) until it goes out."""
-        waited_s = 0.0
-        while (sent := self._try_send(packet)) is None:
-            if waited_s > _ENOBUFS_PATIENCE_S:
-                destination = self._route(packet)[1][0]
-                raise SendError(f"send to {destination}: kernel buffers stayed full")
-            await anyio.sleep(_ENOBUFS_WAIT_S)
-            waited_s += _ENOBUFS_WAIT_S
-        return sent
-
-    def _try_send(self, packet: bytes) -> Sent | None:
-        """One sendto: a Sent, or None when the kernel's queue is full (try again)."""
-        if self._closed:
-            raise TransportClosed("transport closed while sending")
+    def _transmit(self, packet: bytes) -> None:
         sock, address = self._route(packet)
-        for attempt in (1, 2):
-            monotonic_s = time.monotonic()
-            realtime_ns = time.time_ns()  # the RTT's start: right before the syscall
-            try:
-                sock.sendto(packet, address)
-            except (BlockingIOError, InterruptedError):
-                return None
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    return None
-                if attempt == 1 and exc.errno in NETWORK_SEND_ERRORS:
-                    # A pending error on the socket (an earlier send's, reported now)
-                    # failed this send, which did not go out: clear it, send again.
-                    _drain_error_queue(sock)
-                    continue
-                return self._send_failed(exc, address[0], realtime_ns, monotonic_s)
-            self.counters.sent += 1
-            return new_tuple(Sent, (realtime_ns, monotonic_s, None))  # type: ignore[no-any-return]
-        raise AssertionError("unreachable")  # pragma: no cover
+        sock.sendto(packet, address)
+
+    def _clear_pending_error(self, packet: bytes) -> None:
+        """Discard the send socket's error queue: the receiving sockets hear the ICMP
+        errors themselves."""
+        _drain_error_queue(self._route(packet)[0])
 
     def _route(self, packet: bytes) -> tuple[socket.socket, tuple[str, int]]:
         """The socket and sendto address for a whole IP packet."""
@@ -191,15 +108,6 @@ class RawTransport(SocketTransport):
         if version == 4:
             return sock, (socket.inet_ntop(socket.AF_INET, packet[16:20]), 0)
         return sock, (socket.inet_ntop(socket.AF_INET6, packet[24:40]), 0)
-
-    def _send_failed(
-        self, exc: OSError, destination: str, realtime_ns: int, monotonic_s: float
-    ) -> Sent:
-        """A refused send: a result for network answers, SendError for the rest."""
-        self.counters.send_errors += 1
-        if exc.errno in NETWORK_SEND_ERRORS:
-            return Sent(realtime_ns, monotonic_s, errno.errorcode[exc.errno])
-        raise SendError(f"send to {destination} failed: {exc.strerror}") from exc
 
     def filter_tcp(self, local_ports: Sequence[int]) -> None:
         """Let the raw TCP sockets deliver only segments to ``local_ports``.
@@ -336,13 +244,5 @@ async def open_transport(
     privileges right after the sockets exist: it cannot open another transport.
     """
     transport = RawTransport(protocols, rate_pps=rate_pps, cookies=cookies, icmp_filter=icmp_filter)
-    try:
-        async with anyio.create_task_group() as task_group:
-            transport._start(task_group)
-            try:
-                yield transport
-            finally:
-                transport._close()
-                task_group.cancel_scope.cancel()
-    finally:
-        transport._close()
+    async with transport._running():
+        yield transport

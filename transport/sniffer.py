@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import anyio
 import anyio.lowlevel
 
-from rawprobe.errors import PrivilegeError, TransportError, UsageError
+from rawprobe.errors import TransportError, UsageError
 from rawprobe.transport import privileges
 from rawprobe.transport.sockets import (
     DEFAULT_RCVBUF_BYTES,
@@ -36,9 +36,10 @@ from rawprobe.transport.sockets import (
     ETH_P_IPV6,
     PACKET_STATISTICS,
     SCM_TIMESTAMPNS,
-    SO_RCVBUFFORCE,
     SO_TIMESTAMPNS,
     SOL_PACKET,
+    _set_rcvbuf,
+    new_socket,
 )
 from rawprobe.transport.wire.pktfilter import PacketFilter
 
@@ -91,18 +92,13 @@ def open_packet_socket(
 
     Raises PrivilegeError without CAP_NET_RAW, UsageError for an unknown interface.
     """
-    try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-    except PermissionError as exc:
-        raise PrivilegeError(_PRIVILEGE_HINT) from exc
-    except OSError as exc:
-        raise TransportError(f"cannot open packet socket: {exc.strerror or exc}") from exc
+    protocol = socket.htons(ETH_P_ALL)
+    sock = new_socket(
+        socket.AF_PACKET, socket.SOCK_DGRAM, protocol, "packet socket", _PRIVILEGE_HINT
+    )
     try:
         sock.setblocking(False)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf_bytes)
-        except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
+        _set_rcvbuf(sock, rcvbuf_bytes)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         if interface is not None:
             try:

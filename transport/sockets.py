@@ -13,6 +13,7 @@ import struct
 from collections.abc import Sequence
 
 from rawprobe.errors import PrivilegeError, ResolutionError, TransportError, UsageError
+from rawprobe.transport.wire.icmp_table import ERROR_TYPES, REPLY_TYPES
 
 # Linux constants missing from Python 3.11's socket module.
 SOL_RAW = 255
@@ -45,42 +46,38 @@ UDP_SOCKETS = (*ICMP_SOCKETS, (socket.AF_INET, PROTO_UDP), (socket.AF_INET6, PRO
 #: Receive buffer asked for: a burst of thousands of replies must not overflow it.
 DEFAULT_RCVBUF_BYTES = 8 * 1024 * 1024
 
-#: ICMP types the receive sockets let through (replies and errors quoting our probes).
-_ICMP4_PASS = (0, 3, 4, 5, 11, 12, 14, 16, 18)
-_ICMP6_PASS = (1, 2, 3, 4, 129)
-
 _PRIVILEGE_HINT = (
     "raw sockets need root or CAP_NET_RAW: run with sudo, or grant the capability "
     "once with `sudo setcap cap_net_raw+ep $(readlink -f $(which python3))`"
 )
 
 
-def _icmp4_filter() -> bytes:
-    """ICMP_FILTER mask: a set bit blocks that type."""
-    mask = 0xFFFFFFFF
-    for icmp_type in _ICMP4_PASS:
-        mask &= ~(1 << icmp_type)
-    return struct.pack("=I", mask)
-
-
-def _icmp6_filter() -> bytes:
-    """ICMP6_FILTER: 256-bit map where a set bit blocks that type (Linux semantics)."""
-    words = [0xFFFFFFFF] * 8
-    for icmp_type in _ICMP6_PASS:
+def _icmp_type_filter(family: int) -> bytes:
+    """ICMP_FILTER (one 32-bit word) or ICMP6_FILTER (256 bits): a set bit blocks that type
+    (Linux semantics). What passes: errors quoting our probes, and replies."""
+    words = [0xFFFFFFFF] * (1 if family == socket.AF_INET else 8)
+    for icmp_type in ERROR_TYPES[family] | REPLY_TYPES[family]:
         words[icmp_type >> 5] &= ~(1 << (icmp_type & 31))
-    return struct.pack("=8I", *words)
+    return struct.pack(f"={len(words)}I", *words)
 
 
-# Classic BPF (SO_ATTACH_FILTER): the few opcodes the ICMP filters use.
+# Classic BPF (SO_ATTACH_FILTER): the few opcodes the ICMP and TCP filters use.
 _BPF_LDX_B_MSH = 0xB1  # X = 4 * (packet[k] & 0x0F): the IPv4 header length
 _BPF_LD_B_ABS = 0x30  # A = packet[k]
 _BPF_LD_B_IND = 0x50  # A = packet[X + k]
 _BPF_JEQ_K = 0x15  # if A == k: skip jt, else skip jf
 _BPF_RET_K = 0x06  # accept k bytes (0: drop)
+_BPF_LD_H_ABS = 0x28  # A = 16 bits at packet[k]
+_BPF_LD_H_IND = 0x48  # A = 16 bits at packet[X + k]
 _ACCEPT = 0x40000
-_ICMP4_ERRORS = (3, 4, 5, 11, 12)
-_ICMP4_QUERY_REPLIES = (0, 14, 16, 18)
-_ICMP6_ERRORS = (1, 2, 3, 4)
+
+
+def _load(family: int, offset: int, half: bool = False) -> list[tuple[int, int, int, int]]:
+    """Load the byte (or 16 bits) at ``offset`` in the transport header into A: IPv4 raw
+    sockets filter the whole IP packet (X = its header length), IPv6 ones start there."""
+    if family == socket.AF_INET:
+        return [(_BPF_LDX_B_MSH, 0, 0, 0), (_BPF_LD_H_IND if half else _BPF_LD_B_IND, 0, 0, offset)]
+    return [(_BPF_LD_H_ABS if half else _BPF_LD_B_ABS, 0, 0, offset)]
 
 
 def icmp_filter_program(family: int, ident_prefix: int) -> list[tuple[int, int, int, int]]:
@@ -89,14 +86,8 @@ def icmp_filter_program(family: int, ident_prefix: int) -> list[tuple[int, int, 
 
     IPv4 raw sockets filter the whole IP packet, IPv6 ones the ICMPv6 message.
     """
-    replies = _ICMP4_QUERY_REPLIES if family == socket.AF_INET else (129,)
-    errors = _ICMP4_ERRORS if family == socket.AF_INET else _ICMP6_ERRORS
-    program: list[tuple[int, int, int, int]] = []
-    if family == socket.AF_INET:
-        program.append((_BPF_LDX_B_MSH, 0, 0, 0))
-        program.append((_BPF_LD_B_IND, 0, 0, 0))  # ICMP type
-    else:
-        program.append((_BPF_LD_B_ABS, 0, 0, 0))
+    errors, replies = sorted(ERROR_TYPES[family]), sorted(REPLY_TYPES[family])
+    program = _load(family, 0)  # the ICMP type
     tests = [*errors, *replies]
     accept_at = len(program) + len(tests) + 1  # index of "ret accept" after the tests
     for position, value in enumerate(tests):
@@ -107,28 +98,18 @@ def icmp_filter_program(family: int, ident_prefix: int) -> list[tuple[int, int, 
             program.append((_BPF_JEQ_K, accept_at + 1 - here - 1, 0, value))
     program.append((_BPF_RET_K, 0, 0, 0))  # no test matched: drop
     program.append((_BPF_RET_K, 0, 0, _ACCEPT))  # accept_at
-    ident = (_BPF_LD_B_IND, 0, 0, 4) if family == socket.AF_INET else (_BPF_LD_B_ABS, 0, 0, 4)
-    program.append(ident)
+    program.append(_load(family, 4)[-1])  # the identifier's high byte (X is still set)
     program.append((_BPF_JEQ_K, 0, 1, ident_prefix))
     program.append((_BPF_RET_K, 0, 0, _ACCEPT))
     program.append((_BPF_RET_K, 0, 0, 0))
     return program
 
 
-_BPF_LD_H_ABS = 0x28  # A = 16 bits at packet[k]
-_BPF_LD_H_IND = 0x48  # A = 16 bits at packet[X + k]
-
-
 def tcp_filter_program(family: int, local_ports: Sequence[int]) -> list[tuple[int, int, int, int]]:
     """A socket filter passing only TCP segments sent to one of ``local_ports`` (the
     source ports of our probes): a scan's raw TCP socket then never wakes for the
     host's other connections, nor for a sibling worker's answers."""
-    program: list[tuple[int, int, int, int]] = []
-    if family == socket.AF_INET:
-        program.append((_BPF_LDX_B_MSH, 0, 0, 0))
-        program.append((_BPF_LD_H_IND, 0, 0, 2))  # destination port
-    else:
-        program.append((_BPF_LD_H_ABS, 0, 0, 2))
+    program = _load(family, 2, half=True)  # the destination port
     for position, port in enumerate(local_ports):
         program.append((_BPF_JEQ_K, len(local_ports) - position, 0, port))
     program.append((_BPF_RET_K, 0, 0, 0))
@@ -144,6 +125,19 @@ def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]])
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
+def new_socket(
+    family: int, kind: int, protocol: int, what: str, hint: str = _PRIVILEGE_HINT
+) -> socket.socket:
+    """``socket.socket(family, kind, protocol)``: PrivilegeError (``hint``) on EPERM or
+    EACCES, TransportError ("cannot open ``what``") for any other refusal."""
+    try:
+        return socket.socket(family, kind, protocol)
+    except PermissionError as exc:
+        raise PrivilegeError(hint) from exc
+    except OSError as exc:
+        raise TransportError(f"cannot open {what}: {exc.strerror or exc}") from exc
+
+
 def open_raw_socket(
     family: int, protocol: int, *, rcvbuf_bytes: int = DEFAULT_RCVBUF_BYTES
 ) -> socket.socket:
@@ -154,12 +148,7 @@ def open_raw_socket(
     limit for IPv6, and a type filter so the kernel does not wake us for ICMP messages
     that can never answer a probe. Raises PrivilegeError on EPERM/EACCES.
     """
-    try:
-        sock = socket.socket(family, socket.SOCK_RAW, protocol)
-    except PermissionError as exc:
-        raise PrivilegeError(_PRIVILEGE_HINT) from exc
-    except OSError as exc:
-        raise TransportError(f"cannot open raw socket: {exc.strerror or exc}") from exc
+    sock = new_socket(family, socket.SOCK_RAW, protocol, "raw socket")
     try:
         sock.setblocking(False)
         _set_rcvbuf(sock, rcvbuf_bytes)
@@ -168,12 +157,12 @@ def open_raw_socket(
         if family == socket.AF_INET:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
             if protocol == PROTO_ICMP:
-                sock.setsockopt(SOL_RAW, ICMP_FILTER, _icmp4_filter())
+                sock.setsockopt(SOL_RAW, ICMP_FILTER, _icmp_type_filter(family))
         else:
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
             if protocol == PROTO_ICMPV6:
-                sock.setsockopt(PROTO_ICMPV6, ICMP6_FILTER, _icmp6_filter())
+                sock.setsockopt(PROTO_ICMPV6, ICMP6_FILTER, _icmp_type_filter(family))
     except OSError as exc:
         sock.close()
         raise TransportError(f"cannot configure raw socket: {exc.strerror or exc}") from exc
@@ -190,12 +179,7 @@ def open_send_socket(family: int) -> socket.socket:
     error a probe draws would also fail the next ``sendto`` (EHOSTUNREACH: 8,966 of
     12,000 sends of 1000 traces); ICMP errors never match an ``IPPROTO_RAW`` socket.
     """
-    try:
-        sock = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    except PermissionError as exc:
-        raise PrivilegeError(_PRIVILEGE_HINT) from exc
-    except OSError as exc:
-        raise TransportError(f"cannot open raw socket: {exc.strerror or exc}") from exc
+    sock = new_socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW, "raw socket")
     try:
         sock.setblocking(False)
         if family == socket.AF_INET:

@@ -11,27 +11,24 @@ probe machines run unchanged. Sends UDP only.
 
 from __future__ import annotations
 
-import errno
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from rawprobe.errors import SendError, TransportClosed
-from rawprobe.transport.base import Sent
-from rawprobe.transport.dgram import icmp_errors
-from rawprobe.transport.exchange import SocketTransport
-from rawprobe.transport.pacing import DEFAULT_RATE_PPS, TokenBucket
-from rawprobe.transport.raw import NETWORK_SEND_ERRORS, RECV_BATCH
+from rawprobe.errors import SendError
+from rawprobe.transport.dgram import TTL_OPTIONS, icmp_errors, ip_fields
+from rawprobe.transport.exchange import SocketTransport, destination_of
+from rawprobe.transport.pacing import DEFAULT_RATE_PPS
+from rawprobe.transport.raw import RECV_BATCH
 from rawprobe.transport.sockets import IP_RECVERR, IPV6_RECVERR
 from rawprobe.transport.wire.udp import UdpHeader, build_udp
 
-IPV6_UNICAST_HOPS = 16
 _IPV4 = struct.Struct("!BBHHHBBH")
 _IPV6 = struct.Struct("!IHBB")
 
@@ -40,12 +37,14 @@ class UdpTransport(SocketTransport):
     """UDP probes over unprivileged UDP sockets. Create with ``open_udp_transport``."""
 
     def __init__(self, *, rate_pps: float = DEFAULT_RATE_PPS) -> None:
-        super().__init__(None)
+        super().__init__(None, rate_pps)
         # Packets rebuilt from what the kernel verified: nothing to check again.
         self._demux.verify_icmp = self._demux.verify_ip_header = False
-        self._bucket = TokenBucket(rate_pps, now=time.monotonic())
         self._ttl: dict[tuple[int, int], int] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
+
+    def _start(self, task_group: anyio.abc.TaskGroup) -> None:
+        self._task_group = task_group  # each socket's reader starts with the socket
 
     #: UDP probes on both families; their answers are the ICMP errors of the sockets'
     #: error queues.
@@ -54,63 +53,26 @@ class UdpTransport(SocketTransport):
         ((socket.AF_INET, socket.IPPROTO_ICMP), (socket.AF_INET6, socket.IPPROTO_ICMPV6))
     )
 
-    async def send(self, packet: bytes) -> Sent:
-        return (await self.send_batch((packet,)))[0]
+    # -- the system call of the send path (exchange.py) -----------------------------
 
-    async def send_batch(
-        self, packets: Sequence[bytes], stamps: list[Sent] | None = None
-    ) -> list[Sent]:
-        if stamps is None:
-            stamps = []
-        for packet in packets:
-            if self._closed:
-                raise TransportClosed("transport is closed")
-            delay = self._bucket.take(time.monotonic())
-            if delay > 0.0:
-                await anyio.sleep(delay)
-            stamps.append(self._send_one(packet))
-        return stamps
-
-    def _send_one(self, packet: bytes) -> Sent:
-        if packet[0] >> 4 == 4:
-            family, ttl, offset, protocol = (
-                socket.AF_INET,
-                packet[8],
-                (packet[0] & 15) * 4,
-                packet[9],
-            )
-            destination = socket.inet_ntop(family, packet[16:20])
-            option = (socket.IPPROTO_IP, socket.IP_TTL)
-        else:
-            family, ttl, offset, protocol = socket.AF_INET6, packet[7], 40, packet[6]
-            destination = socket.inet_ntop(family, packet[24:40])
-            option = (socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS)
+    def _transmit(self, packet: bytes) -> None:
+        """The UDP payload of a whole IP packet, from its source port's socket."""
+        family, ttl, offset, protocol = ip_fields(packet)
         if protocol != socket.IPPROTO_UDP:
             raise SendError("unprivileged UDP sockets send UDP probes only")
         sport, dport = struct.unpack_from("!HH", packet, offset)
-        payload = packet[offset + 8 :]
         sock = self._socket(family, sport)
         if self._ttl.get((family, sport)) != ttl:
-            sock.setsockopt(*option, ttl)
+            sock.setsockopt(*TTL_OPTIONS[family], ttl)
             self._ttl[(family, sport)] = ttl
-        for attempt in (1, 2):
-            monotonic_s = time.monotonic()
-            realtime_ns = time.time_ns()
-            try:
-                sock.sendto(payload, (destination, dport))
-            except OSError as exc:
-                # An ICMP error drawn by an earlier probe is also reported by the next
-                # send (sk_err); read the queue and send again before believing it.
-                self._read_error_queue(sock, family, sport)
-                if attempt == 2 or exc.errno not in NETWORK_SEND_ERRORS | {errno.ECONNREFUSED}:
-                    self.counters.send_errors += 1
-                    if exc.errno in NETWORK_SEND_ERRORS:
-                        return Sent(realtime_ns, monotonic_s, errno.errorcode[exc.errno or 0])
-                    raise SendError(f"send to {destination} failed: {exc.strerror}") from exc
-                continue
-            self.counters.sent += 1
-            return Sent(realtime_ns, monotonic_s)
-        raise AssertionError("unreachable")  # pragma: no cover
+        sock.sendto(packet[offset + 8 :], (destination_of(packet), dport))
+
+    def _clear_pending_error(self, packet: bytes) -> None:
+        """An ICMP error drawn by an earlier probe is also reported by the next send
+        (sk_err): deliver what the queue holds."""
+        family, _ttl, offset, _protocol = ip_fields(packet)
+        sport = struct.unpack_from("!H", packet, offset)[0]
+        self._read_error_queue(self._sockets[(family, sport)], family, sport)
 
     def _socket(self, family: int, sport: int) -> socket.socket:
         sock = self._sockets.get((family, sport))
@@ -189,14 +151,5 @@ class UdpTransport(SocketTransport):
 @asynccontextmanager
 async def open_udp_transport(*, rate_pps: float = DEFAULT_RATE_PPS) -> AsyncIterator[UdpTransport]:
     """An unprivileged UDP transport for the block (sockets open as probes need them)."""
-    transport = UdpTransport(rate_pps=rate_pps)
-    try:
-        async with anyio.create_task_group() as task_group:
-            transport._task_group = task_group
-            try:
-                yield transport
-            finally:
-                transport._close()
-                task_group.cancel_scope.cancel()
-    finally:
-        transport._close()
+    async with UdpTransport(rate_pps=rate_pps)._running() as transport:
+        yield transport

@@ -25,6 +25,11 @@ def tcpdump_lines(path: Path) -> list[str]:
     [
         (["ping", "-c", "2", "-i", "0.1", "{v4}"], ["ICMP echo request", "ICMP echo reply"]),
         (["trace", "-n", "-q", "1", "{v4}"], ["time exceeded", "echo reply"]),
+        # UDP sockets (tracepath's way): the probes are recorded too.
+        (
+            ["trace", "-n", "-q", "1", "-M", "udp", "--unprivileged", "{v4}"],
+            ["UDP,", "time exceeded"],
+        ),
         (["scan", "-p", "80,81", "{v6}"], ["Flags [S]", "Flags [S.]", "Flags [R.]"]),
         (["sweep", "-q", "198.19.9.1-4"], ["ICMP echo request", "ICMP echo reply"]),
     ],

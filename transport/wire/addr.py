@@ -63,3 +63,12 @@ def pton(text: str) -> bytes:
         return ipaddress.IPv4Address(text).packed
     except ValueError as exc:
         raise UsageError(f"not an IP address: {text!r}") from exc
+
+
+def pton_pair(src: str, dst: str, size: int) -> tuple[bytes, bytes]:
+    """``src`` and ``dst`` packed, both ``size`` bytes long (4: IPv4, 16: IPv6), else
+    UsageError."""
+    packed = pton(src), pton(dst)
+    if len(packed[0]) != size or len(packed[1]) != size:
+        raise UsageError(f"not IPv{4 if size == 4 else 6} addresses: {src!r}, {dst!r}")
+    return packed

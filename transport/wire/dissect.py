@@ -21,6 +21,7 @@ from typing import Any
 from rawprobe.errors import MalformedPacket
 
 from . import icmp as icmp4
+from . import icmp_table as table
 from . import icmpv6 as icmp6
 from .addr import ntop4
 from .checksum import internet_checksum, ones_complement_sum, pseudo_header
@@ -539,82 +540,10 @@ def _dissect_udp(
 
 # -- ICMP / ICMPv6 ------------------------------------------------------------------------
 
-_ICMP4_TYPES = {
-    0: "echo reply",
-    3: "destination unreachable",
-    4: "source quench",
-    5: "redirect",
-    8: "echo request",
-    9: "router advertisement",
-    10: "router solicitation",
-    11: "time exceeded",
-    12: "parameter problem",
-    13: "timestamp request",
-    14: "timestamp reply",
-    15: "information request",
-    16: "information reply",
-    17: "address mask request",
-    18: "address mask reply",
-}
-_ICMP6_TYPES = {
-    1: "destination unreachable",
-    2: "packet too big",
-    3: "time exceeded",
-    4: "parameter problem",
-    128: "echo request",
-    129: "echo reply",
-    130: "multicast listener query",
-    131: "multicast listener report",
-    132: "multicast listener done",
-    133: "router solicitation",
-    134: "router advertisement",
-    135: "neighbor solicitation",
-    136: "neighbor advertisement",
-    137: "redirect",
-    143: "multicast listener report v2",
-}
-_ICMP4_CODES = {
-    3: (
-        "net unreachable",
-        "host unreachable",
-        "protocol unreachable",
-        "port unreachable",
-        "fragmentation needed",
-        "source route failed",
-        "net unknown",
-        "host unknown",
-        "source host isolated",
-        "net prohibited",
-        "host prohibited",
-        "net unreachable for TOS",
-        "host unreachable for TOS",
-        "admin prohibited filter",
-        "precedence violation",
-        "precedence cutoff",
-    ),
-    5: ("net", "host", "TOS net", "TOS host"),
-    11: ("in-transit", "reassembly"),
-    12: ("pointer indicates the error", "missing option", "bad length"),
-}
-_ICMP6_CODES = {
-    1: (
-        "no route",
-        "admin prohibited",
-        "beyond scope",
-        "address unreachable",
-        "port unreachable",
-        "source address failed policy",
-        "reject route",
-        "header chain incomplete",
-    ),
-    3: ("in-transit", "reassembly"),
-    4: ("erroneous header field", "unrecognized next header", "unrecognized option"),
-}
 
-
-def _code_text(v6: bool, icmp_type: int, code: int) -> str:
-    names = (_ICMP6_CODES if v6 else _ICMP4_CODES).get(icmp_type, ())
-    return f"{code} ({names[code]})" if code < len(names) else str(code)
+def _code_text(family: int, icmp_type: int, code: int) -> str:
+    name = table.code_name(family, icmp_type, code)
+    return f"{code} ({name})" if name is not None else str(code)
 
 
 def _dissect_icmp(
@@ -625,15 +554,15 @@ def _dissect_icmp(
         message = icmp6.parse_icmpv6(upper) if v6 else icmp4.parse_icmp(upper)
     except MalformedPacket as exc:
         return [_malformed(str(exc), upper)], f"{src} > {dst}: {name} (malformed: {exc})"
-    types = _ICMP6_TYPES if v6 else _ICMP4_TYPES
-    type_name = types.get(message.type, f"type {message.type}")
+    family = table.AF_INET6 if v6 else table.AF_INET
+    type_name = table.type_name(family, message.type) or f"type {message.type}"
     expected = None
     if verify:
         initial = _pseudo_sum(src, dst, PROTO_ICMPV6, len(upper)) if v6 else 0
         expected = _expected(upper, 2, initial)
     fields = [
         _f("type", message.type, f"{message.type} ({type_name})"),
-        _f("code", message.code, _code_text(v6, message.type, message.code)),
+        _f("code", message.code, _code_text(family, message.type, message.code)),
         _checksum(message.checksum, expected, why_not),
     ]
     children: list[Layer] = []
@@ -675,7 +604,8 @@ def _dissect_icmp(
             children.append(_payload(quote, QUOTED))
         if message.extensions:
             children.append(_extensions_layer(message.extensions))
-        text = prefix + _error_text(message, v6, type_name, inner_layers) + length_text
+        words = table.tcpdump_text(family, message.type, message.code, *_quoted_facts(inner_layers))
+        text = prefix + words + length_text
     else:
         fields.append(_f("rest", message.rest, f"0x{message.rest:08x}"))
         if message.body:
@@ -719,47 +649,6 @@ def _quoted_facts(layers: list[Layer]) -> tuple[str, str, int | None]:
             dport = layer.field("dst_port")
             port = dport.value if dport is not None and isinstance(dport.value, int) else None
     return dst, proto, port
-
-
-def _error_text(
-    message: icmp4.IcmpMessage | icmp6.Icmpv6Message,
-    v6: bool,
-    type_name: str,
-    quoted: list[Layer],
-) -> str:
-    """tcpdump's wording for the common errors (``tcpdump -nn``), ours for the rest."""
-    code_names = (_ICMP6_CODES if v6 else _ICMP4_CODES).get(message.type, ())
-    code = code_names[message.code] if message.code < len(code_names) else f"code {message.code}"
-    dst, proto, port = _quoted_facts(quoted)
-    if not v6:
-        if message.type == icmp4.TIME_EXCEEDED:
-            return f"time exceeded {code}"
-        if message.type == icmp4.DEST_UNREACH:
-            simple = {
-                icmp4.UNREACH_NET: f"net {dst} unreachable",
-                icmp4.UNREACH_HOST: f"host {dst} unreachable",
-                icmp4.UNREACH_ADMIN_PROHIBITED: (
-                    f"host {dst} unreachable - admin prohibited filter"
-                ),
-            }.get(message.code)
-            if simple:
-                return simple
-            if message.code == icmp4.UNREACH_PORT and proto:
-                return f"{dst} {proto} port {port} unreachable"
-    else:
-        if message.type == icmp6.TIME_EXCEEDED:
-            return f"time exceeded {code} for {dst}"
-        if message.type == icmp6.DEST_UNREACH:
-            if message.code == icmp6.UNREACH_PORT and proto:
-                return f"destination unreachable, unreachable port, {dst} {proto} port {port}"
-            simple6 = {
-                icmp6.UNREACH_NO_ROUTE: "unreachable route",
-                icmp6.UNREACH_ADMIN_PROHIBITED: " unreachable prohibited",
-                icmp6.UNREACH_ADDRESS: "unreachable address",
-            }.get(message.code)
-            if simple6:
-                return f"destination unreachable, {simple6} {dst}"
-    return f"{type_name}, {code} for {dst}"
 
 
 def _extensions_layer(raw: bytes) -> Layer:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar, NamedTuple, Self
 
 from rawprobe.errors import MalformedPacket, UsageError
 
 from .addr import ntop4
 from .checksum import internet_checksum
+from .fields import pack_fields
 
 __all__ = [
     "DEST_UNREACH",
@@ -67,45 +70,68 @@ EXCEEDED_REASSEMBLY = 1
 _HEADER = struct.Struct("!BBHI")
 
 
-@dataclass(frozen=True, slots=True)
-class IcmpMessage:
-    """An ICMPv4 message. ``rest`` is the 32-bit word after the checksum."""
+class IcmpFormat(NamedTuple):
+    """Where ICMPv4 and ICMPv6 messages differ, for the code they share."""
 
+    kind: str  # "ICMP" or "ICMPv6", in messages
+    errors: frozenset[int]  # the types whose body quotes the offending datagram
+    rfc4884: frozenset[int]  # the types with an RFC 4884 length field
+    length_shift: int  # where in ``rest`` that 8-bit field sits
+    length_unit: int  # and its unit, in bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpCommon:
+    """What an ICMPv4 and an ICMPv6 message share: the header (``rest`` is the 32-bit
+    word after the checksum) and the RFC 4884 quote. A subclass gives its FORMAT."""
+
+    FORMAT: ClassVar[IcmpFormat]
     type: int
     code: int
     checksum: int
     rest: int
     body: bytes
 
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview) -> Self:
+        """Parse a message (the IP payload). The checksum is not verified."""
+        try:
+            type_, code, checksum, rest = _HEADER.unpack_from(data, 0)
+        except struct.error as exc:
+            kind = cls.FORMAT.kind
+            raise MalformedPacket(f"{kind} header truncated: {len(data)} of 8 bytes") from exc
+        return cls(type_, code, checksum, rest, bytes(data[8:]))
+
     @property
     def ident(self) -> int:
-        """Echo/timestamp identifier (upper 16 bits of ``rest``)."""
+        """Echo (ICMPv4: also timestamp) identifier (upper 16 bits of ``rest``)."""
         return self.rest >> 16
 
     @property
     def seq(self) -> int:
-        """Echo/timestamp sequence number (lower 16 bits of ``rest``)."""
+        """Echo (ICMPv4: also timestamp) sequence number (lower 16 bits of ``rest``)."""
         return self.rest & 0xFFFF
 
     @property
     def is_error(self) -> bool:
-        return self.type in ERROR_TYPES
+        return self.type in self.FORMAT.errors
 
     @property
     def rfc4884_length(self) -> int:
         """Length of the original datagram in bytes from the RFC 4884 field, 0 if unset."""
-        if self.type not in RFC4884_TYPES:
+        _, _, rfc4884, shift, unit = self.FORMAT
+        if self.type not in rfc4884:
             return 0
-        return ((self.rest >> 16) & 0xFF) * 4
+        return ((self.rest >> shift) & 0xFF) * unit
 
     @property
     def quoted(self) -> bytes:
         """The original datagram quoted by an error message (b"" for other types).
 
         With a nonzero RFC 4884 length that fits the body, only that many bytes (the
-        datagram, zero padded to 32 bits); otherwise the whole body.
+        datagram, zero padded to 32 or 64 bits); otherwise the whole body.
         """
-        if self.type not in ERROR_TYPES:
+        if self.type not in self.FORMAT.errors:
             return b""
         length = self.rfc4884_length
         if length and length <= len(self.body):
@@ -115,10 +141,17 @@ class IcmpMessage:
     @property
     def extensions(self) -> bytes:
         """The raw RFC 4884 extension structure after the quoted datagram, or b""."""
-        length = self.rfc4884_length
-        if length and length <= len(self.body) and self.type in ERROR_TYPES:
+        length = self.rfc4884_length  # nonzero only for an error type
+        if length and length <= len(self.body):
             return self.body[length:]
         return b""
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpMessage(IcmpCommon):
+    """An ICMPv4 message. ``rest`` is the 32-bit word after the checksum."""
+
+    FORMAT = IcmpFormat("ICMP", ERROR_TYPES, RFC4884_TYPES, 16, 4)  # byte 5, 32-bit words
 
     @property
     def next_hop_mtu(self) -> int:
@@ -136,20 +169,30 @@ class IcmpMessage:
         return ntop4(self.rest.to_bytes(4, "big"))
 
 
+def encode_icmp(
+    kind: str,
+    type: int,
+    code: int,
+    rest: int,
+    body: bytes,
+    checksum: int | None,
+    start: Callable[[int], int] | None = None,
+) -> bytes:
+    """Encode an ICMP or ICMPv6 (``kind``) message; the checksum is computed unless
+    given, from ``start(length)`` (the pseudo-header's sum) on."""
+    message = pack_fields(_HEADER, f"{kind} header field", type, code, 0, rest) + body
+    if checksum is None:
+        checksum = internet_checksum(message, start(len(message)) if start else 0)
+    elif not 0 <= checksum <= 0xFFFF:
+        raise UsageError(f"{kind} checksum out of range: {checksum}")
+    return message[:2] + checksum.to_bytes(2, "big") + message[4:]
+
+
 def build_icmp(
     type: int, code: int, rest: int, body: bytes, *, checksum: int | None = None
 ) -> bytes:
     """Encode an ICMPv4 message; the checksum is computed unless given."""
-    try:
-        header = _HEADER.pack(type, code, 0, rest)
-    except struct.error as exc:
-        raise UsageError(f"ICMP header field out of range: {exc}") from exc
-    message = header + body
-    if checksum is None:
-        checksum = internet_checksum(message)
-    elif not 0 <= checksum <= 0xFFFF:
-        raise UsageError(f"ICMP checksum out of range: {checksum}")
-    return message[:2] + checksum.to_bytes(2, "big") + message[4:]
+    return encode_icmp("ICMP", type, code, rest, body, checksum)
 
 
 def build_echo(ident: int, seq: int, payload: bytes, *, reply: bool = False) -> bytes:
@@ -161,11 +204,7 @@ def build_echo(ident: int, seq: int, payload: bytes, *, reply: bool = False) -> 
 
 def parse_icmp(data: bytes | bytearray | memoryview) -> IcmpMessage:
     """Parse an ICMPv4 message (the IP payload). The checksum is not verified."""
-    try:
-        type_, code, checksum, rest = _HEADER.unpack_from(data, 0)
-    except struct.error as exc:
-        raise MalformedPacket(f"ICMP header truncated: {len(data)} of 8 bytes") from exc
-    return IcmpMessage(type_, code, checksum, rest, bytes(data[8:]))
+    return IcmpMessage.parse(data)
 
 
 def verify_icmp_checksum(data: bytes | bytearray | memoryview) -> bool:

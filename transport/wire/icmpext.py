@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from rawprobe.errors import MalformedPacket, UsageError
 
 from .checksum import internet_checksum
+from .fields import pack_fields
 
 __all__ = [
     "CLASS_INTERFACE_INFO",
@@ -114,10 +115,9 @@ def build_extensions(objects: Iterable[ExtensionObject], *, checksum: int | None
     parts = [b"\x20\x00\x00\x00"]
     for obj in objects:
         length = _OBJ_HEADER.size + len(obj.payload)
-        try:
-            parts.append(_OBJ_HEADER.pack(length, obj.class_num, obj.c_type))
-        except struct.error as exc:
-            raise UsageError(f"ICMP extension object out of range: {exc}") from exc
+        parts.append(
+            pack_fields(_OBJ_HEADER, "ICMP extension object", length, obj.class_num, obj.c_type)
+        )
         parts.append(obj.payload)
     data = b"".join(parts)
     if checksum is None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-from rawprobe.errors import MalformedPacket, UsageError
+from rawprobe.errors import UsageError
 
 from .checksum import internet_checksum, ones_complement_sum, pseudo_header
+from .icmp import IcmpCommon, IcmpFormat, encode_icmp
 from .protocols import PROTO_ICMPV6
 
 __all__ = [
@@ -50,57 +50,12 @@ UNREACH_HEADER_CHAIN = 7
 EXCEEDED_HOP_LIMIT = 0
 EXCEEDED_REASSEMBLY = 1
 
-_HEADER = struct.Struct("!BBHI")
-
 
 @dataclass(frozen=True, slots=True)
-class Icmpv6Message:
+class Icmpv6Message(IcmpCommon):
     """An ICMPv6 message. ``rest`` is the 32-bit word after the checksum."""
 
-    type: int
-    code: int
-    checksum: int
-    rest: int
-    body: bytes
-
-    @property
-    def ident(self) -> int:
-        """Echo identifier (upper 16 bits of ``rest``)."""
-        return self.rest >> 16
-
-    @property
-    def seq(self) -> int:
-        """Echo sequence number (lower 16 bits of ``rest``)."""
-        return self.rest & 0xFFFF
-
-    @property
-    def is_error(self) -> bool:
-        return self.type in ERROR_TYPES
-
-    @property
-    def rfc4884_length(self) -> int:
-        """Length of the original datagram in bytes from the RFC 4884 field, 0 if unset."""
-        if self.type not in RFC4884_TYPES:
-            return 0
-        return (self.rest >> 24) * 8
-
-    @property
-    def quoted(self) -> bytes:
-        """The packet quoted by an error message (b"" for other types); see icmp.py."""
-        if self.type not in ERROR_TYPES:
-            return b""
-        length = self.rfc4884_length
-        if length and length <= len(self.body):
-            return self.body[:length]
-        return self.body
-
-    @property
-    def extensions(self) -> bytes:
-        """The raw RFC 4884 extension structure after the quoted packet, or b""."""
-        length = self.rfc4884_length
-        if length and length <= len(self.body):
-            return self.body[length:]
-        return b""
+    FORMAT = IcmpFormat("ICMPv6", ERROR_TYPES, RFC4884_TYPES, 24, 8)  # byte 4, 64-bit words
 
     @property
     def mtu(self) -> int:
@@ -125,19 +80,14 @@ def build_icmpv6(
 ) -> bytes:
     """Encode an ICMPv6 message; the checksum (over the IPv6 pseudo-header built from
     ``src`` and ``dst``) is computed unless given."""
-    try:
-        header = _HEADER.pack(type, code, 0, rest)
-    except struct.error as exc:
-        raise UsageError(f"ICMPv6 header field out of range: {exc}") from exc
-    message = header + body
-    if checksum is None:
-        pseudo = pseudo_header(src, dst, PROTO_ICMPV6, len(message))
+
+    def start(length: int) -> int:
+        pseudo = pseudo_header(src, dst, PROTO_ICMPV6, length)
         if len(pseudo) != 40:
             raise UsageError(f"ICMPv6 needs IPv6 addresses, got {src!r}, {dst!r}")
-        checksum = internet_checksum(message, ones_complement_sum(pseudo))
-    elif not 0 <= checksum <= 0xFFFF:
-        raise UsageError(f"ICMPv6 checksum out of range: {checksum}")
-    return message[:2] + checksum.to_bytes(2, "big") + message[4:]
+        return ones_complement_sum(pseudo)
+
+    return encode_icmp("ICMPv6", type, code, rest, body, checksum, start)
 
 
 def build_echo6(
@@ -152,11 +102,7 @@ def build_echo6(
 
 def parse_icmpv6(data: bytes | bytearray | memoryview) -> Icmpv6Message:
     """Parse an ICMPv6 message (the upper-layer bytes). The checksum is not verified."""
-    try:
-        type_, code, checksum, rest = _HEADER.unpack_from(data, 0)
-    except struct.error as exc:
-        raise MalformedPacket(f"ICMPv6 header truncated: {len(data)} of 8 bytes") from exc
-    return Icmpv6Message(type_, code, checksum, rest, bytes(data[8:]))
+    return Icmpv6Message.parse(data)
 
 
 def verify_icmpv6_checksum(data: bytes | bytearray | memoryview, *, src: str, dst: str) -> bool:

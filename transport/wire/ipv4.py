@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from rawprobe.errors import MalformedPacket, UsageError
 
-from .addr import ntop4, pton
+from .addr import ntop4, pton_pair
 from .checksum import internet_checksum
+from .fields import pack_fields
 from .protocols import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 
 __all__ = [
@@ -90,27 +91,23 @@ def build_ipv4(header: IPv4Header, payload: bytes) -> bytes:
         total_length = header_length + len(payload)
         if total_length > 0xFFFF:
             raise UsageError(f"IPv4 packet too long: {total_length} bytes")
-    src = pton(header.src)
-    dst = pton(header.dst)
-    if len(src) != 4 or len(dst) != 4:
-        raise UsageError(f"not IPv4 addresses: {header.src!r}, {header.dst!r}")
+    src, dst = pton_pair(header.src, header.dst, 4)
     if not 0 <= header.flags <= 7 or not 0 <= header.fragment_offset <= 0x1FFF:
         raise UsageError(f"flags {header.flags} / offset {header.fragment_offset} out of range")
-    try:
-        fixed = _HEADER.pack(
-            0x40 | (header_length >> 2),
-            header.tos,
-            total_length,
-            header.ident,
-            (header.flags << 13) | header.fragment_offset,
-            header.ttl,
-            header.protocol,
-            0,
-            src,
-            dst,
-        )
-    except struct.error as exc:
-        raise UsageError(f"IPv4 header field out of range: {exc}") from exc
+    fixed = pack_fields(
+        _HEADER,
+        "IPv4 header field",
+        0x40 | (header_length >> 2),
+        header.tos,
+        total_length,
+        header.ident,
+        (header.flags << 13) | header.fragment_offset,
+        header.ttl,
+        header.protocol,
+        0,
+        src,
+        dst,
+    )
     raw_header = fixed + options if options else fixed
     checksum = header.checksum
     if checksum is None:

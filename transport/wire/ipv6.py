@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from rawprobe.errors import MalformedPacket, UsageError
 
-from .addr import ntop6, pton
+from .addr import ntop6, pton_pair
+from .fields import pack_fields
 from .protocols import (
     PROTO_AH,
     PROTO_DSTOPTS,
@@ -77,25 +78,21 @@ def build_ipv6(header: IPv6Header, payload: bytes) -> bytes:
         payload_length = len(payload)
         if payload_length > 0xFFFF:
             raise UsageError(f"IPv6 payload too long: {payload_length} bytes (no jumbograms)")
-    src = pton(header.src)
-    dst = pton(header.dst)
-    if len(src) != 16 or len(dst) != 16:
-        raise UsageError(f"not IPv6 addresses: {header.src!r}, {header.dst!r}")
+    src, dst = pton_pair(header.src, header.dst, 16)
     if not 0 <= header.traffic_class <= 0xFF or not 0 <= header.flow_label <= 0xFFFFF:
         raise UsageError(
             f"traffic class {header.traffic_class} / flow label {header.flow_label} out of range"
         )
-    try:
-        fixed = _HEADER.pack(
-            0x60000000 | (header.traffic_class << 20) | header.flow_label,
-            payload_length,
-            header.next_header,
-            header.hop_limit,
-            src,
-            dst,
-        )
-    except struct.error as exc:
-        raise UsageError(f"IPv6 header field out of range: {exc}") from exc
+    fixed = pack_fields(
+        _HEADER,
+        "IPv6 header field",
+        0x60000000 | (header.traffic_class << 20) | header.flow_label,
+        payload_length,
+        header.next_header,
+        header.hop_limit,
+        src,
+        dst,
+    )
     return fixed + payload
 
 

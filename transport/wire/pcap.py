@@ -20,6 +20,8 @@ from typing import BinaryIO
 
 from rawprobe.errors import MalformedPacket, UsageError
 
+from .fields import pack_fields
+
 __all__ = [
     "LINKTYPE_ETHERNET",
     "LINKTYPE_IPV4",
@@ -103,10 +105,7 @@ def encode_header(
 ) -> bytes:
     """The 24-byte global header (little-endian, like tcpdump on x86)."""
     magic = MAGIC_NANO if nanosecond else MAGIC_MICRO
-    try:
-        return _GLOBAL["<"].pack(magic, 2, 4, 0, 0, snaplen, linktype)
-    except struct.error as exc:
-        raise UsageError(f"pcap header field out of range: {exc}") from exc
+    return pack_fields(_GLOBAL["<"], "pcap header field", magic, 2, 4, 0, 0, snaplen, linktype)
 
 
 def encode_record(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from rawprobe.errors import MalformedPacket, UsageError
 
 from .checksum import internet_checksum, ones_complement_sum, pseudo_header
+from .fields import pack_fields
 from .protocols import PROTO_TCP
 
 __all__ = [
@@ -298,20 +299,19 @@ def build_tcp(header: TcpHeader, payload: bytes, *, src: str, dst: str) -> bytes
     options += b"\x00" * (padded - len(options))
     if not 0 <= header.flags <= 0xFFF:
         raise UsageError(f"TCP flags out of range: {header.flags:#x}")
-    try:
-        fixed = _HEADER.pack(
-            header.src_port,
-            header.dst_port,
-            header.seq,
-            header.ack,
-            (data_offset << 4) | (header.flags >> 8),
-            header.flags & 0xFF,
-            header.window,
-            0,
-            header.urgent,
-        )
-    except struct.error as exc:
-        raise UsageError(f"TCP header field out of range: {exc}") from exc
+    fixed = pack_fields(
+        _HEADER,
+        "TCP header field",
+        header.src_port,
+        header.dst_port,
+        header.seq,
+        header.ack,
+        (data_offset << 4) | (header.flags >> 8),
+        header.flags & 0xFF,
+        header.window,
+        0,
+        header.urgent,
+    )
     segment = fixed + options + payload
     checksum = header.checksum
     if checksum is None:

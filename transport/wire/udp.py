@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from rawprobe.errors import MalformedPacket, UsageError
 
 from .checksum import internet_checksum, ones_complement_sum, pseudo_header
+from .fields import pack_fields
 from .protocols import PROTO_UDP
 
 __all__ = ["UdpHeader", "build_udp", "parse_udp", "verify_udp_checksum"]
@@ -36,10 +37,7 @@ def build_udp(header: UdpHeader, payload: bytes, *, src: str, dst: str) -> bytes
         length = 8 + len(payload)
         if length > 0xFFFF:
             raise UsageError(f"UDP datagram too long: {length} bytes")
-    try:
-        fixed = _HEADER.pack(header.src_port, header.dst_port, length, 0)
-    except struct.error as exc:
-        raise UsageError(f"UDP header field out of range: {exc}") from exc
+    fixed = pack_fields(_HEADER, "UDP header field", header.src_port, header.dst_port, length, 0)
     datagram = fixed + payload
     checksum = header.checksum
     if checksum is None:
