@@ -63,6 +63,7 @@ from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.base import IcmpError, Reply, TcpAnswer, Transport
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from rawprobe.transport.wire import icmp_table
 
 __all__ = [
     "TECHNIQUES",
@@ -86,29 +87,6 @@ _V6 = socket.AF_INET6
 _SYN, _RST, _ACK = 0x02, 0x04, 0x10
 _SYN_ACK, _RST_ACK = _SYN | _ACK, _RST | _ACK
 
-#: ICMP (type, code) -> reason, per family, for errors quoting a probe.
-_ICMP4_REASONS = {
-    (3, 0): "net-unreachable",
-    (3, 1): "host-unreachable",
-    (3, 2): "proto-unreachable",
-    (3, 3): "port-unreachable",
-    (3, 9): "net-prohibited",
-    (3, 10): "host-prohibited",
-    (3, 13): "admin-prohibited",
-    (11, 0): "time-exceeded",
-    (11, 1): "time-exceeded",
-}
-_ICMP6_REASONS = {
-    (1, 0): "net-unreachable",
-    (1, 1): "admin-prohibited",
-    (1, 2): "beyond-scope",
-    (1, 3): "host-unreachable",
-    (1, 4): "port-unreachable",
-    (1, 5): "policy-prohibited",
-    (1, 6): "reject-route",
-    (3, 0): "time-exceeded",
-    (3, 1): "time-exceeded",
-}
 _SEND_REASONS = {"ENETUNREACH": "net-unreachable", "EHOSTUNREACH": "host-unreachable"}
 #: Events: a ScanProgress at most this often (event-loop seconds).
 _PROGRESS_INTERVAL_S = 0.2
@@ -236,16 +214,12 @@ def icmp_verdict(answer: IcmpError) -> Verdict | None:
     icmp_type, code, from_target = answer.icmp_type, answer.code, answer.from_target
     verdict = _ERRORS.get((answer.family, icmp_type, code, from_target))
     if verdict is None:
-        if answer.family == _V4:
-            reason, unreachable = _ICMP4_REASONS.get((icmp_type, code)), 3
-        else:
-            reason, unreachable = _ICMP6_REASONS.get((icmp_type, code)), 1
-        if reason is None:
-            if icmp_type != unreachable:
-                return None
-            reason = f"unreachable-code-{code}"
-        verdict = Verdict(FILTERED, reason, from_target)
-        _ERRORS[answer.family, icmp_type, code, from_target] = verdict
+        word = icmp_table.reason(answer.family, icmp_type, code)
+        if word is None:
+            return None
+        verdict = _ERRORS[answer.family, icmp_type, code, from_target] = Verdict(
+            FILTERED, word, from_target
+        )
     return verdict
 
 

@@ -53,13 +53,11 @@ from rawprobe.transport.base import (
 )
 from rawprobe.transport.keys import KIND_ECHO, Cookies
 from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS, UDP_SOCKETS
+from rawprobe.transport.wire import icmp_table
 
 METHODS = ("icmp", "tcp-syn", "tcp-ack", "udp")
 _V4: int = socket.AF_INET
 _V6: int = socket.AF_INET6
-_ECHO_REPLY: dict[int, int] = {_V4: 0, _V6: 129}
-_PORT_UNREACHABLE: dict[int, tuple[int, int]] = {_V4: (3, 3), _V6: (1, 4)}
-_TIME_EXCEEDED: dict[int, int] = {_V4: 11, _V6: 3}
 _TCP_SYN = 0x02
 
 
@@ -372,14 +370,11 @@ class _SweepVerdicts:
             return _UP_SYN_ACK if answer.flags & _TCP_SYN else _UP_RESET
         if not isinstance(answer, IcmpError):
             return _UP_UDP if isinstance(answer, UdpAnswer) else None
-        if (answer.icmp_type, answer.code) == _PORT_UNREACHABLE[answer.family]:
-            return _UP_UNREACHABLE  # only the host itself says so (from any of its addresses)
-        if answer.from_target:
-            return _UP_ERROR  # the host itself refused: it exists
-        # An ICMP error from a router: the host is unreachable.
-        if answer.icmp_type == _TIME_EXCEEDED[answer.family]:
-            return Verdict("down", "ttl-exceeded")
-        return Verdict("down", f"unreachable-from-{answer.source}-code-{answer.code}")
+        family, icmp_type, code = answer.family, answer.icmp_type, answer.code
+        word = icmp_table.alive_reason(family, icmp_type, code, answer.from_target)
+        if word is not None:
+            return _UP_UNREACHABLE if word == "port-unreachable" else _UP_ERROR
+        return Verdict("down", icmp_table.dead_reason(family, icmp_type, code, answer.source))
 
     def refused(self, errno: str) -> Verdict:
         return Verdict("down", f"send-{errno.lower()}")

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from rawprobe.probes.udp_scan import PAYLOADS, TOP_UDP_PORTS, udp_options, udp_scan_with
+from rawprobe.probes.engine import Target
+from rawprobe.probes.targets import TargetSpace
+from rawprobe.probes.udp_payloads import payload_for
+from rawprobe.probes.udp_scan import TOP_UDP_PORTS, UdpScan, udp_options, udp_scan_with
 from rawprobe.targets import resolve_targets
+from rawprobe.transport.keys import Cookies
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 
 pytestmark = pytest.mark.anyio
@@ -28,13 +32,12 @@ async def test_udp_answers_are_open_port_unreachables_closed_silence_open_filter
     assert silent.counts == (("open|filtered", "no-response", 10),) and not silent.is_up
 
 
-def test_payloads_carry_the_probes_cookie_and_top_ports_are_nmaps() -> None:
-    dns = PAYLOADS[53](0x12345678)
-    assert dns[:2] == b"\x56\x78" and dns[4:6] == b"\x00\x01"  # ID, one question
-    ntp = PAYLOADS[123](0x12345678)
-    assert len(ntp) == 48 and ntp[0] == 0x23 and ntp[40:44] == b"\x12\x34\x56\x78"
-    snmp = PAYLOADS[161](0x12345678)
-    assert snmp[0] == 0x30 and snmp[1] == len(snmp) - 2 and b"public" in snmp
-    assert b"\x02\x04\x12\x34\x56\x78" in snmp  # the request-id
-    assert len(TOP_UDP_PORTS) == len(set(TOP_UDP_PORTS)) == 100
-    assert TOP_UDP_PORTS[:4] == (631, 161, 137, 123)
+def test_probes_carry_a_protocol_request_or_the_cookie() -> None:
+    space = TargetSpace.parse(["198.19.0.5"])
+    probes = UdpScan(space, (53, 9999), ["198.18.1.2"], Cookies(b"s" * 32), sport=40000)
+    target = Target(0, space.packed(0), int.from_bytes(space.packed(0), "big"))
+    dns, other = (probes.probe(target, index, 0) for index in (0, 1))
+    assert dns.packet[28:] == payload_for(53) != b""
+    assert len(other.packet[28:]) == 8 and other.packet[28:32] == other.packet[32:36]
+    assert other.key != probes.probe(target, 1, 1).key  # (a cookie of the attempt)
+    assert len(TOP_UDP_PORTS) == 100
