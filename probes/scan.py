@@ -52,8 +52,8 @@ from rawprobe.probes.engine import (
     Verdict,
     block_sources,
     permuted_order,
-    source_lookup,
 )
+from rawprobe.probes.engine import source_lookup as source_lookup  # (a public name here)
 from rawprobe.probes.machine import Outgoing
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
 from rawprobe.probes.outage import DEFAULT_BUDGET_S
@@ -64,20 +64,6 @@ from rawprobe.transport.base import IcmpError, Reply, TcpAnswer, Transport
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from rawprobe.transport.wire import icmp_table
-
-__all__ = [
-    "TECHNIQUES",
-    "ScanMachine",
-    "ScanOptions",
-    "ScanProgress",
-    "ScanStream",
-    "new_machine",
-    "open_scan",
-    "scan_ports",
-    "scan_protocols",
-    "source_lookup",
-    "syn_scan_with",
-]
 
 TECHNIQUES = ("syn", "ack", "udp")
 OPEN, CLOSED, FILTERED, UNFILTERED = "open", "closed", "filtered", "unfiltered"
@@ -489,51 +475,34 @@ def merge_results(results: Sequence[ScanResult]) -> ScanResult:
     if len(results) == 1:
         return results[0]
     parts: dict[str, list[HostPorts]] = {}
-    for result in results:
-        for host in result.hosts:
-            parts.setdefault(host.address, []).append(host)
+    for host in (host for result in results for host in result.hosts):
+        parts.setdefault(host.address, []).append(host)
     hosts = []
     for address in sorted(parts, key=lambda a: _address_order(ipaddress.ip_address(a).packed)):
         counts: collections.Counter[tuple[str, str]] = collections.Counter()
-        for part in parts[address]:
-            for state, reason, count in part.counts:
-                counts[(state, reason)] += count
+        for state, reason, count in (c for part in parts[address] for c in part.counts):
+            counts[state, reason] += count
         rtts = [p.min_rtt_s for p in parts[address] if p.min_rtt_s is not None]
-        hosts.append(
-            HostPorts(
-                address,
-                tuple(sorted((p for h in parts[address] for p in h.ports), key=lambda p: p.port)),
-                tuple((state, reason, n) for (state, reason), n in sorted(counts.items())),
-                any(p.is_up for p in parts[address]),
-                min(rtts) if rtts else None,
-            )
-        )
-    totals: collections.Counter[str] = collections.Counter()
+        ports = sorted((p for h in parts[address] for p in h.ports), key=lambda p: p.port)
+        merged = tuple((state, reason, n) for (state, reason), n in sorted(counts.items()))
+        up = any(p.is_up for p in parts[address])
+        hosts.append(HostPorts(address, tuple(ports), merged, up, min(rtts, default=None)))
+    totals = collections.Counter[str]()
     for result in results:
         totals.update(dict(result.state_totals))
-    first = results[0]
+    first, timings = results[0], [r.timing for r in results]
+    summed = ("peak_rate_pps", "last_rate_pps", "backoffs", "delay_backoffs", "outages")
     timing = dataclasses.replace(
-        first.timing,
-        peak_rate_pps=sum(r.timing.peak_rate_pps for r in results),
-        last_rate_pps=sum(r.timing.last_rate_pps for r in results),
-        backoffs=sum(r.timing.backoffs for r in results),
-        delay_backoffs=sum(r.timing.delay_backoffs for r in results),
-        outages=sum(r.timing.outages for r in results),
-        outage_s=max(r.timing.outage_s for r in results),
-    )
-    return ScanResult(
-        technique=first.technique,
-        hosts=tuple(hosts),
-        ports_per_host=first.ports_per_host,
-        host_count=first.host_count,
-        decided=sum(r.decided for r in results),
-        probes_sent=sum(r.probes_sent for r in results),
-        retransmissions=sum(r.retransmissions for r in results),
-        elapsed_s=max(r.elapsed_s for r in results),
-        timing=timing,
-        state_totals=tuple(sorted(totals.items())),
+        first.timing, outage_s=max(t.outage_s for t in timings),
+        **{name: sum(getattr(t, name) for t in timings) for name in summed},
+    )  # fmt: skip
+    total = {name: sum(getattr(r, name) for r in results)
+             for name in ("decided", "probes_sent", "retransmissions")}  # fmt: skip
+    return dataclasses.replace(
+        first, hosts=tuple(hosts), elapsed_s=max(r.elapsed_s for r in results), timing=timing,
+        state_totals=tuple(sorted(totals.items())), **total,
         incomplete_reason=next((r.incomplete_reason for r in results if r.incomplete_reason), None),
-    )
+    )  # fmt: skip
 
 
 def new_machine(

@@ -190,14 +190,8 @@ class IndexSet:
         """Add every member of ``other`` (a set over a space of the same size)."""
         if other.size != self.size:
             raise ValueError(f"index sets of spaces of {self.size} and {other.size}")
-        if self._offsets is not None and other._offsets is not None:
-            if self._offsets and other._offsets:
-                self._sorted = False
-            elif other._offsets:
-                self._sorted = other._sorted
-            self._offsets.extend(other._offsets)
-            if len(self._offsets) >= self._dense_at:
-                self._make_dense()
+        if other._offsets is not None:
+            self.extend(other._normalized())
             return
         if other._bitmap is not None:
             self._make_dense()
@@ -206,8 +200,6 @@ class IndexSet:
             merged |= int.from_bytes(other._bitmap, "little")
             self._bitmap[:] = merged.to_bytes(len(self._bitmap), "little")
             self._count = merged.bit_count()
-            return
-        self.extend(array("Q", other))
 
     def copy(self) -> IndexSet:
         clone = IndexSet(self.size)
