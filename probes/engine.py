@@ -150,6 +150,12 @@ class Pace:
     batch: int = 1 << 30
     retry_gap_s: float = 0.0
     outage_budget_s: float = DEFAULT_BUDGET_S
+    #: A target that rate-limits its answers (Linux: ICMP errors, a burst of 6, then
+    #: one a second): once an item's tries all went unanswered, probe ONE item at a
+    #: time, the next this long after a rate-limited answer (at once after a timeout),
+    #: every undecided item with a fresh budget of retries: a try is then silent only
+    #: with a token to spare. 0: off.
+    limit_gap_s: float = 0.0
 
 
 def permuted_order(
@@ -472,6 +478,8 @@ class BulkEngine(MachineOutbox):
         self._max_answered_try = 0
         self._min_tokens = 0.0
         self._token_s = 0.0
+        self._limited = False  # one item at a time (``Pace.limit_gap_s``)
+        self._hold_s = -math.inf  # limited: no send before this
         self.sent_count = 0
         self.retransmissions = 0
         self.decided = 0
@@ -592,8 +600,11 @@ class BulkEngine(MachineOutbox):
             first_try = record[_TRIES] - record[_BASE] <= 1
             if first_try and stamp[1] > proof_s:
                 proof_s = stamp[1]  # (Sent.monotonic_s: the guard's clock)
-            if guard is not None and verdict[3]:  # (Verdict.canary)
-                guard.recent.append(record[_ITEM])
+            if verdict[3]:  # (Verdict.canary)
+                if guard is not None:
+                    guard.recent.append(record[_ITEM])
+            elif verdict[2]:  # the host's own, rate-limited kind of answer
+                self._hold_s = now + self.pace.limit_gap_s  # (binds once limited)
             rtt = rtt_s(stamp, reply)
             if not first_try:
                 self._loss(record)
@@ -762,6 +773,8 @@ class BulkEngine(MachineOutbox):
                     gapped.append((record[_SENT_S] + gap_s, record))
                 else:
                     self._resend.append(record)
+            elif not self._limited and self.pace.limit_gap_s:
+                self._limit(record)  # the silence may be the target's rate limit
             elif guard is not None and guard.recent:
                 guard.hold(_mono(record), now, record[_KEY])  # decided once proven up
             else:
@@ -828,6 +841,19 @@ class BulkEngine(MachineOutbox):
 
     # -- timing and congestion -------------------------------------------------------
 
+    def _limit(self, record: list[Any]) -> None:
+        """Silence after rate-limited answers: from now on one item at a time, and
+        every undecided item probed again with a fresh budget of retries."""
+        self._limited = True
+        self._cwnd = 1.0
+        # The first try a gap after the last rate-limited answer, and after the start
+        # (a limit that bit from the first probe on leaves no answer to go by).
+        started = self._started if self._started is not None else -math.inf
+        self._hold_s = max(self._hold_s, started + self.pace.limit_gap_s)
+        for each in {id(r): r for r in self._flights.values()}.values():
+            each[_BASE] = each[_TRIES]
+        self._resend.append(record)
+
     def _loss(self, record: list[Any]) -> None:
         """An answer to a retransmission: the first try or its answer was lost. Allow
         one retry more than answered tries took (up to ``max_retries``), and halve the
@@ -838,7 +864,7 @@ class BulkEngine(MachineOutbox):
             self._max_answered_try = answered_try
             allowed = max(self.pace.retries, self.pace.max_retries)
             self._allowed_retries = min(allowed, max(self._allowed_retries, answered_try + 1))
-        if not self.pace.adaptive or record[_FIRST_S] <= self._backoff_s:
+        if not self.pace.adaptive or self._limited or record[_FIRST_S] <= self._backoff_s:
             return
         self._backoffs += 1
         self._ssthresh = max(float(self.pace.initial_cwnd) / 4, self._cwnd / 2)
@@ -849,7 +875,7 @@ class BulkEngine(MachineOutbox):
         """One probe completed: grow the window, unless answers queue up (ours or the
         network's): hold it above the delay target, shrink it by a quarter (once per
         window) above twice the target, so replies never wait long enough to time out."""
-        if not self.pace.adaptive:
+        if not self.pace.adaptive or self._limited:
             return
         if self._queue_delay > self._delay_target:
             if (
@@ -881,6 +907,8 @@ class BulkEngine(MachineOutbox):
             self._token_s = now
         # (1e-9: the token due at _send_time counts despite rounding.)
         budget = max(int(self._cwnd) - self._flying, int(self._min_tokens + 1e-9))
+        if self._limited:  # one at a time, after the hold
+            budget = 0 if self._flying or now < self._hold_s else 1
         return max(0, min(budget, pace.batch))
 
     def _spend(self, count: int) -> None:
@@ -889,6 +917,8 @@ class BulkEngine(MachineOutbox):
 
     def _send_time(self) -> float:
         """When the next probe may go, given the window and the floor."""
+        if self._limited:
+            return math.inf if self._flying else max(self._token_s, self._hold_s)
         if int(self._cwnd) > self._flying:
             return self._token_s
         rate = self.pace.min_rate_pps

@@ -74,6 +74,8 @@ _SYN, _RST, _ACK = 0x02, 0x04, 0x10
 _SYN_ACK, _RST_ACK = _SYN | _ACK, _RST | _ACK
 
 _SEND_REASONS = {"ENETUNREACH": "net-unreachable", "EHOSTUNREACH": "host-unreachable"}
+#: Linux's ICMP error rate limit towards one peer: one a second after a burst (UDP scan).
+_ICMP_LIMIT_GAP_S = 1.0
 #: Events: a ScanProgress at most this often (event-loop seconds).
 _PROGRESS_INTERVAL_S = 0.2
 #: A host answers a repeated SYN for a half-open connection (its SYN-ACK was lost) at
@@ -165,6 +167,7 @@ class ScanOptions:
             # its answers, timeouts and outages that often (0: the window alone).
             batch=max(1, int(self.max_rate_pps / 100)) if self.max_rate_pps else 1 << 30,
             retry_gap_s=_SYN_RETRY_GAP_S if self.technique != "udp" else 0.0,
+            limit_gap_s=_ICMP_LIMIT_GAP_S if self.technique == "udp" else 0.0,
             outage_budget_s=self.outage_budget_s,
         )  # fmt: skip
 
