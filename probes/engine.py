@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 import socket
 import struct
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -457,6 +458,9 @@ class BulkEngine(MachineOutbox):
         self._gapped: deque[tuple[float, list[Any]]] = deque()  # (gap over at, record)
         self._flying = 0
         self._retire = True  # False when the keys are routed as a whole (``routes``)
+        # Items decided from_host go here instead of to ``_tally`` (a machine that
+        # needs nothing else of them, e.g. a sweep without events, sets an array).
+        self._up: array[int] | None = None
         # Silence verdicts wait for proof of life (probes/outage.py); None: off.
         budget_s = pace.outage_budget_s
         self._guard = OutageGuard[MatchKey, int](budget_s) if budget_s else None
@@ -744,6 +748,9 @@ class BulkEngine(MachineOutbox):
         tries = record[_TRIES]
         record[_TRIES] = -1
         self.decided += 1
+        if verdict[2] and self._up is not None:  # (Verdict.from_host) the hot path
+            self._up.append(record[_ITEM])
+            return
         self._tally(new_tuple(Decided, (record[_ITEM], key, verdict, tries, reply, rtt)))
 
     def _check_done(self, now: float) -> None:

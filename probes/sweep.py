@@ -438,7 +438,9 @@ class SweepMachine(BulkEngine):
         # Hosts decided up go into an array first (a C append on the hot path), into
         # the set a few thousand at a time (``_flush_alive``).
         self._alive_new = array("Q")
-        self._alive_count = 0
+        self._alive_flushed = 0  # hosts up moved into the set
+        if not emit_events:
+            self._up = self._alive_new  # (the engine appends them without a call)
         self._dead = 0
 
     def poll(self, now: float) -> list[Outgoing]:
@@ -471,7 +473,7 @@ class SweepMachine(BulkEngine):
 
     @property
     def alive_count(self) -> int:
-        return self._alive_count
+        return self._alive_flushed + len(self._alive_new)
 
     @property
     def decided_count(self) -> int:
@@ -484,7 +486,6 @@ class SweepMachine(BulkEngine):
         verdict = decided.verdict
         if verdict.from_host:  # up
             self._alive_new.append(decided.item)
-            self._alive_count += 1
             if self.emit_events:
                 answer = decided.answer
                 ttl = answer.ttl if answer is not None else None
@@ -496,6 +497,7 @@ class SweepMachine(BulkEngine):
             self._events.append(HostDown(self.space.address(decided.item), verdict.reason))
 
     def _flush_alive(self) -> IndexSet:
+        self._alive_flushed += len(self._alive_new)
         self._alive.extend(self._alive_new)
         del self._alive_new[:]
         return self._alive
