@@ -1,14 +1,19 @@
 """Pure rendering of port scans: nmap-like text, the JSON document, grepable lines.
 
 Nothing here prints or reads a clock; ``cli/scan_cmd.py`` decides where text goes.
+A result's protocol is its technique's (``udp``, else ``tcp``). ``-sS -sU`` gives one
+result per protocol: every function here also takes the list, and reports each host
+once with both protocols' ports (as nmap does), counted per protocol.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 import json
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from rawprobe.cli.render import SCHEMA, ms
@@ -20,12 +25,60 @@ LIST_LIMIT = 25
 
 
 @functools.lru_cache(maxsize=4096)
-def service_name(port: int) -> str:
-    """The /etc/services name of a TCP port (no network involved), or ``unknown``."""
+def service_name(port: int, protocol: str = "tcp") -> str:
+    """The /etc/services name of a port (no network involved), or ``unknown``."""
     try:
-        return socket.getservbyport(port, "tcp")
+        return socket.getservbyport(port, protocol)
     except OSError:
         return "unknown"
+
+
+def protocol_of(result: ScanResult) -> str:
+    """``udp`` for a UDP scan's result, else ``tcp``."""
+    return "udp" if result.technique == "udp" else "tcp"
+
+
+Results = ScanResult | Sequence[ScanResult]
+#: One host's part of each protocol's result.
+_Parts = list[tuple[str, HostPorts]]
+
+
+def _listed(results: Results) -> list[ScanResult]:
+    return [results] if isinstance(results, ScanResult) else list(results)
+
+
+def _by_host(results: Sequence[ScanResult]) -> list[tuple[str, _Parts]]:
+    """Each host's parts, in the first result's (address) order."""
+    hosts: dict[str, _Parts] = {}
+    for result in results:
+        for host in result.hosts:
+            hosts.setdefault(host.address, []).append((protocol_of(result), host))
+    return list(hosts.items())
+
+
+def combined(results: Results) -> ScanResult:
+    """One protocol's result as it is; several summed into one for the totals lines
+    (ports, probes and time add up: the protocols are scanned one after the other)."""
+    parts = _listed(results)
+    if len(parts) == 1:
+        return parts[0]
+    first, totals = parts[0], collections.Counter[str]()
+    for part in parts:
+        totals.update(dict(part.state_totals))
+    return dataclasses.replace(
+        first,
+        technique="+".join(r.technique for r in parts),
+        ports_per_host=sum(r.ports_per_host for r in parts),
+        decided=sum(r.decided for r in parts),
+        probes_sent=sum(r.probes_sent for r in parts),
+        retransmissions=sum(r.retransmissions for r in parts),
+        elapsed_s=sum(r.elapsed_s for r in parts),
+        state_totals=tuple(sorted(totals.items())),
+        incomplete_reason=next((r.incomplete_reason for r in parts if r.incomplete_reason), None),
+        timing=dataclasses.replace(
+            first.timing, peak_rate_pps=max(r.timing.peak_rate_pps for r in parts)
+        ),
+    )
 
 
 def _shown(host: HostPorts, *, only_open: bool, show_all: bool) -> list[PortResult]:
@@ -42,8 +95,8 @@ def _shown(host: HostPorts, *, only_open: bool, show_all: bool) -> list[PortResu
     ]
 
 
-def _not_shown(host: HostPorts, shown: Sequence[PortResult]) -> str | None:
-    """nmap's ``Not shown: 63527 closed tcp ports (reset), ...`` line."""
+def _not_shown(host: HostPorts, shown: Sequence[PortResult], protocol: str) -> list[str]:
+    """The parts of nmap's ``Not shown: 63527 closed tcp ports (reset), ...`` line."""
     listed: dict[tuple[str, str], int] = {}
     for port in shown:
         listed[port.state, port.reason] = listed.get((port.state, port.reason), 0) + 1
@@ -52,12 +105,13 @@ def _not_shown(host: HostPorts, shown: Sequence[PortResult]) -> str | None:
         hidden = count - listed.get((state, reason), 0)
         if hidden > 0:
             noun = "port" if hidden == 1 else "ports"
-            parts.append(f"{hidden} {state} tcp {noun} ({reason})")
-    return "Not shown: " + ", ".join(parts) if parts else None
+            parts.append(f"{hidden} {state} {protocol} {noun} ({reason})")
+    return parts
 
 
-def _port_line(port: PortResult, reason: bool) -> str:
-    text = f"{f'{port.port}/tcp':<9} {port.state:<10} {service_name(port.port):<15}"
+def _port_line(port: PortResult, reason: bool, protocol: str) -> str:
+    service = service_name(port.port, protocol)
+    text = f"{f'{port.port}/{protocol}':<9} {port.state:<10} {service:<15}"
     if reason:
         ttl = f" ttl {port.ttl}" if port.ttl is not None else ""
         source = f" from {port.source}" if port.source and port.source != port.address else ""
@@ -66,7 +120,7 @@ def _port_line(port: PortResult, reason: bool) -> str:
 
 
 def scan_report(
-    result: ScanResult,
+    results: Results,
     *,
     only_open: bool = False,
     show_all: bool = False,
@@ -81,32 +135,41 @@ def scan_report(
     before the closing line, and how much of it was decided (only decided ports are
     reported: a port never answered in time is not called filtered).
     """
+    listed = _listed(results)
+    result = combined(listed)
     lines: list[str] = []
     up = 0
-    for host in result.hosts:
-        up += host.is_up
-        shown = _shown(host, only_open=only_open, show_all=show_all)
-        if only_open and not shown:
+    for address, parts in _by_host(listed):
+        is_up = any(host.is_up for _protocol, host in parts)
+        up += is_up
+        shown: list[tuple[str, PortResult]] = []
+        uniform: list[str] = []
+        hidden: list[str] = []
+        for protocol, host in parts:
+            ports = _shown(host, only_open=only_open, show_all=show_all)
+            shown += [(protocol, port) for port in ports]
+            states = {state for state, _reason, _count in host.counts}
+            if len(states) == 1 and not ports:
+                what = "ports" if len(parts) == 1 else f"{protocol} ports"
+                uniform.append(f"All {host.scanned} scanned {what} on {address} are {states.pop()}")
+            else:
+                hidden += _not_shown(host, ports, protocol)
+        if (only_open or not is_up) and not shown and not (uniform and not only_open):
             continue
-        states = {state for state, _reason, _count in host.counts}
-        uniform = states.pop() if len(states) == 1 and not shown else None
-        if not host.is_up and not shown and uniform is None:
-            continue
-        lines.append(f"rawprobe scan report for {host.address}")
-        if host.is_up:
-            latency = f" ({host.min_rtt_s:.5f}s latency)" if host.min_rtt_s is not None else ""
+        lines.append(f"rawprobe scan report for {address}")
+        if is_up:
+            rtts = [h.min_rtt_s for _p, h in parts if h.min_rtt_s is not None]
+            latency = f" ({min(rtts):.5f}s latency)" if rtts else ""
             lines.append(f"Host is up{latency}.")
         else:
             lines.append("No answer from the host itself.")
-        not_shown = None if uniform else _not_shown(host, shown)
-        if uniform:
-            lines.append(f"All {host.scanned} scanned ports on {host.address} are {uniform}")
-        if not_shown:
-            lines.append(not_shown)
+        lines.extend(uniform)
+        if hidden:
+            lines.append("Not shown: " + ", ".join(hidden))
         if shown:
             header = f"{'PORT':<9} {'STATE':<10} {'SERVICE':<15}"
             lines.append((header + " REASON") if reason else header.rstrip())
-            lines.extend(_port_line(port, reason) for port in shown)
+            lines.extend(_port_line(port, reason, protocol) for protocol, port in shown)
         lines.append("")
     if interrupted:
         lines.append(interrupted_line(result))
@@ -131,10 +194,10 @@ def interrupted_line(result: ScanResult) -> str:
     )
 
 
-def _port_data(port: PortResult) -> dict[str, Any]:
+def _port_data(port: PortResult, protocol: str) -> dict[str, Any]:
     return {
         "port": port.port,
-        "protocol": "tcp",
+        "protocol": protocol,
         "state": port.state,
         "reason": port.reason,
         "ttl": port.ttl,
@@ -145,7 +208,7 @@ def _port_data(port: PortResult) -> dict[str, Any]:
 
 
 def scan_document(
-    result: ScanResult,
+    results: Results,
     *,
     interrupted: bool = False,
     counters: dict[str, int] | None = None,
@@ -153,7 +216,10 @@ def scan_document(
 ) -> dict[str, Any]:
     """The ``rawprobe/1`` JSON document: open and filtered ports always listed, closed
     ones counted (listed too when the scan kept them). ``with_hosts=False`` leaves
-    out ``hosts`` (``host_data`` of each, for writing them one at a time)."""
+    out ``hosts`` (``host_data`` of each, for writing them one at a time). Several
+    protocols: the totals summed, each protocol's under ``protocols``."""
+    listed = _listed(results)
+    result = combined(listed)
     timing = result.timing
     document = {
         "schema": SCHEMA,
@@ -184,13 +250,51 @@ def scan_document(
         },
         "counters": counters or {},
     }
+    if len(listed) > 1:
+        document["protocols"] = {
+            protocol_of(r): {
+                "technique": r.technique,
+                "ports_per_host": r.ports_per_host,
+                "state_totals": dict(r.state_totals),
+                "probes_sent": r.probes_sent,
+                "retransmissions": r.retransmissions,
+                "elapsed_ms": ms(r.elapsed_s),
+            }
+            for r in listed
+        }
     if with_hosts:
-        document["hosts"] = [host_data(host) for host in result.hosts]
+        document["hosts"] = list(hosts_data(listed))
     return document
 
 
-def host_data(host: HostPorts) -> dict[str, Any]:
-    """One entry of the document's ``hosts``."""
+def hosts_data(results: Results) -> Iterator[dict[str, Any]]:
+    """The document's ``hosts``: ``host_data`` of each host, its protocols merged
+    (ports listed with their protocol; counts summed; reason counts per protocol)."""
+    listed = _listed(results)
+    if len(listed) == 1:
+        protocol = protocol_of(listed[0])
+        yield from (host_data(host, protocol) for host in listed[0].hosts)
+        return
+    for _address, parts in _by_host(listed):
+        data = [(protocol, host_data(host, protocol)) for protocol, host in parts]
+        merged = data[0][1]
+        states: collections.Counter[str] = collections.Counter()
+        for _protocol, one in data:
+            states.update(one["state_counts"])
+        merged.update(
+            up=any(one["up"] for _p, one in data),
+            min_rtt_ms=min((o["min_rtt_ms"] for _p, o in data if o["min_rtt_ms"] is not None),
+                           default=None),
+            closed=sum(one["closed"] for _p, one in data),
+            state_counts=dict(sorted(states.items())),
+            reason_counts=[{**c, "protocol": p} for p, one in data for c in one["reason_counts"]],
+            ports=[port for _p, one in data for port in one["ports"]],
+        )  # fmt: skip
+        yield merged
+
+
+def host_data(host: HostPorts, protocol: str = "tcp") -> dict[str, Any]:
+    """One entry of the document's ``hosts`` (one protocol's ports)."""
     return {
         "address": host.address,
         "family": "ipv6" if ":" in host.address else "ipv4",
@@ -201,7 +305,7 @@ def host_data(host: HostPorts) -> dict[str, Any]:
             state: host.count(state) for state in sorted({s for s, _r, _n in host.counts})
         },
         "reason_counts": [{"state": s, "reason": r, "count": n} for s, r, n in host.counts],
-        "ports": [_port_data(port) for port in host.ports],
+        "ports": [_port_data(port, protocol) for port in host.ports],
     }
 
 
@@ -234,7 +338,7 @@ def write_document(
 
 
 def grepable(
-    result: ScanResult,
+    results: Results,
     command_line: str,
     started: str,
     finished: str,
@@ -243,20 +347,24 @@ def grepable(
 ) -> list[str]:
     """nmap's ``-oG`` format: a Status and a Ports line per host; closed ports are the
     ignored state. An interrupted scan has a ``# rawprobe interrupted`` comment."""
+    listed = _listed(results)
+    result = combined(listed)
     lines = [f"# rawprobe scan initiated {started} as: {command_line}"]
     up = 0
-    for host in result.hosts:
-        up += host.is_up
-        status = "Up" if host.is_up else "Unknown"
-        lines.append(f"Host: {host.address} ()\tStatus: {status}")
+    for address, parts in _by_host(listed):
+        is_up = any(host.is_up for _protocol, host in parts)
+        up += is_up
+        lines.append(f"Host: {address} ()\tStatus: {'Up' if is_up else 'Unknown'}")
         ports = ", ".join(
-            f"{p.port}/{p.state}/tcp//{service_name(p.port)}///"
+            f"{p.port}/{p.state}/{protocol}//{service_name(p.port, protocol)}///"
+            for protocol, host in parts
             for p in host.ports
             if p.state != "closed"
         )
-        line = f"Host: {host.address} ()\tPorts: {ports}"
-        if host.closed:
-            line += f"\tIgnored State: closed ({host.closed})"
+        line = f"Host: {address} ()\tPorts: {ports}"
+        closed = sum(host.closed for _protocol, host in parts)
+        if closed:
+            line += f"\tIgnored State: closed ({closed})"
         lines.append(line)
     if interrupted:
         lines.append("# " + interrupted_line(result))

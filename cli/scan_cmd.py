@@ -1,12 +1,17 @@
-"""``rawprobe scan``: TCP SYN (or ACK) port scan with nmap-like output."""
+"""``rawprobe scan``: TCP SYN (or ACK) and UDP port scans with nmap-like output.
+
+``-sU`` scans UDP (the top 100 UDP ports by default); with ``-sS``/``-sA`` too, both
+protocols in one run as nmap does: one transport (TCP, UDP and ICMP sockets) per
+worker, the TCP scan then the UDP scan over it, each worker on its shard of each.
+``-p`` takes nmap's ``T:``/``U:`` prefixes (``-p 22,U:53,T:80``: unprefixed ports are
+for every protocol scanned). UDP needs raw sockets: there is no connect() rung for it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
-import os
-import secrets
 import socket
 import sys
 import time
@@ -44,7 +49,9 @@ from rawprobe.errors import UsageError
 from rawprobe.probes.connect_scan import ConnectScan
 from rawprobe.probes.drive import drive
 from rawprobe.probes.models import ScanResult
+from rawprobe.probes.portspec import DEFAULT_TOP_UDP_PORTS, top_ports
 from rawprobe.probes.scan import (
+    ScanMachine,
     ScanOptions,
     ScanProgress,
     check_scan,
@@ -55,8 +62,8 @@ from rawprobe.probes.scan import (
     source_lookup,
 )
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.probes.workers import run_workers
-from rawprobe.transport import privileges
+from rawprobe.probes.udp_scan import UdpScanMachine
+from rawprobe.probes.workers import plan_workers, run_plan
 from rawprobe.transport.ladder import rung_privileged, wants_raw
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.sockets import RouteLookup
@@ -93,6 +100,10 @@ def register(commands: Any) -> None:
     scan.add_argument(
         "-sS", dest="ack", action=_ScanType, const=False, help="SYN scan (the default)"
     )
+    scan.add_argument(
+        "-sU", dest="udp", action="store_true",
+        help="UDP scan (default ports: the top 100 UDP); with -sS/-sA: both protocols",
+    )  # fmt: skip
     scan.add_argument("-Pn", action="store_true", help="no-op: rawprobe never pings first")
     scan.add_argument("-n", action="store_true", help="no-op: scans never resolve names")
     shown = scan.add_mutually_exclusive_group()
@@ -143,8 +154,9 @@ class _ScanType(argparse.Action):
 def run(args: argparse.Namespace) -> int:
     if args.json and args.grepable == "-":
         raise UsageError("--json and -oG - both write to stdout: give -oG a file name")
+    techniques = _techniques(args)
     options = ScanOptions(
-        technique="ack" if args.ack else "syn",
+        technique=techniques[0],
         retries=args.retries,
         max_retries=max(args.max_retries, args.retries),
         max_rate_pps=args.rate,
@@ -155,44 +167,92 @@ def run(args: argparse.Namespace) -> int:
         closed_events=False,  # nothing here streams closed ports
         outage_budget_s=args.max_outage,
     )
-    ports = scan_ports(args.ports, args.top_ports)
+    port_lists = _port_lists(args, techniques)
     space = target_space(args, "scan", args.family)
     check_source(args.source, ["::" if f == socket.AF_INET6 else "0.0.0.0" for f in space.families])
     started = time.strftime("%a %b %d %H:%M:%S %Y")
     if not wants_raw(rung_privileged(args.rung), space.families):
-        return _connect_scan(args, space, ports, started)
-    _check_before_fork(space, ports, options, args.source)
-    probes = space.size * len(ports)
-    workers = args.workers or (min(os.cpu_count() or 1, 4) if probes >= 4096 else 1)
-    if args.pcap is not None:
-        workers = 1  # one process writes the capture file
+        if args.udp:
+            raise UsageError("a UDP scan (-sU) needs raw sockets (root or CAP_NET_RAW)")
+        return _connect_scan(args, space, port_lists[0], started)
+    for technique, ports in zip(techniques, port_lists, strict=True):
+        _check_before_fork(space, ports, dataclasses.replace(options, technique=technique),
+                           args.source)  # fmt: skip
+    capture = args.pcap is not None
+    total = space.size * sum(len(ports) for ports in port_lists)
+    plan = plan_workers(args.workers, total, options.seed, capture=capture)
+    workers = plan.workers
     if workers > 1:
         options = dataclasses.replace(
             options,
-            seed=options.seed if options.seed is not None else secrets.randbits(32),
-            shards=workers,
+            seed=plan.seed,
             max_rate_pps=options.max_rate_pps / workers,  # the workers share the caps
             min_rate_pps=options.min_rate_pps / workers,
         )
     show_progress = sys.stderr.isatty() and not args.quiet
 
     def job(worker: int) -> _Shard:
-        shard_options = dataclasses.replace(options, shard=worker)
+        shard, shards = plan.of(worker)
+        shard_options = dataclasses.replace(options, shard=shard, shards=shards)
         draw = show_progress and worker == 0
-        shard: _Shard = anyio.run(
-            _scan_shard, args, shard_options, space, ports, draw, workers, backend=args.backend
+        scans = [
+            (dataclasses.replace(shard_options, technique=technique), ports)
+            for technique, ports in zip(techniques, port_lists, strict=True)
+        ]
+        shard_result: _Shard = anyio.run(
+            _scan_shard, args, scans, space, draw, workers, backend=args.backend
         )
-        return shard
+        return shard_result
 
     defer_signals()  # from here on a signal stops the probing and the summary is printed
-    shards = run_workers(job, workers, after_fork=privileges.sockets_opened, bulk_gc=True)
-    result = merge_results([shard[0] for shard in shards])
+    shards = run_plan(job, plan)
+    results = [
+        merge_results(list(parts)) for parts in zip(*(shard[0] for shard in shards), strict=True)
+    ]
     interrupted = any(shard[2] for shard in shards)
     counters = {name: sum(shard[1][name] for shard in shards) for name in shards[0][1]}
-    _print_result(args, result, started, interrupted, counters, workers)
+    _print_result(args, results, started, interrupted, counters, workers)
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_INCOMPLETE if result.incomplete_reason else EXIT_OK
+    return EXIT_INCOMPLETE if any(r.incomplete_reason for r in results) else EXIT_OK
+
+
+def _techniques(args: argparse.Namespace) -> list[str]:
+    """The scans of this run, in order: the TCP one (unless -sU alone), then UDP."""
+    tcp = "ack" if args.ack else "syn"
+    if not args.udp:
+        return [tcp]
+    if args.rung == "datagram" or getattr(args, "scan_type", None) == "-sT":
+        raise UsageError("a UDP scan (-sU) needs raw sockets: not with -sT/--unprivileged")
+    return [tcp, "udp"] if getattr(args, "scan_type", None) else ["udp"]
+
+
+def _port_lists(args: argparse.Namespace, techniques: list[str]) -> list[tuple[int, ...]]:
+    """Each scan's ports: ``-p`` split by nmap's ``T:``/``U:`` prefixes, or the
+    protocol's top ports (``--top-ports``, default 1000 TCP, 100 UDP)."""
+    specs: dict[str, list[str]] = {"tcp": [], "udp": []}
+    prefixed = False
+    if args.ports is not None:
+        current = None
+        for token in args.ports.split(","):
+            head, colon, rest = token.partition(":")
+            if colon and head.upper() in ("T", "U"):
+                current, token, prefixed = ("tcp" if head.upper() == "T" else "udp"), rest, True
+            for protocol in [current] if current else ["tcp", "udp"]:
+                specs[protocol].append(token)
+    lists = []
+    for technique in techniques:
+        protocol = "udp" if technique == "udp" else "tcp"
+        spec = ",".join(specs[protocol]) if args.ports is not None else None
+        if prefixed and not spec:
+            raise UsageError(
+                f"-p {args.ports}: no {protocol.upper()} ports for the {technique} scan"
+            )
+        if protocol == "udp" and spec is None:
+            lists.append(top_ports(args.top_ports or DEFAULT_TOP_UDP_PORTS, "udp"))
+        else:
+            lists.append(scan_ports(spec, args.top_ports))
+    return lists
 
 
 def _check_before_fork(
@@ -226,24 +286,25 @@ def _connect_scan(
 
 def _print_result(
     args: argparse.Namespace,
-    result: ScanResult,
+    results: ScanResult | list[ScanResult],
     started: str,
     interrupted: bool,
     counters: dict[str, int],
     workers: int,
 ) -> None:
+    result = render_scan.combined(results)
     if args.json:
         document = render_scan.scan_document(
-            result, interrupted=interrupted, counters=counters, with_hosts=False
+            results, interrupted=interrupted, counters=counters, with_hosts=False
         )
         document["workers"] = workers
-        hosts = (render_scan.host_data(host) for host in result.hosts)
+        hosts = render_scan.hosts_data(results)
         # Indented for a few hosts; compact (json's C encoder) for networks.
         indent = 2 if result.host_count <= 10 else None
         render_scan.write_document(document, "hosts", hosts, sys.stdout.write, indent=indent)
     elif args.grepable != "-":  # (nmap: with -oG -, stdout has the grepable lines only)
         for line in render_scan.scan_report(
-            result,
+            results,
             only_open=args.open,
             show_all=args.all,
             reason=args.reason,
@@ -253,7 +314,7 @@ def _print_result(
     if args.grepable is not None:
         finished = time.strftime("%a %b %d %H:%M:%S %Y")
         command = "rawprobe " + " ".join(sys.argv[1:])
-        lines = render_scan.grepable(result, command, started, finished, interrupted=interrupted)
+        lines = render_scan.grepable(results, command, started, finished, interrupted=interrupted)
         text = "\n".join(lines) + "\n"
         if args.grepable == "-":
             sys.stdout.write(text)
@@ -261,32 +322,53 @@ def _print_result(
             write_output(args.grepable, text.encode(), "-oG")
 
 
-#: What a scan worker sends back: its result, transport counters, interrupted?
-_Shard = tuple[ScanResult, dict[str, int], bool]
+#: What a scan worker sends back: its results (one a scan), transport counters,
+#: interrupted?
+_Shard = tuple[list[ScanResult], dict[str, int], bool]
 
 
 async def _scan_shard(
     args: argparse.Namespace,
-    options: ScanOptions,
+    scans: list[tuple[ScanOptions, tuple[int, ...]]],
     space: TargetSpace,
-    ports: tuple[int, ...],
     show_progress: bool,
     workers: int,
 ) -> _Shard:
-    """One worker: its own transport and its shard of the (host, port) order."""
-    rate = options.max_rate_pps
+    """One worker: its own transport (every scan's sockets) and its shard of each
+    scan's (host, port) order, the scans one after the other (an interrupt stops all)."""
+    protocols = list(dict.fromkeys(p for o, _ in scans for p in scan_protocols(space, o.technique)))
+    results = []
     async with recording_transport(
-        scan_protocols(space), rate_pps=rate, pcap=args.pcap
+        protocols, rate_pps=scans[0][0].max_rate_pps, pcap=args.pcap
     ) as transport:
-        machine = new_machine(transport, space, ports, options, source=args.source)
-        transport.filter_tcp([machine.source_port])  # this process's scan only
-        bar = _progress_bar(space.size * len(ports), workers) if show_progress else None
-        with bar or contextlib.nullcontext() as on_event:
-            async with interruptible() as interrupt:
-                await drive(machine, transport, on_event=on_event, inbox_size=1 << 16)
-        result = machine.result(anyio.current_time())
+        async with interruptible() as interrupt:
+            for options, ports in scans:
+                machine = _machine(transport, space, ports, options, args.source)
+                bar = _progress_bar(space.size * len(ports), workers) if show_progress else None
+                with bar or contextlib.nullcontext() as on_event:
+                    await drive(machine, transport, on_event=on_event, inbox_size=1 << 16)
+                results.append(machine.result(anyio.current_time()))
+        if len(results) < len(scans):  # interrupted: the scans not run are partial too
+            results.append(machine.result(anyio.current_time()))
+            results += [_machine(transport, space, p, o, args.source).result(anyio.current_time())
+                        for o, p in scans[len(results):]]  # fmt: skip
         counters = transport.counters.as_dict()
-    return result, counters, interrupt.happened
+    return results, counters, interrupt.happened
+
+
+def _machine(
+    transport: Any, space: TargetSpace, ports: tuple[int, ...], options: ScanOptions,
+    source: str | None,
+) -> ScanMachine:  # fmt: skip
+    """A scan's machine on ``transport`` (for TCP, its replies filtered to this scan)."""
+    if options.technique != "udp":
+        machine = new_machine(transport, space, ports, options, source=source)
+        transport.filter_tcp([machine.source_port])  # this process's scan only
+        return machine
+    lookup = source_lookup(source, transport.source_for)
+    return UdpScanMachine(
+        space, ports, cookies=transport.cookies, source_for=lookup, options=options
+    )
 
 
 @contextlib.contextmanager

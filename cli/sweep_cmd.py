@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import mmap
-import os
-import secrets
 import struct
 import sys
 from collections.abc import Iterator
@@ -51,8 +49,7 @@ from rawprobe.probes.sweep import (
     new_machine,
 )
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.probes.workers import run_workers
-from rawprobe.transport import privileges
+from rawprobe.probes.workers import plan_workers, run_plan
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.sockets import RouteLookup
 
@@ -120,26 +117,22 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--shard needs --seed: every shard must walk the same order")
     space = target_space(args, "sweep")
     _check_before_fork(space)
-    workers = args.workers or (min(os.cpu_count() or 1, 4) if space.size >= 4096 else 1)
-    if args.pcap is not None:
-        workers = 1  # one process writes the capture file
-    if workers > 1 and args.seed is None:
-        args.seed = secrets.randbits(32)  # the workers must share one order
+    capture = args.pcap is not None
+    plan = plan_workers(args.workers, space.size, args.seed, args.shard, capture=capture)
+    workers, args.seed = plan.workers, plan.seed
     progress = mmap.mmap(-1, 16 * workers)  # per worker: decided, up (shared after fork)
     show_progress = sys.stderr.isatty() and not args.quiet
 
     def job(worker: int) -> ShardOutcome:
-        shard_count = args.shard[1] * workers
-        shard_index = args.shard[0] + args.shard[1] * worker
         draw = show_progress and worker == 0
         outcome: ShardOutcome = anyio.run(
-            _sweep_shard, args, options, space, (shard_index, shard_count),
+            _sweep_shard, args, options, space, plan.of(worker),
             (progress, worker, workers, draw), backend=args.backend,
         )  # fmt: skip
         return outcome
 
     defer_signals()  # from here on a signal stops the probing and the summary is printed
-    outcomes = run_workers(job, workers, after_fork=privileges.sockets_opened, bulk_gc=True)
+    outcomes = run_plan(job, plan)
     result = merge_outcomes(space, outcomes)
     interrupted = any(outcome.interrupted for outcome in outcomes)
     counters = {

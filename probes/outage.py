@@ -118,24 +118,10 @@ class OutageGuard(Generic[ItemT, TargetT]):
     """
 
     __slots__ = (
-        "alive_s",
-        "budget_s",
-        "ended",
-        "gave_up",
-        "last_answer_s",
-        "last_round_s",
-        "outage_s",
-        "outage_total_s",
-        "outages",
-        "pending",
-        "recent",
-        "round_fresh",
-        "round_left_s",
-        "round_s",
-        "send_gap_s",
-        "sending_s",
-        "sends",
-    )
+        "alive_s", "budget_s", "ended", "gave_up", "last_answer_s", "last_round_s",
+        "outage_s", "outage_total_s", "outages", "pending", "recent", "round_fresh",
+        "round_left_s", "round_s", "send_gap_s", "sending_s", "sends",
+    )  # fmt: skip
 
     def __init__(self, budget_s: float = DEFAULT_BUDGET_S) -> None:
         self.budget_s = budget_s

@@ -1,30 +1,29 @@
-"""TCP SYN (and ACK) port scan: a pure state machine plus thin async functions.
+"""TCP SYN (and ACK) port scan: a strategy on the bulk engine, plus thin async functions.
 
-What is probed: every (host, port) of a TargetSpace times a port list, visited in a
-lazily generated random order (``Permutation``: zmap's cyclic group; one integer of
-state), so no list of probes exists. State is kept only for probes in flight (a dict
-from match key to a small record and a deque of send times for expiry); decided ports
-go into per-host counters, plus one PortResult for each port worth listing.
+What is probed: every (host, port) of a TargetSpace times a port list, in the
+engine's lazily generated random order (probes/engine.py: no list of probes exists;
+state only for probes in flight). Decided ports go into per-host counters, plus one
+PortResult for each port worth listing.
 
 Authentication: each probe's initial sequence number is a keyed cookie of (address,
-ports) under the transport's secret. The demultiplexer matches a SYN-ACK or RST+ACK
-by (ports, ack - 1) and an ICMP error by the sequence number it quotes, so an answer
-reaches the machine only when it proves it saw our probe; forged SYN-ACKs with a
-wrong ack are counted as unmatched by the transport and never become open ports.
+ports) under the transport's secret (``TcpProbes``). The demultiplexer matches a
+SYN-ACK or RST+ACK by (ports, ack - 1) and an ICMP error by the sequence number it
+quotes, so an answer reaches the machine only when it proves it saw our probe;
+forged SYN-ACKs with a wrong ack are counted as unmatched by the transport and never
+become open ports.
 
-Timing (nmap's scan_engine, simplified): one smoothed RTT and variance (RFC 6298,
-measured on the event-loop clock, so our own receive backlog counts: a timeout never
-fires for a reply that is merely waiting to be read) give the timeout; unanswered
-probes are sent again up to ``retries`` times, and up to ``max_retries`` once
-retransmissions are seen to be answered (evidence of loss). A congestion window
-bounds the probes in flight: it grows by one per answer or timeout (slow start), then
-by about 1/8 per window; an answer to a retransmitted probe is loss, and halves it
-(at most once per window of probes). ``max_rate_pps`` caps the send rate (0: none,
-congestion control alone), ``min_rate_pps`` floors it whatever the window says.
+The strategy: SYN-ACK open, RST+ACK closed (an ACK scan: RST unfiltered), an ICMP
+error filtered with nmap's reason word, silence filtered (no-response) once the
+outage guard has proof of life. Timing, retries, the congestion window and outages
+are the engine's; tries after the second wait out a target's limit on answering
+repeated SYNs (``_SYN_RETRY_GAP_S``).
 
-Outages (probes/outage.py): a port is filtered (no-response) only once the network is
-shown up around its last try; an outage holds the silent ports, gives them a fresh
-budget of retries when it ends, and ends the scan incomplete past ``outage_budget_s``.
+Rate: ``ScanOptions.max_rate_pps`` configures the transport that ``syn_scan()`` and
+the CLI open (its token bucket is the one rate limiter). ``syn_scan_with(transport)``
+and ``open_scan(transport)`` send at the rate of the transport they are given: there
+``max_rate_pps`` only sizes the machine's polls (10 ms of sending at that rate, so
+answers, timeouts and outages are looked at that often; give the transport's rate).
+``min_rate_pps`` is a floor the engine keeps.
 """
 
 from __future__ import annotations
@@ -35,81 +34,48 @@ import ipaddress
 import math
 import secrets
 import socket
-import struct
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import EventCallback, drive
-from rawprobe.probes.machine import MachineOutbox, Outgoing
+from rawprobe.probes.engine import (
+    BulkEngine,
+    Decided,
+    Pace,
+    TcpProbes,
+    Verdict,
+    block_sources,
+    permuted_order,
+)
+from rawprobe.probes.engine import source_lookup as source_lookup  # (a public name here)
+from rawprobe.probes.machine import Outgoing
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
-from rawprobe.probes.outage import DEFAULT_BUDGET_S, CanarySends, OutageGuard
-from rawprobe.probes.permute import Permutation, check_space
+from rawprobe.probes.outage import DEFAULT_BUDGET_S
+from rawprobe.probes.permute import check_space
 from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
-from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.transport.base import Reply, Sent, Transport, new_tuple, rtt_s
-from rawprobe.transport.keys import KIND_TCP, Cookies, MatchKey
-from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
-from rawprobe.transport.wire.checksum import ones_complement_sum
+from rawprobe.transport.base import IcmpError, Reply, TcpAnswer, Transport
+from rawprobe.transport.keys import Cookies
+from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from rawprobe.transport.wire import icmp_table
 
-__all__ = [
-    "TECHNIQUES",
-    "ScanMachine",
-    "ScanOptions",
-    "ScanProgress",
-    "ScanStream",
-    "new_machine",
-    "open_scan",
-    "scan_ports",
-    "scan_protocols",
-    "syn_scan_with",
-]
-
-TECHNIQUES = ("syn", "ack")
+TECHNIQUES = ("syn", "ack", "udp")
 OPEN, CLOSED, FILTERED, UNFILTERED = "open", "closed", "filtered", "unfiltered"
 
 _V4 = socket.AF_INET
 _V6 = socket.AF_INET6
 _SYN, _RST, _ACK = 0x02, 0x04, 0x10
 _SYN_ACK, _RST_ACK = _SYN | _ACK, _RST | _ACK
-_WINDOW = 1024  # nmap's SYN probe window
-_MSS_OPTION = (2 << 8 | 4, 1460)  # kind 2, length 4, MSS 1460 (as nmap sends)
-_TCP_LENGTH = 24
-_IP4 = struct.Struct("!BBHHHBBH")  # then source and destination
-_IP6 = struct.Struct("!IHBB")  # then source and destination
-_TCP_MSS = struct.Struct("!HHIIBBHHHHH")  # the TCP header and the MSS option
-_U32 = struct.Struct("!I")
 
-#: ICMP (type, code) -> reason, per family, for errors quoting a probe.
-_ICMP4_REASONS = {
-    (3, 0): "net-unreachable",
-    (3, 1): "host-unreachable",
-    (3, 2): "proto-unreachable",
-    (3, 3): "port-unreachable",
-    (3, 9): "net-prohibited",
-    (3, 10): "host-prohibited",
-    (3, 13): "admin-prohibited",
-    (11, 0): "time-exceeded",
-    (11, 1): "time-exceeded",
-}
-_ICMP6_REASONS = {
-    (1, 0): "net-unreachable",
-    (1, 1): "admin-prohibited",
-    (1, 2): "beyond-scope",
-    (1, 3): "host-unreachable",
-    (1, 4): "port-unreachable",
-    (1, 5): "policy-prohibited",
-    (1, 6): "reject-route",
-    (3, 0): "time-exceeded",
-    (3, 1): "time-exceeded",
-}
 _SEND_REASONS = {"ENETUNREACH": "net-unreachable", "EHOSTUNREACH": "host-unreachable"}
+#: Linux's ICMP error rate limit towards one peer: one a second after a burst (UDP scan).
+_ICMP_LIMIT_GAP_S = 1.0
 #: Events: a ScanProgress at most this often (event-loop seconds).
 _PROGRESS_INTERVAL_S = 0.2
 #: A host answers a repeated SYN for a half-open connection (its SYN-ACK was lost) at
@@ -117,10 +83,6 @@ _PROGRESS_INTERVAL_S = 0.2
 #: spaced by more than that, or a lost SYN-ACK would make an open port look filtered
 #: (found in the lab under 10% loss: one open port in ~10 scans was missed).
 _SYN_RETRY_GAP_S = 0.55
-#: Tries of one port at most, outages' fresh budgets of retries included.
-_MAX_TRIES = 60
-#: Per-host packet templates kept; a huge space recomputes them (a few microseconds).
-_TEMPLATE_CACHE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +155,22 @@ class ScanOptions:
     def allowed_max_retries(self) -> int:
         return max(self.retries, self.max_retries)
 
+    @property
+    def pace(self) -> Pace:
+        """The engine's timing for these options."""
+        return Pace(
+            retries=self.retries, max_retries=self.allowed_max_retries,
+            initial_timeout_s=self.initial_rtt_timeout_s, min_timeout_s=self.min_rtt_timeout_s,
+            max_timeout_s=self.max_rtt_timeout_s, initial_cwnd=self.initial_cwnd,
+            max_cwnd=self.max_cwnd, min_rate_pps=self.min_rate_pps,
+            # 10 ms of sending a poll at the transport's rate: the machine looks at
+            # its answers, timeouts and outages that often (0: the window alone).
+            batch=max(1, int(self.max_rate_pps / 100)) if self.max_rate_pps else 1 << 30,
+            retry_gap_s=_SYN_RETRY_GAP_S if self.technique != "udp" else 0.0,
+            limit_gap_s=_ICMP_LIMIT_GAP_S if self.technique == "udp" else 0.0,
+            outage_budget_s=self.outage_budget_s,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class ScanProgress:
@@ -216,53 +194,56 @@ class ScanProgress:
         return (self.total - self.decided) * self.elapsed_s / self.decided
 
 
-class _Template:
-    """One host's packets: the IP header bytes, and the TCP checksum's constant part
-    (pseudo-header and every word but the destination port, sequence and ack)."""
+_ERRORS: dict[tuple[int, int, int, bool], Verdict] = {}
 
-    __slots__ = ("address", "base_s", "head", "partial")
 
-    def __init__(
-        self, family: int, remote: bytes, source: bytes, sport: int, ack: bool, ttl: int
-    ) -> None:
-        self.address = socket.inet_ntop(family, remote)
-        self.base_s = math.inf  # least RTT seen (event-loop clock)
-        if family == _V4:  # ID and checksum 0: the kernel fills them (IP_HDRINCL)
-            self.head = _IP4.pack(0x45, 0, 20 + _TCP_LENGTH, 0, 0, ttl, PROTO_TCP, 0)
-        else:
-            self.head = _IP6.pack(6 << 28, _TCP_LENGTH, PROTO_TCP, ttl)
-        self.head += source + remote
-        flags = _ACK if ack else _SYN
-        # Pseudo-header (addresses, protocol, length) + every TCP word but dport/seq/ack.
-        self.partial = (
-            ones_complement_sum(source + remote)
-            + PROTO_TCP
-            + _TCP_LENGTH
-            + sport
-            + (6 << 12 | flags)
-            + _WINDOW
-            + _MSS_OPTION[0]
-            + _MSS_OPTION[1]
+def icmp_verdict(answer: IcmpError) -> Verdict | None:
+    """A port filtered by an ICMP error quoting its probe (nmap's reason word), or
+    None when the error says nothing about the port (e.g. packet too big)."""
+    icmp_type, code, from_target = answer.icmp_type, answer.code, answer.from_target
+    verdict = _ERRORS.get((answer.family, icmp_type, code, from_target))
+    if verdict is None:
+        word = icmp_table.reason(answer.family, icmp_type, code)
+        if word is None:
+            return None
+        verdict = _ERRORS[answer.family, icmp_type, code, from_target] = Verdict(
+            FILTERED, word, from_target
         )
+    return verdict
 
 
-class _Flight:
-    """A probe in flight (or waiting to be sent again)."""
-
-    __slots__ = ("base", "first_s", "flying", "sent_s", "stamp", "tries")
-
-    def __init__(self) -> None:
-        self.tries = 0  # sends so far
-        self.base = 0  # sends before the current budget of retries (an outage's)
-        self.sent_s = 0.0  # last send, event-loop time
-        self.first_s = math.inf  # first send
-        self.stamp: Sent | None = None
-        self.flying = False
+def refused(errno: str) -> Verdict:
+    """A port whose probe the network refused (ENETUNREACH...)."""
+    return Verdict(FILTERED, _SEND_REASONS.get(errno, errno.lower()))
 
 
-def _mono(flight: _Flight) -> float:
-    """The last try's send stamp on the transport's clock (the outage guard's)."""
-    return flight.stamp.monotonic_s if flight.stamp is not None else -math.inf
+class _SynScan(TcpProbes):
+    """The scan's strategy: SYN (or ACK) probes; a TCP answer or an ICMP error
+    decides the port, silence makes it filtered."""
+
+    silence = Verdict(FILTERED, "no-response")
+    refused = staticmethod(refused)
+
+    def classify(self, answer: Reply) -> Verdict | None:
+        if isinstance(answer, TcpAnswer):
+            flags = answer.flags
+            if self.ack:
+                return _UNFILTERED if flags & _RST else None
+            if flags & _SYN_ACK == _SYN_ACK:
+                return _OPEN
+            if flags & _RST_ACK == _RST_ACK:
+                return _CLOSED
+            return None  # e.g. a bare RST whose seq happens to match: not an answer
+        return icmp_verdict(answer) if isinstance(answer, IcmpError) else None
+
+
+class _AckScan(_SynScan):
+    ack = True
+
+
+_OPEN = Verdict(OPEN, "syn-ack", True, True)
+_CLOSED = Verdict(CLOSED, "reset", True, True)
+_UNFILTERED = Verdict(UNFILTERED, "reset", True, True)
 
 
 class _HostTally:
@@ -278,13 +259,20 @@ class _HostTally:
         self.min_rtt_s: float | None = None
 
 
-class ScanMachine(MachineOutbox[object]):
+def _address(packed: bytes) -> str:
+    return socket.inet_ntop(_V4 if len(packed) == 4 else _V6, packed)
+
+
+class ScanMachine(BulkEngine[PortResult | ScanProgress]):
     """Scan every (host, port) of ``space`` x ``ports``; pure, time injected.
+    ``strategies``: the strategy of each technique this machine scans with.
 
     ``source_for(address)`` gives our source address towards a target (the
-    transport's ``source_for``, or a constant). Events: a PortResult per decided port,
-    a ScanProgress every ~0.2 s and when done.
+    transport's ``source_for``, or a constant): asked once per target block. Events: a
+    PortResult per decided port, a ScanProgress every ~0.2 s and when done.
     """
+
+    strategies: ClassVar[dict[str, Callable[..., Any]]] = {"syn": _SynScan, "ack": _AckScan}
 
     def __init__(
         self,
@@ -299,219 +287,37 @@ class ScanMachine(MachineOutbox[object]):
         if not ports:
             raise UsageError("no ports to scan")
         self.options = options
-        self.space = space
         self.ports = tuple(ports)
         self.total = space.size * len(self.ports)
-        self._cookie = cookies.cookie
-        self._source_for = source_for
-        self._sport = options.source_port or 32768 + secrets.randbelow(28232)
-        self._port_words = tuple(self._sport << 16 | port for port in self.ports)
-        self._ack_scan = options.technique == "ack"
-        self._flags = _ACK if self._ack_scan else _SYN
-        shard, shards = options.shard, options.shards
-        self._order: Iterator[int] = (
-            iter(Permutation(self.total, options.seed, shard, shards))
-            if options.randomize and self.total > 1
-            else iter(range(shard, self.total, shards))
+        sport = options.source_port or 32768 + secrets.randbelow(28232)
+        kind = self.strategies.get(options.technique)
+        if kind is None:
+            raise UsageError(f"a {options.technique} scan is not a {type(self).__name__}")
+        sources = block_sources(space, source_for)
+        strategy = kind(space, self.ports, sources, cookies, sport=sport, ttl=options.ttl)
+        order = permuted_order(
+            self.total, options.seed, options.shard, options.shards, options.randomize
         )
-        self._exhausted = False
-        self._templates: dict[bytes, _Template] = {}
-        self._sources: dict[int, bytes] = {}  # block position -> our source address
-        self._flights: dict[MatchKey, _Flight] = {}
-        self._expiry: deque[tuple[float, MatchKey, int]] = deque()
-        self._resend: deque[MatchKey] = deque()
-        # Third and later tries wait out the target's limit on answering repeated SYNs
-        # (see _SYN_RETRY_GAP_S): (when the gap is over, key), in that order.
-        self._gapped: deque[tuple[float, MatchKey]] = deque()
-        self._in_flight = 0
-        # Silence verdicts wait for proof of life (probes/outage.py); None: off.
-        self._guard = (
-            OutageGuard[MatchKey, MatchKey](options.outage_budget_s)
-            if options.outage_budget_s
-            else None
-        )
-        self._canary_keys = CanarySends[MatchKey]()  # canaries in flight -> their sends
-        self._gave_up = False
-        super().__init__()
+        super().__init__(space, len(self.ports), order, strategy, options.pace)
+        self._sport = sport
         self._hosts: dict[bytes, _HostTally] = {}
         self._totals: dict[str, int] = {}
-        # Timing and congestion state.
-        self._rtt = RttEstimator(
-            options.initial_rtt_timeout_s, options.min_rtt_timeout_s, options.max_rtt_timeout_s
-        )
-        self._timeout = self._rtt.timeout_s
-        self._cwnd = float(options.initial_cwnd)
-        self._ssthresh = math.inf
-        self._peak_cwnd = self._cwnd
-        self._backoff_s = -math.inf  # probes first sent before this cannot back off again
-        self._backoffs = 0
-        self._delay_backoffs = 0
-        self._queue_delay = 0.0  # smoothed RTT above each host's least RTT
-        self._delay_target = options.min_rtt_timeout_s / 4
-        self._allowed_retries = options.retries
-        self._max_answered_try = 0
-        self._rate_tokens = 0.0
-        self._min_tokens = 0.0
-        self._token_s = 0.0
-        # Counters.
-        self.sent_count = 0
-        self.retransmissions = 0
-        self.decided = 0
-        self._started: float | None = None
-        self._finished: float | None = None
         self._progress_s = 0.0
         self._progress_sent = 0
         self._rate = 0.0
         self._peak_rate = 0.0
 
-    # -- machine interface ---------------------------------------------------------
-
-    @property
-    def done(self) -> bool:
-        return (self._exhausted and not self._flights) or self._gave_up
-
-    @property
-    def timeout_s(self) -> float:
-        return self._timeout
-
-    @property
-    def cwnd(self) -> float:
-        return self._cwnd
-
     def poll(self, now: float) -> list[Outgoing]:
         if self._started is None:
-            self._started = self._progress_s = self._token_s = now
-            self._rate_tokens = self._burst(self.options.max_rate_pps)
-        self._expire(now)
-        out: list[Outgoing] = []
-        guard = self._guard
-        if guard is not None and (guard.pending or guard.ended):
-            self._guard_step(guard, now, out)
-            if guard.outage_s is not None or self._gave_up:
-                self._spend(len(out))  # nothing new into an outage
-                if now >= self._progress_s + _PROGRESS_INTERVAL_S:  # as next_deadline
-                    self._progress(now)
-                self._note_finish(now)
-                return out
-        budget = self._budget(now)
-        while budget > 0 and self._resend:
-            key = self._resend.popleft()
-            flight = self._flights.get(key)
-            if flight is None or flight.flying:
-                continue
-            out.append(Outgoing(key, self._packet(key)))
-            budget -= 1
-        if budget > 0 and not self._exhausted:
-            self._new_probes(budget, out)
-        if out and guard is not None:
-            guard.sending(now)
-        if out and guard is not None and guard.quiet(now, self._timeout):
-            self._canaries(guard, now, out)
-        self._spend(len(out))
+            self._progress_s = now
+        out = super().poll(now)
         if now >= self._progress_s + _PROGRESS_INTERVAL_S:  # as next_deadline
             self._progress(now)
-        self._note_finish(now)
         return out
 
-    def sent(self, key: MatchKey, sent: Sent, now: float) -> None:
-        flight = self._flights.get(key)
-        if flight is None:
-            if self._canary_keys.left(key, sent.monotonic_s):  # (the proof clock)
-                self.sent_count += 1
-                assert self._guard is not None
-                self._guard.round_left(now)  # a round is timed from when it left
-            return
-        self.sent_count += 1
-        if flight.tries:
-            self.retransmissions += 1
-        flight.tries += 1
-        if sent.error is not None:
-            self._decide(key, flight, FILTERED, _SEND_REASONS.get(sent.error, sent.error.lower()))
-            self._note_finish(now)
-            return
-        flight.sent_s = now
-        flight.stamp = sent
-        if flight.first_s == math.inf:
-            flight.first_s = now
-        if not flight.flying:
-            flight.flying = True
-            self._in_flight += 1
-        self._expiry.append((now, key, flight.tries))
-
-    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
-        for key, stamp in zip(keys, stamps, strict=True):  # (until the bulk engine)
-            self.sent(key, stamp, now)
-
-    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
-        for reply in replies:
-            self.receive(reply, now)
-
-    def receive(self, reply: Reply, now: float) -> None:
-        key = reply.key
-        flight = self._flights.get(key)
-        if flight is None or flight.stamp is None:
-            canaries = self._canary_keys
-            if key in canaries and self._guard is not None and self._classify(reply) is not None:
-                canary_s = canaries.answer(key)
-                if canary_s is not None:
-                    self._guard.answered(canary_s, now, None)
-            return  # a duplicate, or an answer to a port already decided
-        if reply.protocol == PROTO_TCP and not self._ack_scan:  # the common case, inline
-            data = reply.data  # the demux has read the flags already: long enough
-            flags = data[(data[0] & 0x0F) * 4 + 13] if reply.family == _V4 else data[13]
-            if flags & _SYN_ACK == _SYN_ACK:
-                state, reason, from_host = OPEN, "syn-ack", True
-            elif flags & _RST_ACK == _RST_ACK:
-                state, reason, from_host = CLOSED, "reset", True
-            else:
-                return  # e.g. a bare RST whose seq happens to match: not an answer
-        else:
-            verdict = self._classify(reply)
-            if verdict is None:
-                return  # matched our key but says nothing about the port
-            state, reason, from_host = verdict
-        guard = self._guard
-        if guard is not None:  # proof of life: a probe sent then was delivered
-            first_try = flight.tries - flight.base <= 1
-            proof_s = flight.stamp.monotonic_s if first_try else -math.inf
-            guard.answered(proof_s, now, key if reply.protocol == PROTO_TCP else None)
-        if flight.tries - flight.base > 1:
-            self._max_answered_try = max(self._max_answered_try, flight.tries - 1)
-            self._allowed_retries = min(
-                self.options.allowed_max_retries,
-                max(self._allowed_retries, self._max_answered_try + 1),
-            )
-            self._on_loss(flight)
-        else:
-            sample = now - flight.sent_s
-            self._rtt.sample(sample)
-            self._timeout = self._rtt.timeout_s
-            template = self._templates.get(key[1])
-            if template is not None:  # queueing delay: this RTT above the host's least
-                template.base_s = min(template.base_s, sample)
-                self._queue_delay += 0.125 * (sample - template.base_s - self._queue_delay)
-            self._open_window(flight)
-        rtt = rtt_s(flight.stamp, reply)
-        self._decide(key, flight, state, reason, reply.ttl, rtt, reply.source_packed, from_host)
-        if self._exhausted and not self._flights:
-            self._note_finish(now)
-
     def next_deadline(self) -> float:
-        if self.done:
-            return math.inf
-        candidates = [self._progress_s + _PROGRESS_INTERVAL_S]
-        if self._expiry:
-            candidates.append(self._expiry[0][0] + self._timeout)
-        guard = self._guard
-        if guard is not None:
-            candidates.append(guard.next_deadline(self._timeout))
-            if guard.outage_s is not None:
-                return min(candidates)  # nothing is sent but canaries
-        if self._gapped:
-            candidates.append(self._gapped[0][0])
-        if self._resend or not self._exhausted:
-            candidates.append(self._send_time())
-        return min(candidates)
+        deadline = super().next_deadline()
+        return deadline if self.done else min(deadline, self._progress_s + _PROGRESS_INTERVAL_S)
 
     # -- results -------------------------------------------------------------------
 
@@ -522,9 +328,8 @@ class ScanMachine(MachineOutbox[object]):
 
     def result(self, now: float | None = None) -> ScanResult:
         """The result so far (complete once ``done``); ``now`` dates an unfinished one."""
-        start = self._started if self._started is not None else 0.0
-        end = self._finished if self._finished is not None else (now or start)
-        guard = self._guard
+        start, finished = self.elapsed_span
+        end = finished if finished is not None else (now or start)
         hosts = []
         for remote in sorted(self._hosts, key=_address_order):
             tally = self._hosts[remote]
@@ -533,6 +338,7 @@ class ScanMachine(MachineOutbox[object]):
             )
             ports = tuple(sorted(tally.listed, key=lambda p: p.port))
             hosts.append(HostPorts(tally.address, ports, counts, tally.up, tally.min_rtt_s))
+        outages, outage_s = self.outages
         return ScanResult(
             technique=self.options.technique,
             hosts=tuple(hosts),
@@ -553,8 +359,8 @@ class ScanMachine(MachineOutbox[object]):
                 peak_rate_pps=self._peak_rate,
                 last_rate_pps=self._rate,
                 max_retries_used=self._allowed_retries,
-                outages=guard.outages if guard is not None else 0,
-                outage_s=guard.outage_total_s if guard is not None else 0.0,
+                outages=outages,
+                outage_s=outage_s,
             ),
             state_totals=tuple(sorted(self._totals.items())),
             incomplete_reason=self.incomplete_reason,
@@ -563,15 +369,16 @@ class ScanMachine(MachineOutbox[object]):
     @property
     def incomplete_reason(self) -> str | None:
         """Why the scan stopped before deciding every port (None: it did not)."""
-        guard = self._guard
-        if guard is None or guard.gave_up is None:
+        if self.gave_up is None:
             return None
         left = self.total - self.decided
-        return f"{guard.gave_up}; {left} of {self.total} ports undecided"
+        return f"{self.gave_up}; {left} of {self.total} ports undecided"
 
     def progress(self, now: float) -> ScanProgress:
-        start = self._started if self._started is not None else now
-        end = self._finished if self._finished is not None else now
+        start, finished = self.elapsed_span
+        if self._started is None:
+            start = now
+        end = finished if finished is not None else now
         return ScanProgress(
             decided=self.decided,
             total=self.total,
@@ -583,148 +390,28 @@ class ScanMachine(MachineOutbox[object]):
             elapsed_s=max(0.0, end - start),
         )
 
-    # -- probes --------------------------------------------------------------------
+    # -- tallies -------------------------------------------------------------------
 
-    def _template(self, remote: bytes, family: int, block: int | None = None) -> _Template:
-        """The packets for ``remote``; the source address is routing's pick for the
-        target block (index ``block``: one lookup per block, as the sweep does, not one
-        per host) or, for a block not given, for the host itself."""
-        template = self._templates.get(remote)
-        if template is None:
-            if len(self._templates) >= _TEMPLATE_CACHE:
-                self._templates.clear()
-            source = self._sources.get(block) if block is not None else None
-            if source is None:
-                if block is not None:
-                    address = self.space.first_address(self.space.blocks[block])
-                else:
-                    address = socket.inet_ntop(family, remote)
-                source = socket.inet_pton(family, self._source_for(address))
-                if block is not None:
-                    self._sources[block] = source
-            template = _Template(
-                family, remote, source, self._sport, self._ack_scan, self.options.ttl
-            )
-            self._templates[remote] = template
-        return template
-
-    def _new_probes(self, count: int, out: list[Outgoing]) -> None:
-        """Up to ``count`` probes of the next indices of the permutation (the hot loop:
-        a cookie, a checksum and one struct.pack per probe)."""
-        order, flights, templates = self._order, self._flights, self._templates
-        cookie = self._cookie
-        ports, nports, words = self.ports, len(self.ports), self._port_words
-        single = self.space.blocks[0] if len(self.space.blocks) == 1 else None
-        for _ in range(count):
-            index = next(order, None)
-            if index is None:
-                self._exhausted = True
-                return
-            host, port_index = divmod(index, nports)
-            if single is not None:
-                position, family = 0, single.family
-                remote = (single.first + host).to_bytes(single.width, "big")
-            else:
-                position, offset = self.space.locate(host)
-                block = self.space.blocks[position]
-                family, remote = block.family, (block.first + offset).to_bytes(block.width, "big")
-            word = words[port_index]
-            isn = _U32.unpack_from(cookie((KIND_TCP, remote, word, 0)))[0]
-            key: MatchKey = (KIND_TCP, remote, word, isn)
-            template = templates.get(remote) or self._template(remote, family, position)
-            flights[key] = _Flight()
-            packet = self._build(template, ports[port_index], isn)
-            out.append(new_tuple(Outgoing, (key, packet, (), True)))
-
-    def _packet(self, key: MatchKey) -> bytes:
-        _kind, remote, ports, isn = key
-        template = self._template(remote, _V4 if len(remote) == 4 else _V6)
-        return self._build(template, ports & 0xFFFF, isn)
-
-    def _build(self, template: _Template, dport: int, isn: int) -> bytes:
-        ack = isn if self._ack_scan else 0
-        total = template.partial + dport + (isn >> 16) + (isn & 0xFFFF)
-        if ack:
-            total += (ack >> 16) + (ack & 0xFFFF)
-        total = (total & 0xFFFF) + (total >> 16)
-        total = (total & 0xFFFF) + (total >> 16)
-        return template.head + _TCP_MSS.pack(
-            self._sport, dport, isn, ack, 6 << 4, self._flags, _WINDOW, ~total & 0xFFFF, 0,
-            _MSS_OPTION[0], _MSS_OPTION[1],
-        )  # fmt: skip
-
-    # -- answers -------------------------------------------------------------------
-
-    def _classify(self, reply: Reply) -> tuple[str, str, bool] | None:
-        """(state, reason, sent by the host itself) for an answer, None if it is none."""
-        data = reply.data
-        try:
-            if reply.family == _V4:
-                ihl = (data[0] & 0x0F) * 4
-                protocol = data[9]
-                offset = ihl
-            else:
-                protocol, offset = reply.protocol, 0
-            if protocol == PROTO_TCP:
-                flags = data[offset + 13]
-                if self._ack_scan:
-                    return (UNFILTERED, "reset", True) if flags & _RST else None
-                if flags & _ACK and flags & _SYN:
-                    return OPEN, "syn-ack", True
-                if flags & _ACK and flags & _RST:
-                    return CLOSED, "reset", True
-                return None
-            icmp_type, icmp_code = data[offset], data[offset + 1]
-        except IndexError:
-            return None
-        if protocol == PROTO_ICMP:
-            reason, unreachable = _ICMP4_REASONS.get((icmp_type, icmp_code)), 3
-        elif protocol == PROTO_ICMPV6:
-            reason, unreachable = _ICMP6_REASONS.get((icmp_type, icmp_code)), 1
-        else:
-            return None
-        if reason is None:
-            if icmp_type != unreachable:
-                return None  # e.g. packet too big: says nothing about the port
-            reason = f"unreachable-code-{icmp_code}"
-        return FILTERED, reason, reply.source_packed == reply.key[1]
-
-    def _decide(
-        self,
-        key: MatchKey,
-        flight: _Flight,
-        state: str,
-        reason: str,
-        ttl: int | None = None,
-        rtt: float | None = None,
-        source: bytes | None = None,
-        from_host: bool = False,
-    ) -> None:
-        """Record the port's state; ``source`` (packed) is who answered."""
-        del self._flights[key]
-        if flight.flying:
-            self._in_flight -= 1
-        self._retired.append(key)
-        self.decided += 1
+    def _tally(self, decided: Decided) -> None:
+        state, reason, from_host = decided.verdict[:3]
         self._totals[state] = self._totals.get(state, 0) + 1
-        remote = key[1]
-        template = self._templates.get(remote)
-        if template is not None:
-            address = template.address
-        else:
-            address = socket.inet_ntop(_V4 if len(remote) == 4 else _V6, remote)
+        remote: bytes = decided.key[1]
         options = self.options
         listed = state != CLOSED or options.keep_closed
+        tally = self._hosts.get(remote) if options.collect else None
+        if tally is None and options.collect:
+            tally = self._hosts[remote] = _HostTally(_address(remote))
+        rtt, answer = decided.rtt_s, decided.answer
         if listed or options.closed_events:
-            family = _V4 if source is not None and len(source) == 4 else _V6
-            text = socket.inet_ntop(family, source) if source else None
-            port = PortResult(address, key[2] & 0xFFFF, state, reason, ttl, rtt, text, flight.tries)
+            address = tally.address if tally is not None else _address(remote)
+            port = PortResult(
+                address, self.ports[decided.item % len(self.ports)], state, reason,
+                answer.ttl if answer is not None else None, rtt,
+                answer.source if answer is not None else None, decided.tries,
+            )  # fmt: skip
             self._events.append(port)
-        if not options.collect:
-            return
-        tally = self._hosts.get(remote)
         if tally is None:
-            tally = self._hosts[remote] = _HostTally(address)
+            return
         counts = tally.counts
         counts[state, reason] = counts.get((state, reason), 0) + 1
         if listed:
@@ -734,169 +421,6 @@ class ScanMachine(MachineOutbox[object]):
             if rtt is not None and (tally.min_rtt_s is None or rtt < tally.min_rtt_s):
                 tally.min_rtt_s = rtt
 
-    # -- timing and congestion -----------------------------------------------------
-
-    def _expire(self, now: float) -> None:
-        gapped = self._gapped
-        while gapped and gapped[0][0] <= now:
-            self._resend.append(gapped.popleft()[1])
-        timeout = self._timeout
-        expiry, flights = self._expiry, self._flights
-        while expiry and expiry[0][0] + timeout <= now:
-            _sent_s, key, tries = expiry.popleft()
-            flight = flights.get(key)
-            if flight is None or flight.tries != tries or not flight.flying:
-                continue  # answered, or sent again since
-            flight.flying = False
-            self._in_flight -= 1
-            guard = self._guard
-            if guard is not None and guard.outage_s is not None:
-                guard.hold(_mono(flight), now, key)  # probed again once the outage ends
-                continue
-            self._open_window()  # a probe left the network without a sign of congestion
-            if tries - flight.base <= self._allowed_retries:
-                if tries >= 2 and now - flight.sent_s < _SYN_RETRY_GAP_S:
-                    gapped.append((flight.sent_s + _SYN_RETRY_GAP_S, key))
-                else:
-                    self._resend.append(key)
-            elif guard is not None and guard.recent:
-                guard.hold(_mono(flight), now, key)  # filtered once the network is proven up
-            else:
-                self._decide(key, flight, FILTERED, "no-response")
-
-    def _guard_step(
-        self, guard: OutageGuard[MatchKey, MatchKey], now: float, out: list[Outgoing]
-    ) -> None:
-        """Give the silence verdicts proven, probe again what an outage held, send a
-        round of canaries (the ports that answered last) when proof is overdue."""
-        given, again, canaries = guard.poll(now, self._timeout)
-        flights = self._flights
-        for key in given:
-            flight = flights.get(key)
-            if flight is not None and not flight.flying:
-                self._decide(key, flight, FILTERED, "no-response")
-        for key in again:
-            flight = flights.get(key)
-            if flight is None or flight.flying:
-                continue
-            if flight.tries >= _MAX_TRIES:
-                self._decide(key, flight, FILTERED, "no-response")
-                continue
-            flight.base = flight.tries  # a whole new budget of retries
-            self._resend.append(key)
-        if guard.gave_up is not None:
-            self._gave_up = True
-            return
-        if canaries:
-            self._canaries(guard, now, out)
-
-    def _canaries(
-        self, guard: OutageGuard[MatchKey, MatchKey], now: float, out: list[Outgoing]
-    ) -> None:
-        """A round of canaries: the ports that answered last, probed again."""
-        sent = self._canary_keys
-        for key in [k for k in sent if k not in guard.recent]:
-            sent.drop(key)
-            self._retired.append(key)
-        for key in guard.recent:
-            out.append(Outgoing(key, self._packet(key)))
-            sent.expect(key)  # (an earlier round's send stays awaited)
-        guard.sent_round(now)
-
-    def _open_window(self, flight: _Flight | None = None) -> None:
-        """One probe completed: grow the window, unless answers queue up (ours or the
-        network's): hold it above the delay target, shrink it by a quarter (once per
-        window) above twice the target, so replies never wait long enough to time out."""
-        if self._queue_delay > self._delay_target:
-            if (
-                flight is not None
-                and self._queue_delay > 2 * self._delay_target
-                and flight.first_s > self._backoff_s
-            ):
-                self._delay_backoffs += 1
-                self._cwnd = max(float(self.options.initial_cwnd) / 4, self._cwnd * 0.75)
-                self._ssthresh = self._cwnd
-                self._backoff_s = flight.sent_s
-            return
-        cwnd = self._cwnd
-        if cwnd < self._ssthresh:
-            cwnd += 1.0
-        else:
-            cwnd += 0.125  # about an eighth more per window of completions
-        self._cwnd = min(cwnd, float(self.options.max_cwnd))
-        if self._cwnd > self._peak_cwnd:
-            self._peak_cwnd = self._cwnd
-
-    def _on_loss(self, flight: _Flight) -> None:
-        """An answer to a retransmission: the first try or its answer was lost. Halve
-        the window, once per window of probes (those sent before the last backoff do
-        not count again)."""
-        if flight.first_s <= self._backoff_s:
-            return
-        self._backoffs += 1
-        self._ssthresh = max(float(self.options.initial_cwnd) / 4, self._cwnd / 2)
-        self._cwnd = self._ssthresh
-        self._backoff_s = flight.sent_s
-
-    # -- pacing --------------------------------------------------------------------
-
-    @staticmethod
-    def _burst(rate_pps: float) -> float:
-        """Tokens a rate may save up: 10 ms worth, at least one."""
-        return max(1.0, rate_pps / 100)
-
-    def _refill(self, now: float) -> None:
-        elapsed = now - self._token_s
-        if elapsed <= 0:
-            return
-        self._token_s = now
-        options = self.options
-        if options.max_rate_pps:
-            self._rate_tokens = min(
-                self._burst(options.max_rate_pps),
-                self._rate_tokens + elapsed * options.max_rate_pps,
-            )
-        if options.min_rate_pps:
-            self._min_tokens = min(
-                self._burst(options.min_rate_pps),
-                self._min_tokens + elapsed * options.min_rate_pps,
-            )
-
-    def _budget(self, now: float) -> int:
-        """Probes that may go now: the window's free slots, or the min-rate floor's
-        tokens if more, never more than the rate cap's tokens."""
-        self._refill(now)
-        # (1e-9: the token due at _send_time counts despite rounding; a virtual clock
-        # that never moves while the loop spins would otherwise stall here.)
-        budget = max(int(self._cwnd) - self._in_flight, int(self._min_tokens + 1e-9))
-        if self.options.max_rate_pps:
-            budget = min(budget, int(self._rate_tokens + 1e-9))
-        return max(0, budget)
-
-    def _spend(self, count: int) -> None:
-        if not count:
-            return
-        if self.options.max_rate_pps:
-            self._rate_tokens -= count
-        if self.options.min_rate_pps:
-            self._min_tokens = max(0.0, self._min_tokens - count)
-
-    def _send_time(self) -> float:
-        """When the next probe may go, given the window, the floor and the cap."""
-        options = self.options
-        window_open = int(self._cwnd) > self._in_flight
-        if window_open:
-            ready = self._token_s
-        elif options.min_rate_pps:
-            ready = self._token_s + max(0.0, 1.0 - self._min_tokens) / options.min_rate_pps
-        else:
-            return math.inf  # an answer or a timeout opens the window
-        if options.max_rate_pps and self._rate_tokens < 1.0:
-            ready = max(ready, self._token_s + (1.0 - self._rate_tokens) / options.max_rate_pps)
-        return ready
-
-    # -- bookkeeping ---------------------------------------------------------------
-
     def _progress(self, now: float) -> None:
         elapsed = now - self._progress_s
         if elapsed > 0:
@@ -905,10 +429,8 @@ class ScanMachine(MachineOutbox[object]):
         self._progress_s, self._progress_sent = now, self.sent_count
         self._events.append(self.progress(now))
 
-    def _note_finish(self, now: float) -> None:
-        if self._finished is None and self.done:
-            self._finished = now
-            self._progress(now)
+    def _finish(self, now: float) -> None:
+        self._progress(now)
 
 
 # -- targets and ports --------------------------------------------------------------
@@ -928,13 +450,15 @@ def scan_ports(ports: str | Sequence[int] | None = None, top: int | None = None)
     return parse_ports(",".join(str(int(p)) for p in ports)) if ports else ()
 
 
-def scan_protocols(space: TargetSpace) -> list[tuple[int, int]]:
-    """The raw sockets a scan of ``space`` needs: TCP for answers, ICMP for errors."""
+def scan_protocols(space: TargetSpace, technique: str = "syn") -> list[tuple[int, int]]:
+    """The raw sockets a scan of ``space`` needs: TCP (UDP for a UDP scan) for
+    answers, ICMP for errors."""
+    answers = PROTO_UDP if technique == "udp" else PROTO_TCP
     protocols: list[tuple[int, int]] = []
     if _V4 in space.families:
-        protocols += [(_V4, PROTO_ICMP), (_V4, PROTO_TCP)]
+        protocols += [(_V4, PROTO_ICMP), (_V4, answers)]
     if _V6 in space.families:
-        protocols += [(_V6, PROTO_ICMPV6), (_V6, PROTO_TCP)]
+        protocols += [(_V6, PROTO_ICMPV6), (_V6, answers)]
     return protocols
 
 
@@ -954,51 +478,34 @@ def merge_results(results: Sequence[ScanResult]) -> ScanResult:
     if len(results) == 1:
         return results[0]
     parts: dict[str, list[HostPorts]] = {}
-    for result in results:
-        for host in result.hosts:
-            parts.setdefault(host.address, []).append(host)
+    for host in (host for result in results for host in result.hosts):
+        parts.setdefault(host.address, []).append(host)
     hosts = []
     for address in sorted(parts, key=lambda a: _address_order(ipaddress.ip_address(a).packed)):
         counts: collections.Counter[tuple[str, str]] = collections.Counter()
-        for part in parts[address]:
-            for state, reason, count in part.counts:
-                counts[(state, reason)] += count
+        for state, reason, count in (c for part in parts[address] for c in part.counts):
+            counts[state, reason] += count
         rtts = [p.min_rtt_s for p in parts[address] if p.min_rtt_s is not None]
-        hosts.append(
-            HostPorts(
-                address,
-                tuple(sorted((p for h in parts[address] for p in h.ports), key=lambda p: p.port)),
-                tuple((state, reason, n) for (state, reason), n in sorted(counts.items())),
-                any(p.is_up for p in parts[address]),
-                min(rtts) if rtts else None,
-            )
-        )
-    totals: collections.Counter[str] = collections.Counter()
+        ports = sorted((p for h in parts[address] for p in h.ports), key=lambda p: p.port)
+        merged = tuple((state, reason, n) for (state, reason), n in sorted(counts.items()))
+        up = any(p.is_up for p in parts[address])
+        hosts.append(HostPorts(address, tuple(ports), merged, up, min(rtts, default=None)))
+    totals = collections.Counter[str]()
     for result in results:
         totals.update(dict(result.state_totals))
-    first = results[0]
+    first, timings = results[0], [r.timing for r in results]
+    summed = ("peak_rate_pps", "last_rate_pps", "backoffs", "delay_backoffs", "outages")
     timing = dataclasses.replace(
-        first.timing,
-        peak_rate_pps=sum(r.timing.peak_rate_pps for r in results),
-        last_rate_pps=sum(r.timing.last_rate_pps for r in results),
-        backoffs=sum(r.timing.backoffs for r in results),
-        delay_backoffs=sum(r.timing.delay_backoffs for r in results),
-        outages=sum(r.timing.outages for r in results),
-        outage_s=max(r.timing.outage_s for r in results),
-    )
-    return ScanResult(
-        technique=first.technique,
-        hosts=tuple(hosts),
-        ports_per_host=first.ports_per_host,
-        host_count=first.host_count,
-        decided=sum(r.decided for r in results),
-        probes_sent=sum(r.probes_sent for r in results),
-        retransmissions=sum(r.retransmissions for r in results),
-        elapsed_s=max(r.elapsed_s for r in results),
-        timing=timing,
-        state_totals=tuple(sorted(totals.items())),
+        first.timing, outage_s=max(t.outage_s for t in timings),
+        **{name: sum(getattr(t, name) for t in timings) for name in summed},
+    )  # fmt: skip
+    total = {name: sum(getattr(r, name) for r in results)
+             for name in ("decided", "probes_sent", "retransmissions")}  # fmt: skip
+    return dataclasses.replace(
+        first, hosts=tuple(hosts), elapsed_s=max(r.elapsed_s for r in results), timing=timing,
+        state_totals=tuple(sorted(totals.items())), **total,
         incomplete_reason=next((r.incomplete_reason for r in results if r.incomplete_reason), None),
-    )
+    )  # fmt: skip
 
 
 def new_machine(
@@ -1014,20 +521,6 @@ def new_machine(
     return ScanMachine(
         space, ports, cookies=transport.cookies, source_for=source_for, options=options
     )
-
-
-def source_lookup(source: str | None, route: Callable[[str], str]) -> Callable[[str], str]:
-    """The scan's source towards an address: ``source`` (-S) when given, which must be
-    of the address's family, else routing's pick (``route``)."""
-
-    def source_for(address: str) -> str:
-        if source is not None:
-            if (":" in source) != (":" in address):
-                raise UsageError(f"source address {source} is not of {address}'s family")
-            return source
-        return route(address)
-
-    return source_for
 
 
 def check_scan(

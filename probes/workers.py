@@ -17,6 +17,7 @@ import contextlib
 import gc
 import os
 import pickle
+import secrets
 import select
 import signal
 import sys
@@ -24,9 +25,10 @@ import time
 import traceback
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from rawprobe.errors import RawProbeError, sole_error, write_failure
+from rawprobe.transport import privileges
 
 T = TypeVar("T")
 
@@ -41,6 +43,46 @@ _PR_SET_PDEATHSIG = 1
 
 class WorkerFailed(RawProbeError):
     """A worker process died without a result."""
+
+
+class Plan(NamedTuple):
+    """How a bulk run (scan, sweep) splits over worker processes: ``workers`` of them
+    walk shards of one random order (``seed``); the run itself may be shard ``shard``
+    of ``shards`` (a sweep's --shard I/N), which the workers split further."""
+
+    workers: int
+    seed: int | None
+    shard: int = 0
+    shards: int = 1
+
+    def of(self, worker: int) -> tuple[int, int]:
+        """(shard, shards) of the permutation that ``worker`` walks."""
+        return self.shard + self.shards * worker, self.shards * self.workers
+
+
+def plan_workers(
+    requested: int | None,
+    probes: int,
+    seed: int | None,
+    shard: tuple[int, int] = (0, 1),
+    *,
+    capture: bool = False,
+) -> Plan:
+    """``requested`` workers, else one per CPU (at most 4) for 4,096 probes or more;
+    one when a capture file is written (one process writes it). Several workers share
+    one order: a random seed when none is given."""
+    workers = requested or (min(os.cpu_count() or 1, 4) if probes >= 4096 else 1)
+    if capture:
+        workers = 1
+    if workers > 1 and seed is None:
+        seed = secrets.randbits(32)
+    return Plan(workers, seed, *shard)
+
+
+def run_plan(job: Callable[[int], T], plan: Plan) -> list[T]:
+    """``run_workers`` for a bulk run: this process drops its privileges once every
+    worker has forked (they open their own sockets), bulk garbage collection."""
+    return run_workers(job, plan.workers, after_fork=privileges.sockets_opened, bulk_gc=True)
 
 
 def run_workers(

@@ -64,6 +64,8 @@ from rawprobe.probes.models import (
     TraceResult,
 )
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols
+from rawprobe.probes.portspec import DEFAULT_TOP_UDP_PORTS as _DEFAULT_TOP_UDP_PORTS
+from rawprobe.probes.portspec import top_ports as _top_ports
 from rawprobe.probes.scan import ScanOptions, ScanProgress, ScanStream, open_scan, syn_scan_with
 from rawprobe.probes.scan import scan_ports as _scan_ports
 from rawprobe.probes.scan import scan_protocols as _scan_protocols
@@ -74,6 +76,7 @@ from rawprobe.probes.targets import parse_block as _parse_block
 from rawprobe.probes.targets import refuse_special as _refuse_special
 from rawprobe.probes.targets import refuse_special_block as _refuse_special_block
 from rawprobe.probes.traceroute import TraceOptions, trace_many_with, trace_protocols
+from rawprobe.probes.udp_scan import udp_scan_with as _udp_scan_with
 from rawprobe.targets import resolve
 from rawprobe.targets import resolve_targets as _resolve_targets
 from rawprobe.transport.base import Transport
@@ -143,6 +146,7 @@ __all__ = [
     "syn_scan_stream",
     "traceroute",
     "traceroute_many",
+    "udp_scan",
 ]
 
 _V4: int = socket.AF_INET
@@ -479,12 +483,15 @@ async def _scan_plan(
         technique=technique, retries=retries, max_retries=max(retries, max_retries),
         max_rate_pps=rate_pps, min_rate_pps=min_rate_pps, keep_closed=keep_closed,
     )  # fmt: skip
+    if technique == "udp" and ports is None:  # (the UDP scan's own default ports)
+        ports, top_ports = _top_ports(top_ports or _DEFAULT_TOP_UDP_PORTS, "udp"), None
     port_list = _scan_ports(ports, top_ports)
     space = await _target_space(targets, family, broadcast)
     _check_source(source)
-    hears = _scan_protocols(space)
+    hears = _scan_protocols(space, technique)
     if transport is not None:
-        _check_transport(transport, _sends(space.families, "tcp"), hears, "a TCP scan")
+        sends = "udp" if technique == "udp" else "tcp"
+        _check_transport(transport, _sends(space.families, sends), hears, f"a {sends.upper()} scan")
         yield _ScanPlan(space, port_list, options, source, transport)
     elif not _raw_scan(technique, privileged, space.families):
         yield _ScanPlan(space, port_list, options, source, None)
@@ -499,9 +506,8 @@ async def _scan_to_end(plan: _ScanPlan) -> ScanResult:
     if plan.transport is None:
         keep_closed = plan.options.keep_closed
         return await _ConnectScan(plan.space, plan.ports, keep_closed=keep_closed).run()
-    return await syn_scan_with(
-        plan.transport, plan.space, plan.ports, plan.options, source=plan.source
-    )
+    scan_with = _udp_scan_with if plan.options.technique == "udp" else syn_scan_with
+    return await scan_with(plan.transport, plan.space, plan.ports, plan.options, source=plan.source)
 
 
 @asynccontextmanager
@@ -529,14 +535,14 @@ async def _scan_streamed(plan: _ScanPlan) -> AsyncIterator[ScanStream]:
 
 
 def _scan_result(
-    plan: Callable[_P, AbstractAsyncContextManager[_ScanPlan]], doc: str
+    plan: Callable[_P, AbstractAsyncContextManager[_ScanPlan]], doc: str, name: str = "syn_scan"
 ) -> Callable[_P, Coroutine[Any, Any, ScanResult]]:
     async def scan(*args: _P.args, **kwargs: _P.kwargs) -> ScanResult:
         with _one_error():
             async with plan(*args, **kwargs) as planned:
                 return await _scan_to_end(planned)
 
-    return _public(scan, "syn_scan", plan, "ScanResult", doc)
+    return _public(scan, name, plan, "ScanResult", doc)
 
 
 def _scan_stream(
@@ -577,6 +583,27 @@ syn_scan_stream = _scan_stream(
 
     Leaving the block early cancels the scan.
     """,
+)
+
+
+def _udp_scan_plan(
+    targets: str | Sequence[str], ports: str | Sequence[int] | None = None, **options: Any
+) -> AbstractAsyncContextManager[_ScanPlan]:
+    """``_scan_plan`` of a UDP scan (raw sockets always): ``syn_scan``'s keywords."""
+    return _scan_plan(targets, ports, **options, technique="udp", privileged=True)
+
+
+udp_scan = _scan_result(
+    _udp_scan_plan,
+    """nmap's UDP scan (``nmap -sU``) of ``targets`` on ``ports`` (as ``syn_scan``;
+    default the 100 UDP ports most often open). Each port is open (a UDP reply,
+    "udp-response"), closed (an ICMP port unreachable from the target,
+    "port-unreach"), filtered (another ICMP unreachable: its reason) or open|filtered
+    (silence, "no-response"). Well-known ports get a protocol request (DNS, NTP,
+    SNMP...). Needs raw sockets (UsageError without them). A target's ICMP rate
+    limit (Linux: about one error a second after a burst) makes closed ports slow.
+    """,
+    "udp_scan",
 )
 
 

@@ -138,7 +138,8 @@ def scan_network() -> MemoryNetwork:
 
 async def scan_with_outage(start_s: float, length_s: float, **options: object) -> object:
     net = scan_network()
-    async with open_memory_transport(net) as transport:
+    rate_pps = options.get("max_rate_pps", SCAN.max_rate_pps)  # (the transport paces)
+    async with open_memory_transport(net, rate_pps=rate_pps) as transport:  # type: ignore[arg-type]
         net.cut(anyio.current_time() + start_s, length_s)
         space = await resolve_targets(["198.19.0.5"])
         scan = ScanOptions(**{**_fields(SCAN), **options})  # type: ignore[arg-type]

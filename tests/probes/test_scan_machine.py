@@ -176,9 +176,10 @@ def test_answers_to_retransmissions_back_off_and_raise_retries() -> None:
 
 def test_rate_cap_paces_the_sends() -> None:
     m = machine(range(1, 1001), max_rate_pps=1000.0, initial_cwnd=500)
-    assert len(send_all(m, 0.0)) == 10  # 10 ms worth of tokens
-    deadline = m.next_deadline()
-    assert 0.0 < deadline <= 0.0011
+    assert len(send_all(m, 0.0)) == 10  # 10 ms worth a poll
+    # (The transport's token bucket paces them: the one rate limiter. The machine's
+    # next poll is due at once; the transport's send is what waits.)
+    assert m.next_deadline() <= 0.0
     assert len(send_all(m, 0.1)) == 10  # the burst is capped, never a catch-up flood
 
 

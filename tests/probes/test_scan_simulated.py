@@ -92,7 +92,8 @@ async def test_stream_yields_port_results_as_decided() -> None:
 
 
 async def test_rate_cap_holds_on_the_simulated_clock() -> None:
-    async with open_memory_transport(network()) as transport:
+    # The cap is the transport's (its token bucket: the one rate limiter).
+    async with open_memory_transport(network(), rate_pps=2000.0) as transport:
         space = await resolve_targets(["198.19.0.5"])
         options = ScanOptions(max_rate_pps=2000.0, min_rtt_timeout_s=0.05)
         start = anyio.current_time()

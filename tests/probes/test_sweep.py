@@ -6,13 +6,13 @@ import anyio
 import pytest
 
 from rawprobe.errors import UsageError
+from rawprobe.probes.engine import EchoProbes, Target
 from rawprobe.probes.permute import Permutation
 from rawprobe.probes.sweep import (
     HostDown,
     HostUp,
     SweepMachine,
     SweepOptions,
-    _Template,
     sweep_with,
 )
 from rawprobe.probes.targets import TargetSpace, parse_block
@@ -199,11 +199,13 @@ def test_echo_probes_equal_the_generic_encoders_byte_for_byte(
     result must be what the wire encoders build from scratch (checksums included)."""
     space = TargetSpace.parse([spec])
     cookies = Cookies(b"s" * 32)
-    template = _Template(family, SweepOptions(), source, 0xBEEF, cookies)
+    probes = EchoProbes(space, [source], cookies, 0xBEEF)  # (the engine's echo template)
     for index in range(0, space.size, 997):
         destination = space.address(index)
+        packed = space.packed(index)
         for attempt in range(11):
-            key, packet = template.echo(space.packed(index), attempt)
+            target = Target(0, packed, int.from_bytes(packed, "big"))
+            key, packet = probes.probe(target, 0, attempt)[:2]
             assert key == (KIND_ECHO, space.packed(index), 0xBEEF, attempt)
             if family == socket.AF_INET6:
                 icmp = build_echo6(

@@ -1,0 +1,110 @@
+"""nmap's UDP scan (``-sU``): a strategy on the bulk engine, with the TCP scan's tallies.
+
+The strategy (the README's worked example of "Writing a probe"):
+
+- **probe**: a UDP datagram to the port from one source port (``UdpProbes``), with a
+  protocol request where a real service answers only a well-formed one
+  (probes/udp_payloads.py: DNS, NTP, SNMP...), elsewhere 8 bytes of the probe's
+  cookie. An ICMP error quoting the probe is matched by its UDP checksum (the
+  cookie's, where there is one), a datagram back by its ports.
+- **classify**: a UDP answer is *open* (udp-response); an ICMP port unreachable from
+  the target itself is *closed* (port-unreach); any other unreachable is *filtered*
+  with nmap's reason word (transport/wire/icmp_table.py); anything else says nothing.
+- **silence**: *open|filtered* (no-response), once the engine's outage guard has proof
+  that the network delivered around the last try.
+
+The kernel's ICMP rate limit: Linux sends a peer about one error per second after a
+short burst, so most closed ports answer only a retry. The engine sees answers to
+retransmissions as loss: it raises the retries (up to ``max_retries``) and halves the
+window, so the scan slows down to the rate the answers come back at. Closed ports'
+answers are not canaries (a rate-limited canary round would look like an outage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from rawprobe.probes.drive import EventCallback, drive
+from rawprobe.probes.engine import UdpProbes, Verdict
+from rawprobe.probes.models import ScanResult
+from rawprobe.probes.portspec import top_ports
+from rawprobe.probes.scan import (
+    CLOSED,
+    OPEN,
+    ScanMachine,
+    ScanOptions,
+    icmp_verdict,
+    refused,
+    source_lookup,
+)
+from rawprobe.probes.targets import TargetSpace
+from rawprobe.probes.udp_payloads import payload_for
+from rawprobe.transport.base import IcmpError, Reply, Transport, UdpAnswer
+from rawprobe.transport.wire import icmp_table
+
+OPEN_FILTERED = "open|filtered"
+
+TOP_UDP_PORTS = top_ports(100, "udp")
+
+_OPEN = Verdict(OPEN, "udp-response", True, True)
+_CLOSED = Verdict(CLOSED, "port-unreach", True)  # (rate-limited: no canary)
+
+
+def port_unreachable(answer: IcmpError) -> bool:
+    """An ICMP (or ICMPv6) port unreachable."""
+    return (answer.icmp_type, answer.code) == icmp_table.PORT_UNREACHABLE[answer.family]
+
+
+class UdpScan(UdpProbes):
+    """The UDP scan's strategy (see the module docstring)."""
+
+    silence = Verdict(OPEN_FILTERED, "no-response")
+    fixed: ClassVar[Mapping[type, Verdict]] = {UdpAnswer: _OPEN}
+    refused = staticmethod(refused)
+
+    def payload(self, port_index: int, secret: int) -> bytes:
+        # A protocol request where a service answers only one; else the probe's cookie
+        # (its checksum, the key an ICMP error is matched by, then carries it).
+        return payload_for(self._ports[port_index]) or secret.to_bytes(4, "big") * 2
+
+    def classify(self, answer: Reply) -> Verdict | None:
+        if isinstance(answer, UdpAnswer):
+            return _OPEN
+        if not isinstance(answer, IcmpError):
+            return None
+        if port_unreachable(answer) and answer.from_target:
+            return _CLOSED
+        return icmp_verdict(answer)
+
+
+class UdpScanMachine(ScanMachine):
+    """A UDP scan of every (host, port) of ``space`` x ``ports``: the TCP scan's
+    machine (tallies, results, events) with the UDP strategy."""
+
+    strategies: ClassVar[dict[str, Any]] = {"udp": UdpScan}
+
+
+def udp_options(**options: Any) -> ScanOptions:
+    """ScanOptions for a UDP scan (technique "udp")."""
+    return ScanOptions(**{**options, "technique": "udp"})
+
+
+async def udp_scan_with(
+    transport: Transport,
+    space: TargetSpace,
+    ports: Sequence[int] = TOP_UDP_PORTS,
+    options: ScanOptions | None = None,
+    *,
+    source: str | None = None,
+    on_event: EventCallback | None = None,
+) -> ScanResult:
+    """UDP scan over an open transport (UDP and ICMP sockets:
+    ``scan_protocols(space, "udp")``); as ``syn_scan_with``."""
+    machine = UdpScanMachine(
+        space, ports, cookies=transport.cookies,
+        source_for=source_lookup(source, transport.source_for),
+        options=options if options is not None else udp_options(),
+    )  # fmt: skip
+    await drive(machine, transport, on_event=on_event, inbox_size=1 << 16)
+    return machine.result()
