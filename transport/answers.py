@@ -25,22 +25,14 @@ from __future__ import annotations
 
 import socket
 import struct
+from _collections import _tuplegetter as _getter  # type: ignore[import-not-found]  # (C field getter)
 from collections.abc import Callable
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rawprobe.errors import MalformedPacket
 from rawprobe.transport.keys import KIND_ECHO, KIND_QUERY, MatchKey
 from rawprobe.transport.wire import icmp_table
 from rawprobe.transport.wire.icmpext import verify_extensions_checksum
-
-try:  # CPython's getter for namedtuple fields: a descriptor in C
-    from _collections import _tuplegetter as _getter  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - other interpreters
-
-    def _getter(index: int, doc: str) -> Any:
-        return property(itemgetter(index), doc=doc)
-
 
 __all__ = [
     "Answer",

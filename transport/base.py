@@ -8,6 +8,7 @@ and receive) the monotonic difference is used instead.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -81,17 +82,7 @@ class Counters:
     send_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "received": self.received,
-            "delivered": self.delivered,
-            "unmatched": self.unmatched,
-            "malformed": self.malformed,
-            "forged": self.forged,
-            "inbox_overflow": self.inbox_overflow,
-            "kernel_drops": self.kernel_drops,
-            "sent": self.sent,
-            "send_errors": self.send_errors,
-        }
+        return dataclasses.asdict(self)
 
 
 class Inbox:
@@ -172,13 +163,7 @@ class Transport(Protocol):
         """Source address the kernel would use towards ``destination``."""
         ...
 
-    def register(
-        self,
-        key: MatchKey,
-        inbox: Inbox,
-        *,
-        authenticated: bool = True,
-    ) -> None:
+    def register(self, key: MatchKey, inbox: Inbox, *, authenticated: bool = True) -> None:
         """Route replies carrying ``key`` to ``inbox``. Call before sending.
 
         Echo replies must carry this transport's cookie unless ``authenticated`` is
