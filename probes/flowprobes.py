@@ -6,16 +6,18 @@ those. Linux's multipath hash (``fib_multipath_hash_policy`` 1: L4) reads addres
 protocol and ports; over IPv6 the L3 policy (0, the default) reads the flow label and a
 custom policy (3) may read both. So a flow id sets:
 
-=======  ===================================================  ===========================
-method   what the flow id sets                                 what it leaves alone
-=======  ===================================================  ===========================
-udp      source port ``32768 + flow % 28232``                  destination port
-tcp      source port ``32768 + flow % 28232``                  destination port
-icmp     identifier, and a constant checksum derived from it   (Linux hashes neither)
-=======  ===================================================  ===========================
+=======  ============================================  ==================================
+method   what the flow id sets                          what it leaves alone
+=======  ============================================  ==================================
+udp      source port ``32768 + flow % 28232``           destination port
+tcp      source port ``32768 + flow % 28232``           destination port
+icmp     the checksum, held constant for the flow       identifier (the transport's own:
+         (Linux does not hash it; other balancers do)   its socket filter admits no other)
+=======  ============================================  ==================================
 
 and over IPv6 also the flow label (``= flow``), for every method: the one field that can
-move ICMPv6 probes between paths. Everything that tells probes apart — the **probe
+move ICMPv6 probes between paths. ICMPv4 flows all take one path through a Linux
+router hashing L4 (or L3): it reads no ICMP field. Everything that tells probes apart — the **probe
 number** — travels where balancers do not look (Paris traceroute): the ICMP sequence
 (a payload word keeps the checksum constant, RFC 1624), the UDP checksum (set through a
 payload word), the TCP sequence number (keyed by the transport's cookie), and over
@@ -78,10 +80,8 @@ def source_port(flow_id: int) -> int:
 class _Flow(NamedTuple):
     """What one flow id fixes, computed once per flow."""
 
-    ident: int  # 16 bits: ICMP identifier
     sport: int
     icmp_checksum: int  # the constant ICMP checksum (never 0 or 0xFFFF)
-    echo_sum: int  # header words of the echo request (and ICMPv6 pseudo-header)
     tcp_base: int  # secret base of the TCP sequence numbers
     udp_base: int  # secret base of the UDP checksums
     ip_template: bytes  # the IP header with TTL 0 (and IPv4 ID 0)
@@ -96,7 +96,9 @@ class FlowProbes:
     packet for ICMP and UDP (None: 60 bytes over IPv4, 80 over IPv6, like traceroute;
     at least the header and the payload bytes the identity needs); TCP probes are bare
     SYNs. Probe numbers should not repeat within a flow while replies may still come
-    (they are 16 bits in the ICMP sequence and the UDP checksum).
+    (they are 16 bits in the ICMP sequence and the UDP checksum). ``ident`` is the ICMP
+    identifier of every probe (``Cookies.new_ident()``: the transport admits echo
+    replies to its own identifiers only).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class FlowProbes:
         method: str,
         cookies: Cookies,
         port: int,
+        ident: int = 0,
         paris: bool = True,
         packet_size: int | None = None,
         tos: int = 0,
@@ -119,6 +122,7 @@ class FlowProbes:
         self._cookies = cookies
         self._remote = socket.inet_pton(self.family, address)
         self._dport = port
+        self.ident = ident & 0xFFFF
         self._tos = tos
         self._proto = _PROTO[method] if method != "icmp" else _ICMP_PROTO[self.family]
         self._payload_size = 0
@@ -136,6 +140,8 @@ class FlowProbes:
             pseudo = pseudo_header(source, address, self._proto, transport_length)
             self._pseudo_sum = ones_complement_sum(pseudo)
         self._echo_type = 8 if self.family == socket.AF_INET else 128
+        # The echo request's header words (type, identifier; ICMPv6 adds the pseudo-header).
+        self._echo_sum = (self._echo_type << 8) + self.ident + self._pseudo_sum
         self._flows: dict[int, _Flow] = {}
 
     def flow(self, flow_id: int) -> tuple[int, int]:
@@ -144,7 +150,7 @@ class FlowProbes:
         destination port) for UDP and TCP."""
         flow = self._flow(flow_id)
         if self.method == "icmp":
-            return (flow.ident, flow.icmp_checksum if self.paris else 0)
+            return (self.ident, flow.icmp_checksum if self.paris else 0)
         return (flow.sport, self._dport)
 
     def packet(self, ttl: int, flow_id: int, number: int) -> Outgoing:
@@ -172,10 +178,8 @@ class FlowProbes:
         sport = source_port(flow_id)
         seed = self._cookies.cookie((KIND_TCP, self._remote, sport << 16 | self._dport, 0))
         return _Flow(
-            ident=flow_id,
             sport=sport,
             icmp_checksum=1 + (flow_id * 40503) % 0xFFFD,
-            echo_sum=(self._echo_type << 8) + flow_id + self._pseudo_sum,
             tcp_base=int.from_bytes(seed[:4], "big"),
             udp_base=int.from_bytes(seed[4:6], "big"),
             ip_template=self._ip_header(flow_label=flow_id),
@@ -211,17 +215,17 @@ class FlowProbes:
 
     def _icmp(self, flow: _Flow, number: int) -> tuple[bytes, int]:
         seq = number & 0xFFFF
-        key: MatchKey = (KIND_ECHO, self._remote, flow.ident, seq)
+        key: MatchKey = (KIND_ECHO, self._remote, self.ident, seq)
         payload = bytearray(self._cookies.echo_payload(key, self._payload_size))
         payload[_COOKIE : _COOKIE + 2] = b"\x00\x00"
         # The checksum of the message with a zero checksum field: header words (type,
         # identifier, sequence; ICMPv6 adds the pseudo-header) plus the payload.
-        checksum = internet_checksum(payload, flow.echo_sum + seq)
+        checksum = internet_checksum(payload, self._echo_sum + seq)
         if self.paris:
             word = compensating_word(checksum, flow.icmp_checksum)
             payload[_COOKIE : _COOKIE + 2] = _WORD.pack(word)
             checksum = flow.icmp_checksum
-        message = _ECHO_HEADER.pack(self._echo_type, 0, checksum, flow.ident, seq) + payload
+        message = _ECHO_HEADER.pack(self._echo_type, 0, checksum, self.ident, seq) + payload
         return message, seq
 
     def _udp(self, flow: _Flow, number: int) -> tuple[bytes, int]:

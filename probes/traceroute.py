@@ -186,6 +186,7 @@ class TraceMachine(MachineOutbox[TraceHop]):
             method=options.method,
             cookies=cookies,
             port=options.destination_port,
+            ident=self._flow_id,  # (ICMP: the transport's identifier, also the flow id)
             paris=options.paris,
             packet_size=options.packet_size,
             tos=options.tos,

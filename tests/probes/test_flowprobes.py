@@ -23,7 +23,7 @@ PORTS = {"icmp": 0, "udp": 33434, "tcp": 80}
 def factory(address: str, method: str, *, paris: bool = True) -> FlowProbes:
     return FlowProbes(
         source=SOURCES[address], address=address, method=method, cookies=Cookies(b"f" * 32),
-        port=PORTS[method], paris=paris,
+        port=PORTS[method], ident=0x5A01, paris=paris,
     )  # fmt: skip
 
 
