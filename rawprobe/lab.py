@@ -1052,10 +1052,11 @@ def lab_up(
     :class:`LabError` without touching the existing lab. A bad prefix raises
     :class:`UsageError`.
     """
+    chosen = _topology(topology)  # (a bad file is reported first, root or not)
     reason = check_lab_possible()
     if reason is not None:
         raise LabError(reason)
-    new = Lab(_new_prefix() if prefix is None else prefix, topology)
+    new = Lab(_new_prefix() if prefix is None else prefix, chosen)
     if new.topology.multipath_nodes:
         new.seed = secrets.randbits(32) if seed is None else seed
         if not 0 <= new.seed <= 0xFFFFFFFF:

@@ -9,13 +9,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import anyio
 import pytest
 
 from rawprobe.lab import TARGET_LINK_V4, TARGET_LINK_V6, Lab
-from rawprobe.lab import lab as build_lab
 from rawprobe.probes.models import TraceResult
 from rawprobe.probes.traceroute import TraceOptions, trace_protocols, traceroute_with
 from rawprobe.transport.raw import open_transport
@@ -149,11 +148,10 @@ def test_live_mode_under_tmux_shows_a_row_per_hop(lab: Lab) -> None:
 # -- ECMP: the lab's 2-branch topology (rawprobe/topologies/ecmp2.toml) --------------
 
 
-@pytest.fixture(scope="module")
-def ecmp(lab_required: None) -> Iterator[Lab]:
+@pytest.fixture
+def ecmp(topology_lab: Callable[[str], Lab]) -> Lab:
     """client - r1 =(a1 | b1)= r2 - target: r1 splits flows over a1 and b1 by L4 hash."""
-    with build_lab(topology="ecmp2") as built:
-        yield built
+    return topology_lab("ecmp2")
 
 
 @pytest.mark.parametrize("method", ["udp", "tcp"])
