@@ -19,6 +19,7 @@ from rawprobe.lab import (
     lab_up,
     topology_names,
 )
+from rawprobe.topology import NODE_NAME
 
 
 def register(commands: Any) -> None:
@@ -57,7 +58,7 @@ def register(commands: Any) -> None:
 
 
 def _role(text: str) -> str:
-    if re.fullmatch(r"[a-z][a-z0-9]{0,11}", text) is None:
+    if re.fullmatch(NODE_NAME, text) is None:
         raise argparse.ArgumentTypeError(f"not a lab role: {text!r}")
     return text
 

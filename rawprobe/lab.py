@@ -12,9 +12,8 @@ this module describes, is the line (each box is a namespace named
 Each link is a veth pair created directly inside its two namespaces (a node's links are
 ``eth0``, ``eth1``, ... in the topology's order: in the line, ``eth0`` faces the client),
 so no interface ever exists in the root namespace and concurrent labs cannot collide on
-interface names. On link N
-the client-side end has host number 1 and the target-side end host number 2 (the client
-itself is ``.2`` on link 1).
+interface names. On link N the client-side end has host number 1 and the target-side
+end host number 2 (the client itself is ``.2`` on link 1).
 
 The target answers for all of 198.19.0.0/16 and 2001:db8:ff::/64 (AnyIP local routes),
 listens on :data:`OPEN_PORTS`, drops TCP :data:`DROP_PORTS` silently and rejects TCP
@@ -79,6 +78,7 @@ from typing import Any, Final
 
 from rawprobe.errors import LabError, UsageError
 from rawprobe.topology import (
+    NODE_NAME,
     RATELIMIT_DEFAULTS,
     Node,
     Topology,
@@ -197,7 +197,7 @@ ETC_NETNS_DIR: Final = Path("/etc/netns")
 
 _PREFIX_RE: Final = re.compile(r"rp[0-9a-z]{1,20}")
 #: A lab namespace: prefix, dash, node name (rawprobe/topology.py's node names).
-_NS_RE: Final = re.compile(r"(rp[0-9a-z]{1,20})-([a-z][a-z0-9]{0,11})")
+_NS_RE: Final = re.compile(rf"(rp[0-9a-z]{{1,20}})-({NODE_NAME})")
 _CLONE_NEWNET: Final = 0x40000000
 _CMD_TIMEOUT_S: Final = 20.0
 _LISTENER_READY_TIMEOUT_S: Final = 10.0
@@ -559,6 +559,12 @@ def _topology(topology: str | Topology | None) -> Topology:
     return topology if isinstance(topology, Topology) else load_topology(topology)
 
 
+def _check_seed(seed: int) -> int:
+    if not 0 <= seed <= 0xFFFFFFFF:
+        raise UsageError(f"bad multipath seed {seed}: must be 0..4294967295")
+    return seed
+
+
 def _router_seed(seed: int, node: str) -> int:
     """The multipath hash seed of router ``node`` for a run's ``seed`` (never 0, which
     asks the kernel for its boot-time random one, the same in every namespace)."""
@@ -599,13 +605,11 @@ class Lab:
     paths_v4: tuple[tuple[str, ...], ...] = (ROUTER_V4,)
     paths_v6: tuple[tuple[str, ...], ...] = (ROUTER_V6,)
 
-    def __init__(
-        self, prefix: str, topology: str | Topology | None = None, *, seed: int | None = None
-    ) -> None:
+    def __init__(self, prefix: str, topology: str | Topology | None = None) -> None:
         self.prefix: str = _check_prefix(prefix)
         self.topology: Topology = _topology(topology)
         #: The run's multipath hash seed (None: none set, or the kernel has no such sysctl).
-        self.seed: int | None = seed
+        self.seed: int | None = None
         self.listener_pid: int | None = None
         self._listener: subprocess.Popen[bytes] | None = None
         t = self.topology
@@ -721,9 +725,9 @@ class Lab:
     def set_icmp_ratelimit(self, enabled: bool, roles: Sequence[str] | None = None) -> None:
         """Turn the kernel's ICMP error rate limits on (kernel defaults) or off.
 
-        Applies to the routers (the topology's) unless ``roles`` says otherwise (the target's REJECT
-        replies and UDP port unreachables are ICMP errors too: pass ``["target"]`` or
-        ``ROLES``; on, the target answers a burst of about six closed UDP ports, then
+        Applies to the topology's routers unless ``roles`` says otherwise (the target's
+        REJECT replies and UDP port unreachables are ICMP errors too: pass ``["target"]``
+        or ``ROLES``; on, the target answers a burst of about six closed UDP ports, then
         about one a second, as a UDP scan meets it; checked in
         tests/lab/test_udp_lab.py). "On" means the
         defaults of a fresh namespace on 6.18: ``icmp_ratelimit`` 1000 ms,
@@ -743,8 +747,7 @@ class Lab:
         another. Raises :class:`LabError` when the kernel has no
         ``net.ipv4.fib_multipath_hash_seed`` (before 6.11); that one sysctl seeds the
         IPv6 hash too."""
-        if not 0 <= seed <= 0xFFFFFFFF:
-            raise UsageError(f"bad multipath seed {seed}: must be 0..4294967295")
+        _check_seed(seed)
         for role in self.topology.multipath_nodes:
             with self.entered(role):
                 if not os.path.exists(f"/proc/sys/{_SEED_SYSCTL}"):
@@ -1046,11 +1049,11 @@ def lab_up(
     file's path or a parsed :class:`Topology`; None is the default line. ``seed`` is the
     run's multipath hash seed (0..2**32-1; None: a random one; ignored where the kernel
     has no such sysctl, and by topologies without multipath routers); ``Lab.seed``
-    says which. ``prefix`` defaults to a fresh ``rp<pid><4 hex>``. On any failure everything built
-    so far is torn down and :class:`LabError` is raised with the failing command and
-    its stderr; a prefix already in use (state file or any of its namespaces) raises
-    :class:`LabError` without touching the existing lab. A bad prefix raises
-    :class:`UsageError`.
+    says which. ``prefix`` defaults to a fresh ``rp<pid><4 hex>``. On any failure
+    everything built so far is torn down and :class:`LabError` is raised with the
+    failing command and its stderr; a prefix already in use (state file or any of its
+    namespaces) raises :class:`LabError` without touching the existing lab. A bad
+    prefix, topology or seed raises :class:`UsageError`.
     """
     chosen = _topology(topology)  # (a bad file is reported first, root or not)
     reason = check_lab_possible()
@@ -1058,9 +1061,7 @@ def lab_up(
         raise LabError(reason)
     new = Lab(_new_prefix() if prefix is None else prefix, chosen)
     if new.topology.multipath_nodes:
-        new.seed = secrets.randbits(32) if seed is None else seed
-        if not 0 <= new.seed <= 0xFFFFFFFF:
-            raise UsageError(f"bad multipath seed {seed}: must be 0..4294967295")
+        new.seed = secrets.randbits(32) if seed is None else _check_seed(seed)
     new._write_state(exclusive=True)  # claims the prefix against concurrent runs
     taken = set(new.namespaces) & set(_ns_names())
     if taken:

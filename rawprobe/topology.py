@@ -56,6 +56,7 @@ from rawprobe.errors import UsageError
 
 __all__ = [
     "LAB_RANGES",
+    "NODE_NAME",
     "Link",
     "Listen",
     "Multipath",
@@ -79,7 +80,9 @@ RATELIMIT_DEFAULTS: Final = {
     "per_sec": 1000,
     "burst": 50,
 }
-_NAME_RE: Final = re.compile(r"[a-z][a-z0-9]{0,11}")
+#: A node's name (its namespace is ``<prefix>-<name>``), and a shipped topology's.
+NODE_NAME: Final = r"[a-z][a-z0-9]{0,11}"
+_NAME_RE: Final = re.compile(NODE_NAME)
 _TABLES: Final = ("filter", "nat", "mangle", "raw")
 _ROUTE_TYPES: Final = ("unicast", "local", "blackhole")
 _DNS_KINDS: Final = ("names", "nxdomain")
