@@ -409,7 +409,8 @@ class _Parser:
     def host(self, net: Any, host: int, where: str) -> str | None:
         if net is None:
             return None
-        if host >= net.num_addresses - (1 if net.version == 6 else 2) or host < 1:
+        last = net.num_addresses - (1 if net.version == 6 else 2)  # (IPv4: no broadcast)
+        if not 1 <= host <= last:
             raise self.fail(where, f"host {host} does not fit in {net}")
         return f"{net[host]}/{net.prefixlen}"
 

@@ -124,6 +124,7 @@ MINIMAL = 'links = [{ a = "client", b = "r1", v4 = "198.18.1.0/24" }]\n[nodes.cl
             "IPv6 needs an MTU of at least 1280",
         ),
         (MINIMAL + "[nodes.r1.multipath]\npolicy = 7\n", "nodes.r1.multipath.policy"),
+        (MINIMAL.replace("}]", ", hosts = [1, 255] }]"), "host 255 does not fit"),
         (
             "[nodes.client]\nroutes = [{ to = 'default', via = '192.0.2.1' }]\n",
             "192.0.2.1 is outside",
@@ -154,6 +155,8 @@ def test_a_user_file_is_read_by_path_and_an_unknown_name_lists_the_shipped_ones(
     topology = load_topology(str(mine))
     assert topology.name == "two" and topology.roles == ("client", "r1")
     assert topology.addresses("r1", 4) == ("198.18.1.2",) and topology.text == MINIMAL
+    edge = parse_topology(MINIMAL.replace("}]", ", hosts = [1, 254] }]"), "edge")
+    assert edge.addresses("r1", 4) == ("198.18.1.254",)
     with pytest.raises(UsageError, match="choose blackhole, default, ecmp2"):
         load_topology("nosuch")
     with pytest.raises(UsageError, match="cannot read topology"):
