@@ -79,10 +79,13 @@ class Parser(argparse.ArgumentParser):
 def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> Any:
     """``parser.parse_args(argv)``, except that unknown arguments are reported by the
     (sub)command they follow, so that ``ping --bogus`` points at ``rawprobe ping
-    --help`` (argparse has the top-level parser report them)."""
+    --help`` (argparse has the top-level parser report them). The command line is kept
+    as ``args.command_line`` (nmap's files name it)."""
     args, extras = parser.parse_known_args(argv)
     if extras:
         _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
+    words = sys.argv[1:] if argv is None else argv
+    args.command_line = " ".join([parser.prog, *words])
     return args
 
 

@@ -7,11 +7,12 @@ DTD (``xmllint --dtdvalid /usr/share/nmap/nmap.dtd`` accepts what is written her
 
 - ``scanner="nmap"`` is the only value the DTD allows; ``version`` is rawprobe's and
   the leading comment and ``args`` name rawprobe.
-- A scan's ports are listed (``<port>``) or summarised (``<extraports>``) as in the
-  report (``--open``, ``--all``); a summarised group's ``extrareasons`` names its
-  ports (``ports="1000-1999"``) whenever the scan kept them, so a parser of the file
-  sees every port state the JSON document holds. ``--open`` leaves out the hosts
-  without an open port, as nmap does.
+- A scan's XML lists as ``<port>`` every port the JSON document lists (open, filtered,
+  unfiltered, open|filtered; closed too when the scan kept them), where nmap folds a
+  big group into ``<extraports>``: parsers that keep one ``extraports`` per host
+  (python-libnmap) then still see every port state the JSON holds. The ports only
+  counted (closed) are ``<extraports>``. ``--open`` lists open ports only (the others
+  summarised, with their ``ports`` ranges when known) and only the hosts with one.
 - Hosts: ``up`` when the host itself answered a probe, with that answer's reason
   (``syn-ack``, ``reset``, ``udp-response``...), else ``down`` (``no-response``); a
   sweep lists the hosts up, as ``nmap -sn`` does.
@@ -28,7 +29,6 @@ from rawprobe.cli.render_scan import (
     Results,
     _by_host,
     _listed,
-    _shown,
     combined,
     done_comment,
     hosts_scanned,
@@ -156,12 +156,10 @@ def scan_xml(
     finished_s: float,
     *,
     only_open: bool = False,
-    show_all: bool = False,
     interrupted: bool = False,
 ) -> Iterator[str]:
     """nmap's XML of a scan, a host at a time (a network's file is never one string).
-    ``port_lists``: each result's ports, in order (``scaninfo``). Ports are listed or
-    summarised as in the report (``only_open``, ``show_all``: --open, --all)."""
+    ``port_lists``: each result's ports, in order (``scaninfo``)."""
     listed = _listed(results)
     scaninfo = [
         f'<scaninfo type="{_SCAN_TYPES[r.technique]}" protocol="{technique_protocol(r.technique)}"'
@@ -173,7 +171,9 @@ def scan_xml(
     for address, parts in _by_host(listed):
         is_up = any(host.is_up for _protocol, host in parts)
         up += is_up
-        shown = [_shown(host, only_open=only_open, show_all=show_all) for _p, host in parts]
+        shown = [
+            [p for p in host.ports if p.state == "open" or not only_open] for _p, host in parts
+        ]
         if only_open and not any(shown):
             continue
         yield _scan_host(address, parts, shown, is_up)

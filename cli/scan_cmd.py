@@ -421,16 +421,13 @@ def _write_files(
         return
     from rawprobe.cli import render_nmap  # (loaded only for these files)
 
-    run = render_nmap.Run(
-        "rawprobe " + " ".join(sys.argv[1:]), started_s, installed_version() or "unknown"
-    )
+    run = render_nmap.Run(args.command_line, started_s, installed_version() or "unknown")
     finished_s = time.time()
     for flag, dest in wanted:
         if dest == "xml":
             pieces: Iterable[str] = render_nmap.scan_xml(
-                results, port_lists, run, finished_s,
-                only_open=args.open, show_all=args.all, interrupted=interrupted,
-            )  # fmt: skip
+                results, port_lists, run, finished_s, only_open=args.open, interrupted=interrupted
+            )
         elif dest == "normal":
             pieces = _lines(render_nmap.normal_output(
                 results, run, finished_s, only_open=args.open, show_all=args.all,

@@ -245,7 +245,7 @@ class _NmapFiles:
 
         self.nmap, self.comments = render_nmap, render_scan
         self.xml, self.grepable = args.xml, args.grepable
-        command_line, started_s = "rawprobe " + " ".join(sys.argv[1:]), time.time()
+        command_line, started_s = args.command_line, time.time()
         run = render_nmap.Run(command_line, started_s, installed_version() or "unknown")
         started = render_nmap.nmap_time(started_s)
         head = render_scan.initiated_comment("sweep", started, command_line)
