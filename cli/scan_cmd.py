@@ -366,7 +366,8 @@ def _connect_scan(
     result = scan.result()
     if args.ndjson:  # (hosts printed at the end: the connect scan keeps no order of them)
         hosts = _HostStream(["connect"], [ports], 1)
-        hosts.receive(0, (0, [h for h in result.hosts if h.scanned == len(ports)]))
+        decided = [h for h in result.hosts if not interrupted or h.scanned == len(ports)]
+        hosts.receive(0, (0, decided))
         hosts.finish(interrupted)
     _print_result(args, result, [ports], started_s, interrupted, {}, 1)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
@@ -494,9 +495,11 @@ async def _scan_shard(
                 bar = _progress_bar(space.size * len(ports), workers) if show_progress else None
                 with bar or contextlib.nullcontext() as on_progress:
                     on_event = _host_sender(index, messages, on_progress)
-                    await drive(machine, transport, on_event=on_event, inbox_size=1 << 16)
-                    if on_event is not None:
-                        on_event(None)  # the hosts decided last
+                    try:
+                        await drive(machine, transport, on_event=on_event, inbox_size=1 << 16)
+                    finally:
+                        if on_event is not None:
+                            on_event(None)  # the hosts decided last (interrupted too)
                 results.append(machine.result(anyio.current_time()))
         if len(results) < len(scans):  # interrupted: the scans not run are partial too
             results.append(machine.result(anyio.current_time()))

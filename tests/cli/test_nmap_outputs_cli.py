@@ -5,6 +5,7 @@ simulated network is copied into each worker)."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,25 @@ def test_sweep_writes_what_nmap_sn_writes(
         capsys, "sweep", "-q", "-w", "1", "--rate", "0", "-t", "0.2", "-oG", "-", "198.19.0.5"
     )
     assert out.splitlines()[1] == "Host: 198.19.0.5 ()\tStatus: Up"  # and no bare address
+
+
+def test_the_connect_scan_streams_its_shards_hosts_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """--unprivileged (connect() to loopback): its shards split the ports as the SYN
+    scan's do, and --ndjson prints the host, then the summary."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        spec = f"{port - 3}-{port + 3}"
+        parts = []
+        for shard in ("0/2", "1/2"):
+            argv = ["scan", "-q", "--unprivileged", "--seed", "5", "--shard", shard, "--all",
+                    "--ndjson", "-p", spec, "127.0.0.1"]  # fmt: skip
+            host, summary = lines(run(capsys, *argv))
+            assert (host["event"], summary["event"], summary["technique"]) == (
+                "host", "summary", "connect",
+            )  # fmt: skip
+            parts.append({p["port"]: p["state"] for p in host["ports"]})
+    assert not parts[0].keys() & parts[1].keys()
+    assert sorted({**parts[0], **parts[1]}) == list(range(port - 3, port + 4))
+    assert {**parts[0], **parts[1]}[port] == "open"

@@ -6,6 +6,8 @@ namespace; every packet stays in the lab)."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -155,3 +157,31 @@ def test_a_sweeps_files_match_nmap_sn(lab: Lab, tmp_path: Path) -> None:
     assert (mine.hosts_up, mine.hosts_total) == (6, 7)
     lines = (tmp_path / "rp.gnmap").read_text().splitlines()
     assert sorted(lines[1:-1]) == sorted(f"Host: {a} ()\tStatus: Up" for a in up[1:-1])
+
+
+def test_sigint_ndjson_has_the_hosts_decided_then_an_interrupted_summary(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Ports in order (-r): hosts are decided one after the other and printed as they
+    are; after SIGINT the summary says interrupted, and so does the XML."""
+    xml_path = tmp_path / "cut.xml"
+    argv = ["scan", "-q", "-w", "1", "-r", "--rate", "300", "-p", "1-200", "--ndjson",
+            "-oX", str(xml_path), "198.19.7.0/28"]  # fmt: skip
+    proc = lab.popen("client", sys.executable, "-I", "-m", "rawprobe", *argv,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())  # printed while the scan goes on
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    *hosts, summary = [first, *(json.loads(line) for line in rest.splitlines())]
+    assert all(h["event"] == "host" and sum(h["state_counts"].values()) == 200 for h in hosts)
+    assert [h["address"] for h in hosts] == [f"198.19.7.{i}" for i in range(1, len(hosts) + 1)]
+    assert summary["event"] == "summary" and summary["interrupted"] and not summary["complete"]
+    assert len(hosts) < 14 and summary["host_count"] == 14
+    assert dtd_errors(xml_path) == "" and 'exit="error"' in xml_path.read_text()
