@@ -222,9 +222,7 @@ def run(args: argparse.Namespace) -> int:
         min_rate_pps=options.min_rate_pps / workers,
     )
     show_progress = sys.stderr.isatty() and not args.quiet
-    hosts = _HostStream(
-        [render_scan.technique_protocol(t) for t in techniques], port_lists, workers
-    )
+    hosts = _HostStream(techniques, port_lists, workers)
     messages = Messages(hosts.receive) if args.ndjson else None
 
     def job(worker: int) -> _Shard:

@@ -76,16 +76,18 @@ def test_ox_dash_puts_the_xml_alone_on_stdout(
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("ports", [["-p", "20-30,80,443"], ["-sS", "-sU", "-p", "T:20-30,U:53,54"]])
 def test_ndjson_streams_the_hosts_of_the_json_document_then_a_summary(
-    network: MemoryNetwork, capsys: pytest.CaptureFixture[str], workers: str
+    network: MemoryNetwork, capsys: pytest.CaptureFixture[str], workers: str, ports: list[str]
 ) -> None:
-    argv = ["scan", *FAST, "-w", workers, "--seed", "3", "-p", "20-30,80,443", TARGETS]
+    argv = ["scan", *FAST, "-w", workers, "--seed", "3", *ports, TARGETS]
     events = lines(run(capsys, *argv, "--ndjson"))
     document = json.loads(run(capsys, *argv, "--json"))
     assert all((e["schema"], e["command"]) == (document["schema"], "scan") for e in events)
     assert [e["event"] for e in events] == ["host"] * 4 + ["summary"]
-    hosts = {e["address"]: comparable({k: v for k, v in e.items() if k not in ("schema", "command",
-             "event")}) for e in events[:-1]}  # fmt: skip
+    strip = ("schema", "command", "event")
+    hosts = {e["address"]: comparable({k: v for k, v in e.items() if k not in strip})
+             for e in events[:-1]}  # fmt: skip
     assert hosts == {h["address"]: comparable(h) for h in document["hosts"]}
     summary = events[-1]
     assert summary["complete"] and summary["workers"] == int(workers)
