@@ -57,14 +57,16 @@ def nat_text(nat: NatHop, names: Names | None = None) -> str:
     return f"NAT before hop {nat.ttl} ({_host(nat.address, names)}): quoted {rewrites}"
 
 
-def rate_limit_text(hop: TraceHop, names: Names | None = None) -> str:
-    """The note of a Paris trace's hop marked rate-limited."""
+def rate_limit_text(
+    hop: TraceHop, evidence: tuple[int, int, int, int], names: Names | None = None
+) -> str:
+    """The note of a Paris trace's hop marked rate-limited, with the counts."""
     host = " ".join(_host(a, names) for a in hop.addresses) or "no answer"
-    lost = max(0, hop.sent - len(hop.responses))
+    lost, sent, lost_later, sent_later = evidence
     return (
-        f"hop {hop.ttl} ({host}) {RATE_LIMITED}: {lost} of {hop.sent} probes unanswered, "
-        "but the loss does not carry on to the later hops: its router limits (or filters) "
-        "its ICMP errors; the traffic passes"
+        f"hop {hop.ttl} ({host}) {RATE_LIMITED}: {lost} of {sent} probes unanswered here, "
+        f"{lost_later} of {sent_later} after it: the router limits its ICMP errors, "
+        "the traffic passes"
     )
 
 
@@ -72,7 +74,8 @@ def trace_notes(result: TraceResult, names: Names | None = None) -> list[str]:
     """What a trace's loss and quotes really say, one line each (usually none): hops
     that rate-limit their ICMP errors, and a NAT."""
     marked = rate_limited_ttls(result)
-    notes = [rate_limit_text(hop, names) for hop in result.hops if hop.ttl in marked]
+    notes = [rate_limit_text(hop, marked[hop.ttl], names) for hop in result.hops
+             if hop.ttl in marked]  # fmt: skip
     nat = nat_hop(result)
     if nat is not None:
         notes.append(nat_text(nat, names))

@@ -85,18 +85,19 @@ def _hop_counts(hop: TraceHop) -> tuple[int, int]:
     return max(0, hop.sent - answered), max(hop.sent, answered)
 
 
-def rate_limited_ttls(result: TraceResult) -> frozenset[int]:
+def rate_limited_ttls(result: TraceResult) -> dict[int, tuple[int, int, int, int]]:
     """The hops of a trace (one flow, so one path) whose loss does not carry on to the
-    hops after them; hops still awaited (an interrupted trace) are not judged."""
-    counts = [(hop.ttl, *_hop_counts(hop), bool(hop.pending)) for hop in result.hops]
-    marked = set()
+    hops after them, with the evidence: ``{ttl: (lost, sent, lost after, sent after)}``.
+    Hops still awaited (an interrupted trace) are not judged."""
+    marked = {}
     lost_later = sent_later = 0
-    for ttl, lost, sent, pending in reversed(counts):
-        if not pending and rate_limited(lost, sent, lost_later, sent_later):
-            marked.add(ttl)
+    for hop in reversed(result.hops):
+        lost, sent = _hop_counts(hop)
+        if not hop.pending and rate_limited(lost, sent, lost_later, sent_later):
+            marked[hop.ttl] = (lost, sent, lost_later, sent_later)
         lost_later += lost
         sent_later += sent
-    return frozenset(marked)
+    return dict(sorted(marked.items()))
 
 
 # -- NAT ---------------------------------------------------------------------------------
@@ -108,11 +109,29 @@ def quote_rewrites(sent: bytes, reply: IcmpError) -> tuple[QuoteRewrite, ...]:
     quote = reply.quote
     try:
         if sent[0] >> 4 == 4:
-            return _rewrites(sent, quote, socket.AF_INET, (sent[0] & 0x0F) * 4,
-                             (quote[0] & 0x0F) * 4, 12, sent[9])  # fmt: skip
+            sent_ihl, quote_ihl = (sent[0] & 0x0F) * 4, (quote[0] & 0x0F) * 4
+            if (
+                sent[12:20] == quote[12:20]
+                and _same_transport(sent, quote, sent_ihl, quote_ihl, sent[9])
+                and ones_complement_sum(quote[:quote_ihl]) == 0xFFFF
+            ):
+                return ()  # the common case, cheaply (every answer of a trace is checked)
+            return _rewrites(sent, quote, socket.AF_INET, sent_ihl, quote_ihl, 12, sent[9])
+        if sent[8:40] == quote[8:40] and _same_transport(sent, quote, 40, 40, sent[6]):
+            return ()
         return _rewrites(sent, quote, socket.AF_INET6, 40, 40, 8, sent[6])
     except IndexError:
         return ()
+
+
+def _same_transport(sent: bytes, quote: bytes, sent_ihl: int, quote_ihl: int, proto: int) -> bool:
+    """The quote's first 8 transport bytes (and a quoted TCP checksum) are as sent."""
+    if sent[sent_ihl : sent_ihl + 8] != quote[quote_ihl : quote_ihl + 8]:
+        return False
+    return proto != _PROTO_TCP or (
+        sent[sent_ihl + 16 : sent_ihl + 18] == quote[quote_ihl + 16 : quote_ihl + 18]
+        or len(quote) < quote_ihl + 18
+    )
 
 
 def _rewrites(

@@ -167,11 +167,11 @@ def test_a_paris_hop_whose_loss_does_not_carry_on_is_marked() -> None:
     r = [response(f"198.18.{i}.1") for i in range(1, 4)]
     end = response("198.19.0.5", terminal=True)
     limited = trace_of([r[0]] * 10, [r[1], r[1]] + [None] * 8, [r[2]] * 10, [end] * 10)
-    assert rate_limited_ttls(limited) == {2}
+    assert rate_limited_ttls(limited) == {2: (8, 10, 0, 20)}
     # Loss from hop 2 on (a lossy link): real, not marked.
     lossy = trace_of([r[0]] * 10, [r[1]] * 5 + [None] * 5, [r[2]] * 6 + [None] * 4,
                      [end] * 5 + [None] * 5)  # fmt: skip
-    assert rate_limited_ttls(lossy) == frozenset()
+    assert rate_limited_ttls(lossy) == {}
     # A silent router (no ICMP at all) whose later hops answer every try: marked.
     silent = trace_of([r[0]] * 3, [None] * 3, [r[2]] * 3, [end] * 3, sent=[3, 9, 3, 3])
-    assert rate_limited_ttls(silent) == {2}
+    assert rate_limited_ttls(silent) == {2: (9, 9, 0, 6)}
