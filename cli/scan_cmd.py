@@ -280,7 +280,7 @@ def _connect_scan(
         return interrupt.happened
 
     interrupted: bool = anyio.run(run_scan, backend=args.backend)
-    _print_result(args, scan.result(), started, interrupted, {}, 1)
+    _print_result(args, scan.result(), started, interrupted, None, 1)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
@@ -289,15 +289,16 @@ def _print_result(
     results: ScanResult | list[ScanResult],
     started: str,
     interrupted: bool,
-    counters: dict[str, int],
+    counters: dict[str, int] | None,
     workers: int,
 ) -> None:
+    """The report, JSON document or grepable lines (``counters`` None: a connect() scan)."""
     result = render_scan.combined(results)
     if args.json:
         document = render_scan.scan_document(
-            results, interrupted=interrupted, counters=counters, with_hosts=False
-        )
-        document["workers"] = workers
+            results, interrupted=interrupted, counters=counters, workers=workers,
+            sockets="raw" if counters is not None else "tcp-connect", with_hosts=False,
+        )  # fmt: skip
         hosts = render_scan.hosts_data(results)
         # Indented for a few hosts; compact (json's C encoder) for networks.
         indent = 2 if result.host_count <= 10 else None

@@ -614,7 +614,7 @@ class TraceMachine(MachineOutbox[TraceHop]):
                 icmp_code=code,
                 reply_ttl=reply.ttl,
                 quoted_ttl=reply.quoted_ttl,
-                annotation=annotation(family, icmp_type, code, reply.mtu),
+                annotation=annotation(family, icmp_type, code, reply.mtu) or None,
                 terminal=unreach,
                 reached=port_unreach or (unreach and reply.from_target),
                 mpls=_mpls(reply.extensions),
@@ -849,7 +849,7 @@ class LiveTrace:
                     best_s=min(rtts) if rtts else None,
                     worst_s=max(rtts) if rtts else None,
                     stdev_s=stdev,
-                    annotation=self._annotation.get(ttl, ""),
+                    annotation=self._annotation.get(ttl),
                 )
             )
         return rows
