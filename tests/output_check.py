@@ -42,12 +42,19 @@ def check(data: Any, command: str | None = None) -> dict[str, Any]:
     assert command is None or name == command, (name, command)
     assert isinstance(name, str), data
     definition = "document" if "event" not in data else f"event_{data['event']}"
-    error = best_match(_validator(name, definition).iter_errors(data))
-    if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path)
-        raise AssertionError(f"{name} {definition} at /{where}: {error.message}")
+    part(data, name, definition)
     # And the file as a whole (what `rawprobe schema COMMAND` users validate with).
     Draft202012Validator(shipped(name)).validate(data)
+    return data
+
+
+def part(data: Any, command: str, definition: str) -> Any:
+    """Validate ``data`` against one definition of a command's schema (``dissection``
+    of sniff's, ``trace_hop`` of trace's...); return it."""
+    error = best_match(_validator(command, definition).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(step) for step in error.absolute_path)
+        raise AssertionError(f"{command} {definition} at /{where}: {error.message}")
     return data
 
 
