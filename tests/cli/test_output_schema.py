@@ -7,7 +7,9 @@ validated where the tests produce them (tests/output_check.py); here, the sweep'
 from __future__ import annotations
 
 import json
+import re
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import output_check
@@ -75,6 +77,37 @@ def test_rawprobe_schema_prints_the_files(capsys: pytest.CaptureFixture[str]) ->
     validator.validate(sniff_end)
     assert not validator.is_valid({**sniff_end, "captured": None})
     assert not validator.is_valid({**sniff_end, "schema": "rawprobe/1"})
+
+
+def _lenient(schema: Any) -> Any:
+    """The schema without ``required``: README examples leave fields out (``...``)."""
+    if isinstance(schema, dict):
+        return {k: _lenient(v) for k, v in schema.items() if k != "required"}
+    if isinstance(schema, list):
+        return [_lenient(item) for item in schema]
+    return schema
+
+
+def test_the_readme_json_examples_follow_the_schema() -> None:
+    """Every ```json block of the README (a document, or NDJSON lines) validates, its
+    ``...`` (elements or fields left out) aside."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", readme, re.S)
+    texts = []
+    for block in blocks:
+        text = re.sub(r",\s*\.\.\.", "", block)
+        lines = text.strip().splitlines()
+        one_per_line = all(line.startswith("{") and line.endswith("}") for line in lines)
+        texts += lines if one_per_line and len(lines) > 1 else [text]
+    seen = set()
+    for text in texts:
+        data = json.loads(text)
+        name = "document" if "event" not in data else f"event_{data['event']}"
+        whole = _lenient(json.loads(_shipped(data["command"])))
+        one = {key: value for key, value in whole.items() if key != "oneOf"}
+        Draft202012Validator({**one, "$ref": f"#/$defs/{name}"}).validate(data)
+        seen.add((data["command"], name))
+    assert {command for command, _name in seen} >= {"ping", "trace", "scan", "sweep"}
 
 
 FAST = ["-q", "-w", "1", "--rate", "0", "-r", "0", "-t", "0.05"]
