@@ -13,8 +13,6 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Any
 
-from rawprobe.cli.args import EXIT_OK
-
 _BUNDLE = "rawprobe"
 _SUFFIX = ".schema.json"
 
@@ -44,4 +42,4 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     name = args.command_name or _BUNDLE
     sys.stdout.write((_schemas() / f"{name}{_SUFFIX}").read_text(encoding="utf-8"))
-    return EXIT_OK
+    return 0

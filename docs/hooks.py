@@ -99,7 +99,8 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
         if action.choices is not None and not isinstance(action.choices, dict):
             meaning += f" (one of: {', '.join(map(str, action.choices))})"
         default = action.default
-        shown = "" if default in (None, False, argparse.SUPPRESS, [], ()) else f"`{default}`"
+        unset = default is None or default is False or default in (argparse.SUPPRESS, [], ())
+        shown = "" if unset else f"`{default}`"
         rows.append(f"| {_cell(names)} | {_cell(meaning)} | {_cell(shown)} |")
     return rows
 
