@@ -21,11 +21,13 @@ The shape every command follows:
 - every object lists all its fields (absent values are ``null``) and no others
   (``additionalProperties: false``), except maps keyed by data (state counts, names).
 
-Adding a field is one line in the object that holds it, e.g. in ``PING_HOST``::
+Adding a field is one line in the record that holds it (``DEFS``), e.g. in
+``"ping_host"``::
 
     rtt_source=field(enum("kernel", "monotonic"), "where the RTTs were measured"),
 
-then write the files again (above).
+then write the files again (above); the renderer (cli/render*.py) adds the key. Without
+both, the tests fail: every output is validated against the shipped files.
 """
 
 from __future__ import annotations
@@ -67,12 +69,10 @@ def field(schema: Schema, description: str) -> Schema:
 
 def null(schema: Schema) -> Schema:
     """``schema`` or ``null`` (an absent value)."""
-    if "$ref" in schema or "enum" in schema:
-        inner = {k: v for k, v in schema.items() if k != "description"}
-        nullable: Schema = {"anyOf": [inner, {"type": "null"}]}
-    else:
-        nullable = {**schema, "type": [schema["type"], "null"]}
-        nullable.pop("description", None)
+    if isinstance(schema.get("type"), str):
+        return {**schema, "type": [schema["type"], "null"]}
+    inner = {key: value for key, value in schema.items() if key != "description"}
+    nullable: Schema = {"anyOf": [inner, {"type": "null"}]}
     if "description" in schema:
         nullable["description"] = schema["description"]
     return nullable
