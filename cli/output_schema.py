@@ -4,7 +4,7 @@ This module is the source; the files in ``cli/schemas/`` (package data, printed 
 ``rawprobe schema``) are what it builds, one per command plus ``rawprobe.schema.json``
 bundling them all. After changing a definition, write the files again::
 
-    .venv/bin/python -m rawprobe.cli.output_schema
+    .venv/bin/python -I -m rawprobe.cli.output_schema
 
 (``tests/cli/test_output_schema.py`` fails while the files and this module disagree.)
 Nothing imports this module at run time: the command prints the files.

@@ -28,7 +28,8 @@ def _shipped(name: str) -> str:
 def test_the_shipped_files_are_what_the_definitions_build() -> None:
     for name, text in output_schema.files().items():
         shipped = _shipped(name.removesuffix(".schema.json"))
-        assert shipped == text, f"{name} is stale: python -m rawprobe.cli.output_schema"
+        fix = ".venv/bin/python -I -m rawprobe.cli.output_schema"
+        assert shipped == text, f"{name} is stale: {fix}"
 
 
 def _objects(schema: Any) -> list[dict[str, Any]]:
