@@ -8,12 +8,12 @@ reverse-DNS names when the caller looked them up (never in tests).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from rawprobe.cli.render import SCHEMA, ms
+from rawprobe.cli.render import family, header, ms
 from rawprobe.probes.models import (
     HopStats,
     NatHop,
@@ -27,14 +27,13 @@ from rawprobe.probes.path_truth import nat_hop, rate_limited_ttls
 from rawprobe.probes.trace_stats import path_nat
 from rawprobe.transport.wire.icmpext import MplsLabel
 
+if TYPE_CHECKING:
+    from rawprobe.probes.traceroute import LiveTrace
+
 Names = Mapping[str, str]
 
 #: mtr's columns, in its order.
 LIVE_COLUMNS = ("Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev")
-
-
-def _family(address: str) -> str:
-    return "ipv6" if ":" in address else "ipv4"
 
 
 def _host(address: str, names: Names | None) -> str:
@@ -183,13 +182,14 @@ def trace_table(result: TraceResult, names: Names | None = None) -> Table:
 
 
 def _response_data(probe: TraceResponse, names: Names | None) -> dict[str, Any]:
-    data: dict[str, Any] = {
+    return {
         "address": probe.address,
+        "hostname": names.get(probe.address) if names else None,
         "rtt_ms": ms(probe.rtt_s),
         "kind": probe.kind,
         "icmp_type": probe.icmp_type,
         "icmp_code": probe.icmp_code,
-        "annotation": probe.annotation or None,
+        "annotation": probe.annotation,
         "reply_ttl": probe.reply_ttl,
         "quoted_ttl": probe.quoted_ttl,
         "mpls": [
@@ -198,9 +198,6 @@ def _response_data(probe: TraceResponse, names: Names | None) -> dict[str, Any]:
         "attempt": probe.attempt,
         "rewrites": _rewrites_data(probe.rewrites),
     }
-    if names and probe.address in names:
-        data["hostname"] = names[probe.address]
-    return data
 
 
 def _rewrites_data(rewrites: Sequence[QuoteRewrite]) -> list[dict[str, Any]]:
@@ -208,14 +205,16 @@ def _rewrites_data(rewrites: Sequence[QuoteRewrite]) -> list[dict[str, Any]]:
 
 
 def nat_data(nat: NatHop | None, names: Names | None = None) -> dict[str, Any] | None:
-    """``{"ttl", "address", "rewrites": [{"field", "sent", "quoted"}]}`` or None."""
+    """``{"ttl", "address", "hostname", "rewrites": [{"field", "sent", "quoted"}]}``, or
+    None."""
     if nat is None:
         return None
-    data: dict[str, Any] = {"ttl": nat.ttl, "address": nat.address,
-                            "rewrites": _rewrites_data(nat.rewrites)}  # fmt: skip
-    if names and nat.address in names:
-        data["hostname"] = names[nat.address]
-    return data
+    return {
+        "ttl": nat.ttl,
+        "address": nat.address,
+        "hostname": names.get(nat.address) if names else None,
+        "rewrites": _rewrites_data(nat.rewrites),
+    }
 
 
 def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any]:
@@ -224,7 +223,7 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
     return {
         "target": result.target,
         "address": result.address,
-        "family": _family(result.address),
+        "family": family(result.address),
         "method": result.method,
         "paris": result.paris,
         "source": result.source,
@@ -254,16 +253,24 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
 
 
 def trace_document(
-    results: Sequence[TraceResult], names: Names | None = None, **extra: Any
+    results: Sequence[TraceResult],
+    names: Names | None = None,
+    *,
+    interrupted: bool = False,
+    sockets: str = "raw",
 ) -> dict[str, Any]:
-    """``{"schema": "rawprobe/1", "command": "trace", "traces": [...]}``."""
-    document: dict[str, Any] = {
-        "schema": SCHEMA,
-        "command": "trace",
+    """``{"schema": "rawprobe/2", "command": "trace", "mode": "trace", "traces": [...],
+    "summary": {...}}``."""
+    return {
+        **header("trace"),
+        "mode": "trace",
         "traces": [trace_data(r, names) for r in results],
+        "summary": {
+            "interrupted": interrupted,
+            "sockets": sockets,
+            "traces_reached": sum(r.reached for r in results),
+        },
     }
-    document.update(extra)
-    return document
 
 
 # -- mtr-style statistics ------------------------------------------------------------------
@@ -401,7 +408,7 @@ def _stats_data(row: HopStats, names: Names | None) -> dict[str, Any]:
         "best_ms": ms_or_none(row.best_s),
         "worst_ms": ms_or_none(row.worst_s),
         "stdev_ms": ms_or_none(row.stdev_s),
-        "annotation": row.annotation or None,
+        "annotation": row.annotation,
         "flows": list(row.flows),
         "rate_limited": row.rate_limited,
         "rewrites": _rewrites_data(row.rewrites),
@@ -423,7 +430,7 @@ def live_data(
     return {
         "target": target,
         "address": address,
-        "family": _family(address),
+        "family": family(address),
         "rounds": rounds,
         "flows": [flow for path in paths for flow in path.flows],
         "nat": nat_data(min(nats, key=lambda nat: nat.ttl, default=None), names),
@@ -436,4 +443,29 @@ def live_data(
             }
             for path in paths
         ],
+    }
+
+
+def rounds_summary(
+    stats: Sequence[LiveTrace], *, interrupted: bool, sockets: str
+) -> dict[str, Any]:
+    """The ``summary`` of ``--report --json`` and of the ``--live --json`` stream."""
+    return {
+        "interrupted": interrupted,
+        "sockets": sockets,
+        "rounds": [{"target": s.target, "address": s.address, "rounds": s.rounds} for s in stats],
+    }
+
+
+def report_document(
+    stats: Sequence[LiveTrace], names: Names | None, *, interrupted: bool, sockets: str
+) -> dict[str, Any]:
+    """``--report --json``: each target's statistics over the rounds."""
+    return {
+        **header("trace"),
+        "mode": "report",
+        "traces": [
+            live_data(s.target, s.address, s.rounds, s.rows(), names, s.paths()) for s in stats
+        ],
+        "summary": rounds_summary(stats, interrupted=interrupted, sockets=sockets),
     }

@@ -262,7 +262,7 @@ class LiveTrace:
             best_s=min(cell.best for cell in answered) if answered else None,
             worst_s=max(cell.worst for cell in answered) if answered else None,
             stdev_s=math.sqrt(max(0.0, m2 / count)) if count else None,
-            annotation=self._annotation.get((ttl, interface), "") if interface else "",
+            annotation=self._annotation.get((ttl, interface)) if interface else None,
             flows=flows,
             rate_limited=rate_limited(sent - received, sent, lost_later, sent_later),
             rewrites=rewrites,

@@ -89,7 +89,7 @@ def test_a_trace_says_which_loss_is_rate_limiting_and_where_the_nat_is() -> None
     )
     data = render_trace.trace_data(result)
     assert [h["rate_limited"] for h in data["hops"]] == [False, True, False, False]
-    assert data["nat"] == {"ttl": 3, "address": "198.18.3.2", "rewrites": [
+    assert data["nat"] == {"ttl": 3, "address": "198.18.3.2", "hostname": None, "rewrites": [
         {"field": "source", "sent": "198.18.1.2", "quoted": "198.18.3.1"},
         {"field": "checksum", "sent": 0x3667, "quoted": 0x3468},
     ]}  # fmt: skip

@@ -5,13 +5,13 @@ restores the quotes (no NAT reported), a NAT that does not is reported where it 
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -25,13 +25,9 @@ def cli(lab: Lab, *args: str, timeout: float = 60) -> subprocess.CompletedProces
 
 
 def last_rounds(output: str) -> dict[str, dict[str, Any]]:
-    """The last ``--live --json`` round of each target."""
-    rounds: dict[str, dict[str, Any]] = {}
-    for line in output.splitlines():
-        event = json.loads(line)
-        assert event["schema"].startswith("rawprobe/") and event["event"] == "round"
-        rounds[event["target"]] = event
-    return rounds
+    """The last ``--live --json`` round of each target (every line validated)."""
+    events = output_check.events(output.splitlines(), "trace")
+    return {event["target"]: event for event in events if event["event"] == "round"}
 
 
 # -- ECMP: loss on one branch ------------------------------------------------------------
@@ -116,7 +112,7 @@ def test_a_paris_trace_marks_the_rate_limiting_router(ratelimit: Lab) -> None:
     targets = ["198.19.0.11", "198.19.0.12", "198.19.0.13"]
     done = cli(net, "-U", "-q", "10", "--retries", "0", "-w", "1", "--json", *targets)
     assert done.returncode == 0, done.stderr
-    traces = json.loads(done.stdout)["traces"]
+    traces = output_check.document(done.stdout, "trace")["traces"]
     r2 = net.paths_v4[0][1]
     marked = 0
     for trace in traces:
@@ -152,7 +148,7 @@ def test_linux_masquerade_restores_the_quotes_so_no_nat_is_reported(
 ) -> None:
     done = cli(nat, flag, "-q", "2", "--json", nat.target_v4, nat.target_v6)
     assert done.returncode == 0, done.stderr
-    for trace in json.loads(done.stdout)["traces"]:
+    for trace in output_check.document(done.stdout, "trace")["traces"]:
         assert trace["reached"] and len(trace["hops"]) == 4, trace
         assert trace["nat"] is None
         assert not any(r["rewrites"] for h in trace["hops"] for r in h["responses"])
@@ -202,7 +198,7 @@ def test_a_nat_that_leaves_the_quotes_rewritten_is_reported_where_it_is(
 ) -> None:
     net = stateless_nat
     done = cli(net, flag, "-q", "2", "-w", "1", "-m", "6", "--json", net.target_v4, net.target_v6)
-    traces = {t["address"]: t for t in json.loads(done.stdout)["traces"]}
+    traces = {t["address"]: t for t in output_check.document(done.stdout, "trace")["traces"]}
     for target, client, outside, r3 in (
         (net.target_v4, net.client_v4, "198.18.3.1", net.paths_v4[0][2]),
         (net.target_v6, net.client_v6, "2001:db8:3::1", net.paths_v6[0][2]),
