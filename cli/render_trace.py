@@ -301,9 +301,13 @@ def _row_host(row: HopStats, names: Names | None) -> str:
     return f"{text} {RATE_LIMITED}" if row.rate_limited else text
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' if number != 1 else ''}"
+
+
 def _path_title(index: int, paths: Sequence[PathStats]) -> str:
-    flows = len(paths[index].flows)
-    return f"path {index + 1} of {len(paths)} · {flows} flow{'s' if flows != 1 else ''}"
+    """``path 1/2: 3 flows``."""
+    return f"path {index + 1}/{len(paths)}: {_count(len(paths[index].flows), 'flow')}"
 
 
 def live_notes(
@@ -353,7 +357,7 @@ def live_table(
     title = f"{name} · round {rounds}"
     flows = sum(len(p.flows) for p in paths)
     if flows > 1:
-        title += f" · {flows} flows · {len(paths)} path{'s' if len(paths) != 1 else ''}"
+        title += f" · {_count(flows, 'flow')} · {_count(len(paths), 'path')}"
     parts: list[RenderableType] = [_stats_table(title, rows, names)]
     if len(paths) > 1:
         for index, path in enumerate(paths):
@@ -371,7 +375,7 @@ def report_lines(
 ) -> list[str]:
     """``mtr -r`` layout: ``HOST: target  Loss% Snt Last Avg Best Wrst StDev`` then
     `` 1.|-- 198.18.1.1  0.0%  10  0.1 ...`` per (TTL, interface); with several paths a
-    block per path (``PATH 1 of 2 · 3 flows``, same layout), then the notes."""
+    block per path (``path 1/2: 3 flows``, same layout), then the notes."""
     widths = (6, 5, 6, 6, 6, 6, 6)
     header = "".join(f"{name:>{w}}" for name, w in zip(LIVE_COLUMNS, widths, strict=True))
 
@@ -386,9 +390,7 @@ def report_lines(
     lines = block(f"HOST: {target}", rows)
     if len(paths) > 1:
         for index, path in enumerate(paths):
-            flows = len(path.flows)
-            title = f"PATH {index + 1}/{len(paths)}: {flows} flow{'s' if flows != 1 else ''}"
-            lines += block(title, path.hops)
+            lines += block(_path_title(index, paths), path.hops)
     return lines + live_notes(rows, paths, names)
 
 

@@ -114,10 +114,10 @@ def test_live_report_and_json_show_each_path_and_the_marks() -> None:
     lines = render_trace.report_lines("198.19.0.5", rows, paths=[lossy, clean])
     assert [line.split()[0] for line in lines if not line.startswith(" ")] == [
         "HOST:",
-        "PATH",
-        "PATH",
+        "path",
+        "path",
     ]
-    assert "PATH 1/2: 2 flows" in lines[5] and lines[8].split()[1:3] == ["198.18.4.2", "20.0%"]
+    assert "path 1/2: 2 flows" in lines[5] and lines[8].split()[1:3] == ["198.18.4.2", "20.0%"]
     assert lines[12].split()[1:3] == ["198.18.4.2", "0.0%"]
     data = render_trace.live_data("198.19.0.5", "198.19.0.5", 10, rows, paths=[lossy, clean])
     assert data["flows"] == [1, 3, 2, 4] and data["nat"] is None
@@ -131,4 +131,4 @@ def test_live_report_and_json_show_each_path_and_the_marks() -> None:
     console = Console(width=160, record=True)
     console.print(render_trace.live_table("t", "198.19.0.5", 10, rows, paths=[lossy, clean]))
     text = console.export_text()
-    assert "4 flows · 2 paths" in text and "path 1 of 2 · 2 flows" in text and "20.0%" in text
+    assert "4 flows · 2 paths" in text and "path 1/2: 2 flows" in text and "20.0%" in text
