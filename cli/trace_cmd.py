@@ -279,8 +279,8 @@ async def _main(
         if interrupt.happened:
             _show_partial(args, partial, printed[0], names_dns, console, rich_out, streaming)
         elif streaming and results:  # after the hop lines: what their loss and quotes say
-            seen = (a for hop in results[0].hops for a in hop.addresses)
-            known = names_dns.known(seen) if names_dns is not None else {}
+            answered = (a for hop in results[0].hops for a in hop.addresses)
+            known = names_dns.known(answered) if names_dns is not None else {}
             for note in render_trace.trace_notes(results[0], known):
                 _emit(note)
     ordered = _input_order(results, targets)
