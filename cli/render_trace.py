@@ -23,8 +23,7 @@ from rawprobe.probes.models import (
     TraceResponse,
     TraceResult,
 )
-from rawprobe.probes.path_truth import nat_hop, rate_limited_ttls
-from rawprobe.probes.trace_stats import path_nat
+from rawprobe.probes.path_truth import nat_hop, path_nat, rate_limited_ttls
 from rawprobe.transport.wire.icmpext import MplsLabel
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import socket
 
-from rawprobe.probes.models import NatHop, QuoteRewrite, TraceHop, TraceResult
+from rawprobe.probes.models import NatHop, PathStats, QuoteRewrite, TraceHop, TraceResult
 from rawprobe.transport.base import IcmpError
 from rawprobe.transport.wire.checksum import ones_complement_sum
 
@@ -34,6 +34,7 @@ __all__ = [
     "ALPHA",
     "excess_loss_p",
     "nat_hop",
+    "path_nat",
     "quote_rewrites",
     "rate_limited",
     "rate_limited_ttls",
@@ -182,4 +183,12 @@ def nat_hop(result: TraceResult) -> NatHop | None:
         for response in hop.responses:
             if response.rewrites:
                 return NatHop(hop.ttl, response.address, response.rewrites)
+    return None
+
+
+def path_nat(path: PathStats) -> NatHop | None:
+    """The first hop of a live path whose quotes show the probes rewritten."""
+    for hop in path.hops:
+        if hop.rewrites and hop.addresses:
+            return NatHop(hop.ttl, hop.addresses[0], hop.rewrites)
     return None

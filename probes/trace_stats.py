@@ -29,7 +29,6 @@ from collections.abc import Iterable, Mapping
 
 from rawprobe.probes.models import (
     HopStats,
-    NatHop,
     PathStats,
     QuoteRewrite,
     TraceResponse,
@@ -288,11 +287,3 @@ class _Later:
                     lost += flow_lost
                     sent += flow_sent
         return lost, sent
-
-
-def path_nat(path: PathStats) -> NatHop | None:
-    """The first hop of a path whose quotes show the probes rewritten."""
-    for hop in path.hops:
-        if hop.rewrites and hop.addresses:
-            return NatHop(hop.ttl, hop.addresses[0], hop.rewrites)
-    return None

@@ -9,7 +9,8 @@ import random
 import pytest
 
 from rawprobe.probes.models import QuoteRewrite, TraceHop, TraceResponse, TraceResult
-from rawprobe.probes.trace_stats import LiveTrace, path_nat
+from rawprobe.probes.path_truth import path_nat
+from rawprobe.probes.trace_stats import LiveTrace
 
 TARGET = "198.19.0.5"
 R1, A1, B1, R2 = "198.18.1.1", "198.18.2.2", "198.18.3.2", "198.18.4.2"
