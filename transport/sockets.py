@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import socket
 import struct
 from collections.abc import Sequence
@@ -136,6 +137,63 @@ def new_socket(
         raise PrivilegeError(hint) from exc
     except OSError as exc:
         raise TransportError(f"cannot open {what}: {exc.strerror or exc}") from exc
+
+
+_CLONE_NEWNET = 0x40000000
+_THIS_NETNS = "/proc/thread-self/ns/net"
+
+
+def setns_net(fd: int) -> None:
+    """Move the calling thread into the network namespace behind ``fd``."""
+    os_setns = getattr(os, "setns", None)  # Python >= 3.12
+    if os_setns is not None:
+        os_setns(fd, _CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(ctypes.c_int(fd), ctypes.c_int(_CLONE_NEWNET)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+class NamespacePin:
+    """The network namespace a transport was opened in. A transport that opens
+    sockets as probes need them (the unprivileged UDP transport) opens them here,
+    whatever namespace the calling thread is in by then: opened in a lab namespace
+    (``Lab.entered``), its probes never leave through the host's own routes."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(_THIS_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # (no /proc: sockets are opened where the thread is)
+        pinned = os.fstat(self._fd)
+        self._id = (pinned.st_dev, pinned.st_ino)
+
+    def socket(self, family: int, kind: int, what: str) -> socket.socket:
+        """``new_socket(family, kind, 0, what)`` in the pinned namespace."""
+        if self._fd is None:
+            return new_socket(family, kind, 0, what)
+        here = os.stat(_THIS_NETNS)
+        if (here.st_dev, here.st_ino) == self._id:
+            return new_socket(family, kind, 0, what)
+        saved = os.open(_THIS_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            try:
+                setns_net(self._fd)
+            except OSError as exc:
+                raise TransportError(f"cannot open {what} in the transport's namespace") from exc
+            try:
+                return new_socket(family, kind, 0, what)
+            finally:
+                setns_net(saved)  # (back where the thread was)
+        finally:
+            os.close(saved)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def open_raw_socket(

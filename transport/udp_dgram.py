@@ -26,7 +26,7 @@ from rawprobe.transport.dgram import TTL_OPTIONS, icmp_errors, ip_fields
 from rawprobe.transport.exchange import SocketTransport, destination_of
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.raw import RECV_BATCH
-from rawprobe.transport.sockets import IP_RECVERR, IPV6_RECVERR
+from rawprobe.transport.sockets import IP_RECVERR, IPV6_RECVERR, NamespacePin
 from rawprobe.transport.wire.udp import UdpHeader, build_udp
 
 _IPV4 = struct.Struct("!BBHHHBBH")
@@ -42,6 +42,7 @@ class UdpTransport(SocketTransport):
         self._demux.verify_icmp = self._demux.verify_ip_header = False
         self._ttl: dict[tuple[int, int], int] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._netns = NamespacePin()  # sockets open later, in the namespace of now
 
     def _start(self, task_group: anyio.abc.TaskGroup) -> None:
         self._task_group = task_group  # each socket's reader starts with the socket
@@ -78,7 +79,7 @@ class UdpTransport(SocketTransport):
         sock = self._sockets.get((family, sport))
         if sock is not None:
             return sock
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = self._netns.socket(family, socket.SOCK_DGRAM, "UDP socket")
         try:
             sock.setblocking(False)
             if family == socket.AF_INET6:
@@ -95,6 +96,10 @@ class UdpTransport(SocketTransport):
         assert self._task_group is not None
         self._task_group.start_soon(self._reader, sock, family, sport)
         return sock
+
+    def _close_sockets(self) -> None:
+        super()._close_sockets()
+        self._netns.close()
 
     async def _reader(self, sock: socket.socket, family: int, sport: int) -> None:
         while not self._closed:
