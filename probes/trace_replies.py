@@ -39,6 +39,7 @@ def parse_reply(reply: Reply, family: int, rtt_s: float, attempt: int) -> TraceR
             reached=port_unreach or (unreach and reply.from_target),
             mpls=mpls_labels(reply.extensions),
             attempt=attempt,
+            mtu=reply.mtu,
         )
     icmp_type_echo: int | None = None
     code_echo: int | None = None

@@ -52,6 +52,7 @@ from rawprobe.errors import (
 from rawprobe.probes.connect_scan import ConnectScan as _ConnectScan
 from rawprobe.probes.craft import ICMP, IP, TCP, UDP, craft
 from rawprobe.probes.models import (
+    BlackHole,
     HopStats,
     HostPorts,
     PingError,
@@ -63,6 +64,7 @@ from rawprobe.probes.models import (
     TraceResponse,
     TraceResult,
 )
+from rawprobe.probes.pathmtu import path_mtu_many_with
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols
 from rawprobe.probes.portspec import DEFAULT_TOP_UDP_PORTS as _DEFAULT_TOP_UDP_PORTS
 from rawprobe.probes.portspec import top_ports as _top_ports
@@ -100,6 +102,7 @@ __all__ = [
     "IP",
     "TCP",
     "UDP",
+    "BlackHole",
     "Captured",
     "Dissection",
     "HopStats",
@@ -137,6 +140,8 @@ __all__ = [
     "dissect",
     "open_sniffer",
     "open_transport",
+    "path_mtu",
+    "path_mtu_many",
     "ping",
     "ping_many",
     "record_pcap",
@@ -411,6 +416,78 @@ traceroute = _first_of(
     whatever the network does. ``privileged=None``: raw sockets when allowed, else ICMP
     datagram sockets (``method="icmp"``) or UDP sockets (``"udp"``, like tracepath);
     ``"tcp"`` needs raw sockets. Raises PrivilegeError, ResolutionError, UsageError.""",
+)
+
+
+# -- path MTU (probes/pathmtu.py) ------------------------------------------------------
+
+
+@asynccontextmanager
+async def path_mtu_many(
+    hosts: Sequence[str],
+    *,
+    method: str = "udp",
+    first_ttl: int = 1,
+    max_ttl: int = 30,
+    wait_s: float = 1.0,
+    here: float = 3.0,
+    retries: int = 2,
+    port: int | None = None,
+    start_size: int | None = None,
+    source: str | None = None,
+    family: int | None = None,
+    broadcast: bool = False,
+    privileged: bool | None = None,
+    transport: Transport | None = None,
+) -> AsyncIterator[AsyncIterator[TraceResult]]:
+    """Path MTU traces (``trace --mtu``) to all ``hosts`` concurrently; results as each
+    completes, TraceResults with ``interface_mtu``, ``path_mtu``, ``black_hole`` and
+    each hop's ``mtu`` where it drops::
+
+    async with rawprobe.path_mtu_many(hosts) as results:
+        async for result in results:
+            print(result.target, result.path_mtu, result.black_hole)
+    """
+    with _one_error():
+        if method not in ("udp", "icmp"):
+            raise UsageError(f"bad method {method!r} for a path MTU trace: udp or icmp")
+        options = TraceOptions(
+            method=method, first_ttl=first_ttl, max_ttl=max_ttl, wait_s=wait_s, here=here,
+            retries=retries, port=port, packet_size=start_size, queries=1,
+        )  # fmt: skip
+        addresses = [await resolve(host, family) for host in hosts]
+        _refuse_addresses(addresses, broadcast)
+        _check_source(source)
+        names = list(hosts)
+        hears = trace_protocols(addresses, method)
+        what = f"a {method.upper()} path MTU trace"
+        if transport is not None:
+            _check_transport(transport, _sends(_families(addresses), method), hears, what)
+            async with path_mtu_many_with(
+                transport, addresses, options, targets=names, source=source
+            ) as results:
+                yield results
+            return
+        unprivileged: Unprivileged = "udp" if method == "udp" else None
+        async with (
+            _open_probe_transport(
+                hears, privileged=privileged, unprivileged=unprivileged, what=what
+            ) as own,
+            path_mtu_many_with(own, addresses, options, targets=names, source=source) as results,
+        ):
+            yield results
+
+
+path_mtu = _first_of(
+    path_mtu_many,
+    "TraceResult",
+    """The path MTU to ``host``, hop by hop, like tracepath, and the first MTU black hole
+    (a hop that drops big packets without an ICMP error), which tracepath cannot see: a
+    TraceResult with ``interface_mtu``, ``path_mtu``, ``black_hole`` (a BlackHole or
+    None) and each hop's ``mtu`` where it drops. UDP probes by default (``"icmp"`` too),
+    over raw sockets when allowed, else UDP sockets like tracepath (ICMP needs raw
+    sockets); ``start_size`` replaces the interface's MTU as the first size. Raises
+    PrivilegeError, ResolutionError, UsageError.""",
 )
 
 

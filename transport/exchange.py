@@ -225,6 +225,10 @@ class TransportBase:
             self.counters.sent += 1
             return Sent(realtime_ns, monotonic_s)
 
+    def interface_mtu(self, destination: str) -> int | None:
+        """MTU of the interface towards ``destination`` (see Transport); None: unknown."""
+        return None
+
     def read_pending(self) -> None:
         """Deliver what the sockets already hold, now (see Transport.read_pending); a
         transport whose readers deliver as packets arrive has nothing to do."""
@@ -308,6 +312,10 @@ class SocketTransport(TransportBase):
         if self._closed:
             raise TransportClosed("transport is closed")
         return self._routes.source_for(destination)
+
+    def interface_mtu(self, destination: str) -> int | None:
+        self._check_open()
+        return self._routes.interface_mtu(destination)
 
     @property
     def socket_count(self) -> int:
