@@ -31,17 +31,16 @@ import dataclasses
 import heapq
 import math
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.flowprobes import FlowProbes
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import BlackHole, TraceHop, TraceResponse, TraceResult
-from rawprobe.probes.multiplex import ManyResults, run_many
 from rawprobe.probes.trace_replies import parse_reply
-from rawprobe.probes.traceroute import TraceOptions
+from rawprobe.probes.traceroute import TraceOptions, TraceResults, trace_many_with
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import Cookies, MatchKey
 from rawprobe.transport.sockets import MAX_PACKET
@@ -427,9 +426,7 @@ class MtuMachine(MachineOutbox[TraceHop]):
         """The TTL is decided: emit its TraceHop, then open the next TTL or finish."""
         hop = self._hop
         assert hop is not None
-        for key in list(self._outstanding):
-            self._retire(key)
-        self._queue.clear()
+        self._close_size()
         self._hop = None
         answer = hop.passed or hop.witness
         mtu = self._size if self._size < hop.start_size else None
@@ -543,8 +540,7 @@ def new_mtu_machine(
     )
 
 
-@asynccontextmanager
-async def path_mtu_many_with(
+def path_mtu_many_with(
     transport: Transport,
     addresses: Sequence[str],
     options: TraceOptions | None = None,
@@ -552,20 +548,12 @@ async def path_mtu_many_with(
     targets: Sequence[str] | None = None,
     source: str | None = None,
     on_event: Callable[[str, TraceHop], None] | None = None,
-) -> AsyncIterator[ManyResults[TraceResult]]:
-    """Path MTU traces to every address at once over one transport, like
-    ``trace_many_with`` (results in completion order, ``remaining()`` after leaving
-    early, ``on_event(target, hop)`` as each hop is final)."""
+) -> AbstractAsyncContextManager[TraceResults]:
+    """Path MTU traces to every address at once over one transport: ``trace_many_with``
+    (results in completion order, ``remaining()`` after leaving early, ``on_event(target,
+    hop)`` as each hop is final) with MtuMachines; UDP probes unless ``options`` say."""
     options = options or TraceOptions(method="udp")
-    names = list(targets) if targets is not None else list(addresses)
-    machines = [
-        new_mtu_machine(transport, address, options, source=source, target=name)
-        for address, name in zip(addresses, names, strict=True)
-    ]
-
-    def on_hop(index: int, hop: TraceHop) -> None:
-        if on_event is not None:
-            on_event(names[index], hop)
-
-    async with run_many(transport, machines, on_event=on_hop) as results:
-        yield results
+    return trace_many_with(
+        transport, addresses, options, targets=targets, source=source, on_event=on_event,
+        factory=new_mtu_machine,
+    )  # fmt: skip

@@ -64,7 +64,9 @@ from rawprobe.probes.models import (
     TraceResponse,
     TraceResult,
 )
-from rawprobe.probes.pathmtu import path_mtu_many_with
+from rawprobe.probes.multiplex import ResultMachine
+from rawprobe.probes.pathmtu import METHODS as MTU_METHODS
+from rawprobe.probes.pathmtu import new_mtu_machine
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols
 from rawprobe.probes.portspec import DEFAULT_TOP_UDP_PORTS as _DEFAULT_TOP_UDP_PORTS
 from rawprobe.probes.portspec import top_ports as _top_ports
@@ -77,7 +79,12 @@ from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.targets import parse_block as _parse_block
 from rawprobe.probes.targets import refuse_special as _refuse_special
 from rawprobe.probes.targets import refuse_special_block as _refuse_special_block
-from rawprobe.probes.traceroute import TraceOptions, trace_many_with, trace_protocols
+from rawprobe.probes.traceroute import (
+    TraceOptions,
+    new_machine,
+    trace_many_with,
+    trace_protocols,
+)
 from rawprobe.probes.udp_scan import udp_scan_with as _udp_scan_with
 from rawprobe.targets import resolve
 from rawprobe.targets import resolve_targets as _resolve_targets
@@ -382,31 +389,56 @@ async def traceroute_many(
             method=method, first_ttl=first_ttl, max_ttl=max_ttl, queries=queries,
             wait_s=wait_s, retries=retries, in_flight=in_flight, port=port, paris=paris,
         )  # fmt: skip
-        addresses = [await resolve(host, family) for host in hosts]
-        _refuse_addresses(addresses, broadcast)
-        _check_source(source)
-        names = list(hosts)
-        hears = trace_protocols(addresses, method)
-        what = f"a {method.upper()} traceroute"
-        if transport is not None:
-            _check_transport(transport, _sends(_families(addresses), method), hears, what)
-            async with trace_many_with(
-                transport, addresses, options, targets=names, source=source
-            ) as results:
-                yield results
-            return
         unprivileged: Unprivileged = None  # TCP: raw sockets only
-        if method == "udp":
-            unprivileged = "udp"
-        elif method == "icmp":
-            unprivileged = "icmp"
-        async with (
-            _open_probe_transport(
-                hears, privileged=privileged, unprivileged=unprivileged, what=what
-            ) as own,
-            trace_many_with(own, addresses, options, targets=names, source=source) as results,
-        ):
+        if method in ("udp", "icmp"):
+            unprivileged = "udp" if method == "udp" else "icmp"
+        async with _traces(
+            hosts, options, f"a {method.upper()} traceroute", unprivileged, new_machine,
+            family=family, broadcast=broadcast, source=source, privileged=privileged,
+            transport=transport,
+        ) as results:  # fmt: skip
             yield results
+
+
+@asynccontextmanager
+async def _traces(
+    hosts: Sequence[str],
+    options: TraceOptions,
+    what: str,
+    unprivileged: Unprivileged,
+    factory: Callable[..., ResultMachine[TraceHop, TraceResult]],
+    *,
+    family: int | None,
+    broadcast: bool,
+    source: str | None,
+    privileged: bool | None,
+    transport: Transport | None,
+) -> AsyncIterator[AsyncIterator[TraceResult]]:
+    """What traceroute_many and path_mtu_many share: the hosts resolved and checked,
+    then the traces (``factory`` makes their machines) over ``transport`` or one of the
+    ladder's (``unprivileged``: its rung below raw sockets)."""
+    method = options.method
+    addresses = [await resolve(host, family) for host in hosts]
+    _refuse_addresses(addresses, broadcast)
+    _check_source(source)
+    names = list(hosts)
+    hears = trace_protocols(addresses, method)
+    if transport is not None:
+        _check_transport(transport, _sends(_families(addresses), method), hears, what)
+        async with trace_many_with(
+            transport, addresses, options, targets=names, source=source, factory=factory
+        ) as results:
+            yield results
+        return
+    async with (
+        _open_probe_transport(
+            hears, privileged=privileged, unprivileged=unprivileged, what=what
+        ) as own,
+        trace_many_with(
+            own, addresses, options, targets=names, source=source, factory=factory
+        ) as results,
+    ):
+        yield results
 
 
 traceroute = _first_of(
@@ -449,32 +481,18 @@ async def path_mtu_many(
             print(result.target, result.path_mtu, result.black_hole)
     """
     with _one_error():
-        if method not in ("udp", "icmp"):
+        if method not in MTU_METHODS:
             raise UsageError(f"bad method {method!r} for a path MTU trace: udp or icmp")
         options = TraceOptions(
             method=method, first_ttl=first_ttl, max_ttl=max_ttl, wait_s=wait_s, here=here,
             retries=retries, port=port, packet_size=start_size, queries=1,
         )  # fmt: skip
-        addresses = [await resolve(host, family) for host in hosts]
-        _refuse_addresses(addresses, broadcast)
-        _check_source(source)
-        names = list(hosts)
-        hears = trace_protocols(addresses, method)
-        what = f"a {method.upper()} path MTU trace"
-        if transport is not None:
-            _check_transport(transport, _sends(_families(addresses), method), hears, what)
-            async with path_mtu_many_with(
-                transport, addresses, options, targets=names, source=source
-            ) as results:
-                yield results
-            return
-        unprivileged: Unprivileged = "udp" if method == "udp" else None
-        async with (
-            _open_probe_transport(
-                hears, privileged=privileged, unprivileged=unprivileged, what=what
-            ) as own,
-            path_mtu_many_with(own, addresses, options, targets=names, source=source) as results,
-        ):
+        async with _traces(
+            hosts, options, f"a {method.upper()} path MTU trace",
+            "udp" if method == "udp" else None,  # (ICMP: raw sockets only)
+            new_mtu_machine, family=family, broadcast=broadcast, source=source,
+            privileged=privileged, transport=transport,
+        ) as results:  # fmt: skip
             yield results
 
 
