@@ -240,12 +240,13 @@ class MtuMachine(MachineOutbox[TraceHop]):
     def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
         self._now = now
         for key, sent in zip(keys, stamps, strict=True):
+            self._probes_sent += 1  # (a batch is one TTL's: its pairs, maybe retries)
+            if self._hop is not None:
+                self._hop.sent += 1
             probe = self._outstanding.get(key)
             if probe is None or self._hop is None:
-                continue
+                continue  # (a witness behind a big probe the stack refused)
             probe.sent = sent
-            self._probes_sent += 1
-            self._hop.sent += 1
             if sent.error is None:
                 probe.sent_at = now
                 self._schedule(probe, now + self._wait(probe))
@@ -494,9 +495,6 @@ class MtuMachine(MachineOutbox[TraceHop]):
             probe = self._outstanding[entry[2]]
             if probe.kind == _WITNESS:
                 self._retire(probe.key)  # (its big try decides)
-                continue
-            if not probe.witnessed and now < probe.sent_at + self.options.wait_s:
-                self._schedule(probe, probe.sent_at + self.options.wait_s)
                 continue
             probe.due = math.inf  # (expired: an answer still counts until the size closes)
             self._expired(probe, now)
