@@ -447,6 +447,15 @@ def raw_rung(args: argparse.Namespace, what: str) -> str:
     return "raw"
 
 
+def sockets_name(transport: object) -> str:
+    """The rung of the privilege ladder a transport is, as the JSON says it."""
+    if isinstance(transport, DatagramTransport):
+        return "icmp-datagram"
+    if isinstance(transport, UdpTransport):
+        return "udp-datagram"
+    return "raw"
+
+
 def describe_rung(transport: object) -> str:
     """One line for ``-v``: which rung of the privilege ladder the transport is."""
     if isinstance(transport, DatagramTransport):

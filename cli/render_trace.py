@@ -9,23 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from socket import AF_INET, AF_INET6
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from rawprobe.cli.render import SCHEMA, ms
+from rawprobe.cli.render import family, header, ms
 from rawprobe.probes.models import BlackHole, HopStats, TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.pathmtu import is_too_big
 from rawprobe.transport.wire.icmpext import MplsLabel
+
+if TYPE_CHECKING:
+    from rawprobe.probes.traceroute import LiveTrace
 
 Names = Mapping[str, str]
 
 #: mtr's columns, in its order.
 LIVE_COLUMNS = ("Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev")
-
-
-def _family(address: str) -> str:
-    return "ipv6" if ":" in address else "ipv4"
 
 
 def _host(address: str, names: Names | None) -> str:
@@ -228,13 +227,14 @@ def trace_table(result: TraceResult, names: Names | None = None) -> Table:
 
 
 def _response_data(probe: TraceResponse, names: Names | None) -> dict[str, Any]:
-    data: dict[str, Any] = {
+    return {
         "address": probe.address,
+        "hostname": names.get(probe.address) if names else None,
         "rtt_ms": ms(probe.rtt_s),
         "kind": probe.kind,
         "icmp_type": probe.icmp_type,
         "icmp_code": probe.icmp_code,
-        "annotation": probe.annotation or None,
+        "annotation": probe.annotation,
         "reply_ttl": probe.reply_ttl,
         "quoted_ttl": probe.quoted_ttl,
         "mpls": [
@@ -242,18 +242,15 @@ def _response_data(probe: TraceResponse, names: Names | None) -> dict[str, Any]:
         ],
         "attempt": probe.attempt,
     }
-    if names and probe.address in names:
-        data["hostname"] = names[probe.address]
-    return data
 
 
 def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any]:
-    """One trace of the JSON document (a path MTU trace adds ``interface_mtu``,
-    ``path_mtu``, ``black_hole`` and, on the hops where it drops, ``mtu``)."""
+    """One trace of the JSON document (``interface_mtu``, ``path_mtu``, ``black_hole``
+    and each hop's ``mtu``: a path MTU trace's, null in others)."""
     data: dict[str, Any] = {
         "target": result.target,
         "address": result.address,
-        "family": _family(result.address),
+        "family": family(result.address),
         "method": result.method,
         "paris": result.paris,
         "source": result.source,
@@ -274,32 +271,39 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
                 "lost": sum(1 for p in hop.probes if p is None) - len(hop.pending),
                 "pending": len(hop.pending),
                 "responses": [_response_data(p, names) for p in hop.responses],
-                **({"mtu": hop.mtu} if hop.mtu is not None else {}),
+                "mtu": hop.mtu,
             }
             for hop in result.hops
         ],
     }
-    if result.interface_mtu is not None:
-        hole = result.black_hole
-        data["interface_mtu"] = result.interface_mtu
-        data["path_mtu"] = result.path_mtu
-        data["black_hole"] = None if hole is None else {
-            "ttl": hole.ttl, "passes": hole.passes, "drops": hole.drops,
-        }  # fmt: skip
+    hole = result.black_hole
+    data["interface_mtu"] = result.interface_mtu
+    data["path_mtu"] = result.path_mtu
+    data["black_hole"] = None if hole is None else {
+        "ttl": hole.ttl, "passes": hole.passes, "drops": hole.drops,
+    }  # fmt: skip
     return data
 
 
 def trace_document(
-    results: Sequence[TraceResult], names: Names | None = None, **extra: Any
+    results: Sequence[TraceResult],
+    names: Names | None = None,
+    *,
+    interrupted: bool = False,
+    sockets: str = "raw",
 ) -> dict[str, Any]:
-    """``{"schema": "rawprobe/1", "command": "trace", "traces": [...]}``."""
-    document: dict[str, Any] = {
-        "schema": SCHEMA,
-        "command": "trace",
+    """``{"schema": "rawprobe/2", "command": "trace", "mode": "trace", "traces": [...],
+    "summary": {...}}``."""
+    return {
+        **header("trace"),
+        "mode": "trace",
         "traces": [trace_data(r, names) for r in results],
+        "summary": {
+            "interrupted": interrupted,
+            "sockets": sockets,
+            "traces_reached": sum(r.reached for r in results),
+        },
     }
-    document.update(extra)
-    return document
 
 
 # -- mtr-style statistics ------------------------------------------------------------------
@@ -371,7 +375,7 @@ def live_data(
     return {
         "target": target,
         "address": address,
-        "family": _family(address),
+        "family": family(address),
         "rounds": rounds,
         "hops": [
             {
@@ -386,8 +390,31 @@ def live_data(
                 "best_ms": ms_or_none(row.best_s),
                 "worst_ms": ms_or_none(row.worst_s),
                 "stdev_ms": ms_or_none(row.stdev_s),
-                "annotation": row.annotation or None,
+                "annotation": row.annotation,
             }
             for row in rows
         ],
+    }
+
+
+def rounds_summary(
+    stats: Sequence[LiveTrace], *, interrupted: bool, sockets: str
+) -> dict[str, Any]:
+    """The ``summary`` of ``--report --json`` and of the ``--live --json`` stream."""
+    return {
+        "interrupted": interrupted,
+        "sockets": sockets,
+        "rounds": [{"target": s.target, "address": s.address, "rounds": s.rounds} for s in stats],
+    }
+
+
+def report_document(
+    stats: Sequence[LiveTrace], names: Names | None, *, interrupted: bool, sockets: str
+) -> dict[str, Any]:
+    """``--report --json``: each target's statistics over the rounds."""
+    return {
+        **header("trace"),
+        "mode": "report",
+        "traces": [live_data(s.target, s.address, s.rounds, s.rows(), names) for s in stats],
+        "summary": rounds_summary(stats, interrupted=interrupted, sockets=sockets),
     }

@@ -35,10 +35,11 @@ from rawprobe.cli.args import (
     probe_transport,
     raw_rung,
     seconds,
+    sockets_name,
 )
 from rawprobe.cli.live import LiveView
 from rawprobe.cli.outputs import opens_outputs
-from rawprobe.cli.render import SCHEMA
+from rawprobe.cli.render import header
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
 from rawprobe.probes.models import TraceHop, TraceResult
@@ -309,7 +310,9 @@ async def _main(
     if args.json:
         seen = [a for r in ordered for h in r.hops for a in h.addresses]
         names = await _names_for(names_dns, seen, wait=not interrupt.happened)
-        document = render_trace.trace_document(ordered, names, interrupted=interrupt.happened)
+        document = render_trace.trace_document(
+            ordered, names, interrupted=interrupt.happened, sockets=sockets_name(transport)
+        )
         # Indented for a few traces; compact (C encoder, ~10x faster) for thousands.
         print(json.dumps(document, indent=2 if len(ordered) <= 10 else None))
     if interrupt.happened:
@@ -392,7 +395,7 @@ async def _live_main(
             data = render_trace.live_data(
                 live.target, live.address, live.rounds, live.rows(), names
             )
-            _emit(json.dumps({"schema": SCHEMA, "command": "trace", "event": "round", **data}))
+            _emit(json.dumps({**header("trace", "round"), **data}))
         elif view is not None:
             view.refresh_soon()
 
@@ -428,17 +431,11 @@ async def _live_main(
     if args.report:
         seen = [a for s in stats for row in s.rows() for a in row.addresses]
         await _names_for(names_dns, seen, wait=not interrupt.happened)
+    sockets = sockets_name(transport)
     if args.report and args.json:
-        document = {
-            "schema": SCHEMA,
-            "command": "trace",
-            "mode": "report",
-            "interrupted": interrupt.happened,
-            "reports": [
-                render_trace.live_data(s.target, s.address, s.rounds, s.rows(), names)
-                for s in stats
-            ],
-        }
+        document = render_trace.report_document(
+            stats, names, interrupted=interrupt.happened, sockets=sockets
+        )
         print(json.dumps(document, indent=2))
     elif args.report:
         for s in stats:
@@ -450,10 +447,11 @@ async def _live_main(
         done = ", ".join(f"{s.target}: {s.rounds}" for s in stats)
         gap = "" if console.is_terminal else "\n"  # (off a terminal the frame has no newline)
         _emit(f"{gap}(interrupted; rounds done: {done}; the round in progress is left out)")
-    elif stream_json and interrupt.happened:  # the stream's last line says it stopped short
-        counts = {s.target: s.rounds for s in stats}
-        end = {"schema": SCHEMA, "command": "trace", "event": "interrupted", "rounds": counts}
-        _emit(json.dumps(end))
+    elif stream_json:  # the stream's last line: the rounds done, and whether it stopped short
+        summary = render_trace.rounds_summary(
+            stats, interrupted=interrupt.happened, sockets=sockets
+        )
+        _emit(json.dumps({**header("trace", "summary"), **summary}))
     if interrupt.happened:
         return EXIT_INTERRUPTED
     return EXIT_OK

@@ -34,7 +34,7 @@ def parse_reply(reply: Reply, family: int, rtt_s: float, attempt: int) -> TraceR
             icmp_code=code,
             reply_ttl=reply.ttl,
             quoted_ttl=reply.quoted_ttl,
-            annotation=annotation(family, icmp_type, code, reply.mtu),
+            annotation=annotation(family, icmp_type, code, reply.mtu) or None,
             terminal=unreach,
             reached=port_unreach or (unreach and reply.from_target),
             mpls=mpls_labels(reply.extensions),

@@ -62,7 +62,7 @@ class LiveTrace:
                     best_s=min(rtts) if rtts else None,
                     worst_s=max(rtts) if rtts else None,
                     stdev_s=stdev,
-                    annotation=self._annotation.get(ttl, ""),
+                    annotation=self._annotation.get(ttl),
                 )
             )
         return rows

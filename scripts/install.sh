@@ -2,7 +2,8 @@
 # Install everything rawprobe needs on a fresh Debian machine, as root:
 # system tools for the lab and its tests (iproute2, iptables, tcpdump, iputils ping,
 # traceroute, tracepath, tmux, setpriv; nmap for its DTD, xmllint, jq) and a virtual
-# environment in .venv with rawprobe and its test extras.
+# environment in .venv with rawprobe, its test extras and the API reference site's tools
+# (docs/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +34,4 @@ fi
 # strict editable mode: a link tree that mypy can read (see scripts/typecheck.sh)
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' \
     --config-settings editable_mode=strict
+.venv/bin/python -m pip install -q --disable-pip-version-check -r docs/requirements.txt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import output_check
 from rich.console import Console
 
 from rawprobe.cli import render_trace
@@ -120,11 +121,16 @@ def test_silence_asymmetry_and_too_many_hops_are_tracepaths_words() -> None:
 
 
 def test_mtu_json_fields() -> None:
-    data = render_trace.trace_data(mtu_result(black_hole=BlackHole(3, 1400, 1401)))
+    data = part(render_trace.trace_data(mtu_result(black_hole=BlackHole(3, 1400, 1401))))
     assert (data["interface_mtu"], data["path_mtu"]) == (1500, 1400)
     assert data["black_hole"] == {"ttl": 3, "passes": 1400, "drops": 1401}
-    assert [h.get("mtu") for h in data["hops"]] == [None, None, 1400, None]
-    assert "mtu" not in data["hops"][0]  # only where it changes
-    assert render_trace.trace_data(mtu_result())["black_hole"] is None
-    plain = render_trace.trace_data(replace(mtu_result(), interface_mtu=None, path_mtu=None))
-    assert "path_mtu" not in plain and "black_hole" not in plain  # a plain trace: unchanged
+    assert [h["mtu"] for h in data["hops"]] == [None, None, 1400, None]  # where it drops
+    assert part(render_trace.trace_data(mtu_result()))["black_hole"] is None
+    plain = part(render_trace.trace_data(replace(mtu_result(), interface_mtu=None, path_mtu=None)))
+    assert (plain["interface_mtu"], plain["path_mtu"], plain["black_hole"]) == (None, None, None)
+
+
+def part(trace: dict[str, object]) -> dict[str, object]:
+    """One trace, checked against the shipped schema's ``trace`` definition."""
+    checked: dict[str, object] = output_check.part(trace, "trace", "trace")
+    return checked

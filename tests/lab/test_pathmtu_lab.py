@@ -6,7 +6,6 @@ over 1400 bytes silently, where tracepath sees only silence."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from output_check import document
 
 from rawprobe.lab import Lab
 
@@ -53,7 +53,7 @@ def rawprobe(net: Lab, *args: str) -> subprocess.CompletedProcess[str]:
 def rawprobe_json(net: Lab, *args: str) -> dict[str, Any]:
     done = rawprobe(net, "--json", *args)
     assert done.returncode == 0, done.stderr
-    trace: dict[str, Any] = json.loads(done.stdout)["traces"][0]
+    trace: dict[str, Any] = document(done.stdout, "trace")["traces"][0]
     return trace
 
 
@@ -131,7 +131,7 @@ def test_no_mtu_or_black_hole_where_there_is_none(lab: Lab) -> None:
     for family in FAMILIES:
         data = rawprobe_json(lab, target(lab, family))
         assert (data["path_mtu"], data["black_hole"]) == (1500, None)
-        assert all("mtu" not in hop for hop in data["hops"]) and data["reached"]
+        assert all(hop["mtu"] is None for hop in data["hops"]) and data["reached"]
 
 
 def test_options_that_do_not_apply_are_refused_in_one_line(lab: Lab) -> None:
