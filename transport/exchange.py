@@ -138,6 +138,10 @@ class TransportBase:
     def unregister_route(self, kind: int, a: int) -> None:
         self._demux.unregister_route(kind, a)
 
+    def interface_mtu(self, destination: str) -> int | None:
+        """MTU of the interface towards ``destination`` (see Transport); None: unknown."""
+        return None
+
     def _check_open(self, message: str = "transport is closed") -> None:
         if self._closed:
             raise TransportClosed(message)
@@ -224,10 +228,6 @@ class TransportBase:
                 continue
             self.counters.sent += 1
             return Sent(realtime_ns, monotonic_s)
-
-    def interface_mtu(self, destination: str) -> int | None:
-        """MTU of the interface towards ``destination`` (see Transport); None: unknown."""
-        return None
 
     def read_pending(self) -> None:
         """Deliver what the sockets already hold, now (see Transport.read_pending); a

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -31,6 +31,23 @@ def forget_path_mtus(net: Lab) -> None:
     IPv6's exceptions)."""
     net.run("client", "ip", "route", "flush", "cache")
     net.run("client", "ip", "-6", "route", "flush", "cache")
+
+
+@pytest.fixture
+def mtu_lab(topology_lab: Callable[[str], Lab]) -> Iterator[Callable[[str], Lab]]:
+    """``topology_lab``, each lab used starting clean and left as found: the client
+    forgets the path MTUs it learned (others' tests expect the router's error)."""
+    used: list[Lab] = []
+
+    def get(name: str) -> Lab:
+        net = topology_lab(name)
+        forget_path_mtus(net)
+        used.append(net)
+        return net
+
+    yield get
+    for net in used:
+        forget_path_mtus(net)
 
 
 def learned_mtu(net: Lab, address: str) -> bool:
@@ -74,11 +91,10 @@ RUNGS = {"raw": (), "udp-sockets": ("--unprivileged",)}
 @pytest.mark.parametrize("rung", sorted(RUNGS))
 @pytest.mark.parametrize("family", FAMILIES)
 def test_pmtu_1400_at_the_hop_where_tracepath_says_it(
-    topology_lab: Callable[[str], Lab], family: str, rung: str
+    mtu_lab: Callable[[str], Lab], family: str, rung: str
 ) -> None:
-    net = topology_lab("mtu")
+    net = mtu_lab("mtu")
     address = target(net, family)
-    forget_path_mtus(net)
     theirs = tracepath(net, address)
     assert learned_mtu(net, address)  # tracepath taught the kernel: we must measure anyway
     ours = rawprobe(net, *RUNGS[rung], address)
@@ -94,8 +110,8 @@ def test_pmtu_1400_at_the_hop_where_tracepath_says_it(
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_icmp_probes_find_it_too(topology_lab: Callable[[str], Lab], family: str) -> None:
-    net = topology_lab("mtu")
+def test_icmp_probes_find_it_too(mtu_lab: Callable[[str], Lab], family: str) -> None:
+    net = mtu_lab("mtu")
     data = rawprobe_json(net, "-I", target(net, family))
     assert data["method"] == "icmp" and data["path_mtu"] == 1400
     assert [hop.get("mtu") for hop in data["hops"]] == [None, None, 1400, None]
@@ -104,11 +120,10 @@ def test_icmp_probes_find_it_too(topology_lab: Callable[[str], Lab], family: str
 @pytest.mark.parametrize("rung", sorted(RUNGS))
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_black_hole_tracepath_cannot_see(
-    topology_lab: Callable[[str], Lab], family: str, rung: str
+    mtu_lab: Callable[[str], Lab], family: str, rung: str
 ) -> None:
-    net = topology_lab("blackhole")
+    net = mtu_lab("blackhole")
     address = target(net, family)
-    forget_path_mtus(net)
     theirs = comparable(tracepath(net, address, max_hops=3))
     assert theirs[-3:] == ["3: no reply", "Too many hops: pmtu 1500", "Resume: pmtu 1500"]
     ours = rawprobe(net, *RUNGS[rung], address)
