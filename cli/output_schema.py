@@ -231,6 +231,13 @@ DEFS: dict[str, Schema] = {
         pending=field(COUNT, "queries still awaited when the run was interrupted"),
         rate_limited=field(BOOL, "its loss does not carry on: it limits its ICMP errors"),
         responses=array(ref("trace_response")),
+        mtu=field(null(COUNT), "trace --mtu: the path MTU to here, where it drops (else null)"),
+    ),
+    "black_hole": record(
+        "trace --mtu: from TTL ttl on, packets of drops bytes vanish without an ICMP error",
+        ttl=COUNT,
+        passes=field(COUNT, "the largest size that passes (bytes)"),
+        drops=field(COUNT, "the smallest size dropped (bytes)"),
     ),
     "trace": record(
         "one trace",
@@ -256,6 +263,9 @@ DEFS: dict[str, Schema] = {
         finished=field(BOOL, "false for a trace cut short by a signal"),
         nat=field(null(ref("nat")), "a NAT the quotes show (null: none seen)"),
         hops=array(ref("trace_hop")),
+        interface_mtu=field(null(COUNT), "trace --mtu: the MTU the probes left with"),
+        path_mtu=field(null(COUNT), "trace --mtu: the largest size reaching the last hop"),
+        black_hole=field(null(ref("black_hole")), "trace --mtu: the first MTU black hole"),
     ),
     "trace_summary": record(
         "the whole run",

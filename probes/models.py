@@ -227,7 +227,8 @@ class TraceResponse:
     unreachable error).
     ``quoted_ttl`` is the TTL of our probe as the ICMP error quotes it (1 normally);
     ``mpls`` the label stack of an RFC 4950 extension. ``attempt`` counts retries
-    (0: the first probe of this query answered).
+    (0: the first probe of this query answered). ``mtu`` is the next-hop MTU a
+    "fragmentation needed" / "packet too big" error reported (0 for any other answer).
     """
 
     address: str
@@ -245,6 +246,7 @@ class TraceResponse:
     #: What the error's quote shows rewritten from the probe as sent (a NAT on the way);
     #: empty when it matches, or for answers that quote nothing.
     rewrites: tuple[QuoteRewrite, ...] = ()
+    mtu: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,9 @@ class TraceHop:
     #: Queries (indices into ``probes``) still awaited when the trace was cut short:
     #: None there means "not decided", not "no answer". Empty in a finished trace.
     pending: tuple[int, ...] = ()
+    #: Path MTU traces (``trace --mtu``): the path MTU up to this hop where it is less
+    #: than up to the hop before (the interface MTU before the first), else None.
+    mtu: int | None = None
 
     @property
     def responses(self) -> tuple[TraceResponse, ...]:
@@ -295,6 +300,16 @@ class TraceHop:
 
 
 @dataclass(frozen=True, slots=True)
+class BlackHole:
+    """An MTU black hole: from TTL ``ttl`` on, packets of ``drops`` bytes vanish without
+    an ICMP error, while ``passes`` bytes (the largest that does) are answered."""
+
+    ttl: int
+    passes: int
+    drops: int
+
+
+@dataclass(frozen=True, slots=True)
 class TraceResult:
     """One trace. ``hops`` runs from ``first_ttl`` to the destination's hop inclusive
     (to ``max_ttl`` when the destination never answered). ``flow`` is what stays
@@ -318,6 +333,12 @@ class TraceResult:
     #: False for a trace cut short (Ctrl-C, a timeout): ``hops`` ends at the highest
     #: TTL probed, and queries still awaited show as unanswered.
     finished: bool = True
+    #: Path MTU traces only (None otherwise): the MTU of the interface the probes left
+    #: by, the path MTU found (the largest packet that reaches the last hop probed), and
+    #: the first MTU black hole on the way.
+    interface_mtu: int | None = None
+    path_mtu: int | None = None
+    black_hole: BlackHole | None = None
 
     @property
     def destination_ttl(self) -> int | None:

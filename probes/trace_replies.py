@@ -44,6 +44,7 @@ def parse_reply(
             mpls=mpls_labels(reply.extensions),
             attempt=attempt,
             rewrites=quote_rewrites(sent, reply) if sent is not None else (),
+            mtu=reply.mtu,
         )
     icmp_type_echo: int | None = None
     code_echo: int | None = None

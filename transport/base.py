@@ -163,6 +163,10 @@ class Transport(Protocol):
         """Source address the kernel would use towards ``destination``."""
         ...
 
+    def interface_mtu(self, destination: str) -> int | None:
+        """MTU of the interface packets to ``destination`` leave by (None: unknown)."""
+        ...
+
     def register(self, key: MatchKey, inbox: Inbox, *, authenticated: bool = True) -> None:
         """Route replies carrying ``key`` to ``inbox``. Call before sending.
 

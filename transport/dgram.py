@@ -83,11 +83,21 @@ def offender_of(extended_err: bytes) -> str | None:
     return None
 
 
+def hop_limit_of(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The TTL / hop limit in a message's ancillary data (IP_RECVTTL, IPV6_RECVHOPLIMIT)."""
+    for level, kind, value in ancillary:
+        if (level, kind) in _HOPS and len(value) >= _INT.size:
+            hops: int = _INT.unpack_from(value)[0]
+            return hops
+    return None
+
+
 class QueuedError(NamedTuple):
     """An ICMP error read from a socket's error queue (IP_RECVERR)."""
 
     icmp_type: int
     code: int
+    info: int  # ee_info: the next-hop MTU of "fragmentation needed" / "packet too big"
     offender: str  # who sent the error
     payload: bytes  # what our probe carried above its transport header
     address: Any  # the probe's destination, as recvmsg gives it
@@ -104,10 +114,10 @@ def icmp_errors(sock: socket.socket) -> Iterator[QueuedError]:
         for level, kind, value in ancillary:
             if (level, kind) not in RECVERR or len(value) < EXTENDED_ERR.size:
                 continue
-            _errno, origin, icmp_type, code, *_rest = EXTENDED_ERR.unpack_from(value)
+            _errno, origin, icmp_type, code, _pad, info, _data = EXTENDED_ERR.unpack_from(value)
             offender = offender_of(value)
             if origin in ORIGINS and offender is not None:
-                yield QueuedError(icmp_type, code, offender, payload, address, ancillary)
+                yield QueuedError(icmp_type, code, info, offender, payload, address, ancillary)
 
 
 class _PortCookies(Cookies):

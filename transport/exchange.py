@@ -138,6 +138,10 @@ class TransportBase:
     def unregister_route(self, kind: int, a: int) -> None:
         self._demux.unregister_route(kind, a)
 
+    def interface_mtu(self, destination: str) -> int | None:
+        """MTU of the interface towards ``destination`` (see Transport); None: unknown."""
+        return None
+
     def _check_open(self, message: str = "transport is closed") -> None:
         if self._closed:
             raise TransportClosed(message)
@@ -308,6 +312,10 @@ class SocketTransport(TransportBase):
         if self._closed:
             raise TransportClosed("transport is closed")
         return self._routes.source_for(destination)
+
+    def interface_mtu(self, destination: str) -> int | None:
+        self._check_open()
+        return self._routes.interface_mtu(destination)
 
     @property
     def socket_count(self) -> int:
