@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import anyio
-from rich.console import Console
 
 from rawprobe.cli import render
 from rawprobe.cli.args import (
@@ -23,6 +22,7 @@ from rawprobe.cli.args import (
     interruptible,
     positive_int,
     probe_transport,
+    rung_of,
     seconds,
 )
 from rawprobe.cli.outputs import opens_outputs
@@ -32,7 +32,6 @@ from rawprobe.probes.drive import drive
 from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
 from rawprobe.probes.ping import PingEvent, PingOptions, new_machine, ping_protocols
 from rawprobe.transport import privileges
-from rawprobe.transport.dgram import DatagramTransport
 
 
 def register(commands: Any) -> None:
@@ -127,7 +126,7 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
 
     if args.json:
         document = render.ping_document(
-            results, args.hosts, interrupted=interrupt.happened, sockets=_rung_name(transport)
+            results, args.hosts, interrupted=interrupt.happened, sockets=rung_of(transport)
         )
         print(json.dumps(document, indent=2))
     else:
@@ -146,13 +145,11 @@ def _print_summaries(args: argparse.Namespace, results: list[Any]) -> None:
     if single:
         return
     _emit("")
+    from rich.console import Console  # only for several hosts (start-up time)
+
     console = Console(highlight=False, soft_wrap=True)
     if console.is_terminal:
         console.print(render.ping_table(results))
     else:
         for line in render.ping_table_plain(results):
             _emit(line)
-
-
-def _rung_name(transport: object) -> str:
-    return "icmp-datagram" if isinstance(transport, DatagramTransport) else "raw"
