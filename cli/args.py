@@ -345,6 +345,7 @@ async def recording_transport(
     pcap: str | BinaryIO | None,
     rung: str = "raw",
     udp: bool = False,
+    tx_stamps: bool = False,
 ) -> AsyncIterator[LadderTransport]:
     """The transport for a probe command, recording to ``pcap`` when given.
 
@@ -353,7 +354,7 @@ async def recording_transport(
     ``datagram`` (ICMP datagram sockets: ICMP echo only, for users in
     ``net.ipv4.ping_group_range``; with ``udp``, UDP sockets with IP_RECVERR), or
     ``auto``: raw sockets when allowed, else those; PrivilegeError says what to do when
-    neither is.
+    neither is. ``tx_stamps``: raw sockets ask for the kernel's transmit stamps.
     """
     from rawprobe.transport.ladder import open_probe_transport, rung_privileged
 
@@ -362,6 +363,7 @@ async def recording_transport(
         rate_pps=rate_pps,
         privileged=rung_privileged(rung),
         unprivileged="udp" if udp else "icmp",
+        tx_stamps=tx_stamps,
     ) as transport:
         if pcap is None:
             yield transport
@@ -381,12 +383,13 @@ async def probe_transport(
     verbose: bool = False,
 ) -> AsyncIterator[LadderTransport]:
     """``recording_transport`` as ping's and trace's options ask: ``--rate`` (unset: the
-    default cap), ``--pcap``, the rung; with ``verbose``, ``-v``'s line on stderr."""
+    default cap), ``--pcap``, the rung, kernel transmit stamps (their RTTs are what they
+    report); with ``verbose``, ``-v``'s line on stderr."""
     from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 
     rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
     async with recording_transport(
-        protocols, rate_pps=rate, pcap=args.pcap, rung=args.rung, udp=udp
+        protocols, rate_pps=rate, pcap=args.pcap, rung=args.rung, udp=udp, tx_stamps=True
     ) as transport:
         if verbose:
             print(describe_rung(transport), file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import anyio
@@ -123,6 +124,9 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
             await drive(Multiplex(machines), transport, on_event=on_event if live_lines else None)
         now = anyio.current_time()
         results = [machine.result(now) for machine in machines]
+    if args.verbose:
+        for host, result in zip(args.hosts, results, strict=True):
+            print(render.rtt_source_line(host, [result.rtt_source]), file=sys.stderr)
 
     if args.json:
         document = render.ping_document(

@@ -170,6 +170,7 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
                 "sent": hop.sent,
                 "lost": sum(1 for p in hop.probes if p is None) - len(hop.pending),
                 "pending": len(hop.pending),
+                "rtt_source": hop.rtt_source,
                 "responses": [_response_data(p, names) for p in hop.responses],
             }
             for hop in result.hops

@@ -38,7 +38,7 @@ from rawprobe.cli.args import (
 )
 from rawprobe.cli.live import LiveView
 from rawprobe.cli.outputs import opens_outputs
-from rawprobe.cli.render import SCHEMA
+from rawprobe.cli.render import SCHEMA, rtt_source_line
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
@@ -269,6 +269,10 @@ async def _main(
         if interrupt.happened:
             _show_partial(args, partial, printed[0], names_dns, console, rich_out, streaming)
     ordered = _input_order(results, targets)
+    if args.verbose:
+        for result in ordered:
+            sources = [hop.rtt_source for hop in result.hops]
+            _emit(rtt_source_line(result.target, sources), sys.stderr)
     if args.json:
         seen = [a for r in ordered for h in r.hops for a in h.addresses]
         names = await _names_for(names_dns, seen, wait=not interrupt.happened)

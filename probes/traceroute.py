@@ -52,7 +52,15 @@ from rawprobe.probes.drive import drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import HopStats, TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
-from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, Sent, TcpAnswer, Transport, rtt_s
+from rawprobe.transport.base import (
+    EchoAnswer,
+    IcmpError,
+    Reply,
+    Sent,
+    TcpAnswer,
+    Transport,
+    measured_rtt,
+)
 from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, Cookies, MatchKey, key_of_sent
 from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS
 from rawprobe.transport.wire.checksum import (
@@ -599,7 +607,7 @@ class TraceMachine(MachineOutbox[TraceHop]):
     def _response(self, reply: Reply, probe: _Probe) -> TraceResponse | None:
         """What a typed answer says (None: a TCP segment that is neither SYN-ACK nor RST)."""
         assert probe.sent is not None
-        rtt = rtt_s(probe.sent, reply)
+        rtt, stamped = measured_rtt(probe.sent, reply)
         icmp_type: int | None = None
         code: int | None = None
         if isinstance(reply, IcmpError):
@@ -619,6 +627,7 @@ class TraceMachine(MachineOutbox[TraceHop]):
                 reached=port_unreach or (unreach and reply.from_target),
                 mpls=_mpls(reply.extensions),
                 attempt=probe.attempt,
+                rtt_source=stamped,
             )
         if isinstance(reply, EchoAnswer):
             kind, icmp_type, code = "echo-reply", reply.icmp_type, reply.code
@@ -630,7 +639,7 @@ class TraceMachine(MachineOutbox[TraceHop]):
             return None
         return TraceResponse(
             reply.source, rtt, kind, icmp_type, code, reply.ttl,
-            terminal=True, reached=True, attempt=probe.attempt,
+            terminal=True, reached=True, attempt=probe.attempt, rtt_source=stamped,
         )  # fmt: skip
 
 

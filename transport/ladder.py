@@ -41,6 +41,7 @@ async def open_probe_transport(
     privileged: bool | None = None,
     unprivileged: Unprivileged = "icmp",
     what: str = "this probe",
+    tx_stamps: bool = False,
 ) -> AsyncIterator[LadderTransport]:
     """A transport for a probe needing the raw sockets ``protocols``.
 
@@ -48,6 +49,7 @@ async def open_probe_transport(
     ``False``: the unprivileged sockets only (UsageError when ``unprivileged`` is None:
     ``what`` has no unprivileged way). ``None``: raw sockets when allowed, else the
     unprivileged ones; PrivilegeError naming both remedies when neither is allowed.
+    ``tx_stamps``: raw sockets ask for the kernel's transmit stamps (ping, traceroute).
     """
     protocols = list(protocols)
     if privileged is False and unprivileged is None:
@@ -62,7 +64,7 @@ async def open_probe_transport(
         else:
             try:
                 transport = await stack.enter_async_context(
-                    open_transport(protocols, rate_pps=rate_pps)
+                    open_transport(protocols, rate_pps=rate_pps, tx_stamps=tx_stamps)
                 )
             except PrivilegeError as raw_refused:
                 if privileged or unprivileged is None:
