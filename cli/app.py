@@ -58,8 +58,8 @@ COMMANDS = {
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser, with the full definition of the subcommand ``argv`` names and
-    placeholders (name and help) for the others."""
+    """The parser, with the full definition of the subcommand ``argv`` names, or when
+    it names none, placeholders (name and help) for ``--help`` and usage errors."""
     parser = Parser(prog="rawprobe", description="Async raw-socket network probes.")
     parser.add_argument("--backend", choices=BACKENDS, default="asyncio", help="event loop")
     parser.add_argument("--version", action=VersionAction)
@@ -69,7 +69,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         if name == chosen:
             importlib.import_module(module_name).register(commands)
-        else:
+        elif chosen is None:
             commands.add_parser(name, help=help_text)
     return parser
 
