@@ -41,11 +41,11 @@ from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.render import SCHEMA, rtt_source_line
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
-from rawprobe.probes.drive import drive
 from rawprobe.probes.models import TraceHop, TraceResult
+from rawprobe.probes.trace_live import trace_rounds
+from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.probes.traceroute import (
     METHODS,
-    LiveTrace,
     TraceOptions,
     TraceResults,
     new_machine,
@@ -328,39 +328,6 @@ def _input_order(results: Sequence[TraceResult], targets: Sequence[str]) -> list
 # -- live / report ---------------------------------------------------------------------
 
 
-async def _rounds(
-    transport: Transport,
-    address: str,
-    target: str,
-    options: TraceOptions,
-    stats: LiveTrace,
-    args: argparse.Namespace,
-    on_round: Any,
-) -> None:
-    """Trace ``address`` once per interval with one flow (Paris: one path) until
-    ``args.count`` rounds are done (or forever)."""
-    flow_id = transport.cookies.new_ident()
-    number = 0
-    while args.count is None or number < args.count:
-        start = anyio.current_time()
-        machine = new_machine(
-            transport,
-            address,
-            options,
-            source=args.source,
-            target=target,
-            flow_id=flow_id,
-            probe_base=(number * 1024) & 0xFFFF,
-        )
-        await drive(machine, transport)
-        stats.add(machine.result())
-        number += 1
-        on_round(stats)
-        if args.count is not None and number >= args.count:
-            return
-        await anyio.sleep(max(0.0, start + args.interval - anyio.current_time()))
-
-
 async def _live_main(
     args: argparse.Namespace,
     targets: list[str],
@@ -392,6 +359,13 @@ async def _live_main(
         elif view is not None:
             view.refresh_soon()
 
+    async def run_rounds(transport: Transport, live: LiveTrace) -> None:
+        await trace_rounds(
+            transport, live.address, live, options, count=args.count,
+            interval_s=args.interval, source=args.source, target=live.target,
+            on_round=on_round,
+        )  # fmt: skip
+
     protocols = trace_protocols(addresses, options.method)
     async with (
         probe_transport(args, protocols, udp=options.method == "udp") as transport,
@@ -399,8 +373,8 @@ async def _live_main(
     ):
         if args.report or args.json:
             async with anyio.create_task_group() as rounds:
-                for s, a, t in zip(stats, addresses, targets, strict=True):
-                    rounds.start_soon(_rounds, transport, a, t, options, s, args, on_round)
+                for s in stats:
+                    rounds.start_soon(run_rounds, transport, s)
         else:
             with LiveView(console, render) as view:
                 shown = view
@@ -409,8 +383,8 @@ async def _live_main(
                 async with anyio.create_task_group() as rounds:
                     rounds.start_soon(view.ticker)
                     async with anyio.create_task_group() as probes:
-                        for s, a, t in zip(stats, addresses, targets, strict=True):
-                            probes.start_soon(_rounds, transport, a, t, options, s, args, on_round)
+                        for s in stats:
+                            probes.start_soon(run_rounds, transport, s)
                     rounds.cancel_scope.cancel()
             if names_dns is not None:
                 names_dns.on_found = None  # the view is gone

@@ -75,8 +75,12 @@ _V4 = socket.AF_INET
 _V6 = socket.AF_INET6
 #: The attempt number (echo sequence, cookie input) of canaries; tries stay below it.
 CANARY_ATTEMPT = 63
+#: The attempt number of witnesses (see ``Pace.limit_gap_s``).
+WITNESS_ATTEMPT = 62
 #: Tries of one item at most, outages' fresh budgets of retries included.
 MAX_TRIES = 60
+#: Items a host answered rate-limited kept as its witnesses (see ``Pace.limit_gap_s``).
+_WITNESSES = 32
 #: Hosts whose least RTT is remembered for the queueing-delay estimate.
 _BASE_RTT_CACHE = 4096
 
@@ -152,10 +156,14 @@ class Pace:
     retry_gap_s: float = 0.0
     outage_budget_s: float = DEFAULT_BUDGET_S
     #: A target that rate-limits its answers (Linux: ICMP errors, a burst of 6, then
-    #: one a second): once an item's tries all went unanswered, probe ONE item at a
-    #: time, the next this long after a rate-limited answer (at once after a timeout),
-    #: every undecided item with a fresh budget of retries: a try is then silent only
-    #: with a token to spare. 0: off.
+    #: one a second). Every retry of an item goes out with a *witness*: the probe of
+    #: an item its host answered with a rate-limited answer (a closed port), sent
+    #: right after it. An answered witness shows the host had a token to answer the
+    #: try with, so the item's silence is its own (a dropped port); a silent item
+    #: whose witnesses all went unanswered is evidence of the limit. From then on,
+    #: probe ONE item at a time, the next this long after a rate-limited answer (at
+    #: once after a timeout), every undecided item with a fresh budget of retries: a
+    #: try is then silent only with a token to spare. 0: off.
     limit_gap_s: float = 0.0
 
 
@@ -421,6 +429,8 @@ _STAMP = 5  # the last send's Sent (None before it left)
 _FLYING = 6  # counted in the window
 _KEY = 7  # the latest try's key
 _KEYS = 8  # further keys of the item (earlier tries', extra keys), or None
+_WITNESS = 9  # witnesses of its tries (Pace.limit_gap_s): _UNWITNESSED, _SENT or _ANSWERED
+_UNWITNESSED, _WITNESS_SENT, _WITNESS_ANSWERED = 0, 1, 2
 
 
 def _mono(record: list[Any]) -> float:
@@ -484,6 +494,11 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         self._token_s = 0.0
         self._limited = False  # one item at a time (``Pace.limit_gap_s``)
         self._hold_s = -math.inf  # limited: no send before this
+        # Witnesses (``Pace.limit_gap_s``): host -> items it answered rate-limited (a
+        # few), the next one's index; a witness in flight's key -> the record it follows.
+        self._witness_of: dict[int, list[int]] = {}
+        self._witness_turn: dict[int, int] = {}
+        self._witness_sends: dict[MatchKey, list[Any]] = {}
         self.sent_count = 0
         self.retransmissions = 0
         self.decided = 0
@@ -540,6 +555,8 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
             if record[_TRIES] < 0 or record[_FLYING]:
                 continue  # decided, or sent again already
             out.append(build(record, record[_TRIES]))
+            if self._witness_of and not self._limited:
+                self._witness(record, out)
             budget -= 1
         if budget > 0 and not self._exhausted:
             self._new_probes(budget, out)
@@ -561,6 +578,8 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
                     sent += 1
                     assert self._guard is not None  # (the guard's clock, then the loop's)
                     self._guard.round_left(now)  # a round is timed from when it left
+                elif key in self._witness_sends:
+                    sent += 1
                 continue
             tries = record[_TRIES]
             if tries < 0:
@@ -595,6 +614,8 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
                     if canary_s is not None:
                         heard = True
                         proof_s = max(proof_s, canary_s)
+                if self._witness_sends:
+                    self._witnessed(reply)  # (a witness's key is never an item's)
                 continue  # a duplicate, or an answer to an item already decided
             verdict = fixed(type(reply)) or classify(reply)
             if verdict is None:
@@ -607,8 +628,11 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
             if verdict[3]:  # (Verdict.canary)
                 if guard is not None:
                     guard.recent.append(record[_ITEM])
-            elif verdict[2]:  # the host's own, rate-limited kind of answer
+            elif verdict[2] and self.pace.limit_gap_s:  # the host's rate-limited kind
                 self._hold_s = now + self.pace.limit_gap_s  # (binds once limited)
+                witnesses = self._witness_of.setdefault(record[_ITEM] // self._port_count, [])
+                if len(witnesses) < _WITNESSES:
+                    witnesses.append(record[_ITEM])
             rtt = rtt_s(stamp, reply)
             if not first_try:
                 self._loss(record)
@@ -699,7 +723,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
             packed = value.to_bytes(widths[position], "big")
             outgoing = probe(new_tuple(Target, (position, packed, value)), port_index, 0)
             key = outgoing[0]
-            record: list[Any] = [item, 0, 0, 0.0, inf, None, True, key, None]
+            record: list[Any] = [item, 0, 0, 0.0, inf, None, True, key, None, 0]  # (0: unwitnessed)
             flights[key] = record
             if outgoing[2]:  # (Outgoing.extra_keys)
                 record[_KEYS] = list(outgoing[2])
@@ -780,8 +804,8 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
                     gapped.append((record[_SENT_S] + gap_s, record))
                 else:
                     self._resend.append(record)
-            elif not self._limited and self.pace.limit_gap_s:
-                self._limit(record)  # the silence may be the target's rate limit
+            elif self._witness_of and not self._limited and self._questioned(record):
+                continue  # probed again: with a witness, or one item at a time (the limit)
             elif guard is not None and guard.recent:
                 guard.hold(_mono(record), now, record[_KEY])  # decided once proven up
             else:
@@ -848,9 +872,56 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
 
     # -- timing and congestion -------------------------------------------------------
 
+    def _witness(self, record: list[Any], out: list[Outgoing]) -> None:
+        """Send a witness right after ``record``'s try: the probe of an item its host
+        answered rate-limited, one whose key no other witness in flight has (an
+        answer then names its witness). None when the host has no witness free."""
+        host = record[_ITEM] // self._port_count
+        witnesses = self._witness_of.get(host)
+        if not witnesses:
+            return
+        turn = self._witness_turn.get(host, 0)
+        for step in range(len(witnesses)):
+            item = witnesses[(turn + step) % len(witnesses)]
+            outgoing = self.strategy.probe(
+                self._target(host), item % self._port_count, WITNESS_ATTEMPT
+            )
+            if outgoing.key not in self._witness_sends:
+                self._witness_turn[host] = turn + step + 1
+                self._witness_sends[outgoing.key] = record
+                record[_WITNESS] = max(record[_WITNESS], _WITNESS_SENT)
+                out.append(outgoing._replace(extra_keys=()))
+                return
+
+    def _witnessed(self, reply: Reply) -> None:
+        """An answer to a witness: the host could answer the try it followed."""
+        record = self._witness_sends.pop(reply[0], None)
+        if record is None:
+            return
+        record[_WITNESS] = _WITNESS_ANSWERED
+        if self._retire:
+            self._retired.append(reply[0])
+
+    def _questioned(self, record: list[Any]) -> bool:
+        """Whether the silence of an item whose tries all went unanswered may be the
+        target's rate limit (``Pace.limit_gap_s``), in which case it is probed again:
+        once more with a witness when none followed its tries, one item at a time
+        from now on when its witnesses went unanswered too. False (believe the
+        silence): a witness was answered, or its host never answered rate-limited."""
+        state = record[_WITNESS]
+        host = record[_ITEM] // self._port_count
+        if state == _WITNESS_ANSWERED or host not in self._witness_of:
+            return False
+        if state == _UNWITNESSED:
+            record[_BASE] += 1  # one try more, which a witness follows
+            self._resend.append(record)
+        else:
+            self._limit(record)
+        return True
+
     def _limit(self, record: list[Any]) -> None:
-        """Silence after rate-limited answers: from now on one item at a time, and
-        every undecided item probed again with a fresh budget of retries."""
+        """The target's rate limit found: from now on one item at a time, and every
+        undecided item probed again with a fresh budget of retries."""
         self._limited = True
         self._cwnd = 1.0
         # The first try a gap after the last rate-limited answer, and after the start

@@ -14,10 +14,16 @@ The strategy (the README's worked example of "Writing a probe"):
   that the network delivered around the last try.
 
 The kernel's ICMP rate limit: Linux sends a peer about one error per second after a
-short burst, so most closed ports answer only a retry. The engine sees answers to
-retransmissions as loss: it raises the retries (up to ``max_retries``) and halves the
-window, so the scan slows down to the rate the answers come back at. Closed ports'
-answers are not canaries (a rate-limited canary round would look like an outage).
+short burst, so past the burst closed ports look silent. Silence alone cannot tell a
+dropped port from a rate-limited one, so every retry goes out with a *witness* (the
+probe of a port the target answered closed, right after it): an answered witness
+shows the target could have answered, and the silence is believed; unanswered
+witnesses are evidence of the limit, and the engine then probes one port at a time,
+a second apart (``Pace.limit_gap_s``), each undecided port with fresh retries. A
+target without the limit is thus scanned at full speed however many ports it drops,
+and one with it exactly. The limit mode is one for the whole scan (Linux keys its
+bucket by the peer the errors go to, which is all of us); closed ports' answers are
+not canaries (a rate-limited canary round would look like an outage).
 """
 
 from __future__ import annotations

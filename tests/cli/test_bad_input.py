@@ -138,6 +138,9 @@ TRACE = [
 ]
 
 SWEEP = [
+    ["sweep", "--json", "-oG", "-", V4],
+    ["sweep", "-oX", "-", "-oG", "-", V4],
+    ["sweep", "-oX", "{nodir}", V4],
     ["sweep"],
     ["sweep", ""],
     ["sweep", "999.1.1.1"],
@@ -243,6 +246,15 @@ SCAN: list[Any] = [
     ["scan", "--exclude-file", "{dir}", V4],
     ["scan", "-f", "{hostbits}"],
     ["scan", "0x7f.1"],
+    ["scan", "--shard", "1/2", V4],  # no --seed
+    ["scan", "--shard", "2/2", "--seed", "1", V4],
+    ["scan", "--json", "--ndjson", V4],
+    ["scan", "--ndjson", "-oX", "-", V4],
+    ["scan", "-oX", "-", "-oN", "-", V4],
+    ["scan", "-oA", "-", V4],
+    ["scan", "-oA", "{nodir}", V4],
+    ["scan", "-oN", "{dir}", V4],
+    ["scan", "-oA", "{dir}/x", "-oG", "{dir}/y", V4],
 ]
 
 SEND = [

@@ -3,11 +3,13 @@ payloads that real services answer."""
 
 from __future__ import annotations
 
+import math
 import socket
 
 import pytest
 
 from rawprobe.probes.engine import Target
+from rawprobe.probes.models import ScanResult
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.udp_payloads import payload_for
 from rawprobe.probes.udp_scan import (
@@ -55,31 +57,32 @@ def test_probes_carry_a_protocol_request_or_the_cookie() -> None:
     assert len(TOP_UDP_PORTS) == 100
 
 
-def test_a_rate_limited_target_is_probed_one_port_at_a_time_and_every_port_is_right() -> None:
-    """Linux's ICMP limit (a burst of 6 errors, then one a second): the ports past the
-    burst first look silent; the scan sees silence after port-unreachables, then
-    probes one port at a time a second apart, so no closed port is open|filtered."""
+def _scan_a_simulated_target(
+    ports: tuple[int, ...], open_ports: set[int], silent_ports: set[int], burst: float
+) -> ScanResult:
+    """Run a UDP scan machine against a simulated Linux host over a 1 ms clock: its
+    open ports answer, its silent ports drop, the rest answer port unreachables out of
+    a bucket of ``burst`` tokens refilled one a second (math.inf: no limit)."""
     src, dst = "198.18.1.2", "198.19.0.5"
-    ports, open_port, silent_port = tuple(range(1, 21)), 7, 15
     options = udp_options(max_rate_pps=0, min_rtt_timeout_s=0.1, initial_rtt_timeout_s=0.2)
     machine = UdpScanMachine(
         TargetSpace.parse([dst]), ports, cookies=Cookies(b"s" * 32),
         source_for=lambda _a: src, options=options,
     )  # fmt: skip
-    tokens, last_s, now = 6.0, 0.0, 0.0
+    tokens, last_s, now = burst, 0.0, 0.0
     due: list[tuple[float, Reply]] = []
     while not machine.done and now < 60:
         for out in machine.poll(now):
             machine.sent(out.key, Sent(int(now * 1e9), now), now)
             dport = int.from_bytes(out.packet[22:24], "big")
-            if dport == open_port:
+            if dport in open_ports:
                 udp = build_udp(UdpHeader(dport, 40000), b"ok", src=dst, dst=src)
                 packet = build_ipv4(IPv4Header(src=dst, dst=src, protocol=17), udp)
                 key = out.extra_keys[0]
-            elif dport == silent_port:
+            elif dport in silent_ports:
                 continue
             else:
-                tokens, last_s = min(6.0, tokens + now - last_s), now
+                tokens, last_s = min(burst, tokens + now - last_s), now
                 if tokens < 1:
                     continue  # rate-limited: no error
                 tokens -= 1
@@ -90,9 +93,31 @@ def test_a_rate_limited_target_is_probed_one_port_at_a_time_and_every_port_is_ri
         now = round(now + 0.001, 3)
         machine.receive_batch([r for t, r in due if t <= now], now)
         due = [(t, r) for t, r in due if t > now]
-    result = machine.result(now)
+    return machine.result(now)
+
+
+def test_a_rate_limited_target_is_probed_one_port_at_a_time_and_every_port_is_right() -> None:
+    """Linux's ICMP limit (a burst of 6 errors, then one a second): the ports past the
+    burst first look silent, and so do the witnesses sent after their retries (ports
+    the target answered closed); the scan then probes one port at a time a second
+    apart, so no closed port is open|filtered."""
+    result = _scan_a_simulated_target(tuple(range(1, 21)), {7}, {15}, burst=6.0)
     (host,) = result.hosts
-    states = {p.port: p.state for p in host.ports}
-    assert states == {open_port: "open", silent_port: "open|filtered"}
+    assert {p.port: p.state for p in host.ports} == {7: "open", 15: "open|filtered"}
     assert host.closed == 18
     assert result.elapsed_s <= (18 - 6) + 2  # one second per closed port past the burst
+
+
+def test_silent_ports_without_a_rate_limit_are_decided_at_the_pace_of_the_answers() -> None:
+    """A dropped range on a target that answers every closed port (no ICMP limit):
+    the witnesses sent after the dropped ports' retries are answered, so their silence
+    is believed and the scan never falls back to one port at a time (which took a
+    second a port)."""
+    result = _scan_a_simulated_target(
+        tuple(range(1, 501)), {7, 53}, set(range(100, 200)), burst=math.inf
+    )
+    (host,) = result.hosts
+    states = {p.port: p.state for p in host.ports}
+    assert states == {7: "open", 53: "open"} | dict.fromkeys(range(100, 200), "open|filtered")
+    assert host.closed == 398
+    assert result.elapsed_s < 2.0  # a few timeouts of silence, not 100 one-second gaps
