@@ -8,8 +8,7 @@ socket (``_clear_pending_error``). Per packet: a token from the transport's one
 TokenBucket, the two stamps (CLOCK_MONOTONIC, then CLOCK_REALTIME right before the
 syscall: the RTT's start unless the kernel's transmit stamp comes, DESIGN.md's clock
 rule), the syscall, one ``new_tuple(Sent, ...)``; no await unless pacing or full queues
-make it wait. Refusals
-take a slow path, one errno policy for every transport:
+make it wait. Refusals take a slow path, one errno policy for every transport:
 
 - full kernel queues (ENOBUFS from the qdisc, EAGAIN from a full socket buffer) are
   waited out, polling every millisecond, cancellably: a probe is never lost for them.

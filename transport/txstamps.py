@@ -36,7 +36,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
-from rawprobe.transport.sockets import EXTENDED_ERR, RECVERR, SCM_TIMESTAMPING
+from rawprobe.transport.sockets import RECVERR, SCM_TIMESTAMPING
 
 __all__ = ["TAKES_KEY", "WINDOW", "TxStamp", "TxStamps", "tx_stamp_of"]
 
@@ -52,6 +52,8 @@ SO_EE_ORIGIN_TIMESTAMPING = 4
 SCM_TSTAMP_SND = 0
 #: struct scm_timestamping: three timespecs, the first the software stamp.
 _TIMESPEC = struct.Struct("=qq")
+#: The fields of EXTENDED_ERR a transmit stamp's record is told by, and its key.
+_ORIGIN_INFO_DATA = struct.Struct("=4xB3xII")
 
 
 class TxStamp:
@@ -132,15 +134,17 @@ def tx_stamp_of(ancillary: Sequence[tuple[int, int, bytes]]) -> tuple[int, int] 
     stamp (``SCM_TIMESTAMPING`` plus an ``IP_RECVERR``/``IPV6_RECVERR`` record of origin
     ``SO_EE_ORIGIN_TIMESTAMPING``); None for anything else (an ICMP or local error)."""
     kernel_ns = key = None
-    for level, kind, value in ancillary:
-        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPING:
-            if len(value) >= _TIMESPEC.size:
+    try:
+        for level, kind, value in ancillary:
+            if kind == SCM_TIMESTAMPING and level == socket.SOL_SOCKET:
                 seconds, nanos = _TIMESPEC.unpack_from(value)
                 kernel_ns = seconds * 1_000_000_000 + nanos
-        elif (level, kind) in RECVERR and len(value) >= EXTENDED_ERR.size:
-            _errno, origin, _type, _code, _pad, info, data = EXTENDED_ERR.unpack_from(value)
-            if origin == SO_EE_ORIGIN_TIMESTAMPING and info == SCM_TSTAMP_SND:
-                key = data
-    if kernel_ns is None or key is None or kernel_ns == 0:
+            elif (level, kind) in RECVERR:
+                origin, info, data = _ORIGIN_INFO_DATA.unpack_from(value)
+                if origin == SO_EE_ORIGIN_TIMESTAMPING and info == SCM_TSTAMP_SND:
+                    key = data
+    except struct.error:  # (never from a kernel: a record too short)
+        return None
+    if not kernel_ns or key is None:
         return None
     return key, kernel_ns
