@@ -52,14 +52,19 @@ COMMANDS = {
     "sweep": ("rawprobe.cli.sweep_cmd", "find the live hosts of networks (like fping -g)"),
     "send": ("rawprobe.cli.send_cmd", "send one hand-made packet, show the reply dissected"),
     "sniff": ("rawprobe.cli.sniff_cmd", "watch IP packets (or read a pcap file), dissected"),
+    "schema": ("rawprobe.cli.schema_cmd", "print the JSON Schema of the JSON output"),
     "lab": ("rawprobe.cli.lab_cmd", "the network-namespace lab (root)"),
     "demo": ("rawprobe.cli.demo", "build a lab, probe it, tear it down"),
 }
 
 
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser, with the full definition of the subcommand ``argv`` names, or when
-    it names none, placeholders (name and help) for ``--help`` and usage errors."""
+def build_parser(
+    argv: Sequence[str] | None = None, *, complete: bool = True
+) -> argparse.ArgumentParser:
+    """The parser, with the full definition of the subcommand ``argv`` names. When it
+    names none: every subcommand in full (the docs' CLI reference), or without
+    ``complete`` (the command itself: ``--help``, ``--version``, usage errors) a
+    placeholder (name and help) for each."""
     parser = Parser(prog="rawprobe", description="Async raw-socket network probes.")
     parser.add_argument("--backend", choices=BACKENDS, default="asyncio", help="event loop")
     parser.add_argument("--version", action=VersionAction)
@@ -67,7 +72,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     commands.required = True
     chosen = _command_word(sys.argv[1:] if argv is None else argv)
     for name, (module_name, help_text) in COMMANDS.items():
-        if name == chosen:
+        if name == chosen or (chosen is None and complete):
             importlib.import_module(module_name).register(commands)
         elif chosen is None:
             commands.add_parser(name, help=help_text)
@@ -108,7 +113,7 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
     command = None
     opted_in = False
     try:
-        parser = build_parser(argv)
+        parser = build_parser(argv, complete=False)
         args = parse_command_line(parser, argv)
         if drop_privileges:  # before the handler opens anything
             opted_in = _drop_after_open(True)

@@ -457,9 +457,10 @@ def raw_rung(args: argparse.Namespace, what: str) -> str:
     return "raw"
 
 
-def rung_of(transport: object) -> str:
-    """Which rung of the privilege ladder ``transport`` is: ``raw``, ``icmp-datagram``
-    (ICMP datagram sockets) or ``udp`` (UDP sockets with IP_RECVERR)."""
+def sockets_name(transport: object) -> str:
+    """The rung of the privilege ladder a transport is, as the JSON says it: ``raw``,
+    ``icmp-datagram`` (ICMP datagram sockets) or ``udp-datagram`` (UDP sockets with
+    IP_RECVERR)."""
     from rawprobe.transport.raw import RawTransport
 
     if not isinstance(transport, RawTransport):
@@ -469,7 +470,7 @@ def rung_of(transport: object) -> str:
         if isinstance(transport, DatagramTransport):
             return "icmp-datagram"
         if isinstance(transport, UdpTransport):
-            return "udp"
+            return "udp-datagram"
     return "raw"
 
 
@@ -477,10 +478,10 @@ _RUNG_LINES = {
     "raw": "rawprobe: using raw sockets (CAP_NET_RAW)",
     "icmp-datagram": "rawprobe: using ICMP datagram sockets (unprivileged:"
     " net.ipv4.ping_group_range)",
-    "udp": "rawprobe: using UDP sockets with IP_RECVERR (unprivileged, like tracepath)",
+    "udp-datagram": "rawprobe: using UDP sockets with IP_RECVERR (unprivileged, like tracepath)",
 }
 
 
 def describe_rung(transport: object) -> str:
     """One line for ``-v``: which rung of the privilege ladder the transport is."""
-    return _RUNG_LINES[rung_of(transport)]
+    return _RUNG_LINES[sockets_name(transport)]

@@ -23,8 +23,8 @@ from rawprobe.cli.args import (
     interruptible,
     positive_int,
     probe_transport,
-    rung_of,
     seconds,
+    sockets_name,
 )
 from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.target_args import host_addresses
@@ -130,7 +130,7 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
 
     if args.json:
         document = render.ping_document(
-            results, args.hosts, interrupted=interrupt.happened, sockets=rung_of(transport)
+            results, args.hosts, interrupted=interrupt.happened, sockets=sockets_name(transport)
         )
         print(json.dumps(document, indent=2))
     else:

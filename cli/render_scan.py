@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from rawprobe.cli.render import SCHEMA, ms
+from rawprobe.cli.render import family, header, liveness, ms
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult
 
 #: A (state, reason) group with more ports than this is summarised in "Not shown"
@@ -240,23 +240,57 @@ def scan_document(
     *,
     interrupted: bool = False,
     counters: dict[str, int] | None = None,
+    workers: int = 1,
+    sockets: str = "raw",
+    shard: tuple[int, int] = (0, 1),
+    seed: int | None = None,
     with_hosts: bool = True,
 ) -> dict[str, Any]:
-    """The ``rawprobe/1`` JSON document: open and filtered ports always listed, closed
-    ones counted (listed too when the scan kept them). ``with_hosts=False`` leaves
-    out ``hosts`` (``host_data`` of each, for writing them one at a time). Several
-    protocols: the totals summed, each protocol's under ``protocols``."""
+    """The JSON document: ``hosts`` (``host_data`` of each: open and filtered ports
+    listed, closed ones counted, and listed too when the scan kept them), then the
+    ``summary``. ``with_hosts=False`` leaves ``hosts`` empty (for writing them one at a
+    time with ``write_document``)."""
+    summary = scan_summary(
+        results, interrupted=interrupted, counters=counters, workers=workers, sockets=sockets,
+        shard=shard, seed=seed,
+    )  # fmt: skip
+    return {
+        **header("scan"),
+        "hosts": list(hosts_data(results)) if with_hosts else [],
+        "summary": summary,
+    }
+
+
+def scan_summary(
+    results: Results,
+    *,
+    interrupted: bool = False,
+    counters: dict[str, int] | None = None,
+    workers: int = 1,
+    sockets: str = "raw",
+    shard: tuple[int, int] = (0, 1),
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """The document's ``summary`` (and the fields of the NDJSON ``summary`` event).
+    Several protocols: the totals summed, each protocol's under ``protocols``;
+    ``counters`` None: a connect() scan, which has no transport to count. ``shard``
+    (I, N): the results are this machine's share of the (host, port) order, and
+    ``complete`` says whether every port of that share was decided."""
     listed = _listed(results)
     result = combined(listed)
     timing = result.timing
-    document = {
-        "schema": SCHEMA,
-        "command": "scan",
+    up = sum(any(host.is_up for _p, host in parts) for _a, parts in _by_host(listed))
+    complete = result.complete
+    if shard[1] > 1:  # (the results count the whole space's ports)
+        complete = not interrupted and not result.incomplete_reason
+    return {
         "technique": result.technique,
+        "sockets": sockets,
         "interrupted": interrupted,
-        "complete": result.complete,
+        "complete": complete,
         "incomplete_reason": result.incomplete_reason,
         "host_count": result.host_count,
+        "hosts_up": up,
         "ports_per_host": result.ports_per_host,
         "elapsed_ms": ms(result.elapsed_s),
         "probes_sent": result.probes_sent,
@@ -276,10 +310,11 @@ def scan_document(
             "outages": timing.outages,
             "outage_ms": ms(timing.outage_s),
         },
-        "counters": counters or {},
-    }
-    if len(listed) > 1:
-        document["protocols"] = {
+        "counters": counters,
+        "workers": workers,
+        "shard": f"{shard[0]}/{shard[1]}",
+        "seed": seed,
+        "protocols": {
             protocol_of(r): {
                 "technique": r.technique,
                 "ports_per_host": r.ports_per_host,
@@ -289,10 +324,8 @@ def scan_document(
                 "elapsed_ms": ms(r.elapsed_s),
             }
             for r in listed
-        }
-    if with_hosts:
-        document["hosts"] = list(hosts_data(listed))
-    return document
+        },
+    }
 
 
 def hosts_data(results: Results) -> Iterator[dict[str, Any]]:
@@ -316,12 +349,12 @@ def protocols_data(parts: Sequence[tuple[str, HostPorts]]) -> dict[str, Any]:
     for _protocol, one in data:
         states.update(one["state_counts"])
     merged.update(
-        up=any(one["up"] for _p, one in data),
+        state=liveness(any(one["state"] == "up" for _p, one in data)),
         min_rtt_ms=min((o["min_rtt_ms"] for _p, o in data if o["min_rtt_ms"] is not None),
                        default=None),
         closed=sum(one["closed"] for _p, one in data),
         state_counts=dict(sorted(states.items())),
-        reason_counts=[{**c, "protocol": p} for p, one in data for c in one["reason_counts"]],
+        reason_counts=[c for _p, one in data for c in one["reason_counts"]],
         ports=[port for _p, one in data for port in one["ports"]],
     )  # fmt: skip
     return merged
@@ -331,14 +364,16 @@ def host_data(host: HostPorts, protocol: str = "tcp") -> dict[str, Any]:
     """One entry of the document's ``hosts`` (one protocol's ports)."""
     return {
         "address": host.address,
-        "family": "ipv6" if ":" in host.address else "ipv4",
-        "up": host.is_up,
+        "family": family(host.address),
+        "state": liveness(host.is_up),
         "min_rtt_ms": None if host.min_rtt_s is None else ms(host.min_rtt_s),
         "closed": host.closed,
         "state_counts": {
             state: host.count(state) for state in sorted({s for s, _r, _n in host.counts})
         },
-        "reason_counts": [{"state": s, "reason": r, "count": n} for s, r, n in host.counts],
+        "reason_counts": [
+            {"protocol": protocol, "state": s, "reason": r, "count": n} for s, r, n in host.counts
+        ],
         "ports": [_port_data(port, protocol) for port in host.ports],
     }
 

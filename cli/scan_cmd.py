@@ -56,7 +56,7 @@ from rawprobe.cli.outputs import (
     stdout_outputs,
     write_output,
 )
-from rawprobe.cli.render import SCHEMA
+from rawprobe.cli.render import header
 from rawprobe.cli.target_args import (
     add_exclude_options,
     add_file_option,
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     capture = args.pcap is not None
     total = space.size * sum(len(ports) for ports in port_lists)
     plan = plan_workers(args.workers, total, options.seed, args.shard, capture=capture)
-    workers = plan.workers
+    workers, args.seed = plan.workers, plan.seed  # (the documents say the order's seed)
     options = dataclasses.replace(
         options,
         seed=plan.seed,
@@ -294,8 +294,7 @@ class _HostStream:
             data = render_scan.host_data(merged[0][1], merged[0][0])
         else:
             data = render_scan.protocols_data(merged)
-        event = {"schema": SCHEMA, "command": "scan", "event": "host", **data}
-        print(json.dumps(event), flush=True)
+        print(json.dumps({**header("scan", "host"), **data}), flush=True)
 
 
 def _techniques(args: argparse.Namespace) -> list[str]:
@@ -367,7 +366,7 @@ def _connect_scan(
         decided = [h for h in result.hosts if not interrupted or h.scanned == len(ports)]
         hosts.receive(0, (0, decided))
         hosts.finish(interrupted)
-    _print_result(args, result, [ports], started_s, interrupted, {}, 1)
+    _print_result(args, result, [ports], started_s, interrupted, None, 1)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
@@ -377,19 +376,20 @@ def _print_result(
     port_lists: list[tuple[int, ...]],
     started_s: float,
     interrupted: bool,
-    counters: dict[str, int],
+    counters: dict[str, int] | None,
     workers: int,
 ) -> None:
+    """The report, the JSON document or the NDJSON stream's summary, and nmap's files
+    (``counters`` None: a connect() scan)."""
     result = render_scan.combined(results)
     if args.json or args.ndjson:
         document = render_scan.scan_document(
-            results, interrupted=interrupted, counters=counters, with_hosts=False
-        )
-        document.update(workers=workers, shard=f"{args.shard[0]}/{args.shard[1]}", seed=args.seed)
-        if args.shard[1] > 1:  # every port of this machine's share decided
-            document["complete"] = not interrupted and not result.incomplete_reason
+            results, interrupted=interrupted, counters=counters, workers=workers,
+            sockets="raw" if counters is not None else "tcp-connect", shard=args.shard,
+            seed=args.seed, with_hosts=False,
+        )  # fmt: skip
         if args.ndjson:  # the stream's last line
-            print(json.dumps({"schema": SCHEMA, "command": "scan", "event": "summary", **document}))
+            print(json.dumps({**header("scan", "summary"), **document["summary"]}))
         else:
             hosts = render_scan.hosts_data(results)
             # Indented for a few hosts; compact (json's C encoder) for networks.

@@ -35,14 +35,15 @@ from rawprobe.cli.args import (
     probe_transport,
     raw_rung,
     seconds,
+    sockets_name,
 )
 from rawprobe.cli.live import LiveView
 from rawprobe.cli.outputs import opens_outputs
-from rawprobe.cli.render import SCHEMA, rtt_source_line
+from rawprobe.cli.render import header, rtt_source_line
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
 from rawprobe.probes.models import TraceHop, TraceResult
-from rawprobe.probes.trace_live import trace_rounds
+from rawprobe.probes.trace_live import fresh_flows, trace_rounds
 from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.probes.traceroute import (
     METHODS,
@@ -95,6 +96,11 @@ def register(commands: Any) -> None:
     mode.add_argument("--report", action="store_true", help="like mtr -r: rounds, then a table")
     trace.add_argument("-c", "--count", type=positive_int, help="rounds for --live/--report")
     trace.add_argument(
+        "--flows", type=int_in(1, 256), default=None, metavar="N",
+        help="--live/--report: probe N flows each round (each may take another path): "
+        "statistics per (TTL, interface) and per path",
+    )  # fmt: skip
+    trace.add_argument(
         "-i", "--interval", type=seconds, default=1.0, help="seconds between rounds (live)"
     )
     add_file_option(trace, "-F", "--file")
@@ -130,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
     live = args.live or args.report
     if args.count is not None and not live:
         raise UsageError("trace: -c counts the rounds of --live or --report (a trace runs once)")
+    if args.flows is not None and not live:
+        raise UsageError("trace: --flows N is for --live or --report (a trace follows one flow)")
+    if args.flows is not None and args.classic:
+        raise UsageError("trace: --flows needs Paris probes (--classic varies the flow)")
     if args.report and args.count is None:
         args.count = 10  # mtr -r's default
     queries = args.queries if args.queries is not None else (1 if live else 3)
@@ -268,6 +278,11 @@ async def _main(
                         results += partial
         if interrupt.happened:
             _show_partial(args, partial, printed[0], names_dns, console, rich_out, streaming)
+        elif streaming and results:  # after the hop lines: what their loss and quotes say
+            answered = (a for hop in results[0].hops for a in hop.addresses)
+            known = names_dns.known(answered) if names_dns is not None else {}
+            for note in render_trace.trace_notes(results[0], known):
+                _emit(note)
     ordered = _input_order(results, targets)
     if args.verbose:
         for result in ordered:
@@ -276,7 +291,9 @@ async def _main(
     if args.json:
         seen = [a for r in ordered for h in r.hops for a in h.addresses]
         names = await _names_for(names_dns, seen, wait=not interrupt.happened)
-        document = render_trace.trace_document(ordered, names, interrupted=interrupt.happened)
+        document = render_trace.trace_document(
+            ordered, names, interrupted=interrupt.happened, sockets=sockets_name(transport)
+        )
         # Indented for a few traces; compact (C encoder, ~10x faster) for thousands.
         print(json.dumps(document, indent=2 if len(ordered) <= 10 else None))
     if interrupt.happened:
@@ -307,6 +324,7 @@ def _show_partial(
         if streaming:  # the hop lines already streamed are not repeated
             lines = [render_trace.hop_line(h, names) for h in result.hops if h.ttl > printed_ttl]
             lines.append(render_trace.interrupted_line(result))
+            lines += render_trace.trace_notes(result, names)
         else:
             lines = [render_trace.trace_banner(result), *lines, ""]
         for line in lines:
@@ -328,6 +346,15 @@ def _input_order(results: Sequence[TraceResult], targets: Sequence[str]) -> list
 # -- live / report ---------------------------------------------------------------------
 
 
+def live_flows(
+    args: argparse.Namespace, transport: Transport, addresses: Sequence[str]
+) -> list[list[int]]:
+    """The flow ids each target's rounds probe, per target: ``--flows N`` fresh ones
+    (one by default: mtr's single path). A multipath discovery's result plugs in here:
+    the flows it saw on the links of each target."""
+    return [fresh_flows(transport, args.flows or 1) for _ in addresses]
+
+
 async def _live_main(
     args: argparse.Namespace,
     targets: list[str],
@@ -344,26 +371,28 @@ async def _live_main(
 
     def render() -> Group:
         tables = [
-            render_trace.live_table(s.target, s.address, s.rounds, s.rows(), names) for s in stats
+            render_trace.live_table(s.target, s.address, s.rounds, s.rows(), names, s.paths())
+            for s in stats
         ]
         return Group(*tables)
+
+    def data_of(live: LiveTrace) -> dict[str, Any]:
+        rows, paths = live.rows(), live.paths()
+        return render_trace.live_data(live.target, live.address, live.rounds, rows, names, paths)
 
     def on_round(live: LiveTrace) -> None:
         if names_dns is not None:
             names_dns.want(a for row in live.rows() for a in row.addresses)
         if stream_json:
-            data = render_trace.live_data(
-                live.target, live.address, live.rounds, live.rows(), names
-            )
-            _emit(json.dumps({"schema": SCHEMA, "command": "trace", "event": "round", **data}))
+            _emit(json.dumps({**header("trace", "round"), **data_of(live)}))
         elif view is not None:
             view.refresh_soon()
 
-    async def run_rounds(transport: Transport, live: LiveTrace) -> None:
+    async def run_rounds(transport: Transport, live: LiveTrace, flows: list[int]) -> None:
         await trace_rounds(
             transport, live.address, live, options, count=args.count,
             interval_s=args.interval, source=args.source, target=live.target,
-            on_round=on_round,
+            flows=flows, on_round=on_round,
         )  # fmt: skip
 
     protocols = trace_protocols(addresses, options.method)
@@ -371,10 +400,11 @@ async def _live_main(
         probe_transport(args, protocols, udp=options.method == "udp") as transport,
         interruptible() as interrupt,
     ):
+        flows = live_flows(args, transport, addresses)
         if args.report or args.json:
             async with anyio.create_task_group() as rounds:
-                for s in stats:
-                    rounds.start_soon(run_rounds, transport, s)
+                for s, target_flows in zip(stats, flows, strict=True):
+                    rounds.start_soon(run_rounds, transport, s, target_flows)
         else:
             with LiveView(console, render) as view:
                 shown = view
@@ -383,29 +413,23 @@ async def _live_main(
                 async with anyio.create_task_group() as rounds:
                     rounds.start_soon(view.ticker)
                     async with anyio.create_task_group() as probes:
-                        for s in stats:
-                            probes.start_soon(run_rounds, transport, s)
+                        for s, target_flows in zip(stats, flows, strict=True):
+                            probes.start_soon(run_rounds, transport, s, target_flows)
                     rounds.cancel_scope.cancel()
             if names_dns is not None:
                 names_dns.on_found = None  # the view is gone
     if args.report:
         seen = [a for s in stats for row in s.rows() for a in row.addresses]
         await _names_for(names_dns, seen, wait=not interrupt.happened)
+    sockets = sockets_name(transport)
     if args.report and args.json:
-        document = {
-            "schema": SCHEMA,
-            "command": "trace",
-            "mode": "report",
-            "interrupted": interrupt.happened,
-            "reports": [
-                render_trace.live_data(s.target, s.address, s.rounds, s.rows(), names)
-                for s in stats
-            ],
-        }
+        document = render_trace.report_document(
+            stats, names, interrupted=interrupt.happened, sockets=sockets
+        )
         print(json.dumps(document, indent=2))
     elif args.report:
         for s in stats:
-            for line in render_trace.report_lines(s.target, s.rows(), names):
+            for line in render_trace.report_lines(s.target, s.rows(), names, paths=s.paths()):
                 _emit(line)
             if interrupt.happened:
                 _emit(f"(interrupted after {s.rounds} rounds; the round in progress is left out)")
@@ -413,10 +437,11 @@ async def _live_main(
         done = ", ".join(f"{s.target}: {s.rounds}" for s in stats)
         gap = "" if console.is_terminal else "\n"  # (off a terminal the frame has no newline)
         _emit(f"{gap}(interrupted; rounds done: {done}; the round in progress is left out)")
-    elif stream_json and interrupt.happened:  # the stream's last line says it stopped short
-        counts = {s.target: s.rounds for s in stats}
-        end = {"schema": SCHEMA, "command": "trace", "event": "interrupted", "rounds": counts}
-        _emit(json.dumps(end))
+    elif stream_json:  # the stream's last line: the rounds done, and whether it stopped short
+        summary = render_trace.rounds_summary(
+            stats, interrupted=interrupt.happened, sockets=sockets
+        )
+        _emit(json.dumps({**header("trace", "summary"), **summary}))
     if interrupt.happened:
         return EXIT_INTERRUPTED
     return EXIT_OK

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rawprobe.errors import MalformedPacket
 from rawprobe.probes.models import TraceResponse
+from rawprobe.probes.path_truth import quote_rewrites
 from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, RttSource, TcpAnswer
 from rawprobe.transport.wire.icmp_table import PORT_UNREACHABLE, annotation
 from rawprobe.transport.wire.icmpext import MplsLabel, parse_extensions
@@ -20,11 +21,17 @@ __all__ = ["mpls_labels", "parse_reply"]
 
 
 def parse_reply(
-    reply: Reply, family: int, rtt_s: float, attempt: int, rtt_source: RttSource = "user"
+    reply: Reply,
+    family: int,
+    rtt_s: float,
+    attempt: int,
+    sent: bytes | None = None,
+    rtt_source: RttSource = "user",
 ) -> TraceResponse | None:
     """The response a typed answer makes to a probe of ``family`` sent on try
-    ``attempt`` (``rtt_source``: which send stamp ``rtt_s`` used); None for a TCP segment
-    that is neither SYN-ACK nor RST."""
+    ``attempt``; None for a TCP segment that is neither SYN-ACK nor RST. With the probe
+    as ``sent`` (its IP packet), an ICMP error's quote is compared with it (a NAT).
+    ``rtt_source``: which send stamp ``rtt_s`` used."""
     if isinstance(reply, IcmpError):
         icmp_type, code, kind = reply.icmp_type, reply.code, reply.kind
         unreach = kind == "unreachable"
@@ -37,11 +44,12 @@ def parse_reply(
             icmp_code=code,
             reply_ttl=reply.ttl,
             quoted_ttl=reply.quoted_ttl,
-            annotation=annotation(family, icmp_type, code, reply.mtu),
+            annotation=annotation(family, icmp_type, code, reply.mtu) or None,
             terminal=unreach,
             reached=port_unreach or (unreach and reply.from_target),
             mpls=mpls_labels(reply.extensions),
             attempt=attempt,
+            rewrites=quote_rewrites(sent, reply) if sent is not None else (),
             rtt_source=rtt_source,
         )
     icmp_type_echo: int | None = None

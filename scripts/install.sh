@@ -2,7 +2,8 @@
 # Install everything rawprobe needs on a fresh Debian machine, as root:
 # system tools for the lab and its tests (iproute2, iptables, tcpdump, iputils ping,
 # traceroute, tmux, setpriv; nmap for its DTD, xmllint, jq) and a virtual environment
-# in .venv with rawprobe and its test extras.
+# in .venv with rawprobe, its test extras and the API reference site's tools
+# (docs/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v traceroute >/dev/null || need+=(traceroute)
 command -v tmux >/dev/null || need+=(tmux)          # the live-view test drives a terminal
+command -v nft >/dev/null || need+=(nftables)     # a NAT that leaves quotes rewritten (NAT lab test)
 command -v setpriv >/dev/null || need+=(util-linux) # tests that run as uid 65534
 [ -f /usr/share/nmap/nmap.dtd ] || need+=(nmap)     # nmap's DTD (-oX is validated against it)
 command -v xmllint >/dev/null || need+=(libxml2-utils)
@@ -32,3 +34,4 @@ fi
 # strict editable mode: a link tree that mypy can read (see scripts/typecheck.sh)
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' \
     --config-settings editable_mode=strict
+.venv/bin/python -m pip install -q --disable-pip-version-check -r docs/requirements.txt

@@ -7,12 +7,12 @@ installs them, so a missing one is a failure, not a skip.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import output_check
 from libnmap.parser import NmapParser
 
 #: nmap's DTD as Debian's nmap package ships it.
@@ -53,7 +53,7 @@ def json_view(hosts: list[dict[str, Any]]) -> dict[str, HostView]:
     """The same view of a scan's JSON ``hosts`` (or its NDJSON host events)."""
     return {
         host["address"]: (
-            host["up"],
+            host["state"] == "up",
             {
                 (p["protocol"], p["port"]): p["state"]
                 for p in host["ports"]
@@ -65,14 +65,20 @@ def json_view(hosts: list[dict[str, Any]]) -> dict[str, HostView]:
     }
 
 
-def merge_ndjson(text: str) -> list[dict[str, Any]]:
-    """deploy/merge-ndjson.jq over shards' concatenated NDJSON, as the README runs it."""
+def merge_ndjson(text: str, command: str) -> list[dict[str, Any]]:
+    """deploy/merge-ndjson.jq over shards' concatenated NDJSON, as the README runs it;
+    every merged line valid against the schema, the hosts first, then one summary per
+    shard."""
     assert shutil.which("jq"), "jq is missing: run scripts/install.sh"
     done = subprocess.run(
         ["jq", "-R", "-n", "-c", "-f", str(MERGE_JQ)],
         input=text, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    merged = output_check.events(done.stdout.splitlines(), command, summary=False)
+    kinds = [event["event"] for event in merged]
+    hosts = kinds.count("host")
+    assert kinds == ["host"] * hosts + ["summary"] * (len(kinds) - hosts), kinds
+    return merged
 
 
 def comparable(host: dict[str, Any]) -> dict[str, Any]:

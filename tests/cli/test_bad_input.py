@@ -13,12 +13,12 @@ file of nonsense targets, ``{binary}`` random bytes, ``{empty}`` an empty file,
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import output_check
 import pytest
 
 from rawprobe.cli import args, ping_cmd, scan_cmd, send_cmd, sniff_cmd, sweep_cmd, trace_cmd
@@ -119,6 +119,10 @@ TRACE = [
     ["trace", "-c", "3", V4],
     ["trace", "--live", "--report", V4],
     ["trace", "-i", "-1", "--live", V4],
+    ["trace", "--flows", "4", V4],
+    ["trace", "--flows", "0", "--report", V4],
+    ["trace", "--flows", "257", "--report", V4],
+    ["trace", "--flows", "4", "--report", "--classic", V4],
     ["trace", "--rate", "-1", V4],
     ["trace", "-s", V6, V4],
     ["trace", "-4", V6],
@@ -184,6 +188,9 @@ SWEEP = [
     ["sweep", "-f", "{empty}"],
     ["sweep", "-f", "{dir}"],
     ["sweep", "--json", "--ndjson", "127.0.0.1"],
+    ["sweep", "--all", "127.0.0.1"],
+    ["schema", "pong"],
+    ["schema", "ping", "scan"],
     ["sweep", "255.255.255.255"],
     ["sweep", "224.0.0.0/28"],
     ["sweep", "ff02::1"],
@@ -534,6 +541,6 @@ def test_exclusions_leave_addresses_out_of_sweep_and_scan(
         str(excluded),
     ]
     assert main(["sweep", "-t", "0.05", "-r", "0", *common, "127.0.0.0/24"]) == 1
-    assert json.loads(capsys.readouterr().out)["targets"] == 254 - 4 - 11
+    assert output_check.document(capsys.readouterr().out)["summary"]["targets"] == 254 - 4 - 11
     assert main(["scan", "--retries", "0", "-p", "80", *common, "127.0.0.0/28"]) == 0
-    assert json.loads(capsys.readouterr().out)["host_count"] == 14 - 4
+    assert output_check.document(capsys.readouterr().out)["summary"]["host_count"] == 14 - 4

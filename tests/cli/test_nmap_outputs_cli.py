@@ -4,11 +4,11 @@ simulated network is copied into each worker)."""
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 from typing import Any
 
+import output_check
 import pytest
 from libnmap.parser import NmapParser
 from nmap_files import comparable, dtd_errors, json_view, libnmap_view, merge_ndjson
@@ -36,7 +36,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
 
 
 def lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines()]
+    """A scan's NDJSON stream, every line valid, ending with its summary."""
+    return output_check.events(text.splitlines(), "scan")
 
 
 def test_oa_writes_three_files_and_the_xml_says_what_the_json_of_the_run_says(
@@ -45,7 +46,7 @@ def test_oa_writes_three_files_and_the_xml_says_what_the_json_of_the_run_says(
     base = tmp_path / "lab"
     out = run(capsys, "scan", *FAST, "-w", "1", "--json", "-oA", str(base), "-p", "20-30,80,443",
               TARGETS)  # fmt: skip
-    document = json.loads(out)
+    document = output_check.document(out, "scan")
     xml = (tmp_path / "lab.xml").read_text()
     assert dtd_errors(tmp_path / "lab.xml") == ""
     assert libnmap_view(xml) == json_view(document["hosts"])
@@ -82,8 +83,7 @@ def test_ndjson_streams_the_hosts_of_the_json_document_then_a_summary(
 ) -> None:
     argv = ["scan", *FAST, "-w", workers, "--seed", "3", *ports, TARGETS]
     events = lines(run(capsys, *argv, "--ndjson"))
-    document = json.loads(run(capsys, *argv, "--json"))
-    assert all((e["schema"], e["command"]) == (document["schema"], "scan") for e in events)
+    document = output_check.document(run(capsys, *argv, "--json"), "scan")
     assert [e["event"] for e in events] == ["host"] * 4 + ["summary"]
     strip = ("schema", "command", "event")
     hosts = {e["address"]: comparable({k: v for k, v in e.items() if k not in strip})
@@ -91,32 +91,50 @@ def test_ndjson_streams_the_hosts_of_the_json_document_then_a_summary(
     assert hosts == {h["address"]: comparable(h) for h in document["hosts"]}
     summary = events[-1]
     assert summary["complete"] and summary["workers"] == int(workers)
-    assert summary["state_totals"] == document["state_totals"] and "hosts" not in summary
+    assert (summary["shard"], summary["seed"]) == ("0/1", 3)
+    assert summary["state_totals"] == document["summary"]["state_totals"]
 
 
 def test_shards_cover_every_port_once_and_merge_into_the_unsharded_run(
     network: MemoryNetwork, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["scan", *FAST, "--seed", "9", "--all", "-p", "20-30,80,443", TARGETS]
-    whole = json.loads(run(capsys, *argv, "-w", "1", "--json"))
+    whole = output_check.document(run(capsys, *argv, "-w", "1", "--json"), "scan")
     streams = [
         run(capsys, *argv, "-w", "2", "--shard", f"{i}/3", "--ndjson") for i in range(3)
     ]  # (the shards' workers split each shard again)
     seen: list[tuple[str, int]] = []
     for text in streams:
         *hosts, summary = lines(text)
-        assert summary["event"] == "summary" and summary["complete"]
+        assert summary["complete"]
         seen += [(h["address"], p["port"]) for h in hosts for p in h["ports"]]
     assert sorted(seen) == sorted(
         (h["address"], p["port"]) for h in whole["hosts"] for p in h["ports"]
     )
     assert len(seen) == 4 * 13  # every (host, port) once: closed ones listed too (--all)
-    merged = merge_ndjson("".join(streams))
+    merged = merge_ndjson("".join(streams), "scan")
     assert [e["shard"] for e in merged if e["event"] == "summary"] == ["0/3", "1/3", "2/3"]
     strip = ("schema", "command", "event")
     hosts = {e["address"]: comparable({k: v for k, v in e.items() if k not in strip})
              for e in merged if e["event"] == "host"}  # fmt: skip
     assert hosts == {h["address"]: comparable(h) for h in whole["hosts"]}
+
+
+def test_sweep_shards_merge_with_the_same_jq(
+    network: MemoryNetwork, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sweep's host is in one shard: the merge passes its lines as they are, then the
+    shards' summaries."""
+    argv = ["sweep", "-q", "-w", "1", "--rate", "0", "-t", "0.2", "--seed", "4", "--all",
+            "--ndjson", "198.19.0.0/29"]  # fmt: skip
+    streams = []
+    for shard in range(3):
+        assert main([*argv, "--shard", f"{shard}/3"]) in (0, 1)  # (1: none up in a shard)
+        streams.append(capsys.readouterr().out)
+    merged = merge_ndjson("".join(streams), "sweep")
+    hosts = {e["address"]: e["state"] for e in merged if e["event"] == "host"}
+    assert hosts == {f"198.19.0.{i}": "up" if i in (5, 6) else "down" for i in range(1, 7)}
+    assert [e["shard"] for e in merged if e["event"] == "summary"] == ["0/3", "1/3", "2/3"]
 
 
 def test_sweep_writes_what_nmap_sn_writes(

@@ -4,10 +4,13 @@ python-libnmap as the JSON says, nmap's reason words, normal output, a sweep's X
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
+import output_check
 import pytest
 from libnmap.parser import NmapParser
 from nmap_files import dtd_errors, json_view, libnmap_view
@@ -56,6 +59,11 @@ TCP_PORTS, UDP_PORTS = list(range(1, 101)), [53, 1100, 1200, 1201, 1202]
 RUN = Run("rawprobe scan -p 1-100 --rate 0 198.19.0.5 2001:db8:ff::9", 1796490076.0, "0.1.0")
 
 
+def json_hosts(results: ScanResult | list[ScanResult]) -> list[dict[str, Any]]:
+    """The ``hosts`` of the scan's JSON document (validated) for these results."""
+    return output_check.document(json.dumps(scan_document(results)), "scan")["hosts"]
+
+
 def written(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "scan.xml"
     path.write_text(text)
@@ -75,7 +83,7 @@ def test_a_tcp_scan_is_valid_nmap_xml_that_libnmap_reads_as_the_json_says(
     xml = "".join(scan_xml(result, [TCP_PORTS], RUN, RUN.started_s + 0.5))
     assert dtd_errors(written(tmp_path, xml)) == ""
     view = libnmap_view(xml)
-    assert view == json_view(scan_document(result)["hosts"])
+    assert view == json_view(json_hosts(result))
     assert view[A][0] is True and view[B][0] is False  # the host states
     report = NmapParser.parse_fromstring(xml)
     assert (report.hosts_total, report.hosts_up, report.scan_type) == (2, 1, "syn")
@@ -102,7 +110,7 @@ def test_tcp_and_udp_in_one_file_with_a_scaninfo_each(tmp_path: Path) -> None:
     assert (
         '<scaninfo type="udp" protocol="udp" numservices="5" services="53,1100,1200-1202"/>' in xml
     )
-    assert libnmap_view(xml) == json_view(scan_document([TCP, UDP])["hosts"])
+    assert libnmap_view(xml) == json_view(json_hosts([TCP, UDP]))
     # One extraports per state, its reasons by protocol (nmap's layout).
     assert re.search(
         r'<extraports state="closed" count="70">\n<extrareasons reason="reset" count="68"'

@@ -5,13 +5,13 @@ namespace; every packet stays in the lab)."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import output_check
 import pytest
 from libnmap.parser import NmapParser
 from nmap_files import dtd_errors, json_view, libnmap_view
@@ -90,7 +90,7 @@ def test_a_scan_of_10000_ports_reads_in_libnmap_as_its_json_and_validates(
     xml_path = tmp_path / "scan.xml"
     out = rawprobe_cli(lab, "scan", "-p", "1-10000", "--rate", "0", "--json", "-oX", str(xml_path),
                        lab.target_v4)  # fmt: skip
-    document = json.loads(out)
+    document = output_check.document(out, "scan")
     xml = xml_path.read_text()
     assert dtd_errors(xml_path) == ""
     (host,) = NmapParser.parse_fromstring(xml).hosts
@@ -171,7 +171,7 @@ def test_sigint_ndjson_has_the_hosts_decided_then_an_interrupted_summary(
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())  # printed while the scan goes on
+        first = proc.stdout.readline()  # printed while the scan goes on
         proc.send_signal(signal.SIGINT)
         rest, err = proc.communicate(timeout=30)
     finally:
@@ -179,9 +179,9 @@ def test_sigint_ndjson_has_the_hosts_decided_then_an_interrupted_summary(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 130, err
-    *hosts, summary = [first, *(json.loads(line) for line in rest.splitlines())]
+    *hosts, summary = output_check.events([first, *rest.splitlines()], "scan")
     assert all(h["event"] == "host" and sum(h["state_counts"].values()) == 200 for h in hosts)
     assert [h["address"] for h in hosts] == [f"198.19.7.{i}" for i in range(1, len(hosts) + 1)]
-    assert summary["event"] == "summary" and summary["interrupted"] and not summary["complete"]
+    assert summary["interrupted"] and not summary["complete"]
     assert len(hosts) < 14 and summary["host_count"] == 14
     assert dtd_errors(xml_path) == "" and 'exit="error"' in xml_path.read_text()

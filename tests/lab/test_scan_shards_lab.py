@@ -5,11 +5,11 @@ NDJSON merged by deploy/merge-ndjson.jq is the unsharded run, and each shard's w
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from typing import Any
 
+import output_check
 import pytest
 from nmap_files import comparable, merge_ndjson
 
@@ -37,16 +37,16 @@ def test_four_shards_cover_the_targets_ports_exactly_once(lab: Lab) -> None:
         out, err = shard.communicate(timeout=300)
         assert shard.returncode == 0, err
         outputs.append(out)
-    whole: dict[str, Any] = json.loads(
-        lab.run("client", *scan_argv(lab, "-w", "1", "--json"), timeout=300).stdout
+    whole: dict[str, Any] = output_check.document(
+        lab.run("client", *scan_argv(lab, "-w", "1", "--json"), timeout=300).stdout, "scan"
     )
     (host,) = whole["hosts"]
-    assert whole["complete"] and len(host["ports"]) == 10000  # (--all: every port listed)
+    assert whole["summary"]["complete"] and len(host["ports"]) == 10000  # (--all: all listed)
     per_shard: list[list[int]] = []
     for index, out in enumerate(outputs):
-        *hosts, summary = (json.loads(line) for line in out.splitlines())
-        assert (summary["event"], summary["shard"], summary["workers"]) == (
-            "summary", f"{index}/{SHARDS}", 2,
+        *hosts, summary = output_check.events(out.splitlines(), "scan")
+        assert (summary["shard"], summary["seed"], summary["workers"]) == (
+            f"{index}/{SHARDS}", 42, 2,
         )  # fmt: skip
         assert summary["complete"]
         (part,) = hosts  # one host event per shard: its part of the target
@@ -54,7 +54,7 @@ def test_four_shards_cover_the_targets_ports_exactly_once(lab: Lab) -> None:
     decided = [port for ports in per_shard for port in ports]
     assert sorted(decided) == list(range(1, 10001))  # every port once, none twice
     assert all(len(ports) > 2000 for ports in per_shard)  # each shard had its share
-    merged = merge_ndjson("".join(outputs))
+    merged = merge_ndjson("".join(outputs), "scan")
     merged_hosts = [e for e in merged if e["event"] == "host"]
     assert len(merged_hosts) == 1
     strip = ("schema", "command", "event")

@@ -3,7 +3,6 @@ routers, rate-limited routers, a silent hop, ECMP (the ecmp2 topology), CLI and 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import anyio
+import output_check
 import pytest
 
 from rawprobe.lab import TARGET_LINK_V4, TARGET_LINK_V6, Lab
@@ -97,8 +97,8 @@ def test_cli_plain_layout_json_and_file(lab: Lab, tmp_path: os.PathLike[str]) ->
         f.write(f"# lab targets\n{lab.target_v6}\n198.19.0.9\n")
     done = cli(lab, "--json", "-T", "-F", targets, lab.silent_v4, "-w", "0.3", "-m", "6")
     assert done.returncode == 1  # the silent target was not reached
-    document = json.loads(done.stdout)
-    assert document["schema"] == "rawprobe/1"
+    document = output_check.document(done.stdout, "trace")
+    assert document["schema"] == "rawprobe/2" and document["summary"]["traces_reached"] == 2
     traces = {t["target"]: t for t in document["traces"]}
     assert list(traces) == [lab.silent_v4, lab.target_v6, "198.19.0.9"]
     assert traces["198.19.0.9"]["reached"] and len(traces["198.19.0.9"]["hops"]) == 4
