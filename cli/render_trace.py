@@ -349,6 +349,7 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
                 "lost": sum(1 for p in hop.probes if p is None) - len(hop.pending),
                 "pending": len(hop.pending),
                 "rate_limited": hop.ttl in marked,
+                "rtt_source": hop.rtt_source,
                 "responses": [_response_data(p, names) for p in hop.responses],
                 "mtu": hop.mtu,
             }

@@ -39,7 +39,7 @@ from rawprobe.cli.args import (
 )
 from rawprobe.cli.live import LiveView
 from rawprobe.cli.outputs import opens_outputs
-from rawprobe.cli.render import header
+from rawprobe.cli.render import header, rtt_source_line
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
 from rawprobe.probes.models import TraceHop, TraceResult
@@ -321,6 +321,10 @@ async def _main(
             for note in render_trace.trace_notes(results[0], known):
                 _emit(note)
     ordered = _input_order(results, targets)
+    if args.verbose:
+        for result in ordered:
+            sources = [hop.rtt_source for hop in result.hops]
+            _emit(rtt_source_line(result.target, sources), sys.stderr)
     if args.json:
         seen = [a for r in ordered for h in r.hops for a in h.addresses]
         names = await _names_for(names_dns, seen, wait=not interrupt.happened)

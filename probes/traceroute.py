@@ -46,7 +46,7 @@ from rawprobe.probes.models import TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.multiplex import ManyResults, ResultMachine, run_many
 from rawprobe.probes.trace_replies import parse_reply
 from rawprobe.probes.trace_stats import LiveTrace
-from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.base import Reply, Sent, Transport, measured_rtt
 from rawprobe.transport.keys import Cookies, MatchKey
 from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS
 from rawprobe.transport.wire.icmp_table import annotation
@@ -478,8 +478,8 @@ class TraceMachine(MachineOutbox[TraceHop]):
     def _response(self, reply: Reply, probe: _Probe) -> TraceResponse | None:
         """What a typed answer says (None: a TCP segment that is neither SYN-ACK nor RST)."""
         assert probe.sent is not None
-        rtt = rtt_s(probe.sent, reply)
-        return parse_reply(reply, self.family, rtt, probe.attempt, probe.packet)
+        rtt, source = measured_rtt(probe.sent, reply)
+        return parse_reply(reply, self.family, rtt, probe.attempt, probe.packet, source)
 
 
 # -- async functions ---------------------------------------------------------------

@@ -294,6 +294,7 @@ async def open_transport(
     rate_pps: float = DEFAULT_RATE_PPS,
     cookies: Cookies | None = None,
     icmp_filter: bool = True,
+    tx_stamps: bool = True,
 ) -> AsyncIterator[RawTransport]:
     """Raw sockets for the block, to share between probes (``transport=``).
 
@@ -303,11 +304,14 @@ async def open_transport(
     ``icmp`` and ``tcp``; a sweep ``icmp``, plus ``tcp`` or ``udp`` for those methods.
     A probe given a transport that lacks what it needs raises UsageError naming it.
     Raises PrivilegeError without CAP_NET_RAW; ``rate_pps=0`` lifts the send-rate cap.
+    ``tx_stamps``: the kernel stamps each probe as it leaves, so that RTTs are kernel
+    stamps at both ends (``rtt_source`` "kernel"); False saves a little work per probe
+    where RTTs only drive timeouts (scans, sweeps).
     """
     with _one_error():
         async with _open_raw_transport(
             _protocol_pairs(protocols), rate_pps=rate_pps, cookies=cookies,
-            icmp_filter=icmp_filter,
+            icmp_filter=icmp_filter, tx_stamps=tx_stamps,
         ) as transport:  # fmt: skip
             yield transport
 
@@ -343,7 +347,7 @@ async def ping_many(
             _check_transport(transport, protocols, protocols, "ping")
             return await ping_many_with(transport, addresses, options, source=source)
         async with _open_probe_transport(
-            protocols, privileged=privileged, unprivileged="icmp", what="ping"
+            protocols, privileged=privileged, unprivileged="icmp", what="ping", tx_stamps=True
         ) as own:
             return await ping_many_with(own, addresses, options, source=source)
 
@@ -438,7 +442,7 @@ async def _traces(
         return
     async with (
         _open_probe_transport(
-            hears, privileged=privileged, unprivileged=unprivileged, what=what
+            hears, privileged=privileged, unprivileged=unprivileged, what=what, tx_stamps=True
         ) as own,
         trace_many_with(
             own, addresses, options, targets=names, source=source, factory=factory

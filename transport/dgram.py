@@ -32,10 +32,12 @@ from rawprobe.transport.keys import Cookies
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.raw import RECV_BATCH
 from rawprobe.transport.sockets import (
+    EXTENDED_ERR,
     IP_RECVERR,
     IPV6_HOPLIMIT,
     IPV6_RECVERR,
     IPV6_RECVHOPLIMIT,
+    RECVERR,
     SCM_TIMESTAMPNS,
     SO_TIMESTAMPNS,
     new_socket,
@@ -43,11 +45,9 @@ from rawprobe.transport.sockets import (
 
 IP_RECVTTL = 12
 IPV6_UNICAST_HOPS = 16
-EXTENDED_ERR = struct.Struct("=IBBBBII")  # errno, origin, type, code, pad, info, data
 #: sock_extended_err.ee_origin values of ICMP and ICMPv6 errors.
 ORIGINS = frozenset((2, 3))
 _TIMESPEC = struct.Struct("=qq")
-RECVERR = {(socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)}
 _HOPS = {(socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)}
 _INT = struct.Struct("=i")
 _ICMP = {socket.AF_INET: socket.IPPROTO_ICMP, socket.AF_INET6: socket.IPPROTO_ICMPV6}

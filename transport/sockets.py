@@ -28,10 +28,28 @@ IPV6_HDRINCL = 36
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 SO_TIMESTAMPING = 37
+SCM_TIMESTAMPING = SO_TIMESTAMPING
+# SO_TIMESTAMPING flags (linux/net_tstamp.h): software transmit stamps, reported with a
+# per-socket counter (OPT_ID) and without the packet (OPT_TSONLY): transport/txstamps.py.
+SOF_TIMESTAMPING_TX_SOFTWARE = 1 << 1
+SOF_TIMESTAMPING_SOFTWARE = 1 << 4
+SOF_TIMESTAMPING_OPT_ID = 1 << 7
+SOF_TIMESTAMPING_OPT_TSONLY = 1 << 11
+TX_STAMP_FLAGS = (
+    SOF_TIMESTAMPING_TX_SOFTWARE
+    | SOF_TIMESTAMPING_SOFTWARE
+    | SOF_TIMESTAMPING_OPT_ID
+    | SOF_TIMESTAMPING_OPT_TSONLY
+)
 SO_ATTACH_FILTER = 26
 SO_RXQ_OVFL = 40
 SO_RCVBUFFORCE = 33
 ETH_P_ALL = 3
+
+#: struct sock_extended_err (linux/errqueue.h): errno, origin, type, code, pad, info,
+#: data; what an error-queue message carries in its IP_RECVERR / IPV6_RECVERR record.
+EXTENDED_ERR = struct.Struct("=IBBBBII")
+RECVERR = {(socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)}
 
 PROTO_ICMP = socket.IPPROTO_ICMP
 PROTO_ICMPV6 = socket.IPPROTO_ICMPV6
@@ -252,6 +270,19 @@ def open_send_socket(family: int) -> socket.socket:
         sock.close()
         raise TransportError(f"cannot configure raw socket: {exc.strerror or exc}") from exc
     return sock
+
+
+def enable_tx_stamps(sock: socket.socket) -> bool:
+    """Ask for the kernel's software transmit stamps of what ``sock`` sends (on its error
+    queue, keyed by OPT_ID: transport/txstamps.py), with a receive buffer large enough
+    that the queue of stamps cannot overflow between two reads. False where the kernel
+    refuses (RTTs then use user-space send stamps)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TX_STAMP_FLAGS)
+        _set_rcvbuf(sock, DEFAULT_RCVBUF_BYTES)
+    except OSError:
+        return False
+    return True
 
 
 def _set_rcvbuf(sock: socket.socket, size: int) -> None:
