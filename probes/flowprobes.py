@@ -28,6 +28,14 @@ them).
 ``paris=False`` is the original traceroute instead: the probe number moves the UDP
 destination port, the TCP source port, or the ICMP sequence without compensation, so
 each probe may take another path.
+
+**Templates.** Every probe of a flow is one template with its TTL (hop limit) and
+identity fields patched: the header words that never change are summed once per
+FlowProbes (or per flow), and a probe's checksums are that sum plus the words it sets,
+folded (RFC 1071's sum is the integer value modulo 0xFFFF, so a whole 32-bit or 64-bit
+field adds in at once; the Paris compensating word is RFC 1624's eqn. 3). A probe then
+costs one keyed hash (ICMP's cookie) and one ``struct`` pack, no parse: its key is
+made from the fields it set, not read back from its bytes.
 """
 
 from __future__ import annotations
@@ -36,19 +44,13 @@ import socket
 import struct
 from typing import NamedTuple
 
+from rawprobe.errors import UsageError
 from rawprobe.probes.machine import Outgoing
-from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, Cookies, MatchKey, key_of_sent
-from rawprobe.transport.wire.checksum import (
-    checksum_update16,
-    compensating_word,
-    internet_checksum,
-    ones_complement_sum,
-    pseudo_header,
-)
-from rawprobe.transport.wire.ipv4 import DF, IPv4Header, build_ipv4
-from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
-from rawprobe.transport.wire.tcp import SYN, TcpHeader, build_tcp
-from rawprobe.transport.wire.udp import UdpHeader, build_udp
+from rawprobe.transport.base import new_tuple
+from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, KIND_UDP, Cookies, MatchKey
+from rawprobe.transport.wire.checksum import ones_complement_sum
+from rawprobe.transport.wire.ipv4 import DF
+from rawprobe.transport.wire.tcp import SYN
 
 __all__ = [
     "DEFAULT_PACKET_SIZE",
@@ -64,20 +66,44 @@ FLOW_IDS = 0x10000
 _IP_HEADER: dict[int, int] = {socket.AF_INET: 20, socket.AF_INET6: 40}
 _ICMP_PROTO: dict[int, int] = {socket.AF_INET: 1, socket.AF_INET6: 58}
 _PROTO: dict[str, int] = {"udp": 17, "tcp": 6}
+_NAMES: dict[int, str] = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
 _COOKIE = Cookies.COOKIE_BYTES
 #: Bytes an ICMP/UDP probe's payload needs: cookie (ICMP) and the compensating word.
 _MIN_PAYLOAD: dict[str, int] = {"icmp": _COOKIE + 2, "udp": 2, "tcp": 0}
-_WORD = struct.Struct("!H")
-_ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _SOURCE_PORTS = 28232  # 32768..60999, Linux's default ephemeral range
 #: Steps between the UDP checksums of consecutive probes (prime to 0xFFFD = 13 * 71 * 71,
 #: so 0xFFFD consecutive probe numbers still get distinct checksums).
 _SPREAD = 40503
+_TCP_WINDOW = 5840
+_TCP_FLAGS_WORD = 5 << 12 | SYN  # data offset 5 (no options), SYN
+
+# What a probe's pack fills: IPv4's header up to the addresses (first word, ID,
+# flags/fragment, TTL, protocol, checksum); IPv6's hop limit sits between its
+# first 7 bytes and the addresses.
+_IP4 = struct.Struct("!IHHBBH")
+_ECHO = struct.Struct(f"!BBHHH{_COOKIE}sH")  # type, code, checksum, ident, seq, cookie, word
+_UDP = struct.Struct("!HHHHH")  # ports, length, checksum, then the payload's first word
+_TCP = struct.Struct("!HHIIHHHH")  # ports, seq, ack, offset/flags, window, checksum, urgent
+_BYTE = [bytes((value,)) for value in range(256)]
 
 
 def source_port(flow_id: int) -> int:
     """The UDP/TCP source port of a flow id."""
     return 32768 + (flow_id & 0xFFFF) % _SOURCE_PORTS
+
+
+def _fold(total: int) -> int:
+    """The Internet checksum of a sum of 16-bit words (any integer that sums them: a
+    32-bit word or a whole address adds directly, as 2**16 == 1 modulo 0xFFFF)."""
+    return (0xFFFF - total % 0xFFFF) % 0xFFFF
+
+
+def _compensating(checksum: int, wanted: int) -> int:
+    """The word that, written where the message had a zero word, turns its checksum
+    from ``checksum`` into ``wanted`` (RFC 1624 eqn. 3 solved for the new word:
+    ``checksum.compensating_word``, inline on the per-probe path)."""
+    total = (checksum ^ 0xFFFF) + wanted
+    return ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
 
 
 class _Flow(NamedTuple):
@@ -87,7 +113,9 @@ class _Flow(NamedTuple):
     icmp_checksum: int  # the constant ICMP checksum (never 0 or 0xFFFF)
     tcp_base: int  # secret base of the TCP sequence numbers
     udp_base: int  # secret base of the UDP checksums
-    ip_template: bytes  # the IP header with TTL 0 (and IPv4 ID 0)
+    ip_head: bytes  # IPv6: the header's first 7 bytes (the flow label is the flow id)
+    #: Sum of the transport words a probe does not set (UDP: with the port words).
+    transport_sum: int
 
 
 class FlowProbes:
@@ -124,31 +152,51 @@ class FlowProbes:
         self.address = address
         self.method = method
         self.paris = paris
-        self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        self._cookies = cookies
-        self._remote = socket.inet_pton(self.family, address)
+        self.family = family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self._cookie = cookies.cookie
+        try:
+            self._remote = socket.inet_pton(family, address)
+            self._addresses = socket.inet_pton(family, source) + self._remote
+        except OSError as exc:
+            raise UsageError(
+                f"not a pair of {_NAMES[family]} addresses: {source!r}, {address!r}"
+            ) from exc
         self._dport = port
         self.ident = ident & 0xFFFF
         self._tos = tos
-        self._flags = DF if df else 0
-        self._proto = _PROTO[method] if method != "icmp" else _ICMP_PROTO[self.family]
-        self._payload_size = 0
+        self._flags = DF << 13 if df else 0
+        self._proto = _PROTO[method] if method != "icmp" else _ICMP_PROTO[family]
+        payload_size = 0
         if method != "tcp":
-            size = packet_size or DEFAULT_PACKET_SIZE[self.family]
-            header = _IP_HEADER[self.family] + 8
-            self._payload_size = max(size - header, _MIN_PAYLOAD[method])
-            self.packet_size = header + self._payload_size
+            size = packet_size or DEFAULT_PACKET_SIZE[family]
+            header = _IP_HEADER[family] + 8
+            payload_size = max(size - header, _MIN_PAYLOAD[method])
+            self.packet_size = header + payload_size
         else:
-            self.packet_size = _IP_HEADER[self.family] + 20
-        transport_length = self.packet_size - _IP_HEADER[self.family]
-        self._transport_length = transport_length
+            self.packet_size = _IP_HEADER[family] + 20
+        self._transport_length = length = self.packet_size - _IP_HEADER[family]
+        # IPv4: the header's first word, and the sum of its words but TTL, ID, checksum.
+        self._ip_first = 0x45 << 24 | tos << 16 | self.packet_size
+        self._ip_sum = (self._ip_first >> 16) + (self._ip_first & 0xFFFF) + self._flags
+        self._ip_sum += self._proto + ones_complement_sum(self._addresses)
+        # The pseudo-header (IPv4's ICMP has none): addresses, protocol, length.
         self._pseudo_sum = 0
-        if self.family == socket.AF_INET6 or method != "icmp":
-            pseudo = pseudo_header(source, address, self._proto, transport_length)
-            self._pseudo_sum = ones_complement_sum(pseudo)
-        self._echo_type = 8 if self.family == socket.AF_INET else 128
-        # The echo request's header words (type, identifier; ICMPv6 adds the pseudo-header).
-        self._echo_sum = (self._echo_type << 8) + self.ident + self._pseudo_sum
+        if family == socket.AF_INET6 or method != "icmp":
+            self._pseudo_sum = ones_complement_sum(self._addresses) + self._proto + length
+        # The payload after the words a probe sets (ICMP: the cookie and the
+        # compensating word; UDP: the compensating word), and its sum.
+        if method == "icmp":
+            self._echo_type = 8 if family == socket.AF_INET else 128
+            self._rest = bytes(i & 0xFF for i in range(_COOKIE + 2, payload_size))
+            rest_sum = ones_complement_sum(bytes(_COOKIE + 2) + self._rest)
+            # The echo request's words but checksum, sequence, cookie and compensating
+            # word (ICMPv6 adds the pseudo-header).
+            self._echo_sum = (self._echo_type << 8) + self.ident + self._pseudo_sum + rest_sum
+        elif method == "udp":
+            payload = bytes(i & 0xFF for i in range(0x40, 0x40 + payload_size))
+            self._first_word = int.from_bytes(payload[:2], "big")  # (classic mode keeps it)
+            self._rest = payload[2:]
+            self._rest_sum = ones_complement_sum(bytes(2) + self._rest)
         self._flows: dict[int, _Flow] = {}
 
     def flow(self, flow_id: int) -> tuple[int, int]:
@@ -162,15 +210,22 @@ class FlowProbes:
 
     def packet(self, ttl: int, flow_id: int, number: int) -> Outgoing:
         """Probe ``number`` of flow ``flow_id`` with this TTL (hop limit)."""
-        flow = self._flow(flow_id)
+        flow = self._flows.get(flow_id)
+        if flow is None:
+            flow = self._flow(flow_id)
         if self.method == "icmp":
-            transport, ident = self._icmp(flow, number)
+            key, ident, message = self._icmp(flow, number)
         elif self.method == "udp":
-            transport, ident = self._udp(flow, number)
+            key, ident, message = self._udp(flow, number)
         else:
-            transport, ident = self._tcp(flow, number)
-        packet = self._with_ttl(flow.ip_template, ttl, ident & 0xFFFF) + transport
-        return Outgoing(key_of_sent(packet), packet)
+            key, ident, message = self._tcp(flow, number)
+        if self.family == socket.AF_INET:
+            checksum = _fold(self._ip_sum + (ttl << 8) + ident)
+            head = _IP4.pack(self._ip_first, ident, self._flags, ttl, self._proto, checksum)
+            packet = b"".join((head, self._addresses, message))
+        else:
+            packet = b"".join((flow.ip_head, _BYTE[ttl], self._addresses, message))
+        return new_tuple(Outgoing, (key, packet, (), True))  # type: ignore[no-any-return]
 
     # -- per flow --------------------------------------------------------------------
 
@@ -183,83 +238,64 @@ class FlowProbes:
 
     def _new_flow(self, flow_id: int) -> _Flow:
         sport = source_port(flow_id)
-        seed = self._cookies.cookie((KIND_TCP, self._remote, sport << 16 | self._dport, 0))
+        seed = self._cookie((KIND_TCP, self._remote, sport << 16 | self._dport, 0))
+        length = self._transport_length
+        ip_head = b""
+        if self.family == socket.AF_INET6:
+            first = 6 << 28 | self._tos << 20 | flow_id
+            ip_head = struct.pack("!IHB", first, length, self._proto)
+        transport_sum = 0
+        if self.method == "udp":  # ports, length (and the pseudo-header) and the payload
+            transport_sum = self._pseudo_sum + sport + length + self._rest_sum
+        elif self.method == "tcp":
+            transport_sum = self._pseudo_sum + self._dport + _TCP_FLAGS_WORD + _TCP_WINDOW
         return _Flow(
             sport=sport,
             icmp_checksum=1 + (flow_id * 40503) % 0xFFFD,
             tcp_base=int.from_bytes(seed[:4], "big"),
             udp_base=int.from_bytes(seed[4:6], "big"),
-            ip_template=self._ip_header(flow_label=flow_id),
+            ip_head=ip_head,
+            transport_sum=transport_sum,
         )
 
-    def _ip_header(self, flow_label: int) -> bytes:
-        """The IP header of every probe of a flow, built once with TTL 0 and IP ID 0."""
-        placeholder = bytes(self._transport_length)
-        if self.family == socket.AF_INET:
-            header4 = IPv4Header(
-                src=self.source, dst=self.address, protocol=self._proto, ttl=0,
-                tos=self._tos, flags=self._flags,
-            )  # fmt: skip
-            return build_ipv4(header4, placeholder)[:20]
-        header6 = IPv6Header(
-            src=self.source, dst=self.address, next_header=self._proto, hop_limit=0,
-            traffic_class=self._tos, flow_label=flow_label,
-        )  # fmt: skip
-        return build_ipv6(header6, placeholder)[:40]
+    # -- per method: (key, the IPv4 ID, the transport message) ---------------------------
 
-    def _with_ttl(self, template: bytes, ttl: int, ident: int) -> bytes:
-        """The template with this TTL (and IPv4 ID), checksum updated (RFC 1624)."""
-        t = template
-        if self.family == socket.AF_INET6:
-            return t[:7] + bytes((ttl,)) + t[8:]
-        checksum = _WORD.unpack_from(t, 10)[0]
-        checksum = checksum_update16(checksum, self._proto, ttl << 8 | self._proto)
-        checksum = checksum_update16(checksum, 0, ident)
-        return b"".join((t[:4], _WORD.pack(ident), t[6:8], bytes((ttl,)), t[9:10],
-                         _WORD.pack(checksum), t[12:]))  # fmt: skip
-
-    # -- per method ------------------------------------------------------------------
-
-    def _icmp(self, flow: _Flow, number: int) -> tuple[bytes, int]:
+    def _icmp(self, flow: _Flow, number: int) -> tuple[MatchKey, int, bytes]:
         seq = number & 0xFFFF
         key: MatchKey = (KIND_ECHO, self._remote, self.ident, seq)
-        payload = bytearray(self._cookies.echo_payload(key, self._payload_size))
-        payload[_COOKIE : _COOKIE + 2] = b"\x00\x00"
-        # The checksum of the message with a zero checksum field: header words (type,
-        # identifier, sequence; ICMPv6 adds the pseudo-header) plus the payload.
-        checksum = internet_checksum(payload, self._echo_sum + seq)
+        cookie = self._cookie(key)
+        # The checksum with a zero compensating word (a cookie's 64 bits add at once).
+        checksum = _fold(self._echo_sum + seq + int.from_bytes(cookie, "big"))
+        word = 0
         if self.paris:
-            word = compensating_word(checksum, flow.icmp_checksum)
-            payload[_COOKIE : _COOKIE + 2] = _WORD.pack(word)
+            word = _compensating(checksum, flow.icmp_checksum)
             checksum = flow.icmp_checksum
-        message = _ECHO_HEADER.pack(self._echo_type, 0, checksum, self.ident, seq) + payload
-        return message, seq
+        message = _ECHO.pack(self._echo_type, 0, checksum, self.ident, seq, cookie, word)
+        return key, seq, message + self._rest
 
-    def _udp(self, flow: _Flow, number: int) -> tuple[bytes, int]:
-        payload = bytearray(i & 0xFF for i in range(0x40, 0x40 + self._payload_size))
+    def _udp(self, flow: _Flow, number: int) -> tuple[MatchKey, int, bytes]:
         dport = self._dport
         if self.paris:
-            payload[0:2] = b"\x00\x00"
-        else:
-            dport = (self._dport + number) & 0xFFFF or 1
-        zero = build_udp(UdpHeader(flow.sport, dport, checksum=0), bytes(payload),
-                         src=self.source, dst=self.address)  # fmt: skip
-        checksum = internet_checksum(zero, self._pseudo_sum) or 0xFFFF
-        if self.paris:
+            checksum = _fold(flow.transport_sum + dport) or 0xFFFF
             # Never 0 (none) or 0xFFFF; spread, so that the constant change a NAT makes
             # to every checksum (through the pseudo-header) turns none into another's.
             wanted = 1 + (flow.udp_base + number * _SPREAD) % 0xFFFD
-            payload[0:2] = _WORD.pack(compensating_word(checksum, wanted))
+            word = _compensating(checksum, wanted)
             checksum = wanted
-        header = UdpHeader(flow.sport, dport, checksum=checksum)
-        return build_udp(header, bytes(payload), src=self.source, dst=self.address), checksum
+        else:
+            dport = (self._dport + number) & 0xFFFF or 1
+            word = self._first_word
+            checksum = _fold(flow.transport_sum + dport + word) or 0xFFFF
+        key: MatchKey = (KIND_UDP, self._remote, flow.sport << 16 | dport, checksum)
+        header = _UDP.pack(flow.sport, dport, self._transport_length, checksum, word)
+        return key, checksum, header + self._rest
 
-    def _tcp(self, flow: _Flow, number: int) -> tuple[bytes, int]:
+    def _tcp(self, flow: _Flow, number: int) -> tuple[MatchKey, int, bytes]:
         seq = (flow.tcp_base + number) & 0xFFFFFFFF
         sport = flow.sport
         if not self.paris:
             sport = 32768 + (flow.sport - 32768 + number) % _SOURCE_PORTS
-        header = TcpHeader(sport, self._dport, seq=seq, flags=SYN, window=5840, checksum=0)
-        zero = build_tcp(header, b"", src=self.source, dst=self.address)
-        checksum = internet_checksum(zero, self._pseudo_sum)
-        return zero[:16] + _WORD.pack(checksum) + zero[18:], seq
+        checksum = _fold(flow.transport_sum + sport + seq)
+        key: MatchKey = (KIND_TCP, self._remote, sport << 16 | self._dport, seq)
+        message = _TCP.pack(sport, self._dport, seq, 0, _TCP_FLAGS_WORD, _TCP_WINDOW, checksum, 0)
+        return key, seq & 0xFFFF, message
