@@ -5,10 +5,10 @@ queue so long that the socket readers fall behind the replies (measured with
 traceroute to a thousand targets), and each task wakes for its own deadlines. One
 ``Multiplex`` serves ``trace_many_with`` and ``ping_many_with``.
 
-``poll`` visits the machines round-robin, each once per call at most, until ``batch``
-packets are due: a trace's next TTL is sent only after every other trace had its turn,
-by when the previous TTL's replies (sub-millisecond in a lab, a few ms on a LAN) have
-usually been read, so little is sent beyond a destination. Replies go to the machine
+``poll`` visits the machines that are due, round-robin, each once per call at most,
+until ``batch`` packets are due: a trace's next TTL is sent only after every other trace
+had its turn, by when the previous TTL's replies (sub-millisecond in a lab, a few ms on
+a LAN) have usually been read, so little is sent beyond a destination. Replies go to the machine
 that sent their key (or that declared their route); a batch is handed on as one batch
 per machine. Events are the machines' own, tagged with the machine's index
 (``Emitted``), and ``Finished`` as soon as a machine is done, so results stream out in
@@ -16,16 +16,18 @@ completion order.
 
 ``run_many`` drives a Multiplex in a task and hands out each machine's result as soon as
 it is done (``ManyResults``), and what the unfinished ones found when the caller leaves
-early: ``trace_many_with`` is built on it, and so can be any many-target probe whose
-machines give a ``result(now)``.
+early: any many-target probe whose machines give a ``result(now)`` can be built on it;
+``run_results`` does the same for one machine that runs many probes itself
+(``ManyMachine``: ``trace_many_with``'s TraceBatch).
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -54,18 +56,31 @@ class Finished:
 
 
 class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
-    """One Machine over ``machines``; done once every one of them is."""
+    """One Machine over ``machines``; done once every one of them is.
+
+    One timer structure for all of them: a heap of each machine's ``next_deadline``,
+    refreshed whenever the machine was called (a pure machine's deadline moves only
+    then), so ``poll`` visits only the machines that are due, earliest first (ties in
+    the order they became due: round-robin), and ``next_deadline`` is the heap's top.
+    """
 
     def __init__(self, machines: Sequence[Machine[EventT]], *, batch: int = 256) -> None:
         super().__init__()
         self.machines = tuple(machines)
-        self._active = list(range(len(self.machines)))  # indices, in round-robin order
-        self._running = [True] * len(self.machines)  # (a late reply to a done one: dropped)
+        count = len(self.machines)
+        self._active = dict.fromkeys(range(count))  # indices not finished, in order
+        self._running = [True] * count  # (a late reply to a done one: dropped)
         # Packets each machine made that have not left yet: a machine is finished only
         # once they did (the driver hands replies over between the slices of a batch,
         # and a reply may make a machine look done before its last packets left).
-        self._unsent = [0] * len(self.machines)
-        self._cursor = 0
+        self._unsent = [0] * count
+        self._outboxes = [m if isinstance(m, MachineOutbox) else None for m in self.machines]
+        # The heap of (deadline, entry number, index); an entry is current while its
+        # number is the machine's ``_entry`` (-1: none, e.g. being polled, or finished).
+        self._heap = [(-math.inf, index, index) for index in range(count)]
+        self._entry = list(range(count))
+        self._due = [-math.inf] * count
+        self._entries = count
         self._batch = batch
         self._owner: dict[MatchKey, int] = {}
         self._route_owner: dict[Route, int] = {}
@@ -87,33 +102,42 @@ class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
 
     def poll(self, now: float) -> list[Outgoing]:
         outgoing: list[Outgoing] = []
-        active = self._active
-        visited = 0
-        while active and visited < len(active) and len(outgoing) < self._batch:
-            self._cursor %= len(active)
-            index = active[self._cursor]
-            visited += 1
-            due = self.machines[index].poll(now)
+        heap, entry, machines, owner = self._heap, self._entry, self.machines, self._owner
+        polled: list[int] = []
+        while heap and len(outgoing) < self._batch:
+            deadline, number, index = heap[0]
+            if number != entry[index]:
+                heapq.heappop(heap)  # stale
+                continue
+            if deadline > now:
+                break
+            heapq.heappop(heap)
+            entry[index] = -1  # once per call: back on the heap after the loop
+            due = machines[index].poll(now)
             for item in due:
-                self._owner[item.key] = index
+                owner[item.key] = index
                 for key in item.extra_keys:
-                    self._owner[key] = index
+                    owner[key] = index
             outgoing += due
             self._unsent[index] += len(due)
             if not self._collect(index):
-                self._cursor += 1  # (else removed: the cursor is on the next one)
+                polled.append(index)
+        for index in polled:
+            self._schedule(index)
         return outgoing
 
     def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
         for index, at in self._by_machine(keys).items():
             self._unsent[index] -= len(at)
             self.machines[index].sent_batch([keys[i] for i in at], [stamps[i] for i in at], now)
-            self._collect(index)
+            if not self._collect(index):
+                self._schedule(index)
 
     def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
         for index, at in self._by_machine([reply.key for reply in replies]).items():
             self.machines[index].receive_batch([replies[i] for i in at], now)
-            self._collect(index)
+            if not self._collect(index):
+                self._schedule(index)
 
     def _by_machine(self, keys: Sequence[MatchKey]) -> dict[int, list[int]]:
         """Positions in ``keys`` by the running machine each key belongs to."""
@@ -128,22 +152,42 @@ class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
         return positions
 
     def next_deadline(self) -> float:
-        return min((self.machines[i].next_deadline() for i in self._active), default=math.inf)
+        heap, entry = self._heap, self._entry
+        while heap and heap[0][1] != entry[heap[0][2]]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
+
+    def _schedule(self, index: int) -> None:
+        """Put a running machine's deadline on the heap, unless it is there already."""
+        deadline = self.machines[index].next_deadline()
+        if self._entry[index] >= 0 and deadline == self._due[index]:
+            return
+        self._due[index] = deadline
+        self._entry[index] = number = self._entries
+        self._entries += 1
+        heapq.heappush(self._heap, (deadline, number, index))
 
     def _collect(self, index: int) -> bool:
-        """Move the machine's events and retired keys up; True when it just finished."""
+        """Move the machine's events and retired keys up; True when it is finished
+        (just now, or before: a running machine is then scheduled)."""
         machine = self.machines[index]
-        self._events.extend(Emitted(index, event) for event in machine.take_events())
-        for key in machine.take_retired():
-            self._owner.pop(key, None)
-            self._retired.append(key)
-        if self._unsent[index] or not machine.done or not self._running[index]:
+        outbox = self._outboxes[index]  # (its lists are read: no call when empty)
+        if outbox is None or outbox._events:
+            events = machine.take_events()
+            self._events.extend([Emitted(index, event) for event in events])
+        if outbox is None or outbox._retired:
+            retired = machine.take_retired()
+            owner = self._owner
+            for key in retired:
+                owner.pop(key, None)
+            self._retired += retired
+        if not self._running[index]:
+            return True
+        if self._unsent[index] or not machine.done:
             return False
         self._running[index] = False
-        position = self._active.index(index)
-        del self._active[position]
-        if position < self._cursor:
-            self._cursor -= 1
+        self._entry[index] = -1
+        del self._active[index]
         self._events.append(Finished(index))
         return True
 
@@ -161,20 +205,38 @@ class ResultMachine(Machine[EventT], Protocol[EventT, ResultT_co]):
     def result(self, now: float | None = None) -> ResultT_co: ...
 
 
+class ManyMachine(Machine[Emitted[EventT] | Finished], Protocol[EventT, ResultT_co]):
+    """A machine of many (a Multiplex, or one that runs many probes itself, as
+    TraceBatch does): ``Emitted`` and ``Finished`` events by index, the indices not
+    finished, and each one's result (``now`` dates an unfinished one)."""
+
+    @property
+    def unfinished(self) -> tuple[int, ...]: ...
+
+    def result_of(self, index: int, now: float | None = None) -> ResultT_co: ...
+
+
+class _Machines(Multiplex[EventT], Generic[EventT, ResultT]):
+    """A Multiplex whose machines give results (``ManyMachine``)."""
+
+    def __init__(self, machines: Sequence[ResultMachine[EventT, ResultT]]) -> None:
+        super().__init__(machines)
+        self._results = machines
+
+    def result_of(self, index: int, now: float | None = None) -> ResultT:
+        return self._results[index].result(now)
+
+
 class ManyResults(Generic[ResultT]):
     """The async iterator ``run_many`` yields: results in completion order.
     ``remaining()`` gives, once the block was left early (Ctrl-C, a timeout), the results
     not yet taken: finished ones, then the unfinished machines' results as they stood."""
 
     def __init__(
-        self,
-        receive: MemoryObjectReceiveStream[ResultT],
-        many: Multiplex[Any],
-        machines: Sequence[ResultMachine[Any, ResultT]],
+        self, receive: MemoryObjectReceiveStream[ResultT], many: ManyMachine[Any, ResultT]
     ) -> None:
         self._receive = receive
         self._many = many
-        self._machines = machines
         self._left: list[ResultT] = []
 
     def __aiter__(self) -> ManyResults[ResultT]:
@@ -190,7 +252,7 @@ class ManyResults(Generic[ResultT]):
         self.close()
         left, self._left = self._left, []
         now = anyio.current_time()
-        return left + [self._machines[i].result(now) for i in self._many.unfinished]
+        return left + [self._many.result_of(i, now) for i in self._many.unfinished]
 
     def close(self) -> None:
         """Keep the finished results nobody took, and close the stream."""
@@ -202,13 +264,12 @@ class ManyResults(Generic[ResultT]):
         self._receive.close()
 
 
-@asynccontextmanager
-async def run_many(
+def run_many(
     transport: Transport,
     machines: Sequence[ResultMachine[EventT, ResultT]],
     *,
     on_event: Callable[[int, EventT], None] | None = None,
-) -> AsyncIterator[ManyResults[ResultT]]:
+) -> AbstractAsyncContextManager[ManyResults[ResultT]]:
     """Run ``machines`` in one driver loop over ``transport``; yields an async iterator
     of their results in completion order::
 
@@ -220,12 +281,22 @@ async def run_many(
     ``results.remaining()`` gives what they had found (see ManyResults). ``on_event``
     gets ``(index of the machine, event)`` as each machine emits.
     """
-    many = Multiplex(machines)
-    send, receive = anyio.create_memory_object_stream[ResultT](max(1, len(machines)))
+    return run_results(transport, _Machines(machines), on_event=on_event)
+
+
+@asynccontextmanager
+async def run_results(
+    transport: Transport,
+    many: ManyMachine[EventT, ResultT],
+    *,
+    on_event: Callable[[int, EventT], None] | None = None,
+) -> AsyncIterator[ManyResults[ResultT]]:
+    """``run_many`` for a machine of many: its results in completion order."""
+    send, receive = anyio.create_memory_object_stream[ResultT](max(1, len(many.unfinished)))
 
     def dispatch(event: Emitted[EventT] | Finished) -> None:
         if isinstance(event, Finished):
-            send.send_nowait(machines[event.index].result())
+            send.send_nowait(many.result_of(event.index))
         elif on_event is not None:
             on_event(event.index, event.event)
 
@@ -233,7 +304,7 @@ async def run_many(
         with send:
             await drive(many, transport, on_event=dispatch)
 
-    results = ManyResults(receive, many, machines)
+    results = ManyResults(receive, many)
     with contextlib.closing(results):  # once the driver is gone (its last replies count)
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(run_all)

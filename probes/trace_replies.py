@@ -14,6 +14,7 @@ from rawprobe.probes.models import TraceResponse
 from rawprobe.probes.path_truth import quote_rewrites
 from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, RttSource, TcpAnswer
 from rawprobe.transport.wire.icmp_table import PORT_UNREACHABLE, annotation
+from rawprobe.transport.wire.icmp_table import kind as icmp_kind
 from rawprobe.transport.wire.icmpext import MplsLabel, parse_extensions
 from rawprobe.transport.wire.tcp import ACK, RST, SYN
 
@@ -33,26 +34,18 @@ def parse_reply(
     as ``sent`` (its IP packet), an ICMP error's quote is compared with it (a NAT).
     ``rtt_source``: which send stamp ``rtt_s`` used."""
     if isinstance(reply, IcmpError):
-        icmp_type, code, kind = reply.icmp_type, reply.code, reply.kind
-        unreach = kind == "unreachable"
-        port_unreach = (icmp_type, code) == PORT_UNREACHABLE[family]
+        icmp_type, code, mtu = reply.icmp_type, reply.code, reply.mtu
+        facts = _FACTS.get((family, icmp_type, code)) if not mtu else None
+        if facts is None:
+            facts = _facts(family, icmp_type, code, mtu)
+        kind, mark, unreach, port_unreach = facts
+        extensions = reply.extensions
         return TraceResponse(
-            address=reply.source,
-            rtt_s=rtt_s,
-            kind=kind,
-            icmp_type=icmp_type,
-            icmp_code=code,
-            reply_ttl=reply.ttl,
-            quoted_ttl=reply.quoted_ttl,
-            annotation=annotation(family, icmp_type, code, reply.mtu) or None,
-            terminal=unreach,
-            reached=port_unreach or (unreach and reply.from_target),
-            mpls=mpls_labels(reply.extensions),
-            attempt=attempt,
-            rewrites=quote_rewrites(sent, reply) if sent is not None else (),
-            mtu=reply.mtu,
-            rtt_source=rtt_source,
-        )
+            reply.source, rtt_s, kind, icmp_type, code, reply.ttl, reply.quoted_ttl, mark,
+            unreach, port_unreach or (unreach and reply.from_target),
+            mpls_labels(extensions) if extensions else (), attempt,
+            quote_rewrites(sent, reply) if sent is not None else (), mtu, rtt_source,
+        )  # fmt: skip
     icmp_type_echo: int | None = None
     code_echo: int | None = None
     if isinstance(reply, EchoAnswer):
@@ -67,6 +60,25 @@ def parse_reply(
         reply.source, rtt_s, kind, icmp_type_echo, code_echo, reply.ttl,
         terminal=True, reached=True, attempt=attempt, rtt_source=rtt_source,
     )  # fmt: skip
+
+
+#: (family, type, code) -> what ``_facts`` says of an error without an MTU, once read.
+_FACTS: dict[tuple[int, int, int], tuple[str, str | None, bool, bool]] = {}
+
+
+def _facts(family: int, icmp_type: int, code: int, mtu: int) -> tuple[str, str | None, bool, bool]:
+    """(kind, traceroute's mark or None, unreachable, port unreachable) of an ICMP error;
+    remembered for errors without an MTU (the mark of one with an MTU names it)."""
+    kind = icmp_kind(family, icmp_type)
+    facts = (
+        kind,
+        annotation(family, icmp_type, code, mtu) or None,
+        kind == "unreachable",
+        (icmp_type, code) == PORT_UNREACHABLE[family],
+    )
+    if not mtu:
+        _FACTS[family, icmp_type, code] = facts
+    return facts
 
 
 def mpls_labels(extensions: bytes) -> tuple[MplsLabel, ...]:

@@ -34,20 +34,29 @@ from __future__ import annotations
 import heapq
 import math
 import socket
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
-from rawprobe.probes.flowprobes import FlowProbes
-from rawprobe.probes.machine import MachineOutbox, Outgoing
+from rawprobe.probes.flowprobes import FlowProbes, source_port
+from rawprobe.probes.machine import MachineOutbox, Outgoing, Route
 from rawprobe.probes.models import TraceHop, TraceResponse, TraceResult
-from rawprobe.probes.multiplex import ManyResults, ResultMachine, run_many
+from rawprobe.probes.multiplex import (
+    Emitted,
+    Finished,
+    ManyResults,
+    ResultMachine,
+    run_many,
+    run_results,
+)
 from rawprobe.probes.trace_replies import parse_reply
 from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.transport.base import Reply, Sent, Transport, measured_rtt
-from rawprobe.transport.keys import Cookies, MatchKey
+from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, Cookies, MatchKey
 from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS
 from rawprobe.transport.wire.icmp_table import annotation
 
@@ -135,9 +144,12 @@ class _Probe:
     """One packet in flight (``expired``: its wait is over, but an answer to it still
     counts while its query's later tries are waiting)."""
 
-    __slots__ = ("attempt", "due", "expired", "key", "packet", "query", "sent", "sent_at", "ttl")
+    __slots__ = (
+        "attempt", "due", "expired", "key", "packet", "query", "sent", "sent_at", "trace", "ttl",
+    )  # fmt: skip
 
-    def __init__(self, ttl: int, query: int, attempt: int, out: Outgoing) -> None:
+    def __init__(self, trace: _Trace, ttl: int, query: int, attempt: int, out: Outgoing) -> None:
+        self.trace = trace
         self.ttl = ttl
         self.query = query
         self.attempt = attempt
@@ -153,16 +165,469 @@ class _Probe:
 _WAIT_PRECISION_S = 0.001
 
 
-class TraceMachine(MachineOutbox[TraceHop]):
-    """One trace to one literal address. Pure: ``poll(now)`` gives packets (one TTL's
-    per call), ``receive_batch`` takes matched replies, ``result()`` gives the TraceResult.
+class TraceSpec(NamedTuple):
+    """One trace of a TraceBatch: the literal ``address`` (``target``: as the user
+    typed it), the ``source``, the flow (``flow_id``), the offset of its probe numbers
+    (``probe_base``) and its ICMP identifier (``ident``; None: the flow id)."""
+
+    address: str
+    source: str
+    flow_id: int
+    target: str | None = None
+    probe_base: int = 0
+    ident: int | None = None
+
+
+class _Trace:
+    """One trace's state inside a TraceBatch (its probes live in the batch's table)."""
+
+    __slots__ = (
+        "address",
+        "answers",
+        "dest_ttl",
+        "finished",
+        "first_rtt",
+        "flow_id",
+        "index",
+        "limit",
+        "next_emit",
+        "next_index",
+        "next_ttl",
+        "open_ttls",
+        "pending",
+        "probe_base",
+        "probes",
+        "probes_sent",
+        "ready",
+        "send_error",
+        "sent_per_ttl",
+        "source",
+        "started",
+        "target",
+        "tries",
+        "unresolved",
+        "unresolved_total",
+        "wait",
+    )  # fmt: skip
+
+    def __init__(self, index: int, spec: TraceSpec, options: TraceOptions, probes: FlowProbes):
+        self.index = index
+        self.address = spec.address
+        self.target = spec.target or spec.address
+        self.source = spec.source
+        self.flow_id = spec.flow_id & 0xFFFF
+        self.probe_base = spec.probe_base
+        self.probes = probes
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.ready = False  # in the batch's queue of traces with something to send
+        self.next_index = 0
+        self.pending: list[tuple[int, int, int]] = []  # heap of (ttl, query, attempt)
+        self.next_ttl = options.first_ttl  # next TTL to activate
+        self.limit = options.max_ttl  # the last TTL to probe (the destination's, once known)
+        self.dest_ttl: int | None = None
+        self.open_ttls: set[int] = set()  # activated, not final
+        self.unresolved: dict[int, int] = {}  # ttl -> queries not final
+        self.unresolved_total = 0  # of the activated TTLs up to ``limit``
+        self.tries: dict[tuple[int, int], list[_Probe]] = {}  # (ttl, query) -> its tries
+        self.first_rtt: dict[int, float] = {}  # ttl -> RTT of its first answer
+        self.wait: dict[int, float] = {}  # ttl -> a try's wait, when shorter than wait_s
+        self.answers: dict[tuple[int, int], TraceResponse | None] = {}
+        self.sent_per_ttl: dict[int, int] = {}
+        self.probes_sent = 0
+        self.send_error: str | None = None
+        self.next_emit = options.first_ttl
+
+
+class TraceBatch(MachineOutbox[Emitted[TraceHop] | Finished]):
+    """Many traces in one machine: one table of the probes in flight, one heap of
+    their deadlines and one queue of the traces with something to send, so a probe
+    costs the same whether one trace runs or a thousand (no machine per trace for a
+    multiplexer to visit). Pure: ``poll(now)`` gives packets, ``sent_batch`` and
+    ``receive_batch`` take stamps and matched replies, ``result_of(index)`` gives each
+    TraceResult.
+
+    Each trace sends one TTL's probes per turn; ``poll`` gives every trace with
+    something to send one turn (in the order they became ready: round-robin) until
+    ``batch`` packets are due, so a trace's next TTL leaves after every other trace
+    had its turn, by when the previous TTL's replies have usually been read.
+    Events (the multiplexer's): ``Emitted(index, TraceHop)`` as each hop and the hops
+    below it are final (only with ``events``) and ``Finished(index)``.
+
+    ``routes``: declare the wide routes of Paris ICMP and TCP probes (ICMP: the
+    identifiers; TCP: each flow's ports) instead of registering each probe's key;
+    for a batch that owns its identifiers and flows on the transport. UDP probes are
+    always registered key by key (the demultiplexer's NAT match looks keys up).
+    """
+
+    def __init__(
+        self,
+        traces: Sequence[TraceSpec],
+        *,
+        cookies: Cookies,
+        options: TraceOptions,
+        events: bool = True,
+        routes: bool = False,
+        batch: int = 256,
+    ) -> None:
+        super().__init__()
+        self.options = options
+        self._events_on = events
+        self._batch = batch
+        self._traces: list[_Trace] = []
+        for index, spec in enumerate(traces):
+            flow_id = spec.flow_id & 0xFFFF
+            probes = FlowProbes(
+                source=spec.source,
+                address=spec.address,
+                method=options.method,
+                cookies=cookies,
+                port=options.destination_port,
+                # ICMP: the transport's identifier (its socket filter admits no other), the
+                # flow id unless given (flows of one ident differ by checksum, flow label).
+                ident=flow_id if spec.ident is None else spec.ident,
+                paris=options.paris,
+                packet_size=options.packet_size,
+                tos=options.tos,
+            )
+            self._traces.append(_Trace(index, spec, options, probes))
+        self._ready: deque[_Trace] = deque(self._traces)  # traces with something to send
+        for trace in self._traces:
+            trace.ready = True
+        self._unfinished = dict.fromkeys(range(len(self._traces)))
+        self._outstanding: dict[MatchKey, _Probe] = {}
+        self._deadlines: list[tuple[float, int, MatchKey]] = []  # heap: (due, entry, key)
+        self._entries = 0
+        self._last_poll = 0.0
+        self._keyed = True  # retire keys (registered one by one)
+        if routes and options.paris and options.method != "udp":
+            self._keyed = False
+            kind = KIND_ECHO if options.method == "icmp" else KIND_TCP
+            found = {(kind, self._route_value(t)) for t in self._traces}
+            self.routes = tuple(sorted(found))
+
+    def _route_value(self, trace: _Trace) -> int:
+        """key[2] of every probe of a Paris trace: the ICMP identifier, the TCP ports."""
+        if self.options.method == "icmp":
+            return trace.probes.ident
+        return source_port(trace.flow_id) << 16 | self.options.destination_port
+
+    # -- machine interface ---------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return not self._unfinished
+
+    @property
+    def unfinished(self) -> tuple[int, ...]:
+        """Indices of the traces not finished yet (the partial ones, once cancelled)."""
+        return tuple(self._unfinished)
+
+    def poll(self, now: float) -> list[Outgoing]:
+        self._last_poll = now
+        self._expire(now)
+        outgoing: list[Outgoing] = []
+        ready = self._ready
+        for _ in range(len(ready)):  # each trace once per call at most
+            if len(outgoing) >= self._batch:
+                break
+            trace = ready.popleft()
+            if trace.started is None:
+                trace.started = now
+            self._turn(trace, outgoing)
+            if self._sendable(trace):
+                ready.append(trace)
+            else:
+                trace.ready = False
+                self._check_finished(trace, now)
+        return outgoing
+
+    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
+        outstanding, wait_s, deadlines = self._outstanding, self.options.wait_s, self._deadlines
+        for key, sent in zip(keys, stamps, strict=True):
+            probe = outstanding.get(key)
+            if probe is None:
+                continue
+            trace = probe.trace
+            probe.sent = sent
+            trace.probes_sent += 1  # counted once it left: an interrupted batch is not
+            trace.sent_per_ttl[probe.ttl] = trace.sent_per_ttl.get(probe.ttl, 0) + 1
+            if sent.error is not None:
+                # The local stack refused (no route): no answer will come; not retried.
+                trace.send_error = sent.error
+                self._close_query(trace, probe.ttl, probe.query)
+                self._resolve(trace, probe.ttl, probe.query, None, now)
+            else:
+                probe.sent_at = now
+                probe.due = now + trace.wait.get(probe.ttl, wait_s)
+                self._entries += 1
+                heapq.heappush(deadlines, (probe.due, self._entries, key))
+
+    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
+        outstanding = self._outstanding
+        for reply in replies:
+            probe = outstanding.get(reply.key)
+            if probe is None or probe.sent is None:
+                continue  # late (given up), duplicate, beyond the destination, or not ours
+            trace = probe.trace
+            rtt, source = measured_rtt(probe.sent, reply)
+            family = trace.probes.family
+            response = parse_reply(reply, family, rtt, probe.attempt, probe.packet, source)
+            if response is None:
+                continue  # a TCP segment that is neither SYN-ACK nor RST
+            ttl = probe.ttl
+            self._close_query(trace, ttl, probe.query)
+            self._learn_rtt(trace, ttl, rtt)
+            if response.terminal and (trace.dest_ttl is None or ttl < trace.dest_ttl):
+                self._drop_beyond(trace, ttl)
+            self._resolve(trace, ttl, probe.query, response, now)
+
+    def next_deadline(self) -> float:
+        if self._ready:
+            return self._last_poll
+        deadlines, outstanding = self._deadlines, self._outstanding
+        while deadlines and deadlines[0][2] not in outstanding:
+            heapq.heappop(deadlines)
+        if deadlines:
+            return deadlines[0][0]
+        return self._last_poll if self._unfinished else math.inf
+
+    # -- results -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._traces)
+
+    def result_of(self, index: int, now: float | None = None) -> TraceResult:
+        """Trace ``index`` so far (complete once it finished); ``now`` dates an
+        unfinished one, whose hops end at the highest TTL probed so far (an
+        interrupted trace)."""
+        trace = self._traces[index]
+        options = self.options
+        start = trace.started if trace.started is not None else 0.0
+        end = trace.finished if trace.finished is not None else (now or start)
+        last = trace.limit
+        if trace.finished is None:
+            last = min(last, max(trace.sent_per_ttl, default=options.first_ttl - 1))
+        hops = tuple(self._hop(trace, ttl) for ttl in range(options.first_ttl, last + 1))
+        return TraceResult(
+            target=trace.target,
+            address=trace.address,
+            method=options.method,
+            source=trace.source,
+            paris=options.paris,
+            flow=trace.probes.flow(trace.flow_id),
+            first_ttl=options.first_ttl,
+            max_ttl=options.max_ttl,
+            hops=hops,
+            reached=any(p is not None and p.reached for p in trace.answers.values()),
+            elapsed_s=max(0.0, end - start),
+            probes_sent=trace.probes_sent,
+            packet_size=trace.probes.packet_size,
+            send_error=trace.send_error,
+            finished=trace.finished is not None,
+        )
+
+    def flow(self, index: int) -> tuple[int, int]:
+        """What trace ``index``'s probes hold constant (``FlowProbes.flow``)."""
+        trace = self._traces[index]
+        return trace.probes.flow(trace.flow_id)
+
+    # -- scheduling ------------------------------------------------------------------
+
+    def _sendable(self, trace: _Trace) -> bool:
+        limit = trace.limit
+        if trace.pending and trace.pending[0][0] <= limit:
+            return True
+        window = self.options.in_flight
+        return trace.next_ttl <= limit and (window is None or len(trace.open_ttls) < window)
+
+    def _make_ready(self, trace: _Trace) -> None:
+        if not trace.ready:
+            trace.ready = True
+            self._ready.append(trace)
+
+    def _turn(self, trace: _Trace, outgoing: list[Outgoing]) -> None:
+        """The trace's probes of one TTL: its retries due, else its next TTL's queries
+        (opened only when nothing waits to be sent: a TTL per turn)."""
+        options = self.options
+        limit = trace.limit
+        pending = trace.pending
+        if not (pending and pending[0][0] <= limit):
+            window = options.in_flight
+            if trace.next_ttl > limit or (window is not None and len(trace.open_ttls) >= window):
+                return
+            ttl = trace.next_ttl
+            trace.next_ttl += 1
+            trace.open_ttls.add(ttl)
+            trace.unresolved[ttl] = options.queries
+            trace.unresolved_total += options.queries
+            for query in range(options.queries):
+                heapq.heappush(pending, (ttl, query, 0))
+        first = pending[0][0]
+        while pending and pending[0][0] == first:
+            ttl, query, attempt = heapq.heappop(pending)
+            number = (trace.probe_base + trace.next_index) & 0xFFFFFFFF
+            trace.next_index += 1
+            out = trace.probes.packet(ttl, trace.flow_id, number)
+            probe = _Probe(trace, ttl, query, attempt, out)
+            self._outstanding[out.key] = probe
+            tries = trace.tries.get((ttl, query))
+            if tries is None:
+                trace.tries[ttl, query] = [probe]
+            else:
+                tries.append(probe)
+            outgoing.append(out)
+
+    def _expire(self, now: float) -> None:
+        deadlines, outstanding = self._deadlines, self._outstanding
+        retries = self.options.retries
+        while deadlines and deadlines[0][0] <= now:
+            due, _, key = heapq.heappop(deadlines)
+            probe = outstanding.get(key)
+            if probe is None or probe.expired or due != probe.due:
+                continue  # answered, already expired, or rescheduled
+            probe.expired = True
+            trace = probe.trace
+            if trace.dest_ttl is not None and probe.ttl > trace.dest_ttl:
+                self._close_query(trace, probe.ttl, probe.query)  # beyond the destination
+            elif probe.attempt < retries:
+                heapq.heappush(trace.pending, (probe.ttl, probe.query, probe.attempt + 1))
+                self._make_ready(trace)
+            else:
+                self._close_query(trace, probe.ttl, probe.query)
+                self._resolve(trace, probe.ttl, probe.query, None, now)
+
+    def _close_query(self, trace: _Trace, ttl: int, query: int) -> None:
+        """Stop listening for every try of a query (answered, or the last try's wait is
+        over), and forget a retry not sent yet."""
+        outstanding = self._outstanding
+        for probe in trace.tries.pop((ttl, query), ()):
+            if outstanding.pop(probe.key, None) is not None and self._keyed:
+                self._retired.append(probe.key)
+        if trace.pending:
+            pending = [item for item in trace.pending if item[0] != ttl or item[1] != query]
+            if len(pending) != len(trace.pending):
+                heapq.heapify(pending)
+                trace.pending = pending
+
+    def _learn_rtt(self, trace: _Trace, ttl: int, rtt: float) -> None:
+        """Shorten the waits that the first answer at ``ttl`` bounds (HERE for its own hop,
+        NEAR for the hops below it that have no nearer answer) and reschedule those hops'
+        tries in flight."""
+        options = self.options
+        first_rtt = trace.first_rtt
+        if ttl in first_rtt:
+            return
+        first_rtt[ttl] = rtt
+        if not (options.here or options.near):
+            return
+        changed: list[int] = []
+        if options.here:
+            trace.wait[ttl] = min(options.wait_s, options.here * (rtt + _WAIT_PRECISION_S))
+            changed.append(ttl)
+        if options.near:
+            near = min(options.wait_s, options.near * (rtt + _WAIT_PRECISION_S))
+            for lower in range(ttl - 1, options.first_ttl - 1, -1):
+                answered = lower in first_rtt
+                if answered and options.here:
+                    break  # its own answer rules it; the hops below have a nearer one
+                trace.wait[lower] = near
+                changed.append(lower)
+                if answered:
+                    break
+        for hop in changed:
+            wait = trace.wait[hop]
+            for query in range(options.queries):
+                for probe in trace.tries.get((hop, query), ()):
+                    if probe.expired or probe.sent is None:
+                        continue
+                    due = probe.sent_at + wait
+                    if due != probe.due:
+                        probe.due = due
+                        self._entries += 1
+                        heapq.heappush(self._deadlines, (due, self._entries, probe.key))
+
+    def _drop_beyond(self, trace: _Trace, ttl: int) -> None:
+        """The destination answered at ``ttl``: stop probing beyond it."""
+        old = trace.limit
+        trace.dest_ttl = trace.limit = ttl
+        for beyond in range(ttl + 1, min(old, trace.next_ttl - 1) + 1):
+            trace.unresolved_total -= max(0, trace.unresolved.get(beyond, 0))
+            trace.open_ttls.discard(beyond)
+        outstanding = self._outstanding
+        for (hop, _query), tries in trace.tries.items():
+            if hop > ttl:
+                for probe in tries:
+                    if outstanding.pop(probe.key, None) is not None and self._keyed:
+                        self._retired.append(probe.key)
+        trace.pending = [item for item in trace.pending if item[0] <= ttl]
+        heapq.heapify(trace.pending)
+
+    def _resolve(
+        self, trace: _Trace, ttl: int, query: int, response: TraceResponse | None, now: float
+    ) -> None:
+        slot = (ttl, query)
+        if slot in trace.answers:
+            return
+        trace.answers[slot] = response
+        left = trace.unresolved.get(ttl, 0) - 1
+        trace.unresolved[ttl] = left
+        if ttl <= trace.limit:
+            trace.unresolved_total -= 1
+        if left <= 0:
+            trace.open_ttls.discard(ttl)
+            if not trace.ready and self._sendable(trace):
+                self._make_ready(trace)  # (a window of TTLs in flight had no room)
+        if self._events_on and trace.next_emit <= trace.limit:
+            self._emit_ready(trace)
+        self._check_finished(trace, now)
+
+    def _emit_ready(self, trace: _Trace) -> None:
+        while trace.next_emit <= trace.limit and trace.unresolved.get(trace.next_emit) == 0:
+            hop = self._hop(trace, trace.next_emit)
+            self._events.append(Emitted(trace.index, hop))
+            trace.next_emit += 1
+            if hop.terminal:
+                trace.next_emit = self.options.max_ttl + 1
+                break
+
+    def _check_finished(self, trace: _Trace, now: float) -> None:
+        if trace.finished is not None or trace.started is None:
+            return
+        if trace.next_ttl <= trace.limit or trace.unresolved_total > 0:
+            return
+        trace.finished = now
+        if self._events_on:
+            self._emit_ready(trace)
+        del self._unfinished[trace.index]
+        self._events.append(Finished(trace.index))
+
+    def _hop(self, trace: _Trace, ttl: int) -> TraceHop:
+        queries = range(self.options.queries)
+        answers = trace.answers
+        probes = tuple(answers.get((ttl, q)) for q in queries)
+        pending = (
+            ()
+            if trace.finished is not None
+            else tuple(q for q in queries if (ttl, q) not in answers)
+        )
+        return TraceHop(ttl, probes, trace.sent_per_ttl.get(ttl, 0), pending)
+
+
+class TraceMachine:
+    """One trace to one literal address: a TraceBatch of one, with its events as plain
+    TraceHops and its ``result()``. Pure: ``poll(now)`` gives packets (one TTL's per
+    call), ``receive_batch`` takes matched replies, ``result()`` gives the TraceResult.
 
     ``flow_id`` (16 bits) picks the flow: the ICMP identifier, or the source port of
     UDP/TCP probes (32768 + flow_id % 28232). ``probe_base`` offsets probe identities
     (live mode runs rounds with fresh identities; flows sharing an ICMP ``ident`` need
     disjoint ones).
-    Events: each TraceHop as soon as it and every hop below it are final, in order.
+    Events: each TraceHop as soon as it and every hop below it are final, in order
+    (none with ``events=False``).
     """
+
+    routes: tuple[Route, ...] = ()
 
     def __init__(
         self,
@@ -175,311 +640,46 @@ class TraceMachine(MachineOutbox[TraceHop]):
         target: str | None = None,
         probe_base: int = 0,
         ident: int | None = None,
+        events: bool = True,
     ) -> None:
         self.address = address
         self.target = target or address
         self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
         self.source = source
         self.options = options
-        self._flow_id = flow_id & 0xFFFF
-        self._probe_base = probe_base
-        self._probes = FlowProbes(
-            source=source,
-            address=address,
-            method=options.method,
-            cookies=cookies,
-            port=options.destination_port,
-            # ICMP: the transport's identifier (its socket filter admits no other), the
-            # flow id unless given (flows of one ident differ by checksum, flow label).
-            ident=self._flow_id if ident is None else ident,
-            paris=options.paris,
-            packet_size=options.packet_size,
-            tos=options.tos,
-        )
-        # Scheduling state.
-        self._started: float | None = None
-        self._finished: float | None = None
-        self._last_poll = 0.0
-        self._next_index = 0
-        self._pending: list[tuple[int, int, int]] = []  # heap of (ttl, query, attempt)
-        self._next_ttl = options.first_ttl  # next TTL to activate
-        self._open_ttls: set[int] = set()  # activated, not final
-        self._unresolved: dict[int, int] = {}  # ttl -> queries not final
-        self._outstanding: dict[MatchKey, _Probe] = {}
-        self._tries: dict[tuple[int, int], list[MatchKey]] = {}  # (ttl, query) -> keys
-        self._deadlines: list[tuple[float, int, MatchKey]] = []
-        self._first_rtt: dict[int, float] = {}  # ttl -> RTT of its first answer
-        self._wait: dict[int, float] = {}  # ttl -> a try's wait, when shorter than wait_s
-        self._answers: dict[tuple[int, int], TraceResponse | None] = {}
-        self._sent_per_ttl: dict[int, int] = {}
-        self._dest_ttl: int | None = None
-        self._next_emit = options.first_ttl
-        self._probes_sent = 0
-        self._send_error: str | None = None
-        super().__init__()
-
-    # -- machine interface ---------------------------------------------------------
+        spec = TraceSpec(address, source, flow_id, target, probe_base, ident)
+        self._batch = TraceBatch([spec], cookies=cookies, options=options, events=events)
 
     @property
     def done(self) -> bool:
-        return self._started is not None and self._finished is not None
+        return self._batch.done
 
     def poll(self, now: float) -> list[Outgoing]:
-        if self._started is None:
-            self._started = now
-        self._last_poll = now
-        self._expire(now)
-        self._activate()
-        outgoing: list[Outgoing] = []
-        limit = self._limit()
-        while self._pending and self._pending[0][0] <= limit:
-            if outgoing and self._pending[0][0] != self._outstanding[outgoing[0].key].ttl:
-                break
-            ttl, query, attempt = heapq.heappop(self._pending)
-            outgoing.append(self._packet(ttl, query, attempt))
-        self._check_finished(now)
-        return outgoing
+        return self._batch.poll(now)
 
     def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
-        for key, sent in zip(keys, stamps, strict=True):
-            probe = self._outstanding.get(key)
-            if probe is None:
-                continue
-            probe.sent = sent
-            self._probes_sent += 1  # counted once it left: an interrupted batch is not
-            self._sent_per_ttl[probe.ttl] = self._sent_per_ttl.get(probe.ttl, 0) + 1
-            if sent.error is not None:
-                # The local stack refused (no route): no answer will come; not retried.
-                self._send_error = sent.error
-                self._close_query(probe.ttl, probe.query)
-                self._resolve(probe.ttl, probe.query, None)
-            else:
-                probe.sent_at = now
-                probe.due = now + self._wait.get(probe.ttl, self.options.wait_s)
-                heapq.heappush(self._deadlines, (probe.due, self._next_index, key))
-        self._check_finished(now)
+        self._batch.sent_batch(keys, stamps, now)
 
     def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
-        for reply in replies:
-            probe = self._outstanding.get(reply.key)
-            if probe is None or probe.sent is None:
-                continue  # late (given up), duplicate, or beyond the destination
-            response = self._response(reply, probe)
-            if response is None:
-                continue
-            self._close_query(probe.ttl, probe.query)
-            self._learn_rtt(probe.ttl, response.rtt_s)
-            if response.terminal and (self._dest_ttl is None or probe.ttl < self._dest_ttl):
-                self._dest_ttl = probe.ttl
-                self._drop_beyond_destination()
-            self._resolve(probe.ttl, probe.query, response)
-        self._check_finished(now)
+        self._batch.receive_batch(replies, now)
 
     def next_deadline(self) -> float:
-        if self._finished is not None:
-            return math.inf
-        if self._sendable():
-            return self._last_poll
-        while self._deadlines and self._deadlines[0][2] not in self._outstanding:
-            heapq.heappop(self._deadlines)
-        return self._deadlines[0][0] if self._deadlines else self._last_poll
+        return self._batch.next_deadline()
 
-    # -- results -------------------------------------------------------------------
+    def take_events(self) -> list[TraceHop]:
+        return [e.event for e in self._batch.take_events() if isinstance(e, Emitted)]
+
+    def take_retired(self) -> list[MatchKey]:
+        return self._batch.take_retired()
 
     def result(self, now: float | None = None) -> TraceResult:
         """The trace so far (complete once ``done``); ``now`` dates an unfinished one,
         whose hops end at the highest TTL probed so far (an interrupted trace)."""
-        start = self._started if self._started is not None else 0.0
-        end = self._finished if self._finished is not None else (now or start)
-        last = self._dest_ttl if self._dest_ttl is not None else self.options.max_ttl
-        if self._finished is None:
-            last = min(last, max(self._sent_per_ttl, default=self.options.first_ttl - 1))
-        hops = tuple(self._hop(ttl) for ttl in range(self.options.first_ttl, last + 1))
-        return TraceResult(
-            target=self.target,
-            address=self.address,
-            method=self.options.method,
-            source=self.source,
-            paris=self.options.paris,
-            flow=self.flow,
-            first_ttl=self.options.first_ttl,
-            max_ttl=self.options.max_ttl,
-            hops=hops,
-            reached=any(p.reached for hop in hops for p in hop.responses),
-            elapsed_s=max(0.0, end - start),
-            probes_sent=self._probes_sent,
-            packet_size=self._probes.packet_size,
-            send_error=self._send_error,
-            finished=self._finished is not None,
-        )
+        return self._batch.result_of(0, now)
 
     @property
     def flow(self) -> tuple[int, int]:
-        return self._probes.flow(self._flow_id)
-
-    # -- scheduling ------------------------------------------------------------------
-
-    def _limit(self) -> int:
-        return self._dest_ttl if self._dest_ttl is not None else self.options.max_ttl
-
-    def _activate(self) -> None:
-        """Open the next TTL when nothing is waiting to be sent: ``poll`` sends one TTL's
-        probes per call, so TTLs are opened one per call too, not all at once."""
-        window = self.options.in_flight
-        limit = self._limit()
-        if self._pending and self._pending[0][0] <= limit:
-            return
-        if self._next_ttl <= limit and (window is None or len(self._open_ttls) < window):
-            ttl = self._next_ttl
-            self._next_ttl += 1
-            self._open_ttls.add(ttl)
-            self._unresolved[ttl] = self.options.queries
-            for query in range(self.options.queries):
-                heapq.heappush(self._pending, (ttl, query, 0))
-
-    def _sendable(self) -> bool:
-        limit = self._limit()
-        if self._pending and self._pending[0][0] <= limit:
-            return True
-        window = self.options.in_flight
-        return self._next_ttl <= limit and (window is None or len(self._open_ttls) < window)
-
-    def _expire(self, now: float) -> None:
-        while self._deadlines and self._deadlines[0][0] <= now:
-            due, _, key = heapq.heappop(self._deadlines)
-            probe = self._outstanding.get(key)
-            if probe is None or probe.expired or due != probe.due:
-                continue  # answered, already expired, or rescheduled
-            probe.expired = True
-            beyond = self._dest_ttl is not None and probe.ttl > self._dest_ttl
-            if beyond:
-                self._close_query(probe.ttl, probe.query)
-            elif probe.attempt < self.options.retries:
-                heapq.heappush(self._pending, (probe.ttl, probe.query, probe.attempt + 1))
-            else:
-                self._close_query(probe.ttl, probe.query)
-                self._resolve(probe.ttl, probe.query, None)
-
-    def _close_query(self, ttl: int, query: int) -> None:
-        """Stop listening for every try of a query (answered, or the last try's wait is
-        over), and forget a retry not sent yet."""
-        for key in self._tries.pop((ttl, query), ()):
-            if self._outstanding.pop(key, None) is not None:
-                self._retired.append(key)
-        if self._pending:
-            pending = [item for item in self._pending if item[:2] != (ttl, query)]
-            if len(pending) != len(self._pending):
-                heapq.heapify(pending)
-                self._pending = pending
-
-    def _learn_rtt(self, ttl: int, rtt: float) -> None:
-        """Shorten the waits that the first answer at ``ttl`` bounds (HERE for its own hop,
-        NEAR for the hops below it that have no nearer answer) and reschedule those hops'
-        tries in flight."""
-        options = self.options
-        if ttl in self._first_rtt or not (options.here or options.near):
-            self._first_rtt.setdefault(ttl, rtt)
-            return
-        self._first_rtt[ttl] = rtt
-        changed: list[int] = []
-        if options.here:
-            self._wait[ttl] = min(options.wait_s, options.here * (rtt + _WAIT_PRECISION_S))
-            changed.append(ttl)
-        if options.near:
-            near = min(options.wait_s, options.near * (rtt + _WAIT_PRECISION_S))
-            for lower in range(ttl - 1, options.first_ttl - 1, -1):
-                answered = lower in self._first_rtt
-                if answered and options.here:
-                    break  # its own answer rules it; the hops below have a nearer one
-                self._wait[lower] = near
-                changed.append(lower)
-                if answered:
-                    break
-        for hop in changed:
-            wait = self._wait[hop]
-            for query in range(options.queries):
-                for key in self._tries.get((hop, query), ()):
-                    probe = self._outstanding.get(key)
-                    if probe is None or probe.expired or probe.sent is None:
-                        continue
-                    due = probe.sent_at + wait
-                    if due != probe.due:
-                        probe.due = due
-                        heapq.heappush(self._deadlines, (due, self._next_index, key))
-
-    def _drop_beyond_destination(self) -> None:
-        limit = self._limit()
-        for key, probe in list(self._outstanding.items()):
-            if probe.ttl > limit:
-                del self._outstanding[key]
-                self._retired.append(key)
-        for ttl in [t for t in self._open_ttls if t > limit]:
-            self._open_ttls.discard(ttl)
-        self._pending = [item for item in self._pending if item[0] <= limit]
-        heapq.heapify(self._pending)
-
-    def _resolve(self, ttl: int, query: int, response: TraceResponse | None) -> None:
-        slot = (ttl, query)
-        if slot in self._answers:
-            return
-        self._answers[slot] = response
-        left = self._unresolved.get(ttl, 0) - 1
-        self._unresolved[ttl] = left
-        if left <= 0:
-            self._open_ttls.discard(ttl)
-        self._emit_ready()
-
-    def _emit_ready(self) -> None:
-        while self._next_emit <= self._limit() and self._unresolved.get(self._next_emit) == 0:
-            hop = self._hop(self._next_emit)
-            self._events.append(hop)
-            self._next_emit += 1
-            if hop.terminal:
-                self._next_emit = self.options.max_ttl + 1
-                break
-
-    def _check_finished(self, now: float) -> None:
-        if self._finished is not None or self._started is None:
-            return
-        limit = self._limit()
-        if self._next_ttl <= limit:
-            return
-        if any(probe.ttl <= limit for probe in self._outstanding.values()):
-            return
-        if any(item[0] <= limit for item in self._pending):
-            return
-        if any(self._unresolved.get(t, 0) > 0 for t in range(self.options.first_ttl, limit + 1)):
-            return
-        self._finished = now
-        self._retired.extend(self._outstanding)
-        self._outstanding.clear()
-        self._emit_ready()
-
-    def _hop(self, ttl: int) -> TraceHop:
-        queries = range(self.options.queries)
-        probes = tuple(self._answers.get((ttl, q)) for q in queries)
-        pending = (
-            ()
-            if self._finished is not None
-            else tuple(q for q in queries if (ttl, q) not in self._answers)
-        )
-        return TraceHop(ttl, probes, self._sent_per_ttl.get(ttl, 0), pending)
-
-    # -- packets and replies -------------------------------------------------------
-
-    def _packet(self, ttl: int, query: int, attempt: int) -> Outgoing:
-        index = self._next_index
-        self._next_index += 1
-        out = self._probes.packet(ttl, self._flow_id, self._probe_base + index)
-        self._outstanding[out.key] = _Probe(ttl, query, attempt, out)
-        self._tries.setdefault((ttl, query), []).append(out.key)
-        return out
-
-    def _response(self, reply: Reply, probe: _Probe) -> TraceResponse | None:
-        """What a typed answer says (None: a TCP segment that is neither SYN-ACK nor RST)."""
-        assert probe.sent is not None
-        rtt, source = measured_rtt(probe.sent, reply)
-        return parse_reply(reply, self.family, rtt, probe.attempt, probe.packet, source)
+        return self._batch.flow(0)
 
 
 # -- async functions ---------------------------------------------------------------
@@ -495,6 +695,7 @@ def new_machine(
     flow_id: int | None = None,
     probe_base: int = 0,
     ident: int | None = None,
+    events: bool = True,
 ) -> TraceMachine:
     """A TraceMachine wired to ``transport``'s cookies, with a fresh flow unless given."""
     return TraceMachine(
@@ -506,6 +707,7 @@ def new_machine(
         target=target,
         probe_base=probe_base,
         ident=ident,
+        events=events,
     )
 
 
@@ -564,19 +766,54 @@ async def trace_many_with(
     each trace's machine (``new_machine``'s arguments: path MTU traces give theirs).
     """
     options = options or TraceOptions()
-    make = factory or new_machine
     names = list(targets) if targets is not None else list(addresses)
-    machines = [
-        make(transport, address, options, source=source, target=name)
-        for address, name in zip(addresses, names, strict=True)
-    ]
 
     def on_hop(index: int, hop: TraceHop) -> None:
         if on_event is not None:
             on_event(names[index], hop)
 
-    async with run_many(transport, machines, on_event=on_hop) as results:
+    running: AbstractAsyncContextManager[TraceResults]
+    if factory is None:
+        # Hop events only for a caller that takes them (each is a TraceHop made).
+        batch = new_batch(
+            transport, addresses, options, targets=names, source=source,
+            events=on_event is not None,
+        )  # fmt: skip
+        running = run_results(transport, batch, on_event=on_hop)
+    else:
+        machines = [
+            factory(transport, address, options, source=source, target=name)
+            for address, name in zip(addresses, names, strict=True)
+        ]
+        running = run_many(transport, machines, on_event=on_hop)
+    async with running as results:
         yield results
+
+
+def new_batch(
+    transport: Transport,
+    addresses: Sequence[str],
+    options: TraceOptions,
+    *,
+    targets: Sequence[str] | None = None,
+    source: str | None = None,
+    events: bool = True,
+) -> TraceBatch:
+    """A TraceBatch of traces to ``addresses`` over ``transport``, each a fresh flow.
+    ICMP probes share one identifier, which the batch declares as its route (no key
+    registered per probe); traces to one address get disjoint probe numbers."""
+    ident = transport.cookies.new_ident() if options.method == "icmp" else None
+    per_trace = (options.max_ttl - options.first_ttl + 1) * options.queries
+    per_trace *= 1 + options.retries
+    seen: dict[str, int] = {}
+    specs = []
+    for address, name in zip(addresses, targets or addresses, strict=True):
+        repeat = seen[address] = seen.get(address, -1) + 1
+        flow_id = transport.cookies.new_ident()
+        base = (repeat * per_trace) & 0xFFFF
+        from_ = source or transport.source_for(address)
+        specs.append(TraceSpec(address, from_, flow_id, name, base, ident))
+    return TraceBatch(specs, cookies=transport.cookies, options=options, events=events, routes=True)
 
 
 def trace_protocols(addresses: Sequence[str], method: str) -> list[tuple[int, int]]:
