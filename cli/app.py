@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import gc
 import importlib
 import os
 import signal
@@ -105,6 +106,7 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
     """
     if drop_privileges is None:
         drop_privileges = argv is None
+    gc.set_threshold(20_000, 20, 20)
     unusable = _stdout_unusable()
     if unusable is not None:
         _report(f"standard output is {unusable} (redirect it to /dev/null to discard it)")
@@ -119,6 +121,7 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
             opted_in = _drop_after_open(True)
         command = args.command
         handler: Callable[[argparse.Namespace], int] = args.handler
+        gc.freeze()
         code = handler(args)
         sys.stdout.flush()
         return exit_status_after(received_signal(), code, ping_rule=command == "ping")

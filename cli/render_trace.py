@@ -11,9 +11,6 @@ from collections.abc import Mapping, Sequence
 from socket import AF_INET, AF_INET6
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Group, RenderableType
-from rich.table import Table
-
 from rawprobe.cli.render import family, header, ms
 from rawprobe.probes.models import (
     BlackHole,
@@ -29,7 +26,10 @@ from rawprobe.probes.path_truth import nat_hop, path_nat, rate_limited_ttls
 from rawprobe.probes.pathmtu import is_too_big
 from rawprobe.transport.wire.icmpext import MplsLabel
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (rich is imported where a table is drawn: not for --json)
+    from rich.console import RenderableType
+    from rich.table import Table
+
     from rawprobe.probes.traceroute import LiveTrace
 
 Names = Mapping[str, str]
@@ -241,6 +241,8 @@ def mtu_summary(result: TraceResult) -> list[str]:
 
 def trace_table(result: TraceResult, names: Names | None = None) -> Table:
     """A rich table for one trace (TTY output)."""
+    from rich.table import Table
+
     state = "[green]reached[/]" if result.reached else "[red]not reached[/]"
     if not result.finished:
         state += " · [yellow]interrupted[/]"
@@ -299,7 +301,7 @@ def _response_data(probe: TraceResponse, names: Names | None) -> dict[str, Any]:
             {"label": m.label, "tc": m.tc, "bottom": m.bottom, "ttl": m.ttl} for m in probe.mpls
         ],
         "attempt": probe.attempt,
-        "rewrites": _rewrites_data(probe.rewrites),
+        "rewrites": _rewrites_data(probe.rewrites) if probe.rewrites else [],
     }
 
 
@@ -317,6 +319,20 @@ def nat_data(nat: NatHop | None, names: Names | None = None) -> dict[str, Any] |
         "address": nat.address,
         "hostname": names.get(nat.address) if names else None,
         "rewrites": _rewrites_data(nat.rewrites),
+    }
+
+
+def _hop_data(hop: TraceHop, rate_limited: bool, names: Names | None) -> dict[str, Any]:
+    responses = hop.responses  # (a property: made once here, a thousand traces' worth)
+    return {
+        "ttl": hop.ttl,
+        "sent": hop.sent,
+        "lost": len(hop.probes) - len(responses) - len(hop.pending),
+        "pending": len(hop.pending),
+        "rate_limited": rate_limited,
+        "rtt_source": hop.rtt_source,
+        "responses": [_response_data(p, names) for p in responses],
+        "mtu": hop.mtu,
     }
 
 
@@ -342,19 +358,7 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
         "send_error": result.send_error,
         "finished": result.finished,
         "nat": nat_data(nat_hop(result), names),
-        "hops": [
-            {
-                "ttl": hop.ttl,
-                "sent": hop.sent,
-                "lost": sum(1 for p in hop.probes if p is None) - len(hop.pending),
-                "pending": len(hop.pending),
-                "rate_limited": hop.ttl in marked,
-                "rtt_source": hop.rtt_source,
-                "responses": [_response_data(p, names) for p in hop.responses],
-                "mtu": hop.mtu,
-            }
-            for hop in result.hops
-        ],
+        "hops": [_hop_data(hop, hop.ttl in marked, names) for hop in result.hops],
     }
     hole = result.black_hole
     data["interface_mtu"] = result.interface_mtu
@@ -442,6 +446,8 @@ def live_notes(
 
 
 def _stats_table(title: str, rows: Sequence[HopStats], names: Names | None) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     table.add_column("Hop", justify="right")
     table.add_column("Host", justify="left")
@@ -476,6 +482,8 @@ def live_table(
         for index, path in enumerate(paths):
             parts.append(_stats_table(f"{name} · {_path_title(index, paths)}", path.hops, names))
     parts += live_notes(rows, paths, names)
+    from rich.console import Group
+
     return parts[0] if len(parts) == 1 else Group(*parts)
 
 

@@ -13,10 +13,9 @@ import json
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from rich.console import Console, Group
 
 from rawprobe.cli import render_trace
 from rawprobe.cli.args import (
@@ -37,7 +36,6 @@ from rawprobe.cli.args import (
     seconds,
     sockets_name,
 )
-from rawprobe.cli.live import LiveView
 from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.render import header, rtt_source_line
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
@@ -56,6 +54,11 @@ from rawprobe.probes.traceroute import (
 )
 from rawprobe.rdns import ReverseNames
 from rawprobe.transport.base import Transport
+
+if TYPE_CHECKING:  # (rich only where something is drawn: not for --json)
+    from rich.console import Console, Group
+
+    from rawprobe.cli.live import LiveView
 
 
 def register(commands: Any) -> None:
@@ -222,6 +225,12 @@ async def _names_for(
     return await names.names(addresses) if wait else names.known(addresses)
 
 
+def _console(**options: Any) -> Console:
+    from rich.console import Console
+
+    return Console(**options)
+
+
 def _emit(line: str, file: Any = None) -> None:
     print(line, flush=True, file=file or sys.stdout)
 
@@ -233,8 +242,8 @@ async def _main(
     names_dns: ReverseNames | None = None,
 ) -> int:
     addresses = await host_addresses(args, targets)
-    console = Console(highlight=False, soft_wrap=True)
-    rich_out = console.is_terminal and not args.json
+    console = None if args.json else _console(highlight=False, soft_wrap=True)
+    rich_out = console is not None and console.is_terminal
     streaming = len(targets) == 1 and not args.json and not rich_out
     results: list[TraceResult] = []
     partial: list[TraceResult] = []
@@ -261,8 +270,9 @@ async def _main(
             hops_in.send_nowait(event)
 
     async def show(result: TraceResult) -> None:
-        addresses_seen = [a for hop in result.hops for a in hop.addresses]
+        addresses_seen = []
         if names_dns is not None:
+            addresses_seen = [a for hop in result.hops for a in hop.addresses]
             names_dns.want(addresses_seen)  # JSON: asked as each trace ends
         if streaming and args.mtu:
             for line in render_trace.mtu_summary(result):
@@ -271,6 +281,7 @@ async def _main(
             return
         names = await _names_for(names_dns, addresses_seen)
         if rich_out:
+            assert console is not None
             console.print(render_trace.trace_table(result, names))
             return
         _emit(render_trace.trace_banner(result))
@@ -343,7 +354,7 @@ def _show_partial(
     partial: Sequence[TraceResult],
     printed_ttl: int,
     names_dns: ReverseNames | None,
-    console: Console,
+    console: Console | None,
     rich_out: bool,
     streaming: bool,
 ) -> None:
@@ -355,6 +366,7 @@ def _show_partial(
         seen = (a for hop in result.hops for a in hop.addresses)
         names = names_dns.known(seen) if names_dns is not None else {}
         if rich_out:
+            assert console is not None
             console.print(render_trace.trace_table(result, names))
             continue
         lines = render_trace.trace_lines(result, names)
@@ -404,11 +416,15 @@ async def _live_main(
 ) -> int:
     addresses = await host_addresses(args, targets)
     stats = [LiveTrace(t, a) for t, a in zip(targets, addresses, strict=True)]
-    console = Console(highlight=False)
+    console = _console(highlight=False)
     # Names fill in as they arrive: the view renders the resolver's live mapping.
     names: dict[str, str] = names_dns.found if names_dns is not None else {}
     stream_json = args.json and not args.report
     view: LiveView | None = None
+
+    from rich.console import Group
+
+    from rawprobe.cli.live import LiveView
 
     def render() -> Group:
         tables = [

@@ -294,7 +294,7 @@ class TraceHop:
 
     @property
     def responses(self) -> tuple[TraceResponse, ...]:
-        return tuple(p for p in self.probes if p is not None)
+        return tuple(filter(None, self.probes))  # (a response is always true)
 
     @property
     def addresses(self) -> tuple[str, ...]:
