@@ -40,6 +40,7 @@ made from the fields it set, not read back from its bytes.
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from typing import NamedTuple
@@ -90,6 +91,14 @@ _BYTE = [bytes((value,)) for value in range(256)]
 def source_port(flow_id: int) -> int:
     """The UDP/TCP source port of a flow id."""
     return 32768 + (flow_id & 0xFFFF) % _SOURCE_PORTS
+
+
+@functools.cache
+def _pattern(start: int, stop: int) -> tuple[bytes, int]:
+    """traceroute's payload pattern from ``start`` to ``stop`` (each byte the low byte
+    of its count) and its one's complement sum, as the words of an even offset."""
+    pattern = bytes(i & 0xFF for i in range(start, stop))
+    return pattern, ones_complement_sum(pattern)
 
 
 def _fold(total: int) -> int:
@@ -178,25 +187,23 @@ class FlowProbes:
         # IPv4: the header's first word, and the sum of its words but TTL, ID, checksum.
         self._ip_first = 0x45 << 24 | tos << 16 | self.packet_size
         self._ip_sum = (self._ip_first >> 16) + (self._ip_first & 0xFFFF) + self._flags
-        self._ip_sum += self._proto + ones_complement_sum(self._addresses)
+        addresses_sum = int.from_bytes(self._addresses, "big")  # (folded later)
+        self._ip_sum += self._proto + addresses_sum
         # The pseudo-header (IPv4's ICMP has none): addresses, protocol, length.
         self._pseudo_sum = 0
         if family == socket.AF_INET6 or method != "icmp":
-            self._pseudo_sum = ones_complement_sum(self._addresses) + self._proto + length
+            self._pseudo_sum = addresses_sum + self._proto + length
         # The payload after the words a probe sets (ICMP: the cookie and the
         # compensating word; UDP: the compensating word), and its sum.
         if method == "icmp":
             self._echo_type = 8 if family == socket.AF_INET else 128
-            self._rest = bytes(i & 0xFF for i in range(_COOKIE + 2, payload_size))
-            rest_sum = ones_complement_sum(bytes(_COOKIE + 2) + self._rest)
+            self._rest, rest_sum = _pattern(_COOKIE + 2, payload_size)
             # The echo request's words but checksum, sequence, cookie and compensating
             # word (ICMPv6 adds the pseudo-header).
             self._echo_sum = (self._echo_type << 8) + self.ident + self._pseudo_sum + rest_sum
         elif method == "udp":
-            payload = bytes(i & 0xFF for i in range(0x40, 0x40 + payload_size))
-            self._first_word = int.from_bytes(payload[:2], "big")  # (classic mode keeps it)
-            self._rest = payload[2:]
-            self._rest_sum = ones_complement_sum(bytes(2) + self._rest)
+            self._first_word = 0x4041  # the payload's first word (classic mode keeps it)
+            self._rest, self._rest_sum = _pattern(0x42, 0x40 + payload_size)
         self._flows: dict[int, _Flow] = {}
 
     def flow(self, flow_id: int) -> tuple[int, int]:

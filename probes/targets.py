@@ -65,7 +65,11 @@ def parse_block(spec: str, *, whole_network: bool = False, ends: bool = False) -
                 raise UsageError(f"{spec}: range ends before it starts")
             family = socket.AF_INET if start.version == 4 else socket.AF_INET6
             return AddressBlock(family, int(start), int(end) - int(start) + 1)
-        address = ipaddress.ip_address(text)
+        try:  # the common case first, at a tenth of the cost: a dotted quad
+            value = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+            return AddressBlock(socket.AF_INET, value, 1)
+        except OSError:
+            address = ipaddress.ip_address(text)
     except UsageError:
         raise
     except ValueError as exc:

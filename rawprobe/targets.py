@@ -43,6 +43,10 @@ def literal_address(text: str) -> str | None:
     Raises ResolutionError for text that can only have meant an address (dotted
     numbers, hex parts, brackets) but is not a valid one.
     """
+    try:  # the common case first, at a tenth of the cost: a dotted quad
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text))
+    except OSError:
+        pass
     inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
         address = ipaddress.ip_address(inner)

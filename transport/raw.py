@@ -52,6 +52,8 @@ RECV_BATCH = 256
 #: Datagrams ``read_pending`` takes from one socket at most.
 PENDING_LIMIT = 8192
 _RECV_BYTES = 65535
+#: Destinations whose send route ``_transmit`` remembers at most.
+_DESTINATIONS = 4096
 _ANCILLARY_BYTES = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(4) * 2
 #: A transmit stamp's ancillary data: scm_timestamping (3 timespecs) and the error
 #: record (sock_extended_err and an offender sockaddr_in6), with room to spare.
@@ -81,6 +83,8 @@ class RawTransport(SocketTransport):
         #: Send socket -> the keys of its transmit stamps (only those stamping).
         self._tx: dict[socket.socket, TxStamps] = {}
         self._kernel_drops: dict[int, int] = {}
+        self._destinations: dict[bytes, tuple[socket.socket, tuple[str, int], TxStamps | None]]
+        self._destinations = {}
         try:
             for family, protocol in protocols:
                 try:
@@ -105,8 +109,11 @@ class RawTransport(SocketTransport):
     # -- the system call of the send path (exchange.py) ---------------------------
 
     def _transmit(self, packet: bytes) -> TxStamp | None:
-        sock, address = self._route(packet)
-        stamps = self._tx.get(sock)
+        destination = packet[16:20] if packet[0] >> 4 == 4 else packet[24:40]
+        route = self._destinations.get(destination)
+        if route is None:
+            route = self._new_destination(packet, destination)
+        sock, address, stamps = route
         if stamps is None:
             sock.sendto(packet, address)
             return None
@@ -117,6 +124,17 @@ class RawTransport(SocketTransport):
             stamps.refused(exc.errno)
             raise
         return stamps.sent(before_ns)
+
+    def _new_destination(
+        self, packet: bytes, destination: bytes
+    ) -> tuple[socket.socket, tuple[str, int], TxStamps | None]:
+        """The send socket, sendto address and stamps of a destination, remembered (a
+        trace sends it a packet per hop; a scan's millions are forgotten in blocks)."""
+        sock, address = self._route(packet)
+        if len(self._destinations) >= _DESTINATIONS:
+            self._destinations.clear()
+        route = self._destinations[destination] = (sock, address, self._tx.get(sock))
+        return route
 
     def _clear_pending_error(self, packet: bytes) -> None:
         """Read the send socket's error queue: transmit stamps are kept, the rest
@@ -212,6 +230,8 @@ class RawTransport(SocketTransport):
         demux = self._demux
         fileno = sock.fileno()
         count = 0
+        overflows = b""  # the drop counter as last read (parsed only when it moves)
+        sol_socket, v4 = socket.SOL_SOCKET, family == socket.AF_INET
         while count < limit:
             try:
                 data, ancillary, _flags, address = sock.recvmsg(_RECV_BYTES, _ANCILLARY_BYTES)
@@ -226,16 +246,18 @@ class RawTransport(SocketTransport):
             received_ns = 0
             hop_limit: int | None = None
             for level, kind, value in ancillary:
-                if kind == SCM_TIMESTAMPNS and level == socket.SOL_SOCKET:
+                if kind == SCM_TIMESTAMPNS and level == sol_socket:
                     seconds, nanos = _TIMESPEC.unpack_from(value)
                     received_ns = seconds * 1_000_000_000 + nanos
-                elif kind == SO_RXQ_OVFL and level == socket.SOL_SOCKET:
-                    self._note_drops(fileno, _U32.unpack_from(value)[0])
+                elif kind == SO_RXQ_OVFL and level == sol_socket:
+                    if value != overflows:
+                        overflows = value
+                        self._note_drops(fileno, _U32.unpack_from(value)[0])
                 elif kind == IPV6_HOPLIMIT and level == socket.IPPROTO_IPV6:
                     hop_limit = _INT.unpack_from(value)[0]
             if received_ns == 0:
                 received_ns = time.time_ns()
-            if family == socket.AF_INET:
+            if v4:
                 demux.dispatch_v4(data, received_ns, received_s)
             else:
                 source = socket.inet_pton(socket.AF_INET6, address[0].split("%")[0])
