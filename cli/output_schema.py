@@ -280,6 +280,8 @@ DEFS: dict[str, Schema] = {
         interrupted=INTERRUPTED,
         sockets=SOCKETS,
         traces_reached=COUNT,
+        retries=field(COUNT, "probes sent again because their query went unanswered"),
+        counters=field(null(ref("counters")), "null when a library caller gave none"),
     ),
     "round_hop": record(
         "one hop's statistics over the rounds (mtr's row)",

@@ -375,9 +375,10 @@ def trace_document(
     *,
     interrupted: bool = False,
     sockets: str = "raw",
+    counters: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """``{"schema": "rawprobe/2", "command": "trace", "mode": "trace", "traces": [...],
-    "summary": {...}}``."""
+    "summary": {...}}``; ``counters``: the transport's (``Counters.as_dict()``)."""
     return {
         **header("trace"),
         "mode": "trace",
@@ -386,6 +387,9 @@ def trace_document(
             "interrupted": interrupted,
             "sockets": sockets,
             "traces_reached": sum(r.reached for r in results),
+            # (each query is sent once, then once more per retry)
+            "retries": sum(max(0, h.sent - len(h.probes)) for r in results for h in r.hops),
+            "counters": None if counters is None else dict(counters),
         },
     }
 

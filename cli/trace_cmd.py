@@ -340,8 +340,9 @@ async def _main(
         seen = [a for r in ordered for h in r.hops for a in h.addresses]
         names = await _names_for(names_dns, seen, wait=not interrupt.happened)
         document = render_trace.trace_document(
-            ordered, names, interrupted=interrupt.happened, sockets=sockets_name(transport)
-        )
+            ordered, names, interrupted=interrupt.happened, sockets=sockets_name(transport),
+            counters=transport.counters.as_dict(),
+        )  # fmt: skip
         # Indented for a few traces; compact (C encoder, ~10x faster) for thousands.
         print(json.dumps(document, indent=2 if len(ordered) <= 10 else None))
     if interrupt.happened:

@@ -112,3 +112,17 @@ def test_a_one_probe_ping_runs_without_trio_rich_or_other_probes(lab: Lab) -> No
     modules = loaded(run_main("ping", "-c", "1", lab.target_v4), prefix=prefix)
     assert "anyio._backends._asyncio" in modules
     assert among(modules, NOT_FOR_PING) == []
+
+
+def test_a_trace_command_loads_no_rich_until_it_draws() -> None:
+    modules = loaded(run_main("trace", "--help"))
+    assert "rawprobe.cli.trace_cmd" in modules
+    assert among(modules, ("rich", "trio")) == []
+
+
+@pytest.mark.lab
+def test_a_json_trace_runs_without_rich(lab: Lab) -> None:
+    prefix = ("ip", "netns", "exec", lab.ns("client"))
+    modules = loaded(run_main("trace", "-n", "--json", lab.target_v4), prefix=prefix)
+    assert "rawprobe.probes.traceroute" in modules
+    assert among(modules, ("rich", "trio")) == []

@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rawprobe.probes.flowprobes import FlowProbes, source_port
 from rawprobe.transport.keys import Cookies, key_of_sent
@@ -104,3 +106,31 @@ def test_classic_probes_vary_the_hashed_fields(method: str) -> None:
 def test_the_family_comes_from_the_address() -> None:
     assert factory("198.19.0.5", "udp").family == socket.AF_INET
     assert factory("2001:db8:ff::5", "udp").family == socket.AF_INET6
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["icmp", "udp", "tcp"]),
+    address=st.sampled_from(list(SOURCES)),
+    paris=st.booleans(),
+    size=st.one_of(st.none(), st.integers(0, 1500)),
+    ttl=st.integers(1, 255),
+    flow=st.integers(0, 0xFFFF),
+    number=st.integers(0, 0xFFFFFFFF),
+)
+def test_every_templated_probe_is_valid_and_carries_its_ttl_and_key(
+    method: str, address: str, paris: bool, size: int | None, ttl: int, flow: int, number: int
+) -> None:
+    """Probes are templates with fields patched and checksums summed, not built by the
+    codecs: whatever the TTL, flow, number and size, every checksum holds, the TTL is
+    set, and the key the transport will look for is the one the reply carries."""
+    probes = FlowProbes(
+        source=SOURCES[address], address=address, method=method, cookies=Cookies(b"f" * 32),
+        port=PORTS[method] or 33434, ident=0x5A01, paris=paris, packet_size=size,
+    )  # fmt: skip
+    out = probes.packet(ttl, flow, number)
+    assert valid(out.packet, address)
+    assert out.key == key_of_sent(out.packet)
+    assert (out.packet[8] if ":" not in address else out.packet[7]) == ttl
+    if method != "tcp":
+        assert len(out.packet) == probes.packet_size

@@ -143,3 +143,31 @@ def test_a_machine_is_finished_only_once_its_packets_left() -> None:
     many.sent_batch([second.key], [Sent(0, 0.0)], 0.2)
     assert a.sent == [[first.key], [second.key]]  # (dropped when it was finished early)
     assert many.done  # all its packets left, and it says it is done
+
+
+def test_only_machines_whose_deadline_came_are_polled() -> None:
+    """One heap of deadlines: a thousand waiting traces are not visited at every turn."""
+
+    class Waits(Probes):
+        def __init__(self, keys: Sequence[MatchKey], wake_s: float) -> None:
+            super().__init__(keys)
+            self.wake_s, self.polls = wake_s, 0
+
+        def poll(self, now: float) -> list[Outgoing]:
+            self.polls += 1
+            return super().poll(now)
+
+        def next_deadline(self) -> float:
+            return self.wake_s
+
+    early, late = Waits([key(1, 1)], 2.0), Waits([key(2, 1)], 5.0)
+    many = Multiplex([early, late])
+    run_once(many)  # everyone's first poll
+    assert many.next_deadline() == 2.0
+    many.poll(1.0)
+    assert (early.polls, late.polls) == (1, 1)
+    many.poll(2.0)
+    assert (early.polls, late.polls) == (2, 1)
+    early.wake_s = 7.0  # (a machine's deadline moves only when it is called: now)
+    many.poll(2.0)
+    assert many.next_deadline() == 5.0

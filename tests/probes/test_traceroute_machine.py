@@ -8,11 +8,13 @@ import socket
 import pytest
 
 from rawprobe.errors import UsageError
-from rawprobe.probes.multiplex import Finished, Multiplex
+from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
 from rawprobe.probes.traceroute import (
     LiveTrace,
+    TraceBatch,
     TraceMachine,
     TraceOptions,
+    TraceSpec,
     annotation,
 )
 from rawprobe.transport.base import Reply, Sent
@@ -330,3 +332,43 @@ def test_without_factors_the_wait_is_fixed() -> None:
     third = next(p for p in packets if ttl_of(p) == 3)
     m.receive_batch([reply_v4(error_v4(ROUTERS4[2], third), 0.004)], 0.004)
     assert m.next_deadline() == pytest.approx(2.0)
+
+
+def batch(count: int, **options: object) -> TraceBatch:
+    specs = [TraceSpec(f"198.19.0.{5 + i}", SRC4, 0x1200 + i) for i in range(count)]
+    return TraceBatch(specs, cookies=Cookies(b"k" * 32), options=TraceOptions(**options))  # type: ignore[arg-type]
+
+
+def test_a_batch_gives_every_trace_a_turn_before_any_trace_its_next_ttl() -> None:
+    many = batch(3, queries=2)
+    first = many.poll(0.0)
+    assert [(p.packet[19], ttl_of(p.packet)) for p in first] == [
+        (5, 1), (5, 1), (6, 1), (6, 1), (7, 1), (7, 1),
+    ]  # fmt: skip
+    many.sent_batch([p.key for p in first], [Sent(0, 0.0)] * len(first), 0.0)
+    second = many.poll(0.001)
+    assert [(p.packet[19], ttl_of(p.packet)) for p in second][::2] == [(5, 2), (6, 2), (7, 2)]
+
+
+def test_a_batch_bounds_a_poll_and_resumes_where_it_stopped() -> None:
+    many = TraceBatch(
+        [TraceSpec(f"198.19.0.{5 + i}", SRC4, i) for i in range(5)],
+        cookies=Cookies(b"k" * 32), options=TraceOptions(queries=1), batch=2,
+    )  # fmt: skip
+    polled = [[p.packet[19] for p in many.poll(0.0)] for _ in range(3)]
+    assert polled == [[5, 6], [7, 8], [9, 5]]  # (5 again: its TTL 2, after everyone's 1)
+
+
+def test_a_batch_finishes_each_trace_on_its_own_and_says_so() -> None:
+    many = batch(2, queries=1, max_ttl=2)
+    sent = many.poll(0.0)
+    many.sent_batch([p.key for p in sent], [Sent(0, 0.0)] * len(sent), 0.0)
+    target = next(p for p in sent if p.packet[19] == 6)
+    echo = build_icmp(0, 0, int.from_bytes(target.packet[24:28], "big"), target.packet[28:])
+    reply = build_ipv4(IPv4Header(src="198.19.0.6", dst=SRC4, protocol=1, ttl=60), echo)
+    many.receive_batch([reply_v4(reply, 0.002)], 0.002)  # the target itself, at TTL 1
+    events = many.take_events()
+    assert events[-1] == Finished(1) and many.unfinished == (0,)
+    assert [e.event.ttl for e in events if isinstance(e, Emitted)] == [1]  # its hop first
+    assert many.result_of(1).reached and not many.result_of(0).finished
+    assert not many.done

@@ -107,3 +107,21 @@ async def test_a_silent_hop_on_a_normal_path_expires_after_near_times_the_rtt() 
     assert result.reached and result.hops[1].is_silent
     # 3 tries of 10 x (3 ms + 1 ms) each (a fixed 5 s wait: 5 s); generous for CI.
     assert result.elapsed_s < 1.0, result.elapsed_s
+
+
+@pytest.mark.parametrize("method", ["icmp", "udp", "tcp"])
+async def test_one_batch_traces_every_target_even_the_same_one_twice(method: str) -> None:
+    """trace_many_with runs one TraceBatch: ICMP probes share one identifier (its
+    route), so traces to one address must get probes of their own."""
+    net = network()
+    targets = ["198.19.0.5", "2001:db8:ff::5", "198.19.0.5"]
+    async with (
+        open_memory_transport(net) as transport,
+        trace_many_with(transport, targets, TraceOptions(method=method, wait_s=0.5)) as results,
+    ):
+        got = [result async for result in results]
+    assert sorted(r.address for r in got) == sorted(targets)
+    for result in got:
+        routers = net.routers_v6 if ":" in result.address else net.routers_v4
+        assert result.complete and result.path == (*routers, result.address)
+    assert transport.counters.forged == 0 and transport.registered == 0
