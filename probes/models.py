@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -291,10 +291,11 @@ class TraceHop:
     #: Path MTU traces (``trace --mtu``): the path MTU up to this hop where it is less
     #: than up to the hop before (the interface MTU before the first), else None.
     mtu: int | None = None
+    #: The answered probes (``probes`` without the Nones): made once, read often.
+    responses: tuple[TraceResponse, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def responses(self) -> tuple[TraceResponse, ...]:
-        return tuple(filter(None, self.probes))  # (a response is always true)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "responses", tuple(filter(None, self.probes)))
 
     @property
     def addresses(self) -> tuple[str, ...]:
