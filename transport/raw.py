@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from socket import AF_INET, AF_INET6, inet_ntop
 
 import anyio
 import anyio.abc
@@ -52,8 +53,6 @@ RECV_BATCH = 256
 #: Datagrams ``read_pending`` takes from one socket at most.
 PENDING_LIMIT = 8192
 _RECV_BYTES = 65535
-#: Destinations whose send route ``_transmit`` remembers at most.
-_DESTINATIONS = 4096
 _ANCILLARY_BYTES = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(4) * 2
 #: A transmit stamp's ancillary data: scm_timestamping (3 timespecs) and the error
 #: record (sock_extended_err and an offender sockaddr_in6), with room to spare.
@@ -83,8 +82,8 @@ class RawTransport(SocketTransport):
         #: Send socket -> the keys of its transmit stamps (only those stamping).
         self._tx: dict[socket.socket, TxStamps] = {}
         self._kernel_drops: dict[int, int] = {}
-        self._destinations: dict[bytes, tuple[socket.socket, tuple[str, int], TxStamps | None]]
-        self._destinations = {}
+        #: IP version -> (send socket, its transmit stamps or None): ``_transmit``'s.
+        self._senders: dict[int, tuple[socket.socket, TxStamps | None]] = {}
         try:
             for family, protocol in protocols:
                 try:
@@ -101,6 +100,9 @@ class RawTransport(SocketTransport):
                 if icmp_filter and protocol in (PROTO_ICMP, PROTO_ICMPV6):
                     program = icmp_filter_program(family, self.cookies.ident_prefix)
                     attach_filter(sock, program)
+            for family, sender in self._send_sockets.items():
+                version = 4 if family == socket.AF_INET else 6
+                self._senders[version] = (sender, self._tx.get(sender))
             privileges.sockets_opened()  # drops them if the process opted in (the CLI)
         except BaseException:
             self._close_sockets()
@@ -109,11 +111,16 @@ class RawTransport(SocketTransport):
     # -- the system call of the send path (exchange.py) ---------------------------
 
     def _transmit(self, packet: bytes) -> TxStamp | None:
-        destination = packet[16:20] if packet[0] >> 4 == 4 else packet[24:40]
-        route = self._destinations.get(destination)
-        if route is None:
-            route = self._new_destination(packet, destination)
-        sock, address, stamps = route
+        version = packet[0] >> 4
+        sender = self._senders.get(version)
+        if sender is None:  # (not IPv4 or IPv6: _route says which family is missing)
+            sock = self._route(packet)[0]
+            sender = (sock, self._tx.get(sock))
+        sock, stamps = sender
+        if version == 4:
+            address = (inet_ntop(AF_INET, packet[16:20]), 0)
+        else:
+            address = (inet_ntop(AF_INET6, packet[24:40]), 0)
         if stamps is None:
             sock.sendto(packet, address)
             return None
@@ -124,17 +131,6 @@ class RawTransport(SocketTransport):
             stamps.refused(exc.errno)
             raise
         return stamps.sent(before_ns)
-
-    def _new_destination(
-        self, packet: bytes, destination: bytes
-    ) -> tuple[socket.socket, tuple[str, int], TxStamps | None]:
-        """The send socket, sendto address and stamps of a destination, remembered (a
-        trace sends it a packet per hop; a scan's millions are forgotten in blocks)."""
-        sock, address = self._route(packet)
-        if len(self._destinations) >= _DESTINATIONS:
-            self._destinations.clear()
-        route = self._destinations[destination] = (sock, address, self._tx.get(sock))
-        return route
 
     def _clear_pending_error(self, packet: bytes) -> None:
         """Read the send socket's error queue: transmit stamps are kept, the rest
