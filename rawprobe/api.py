@@ -54,6 +54,8 @@ from rawprobe.probes.craft import ICMP, IP, TCP, UDP, craft
 from rawprobe.probes.models import (
     HopStats,
     HostPorts,
+    MultipathLink,
+    MultipathResult,
     PingError,
     PingReply,
     PingResult,
@@ -63,6 +65,7 @@ from rawprobe.probes.models import (
     TraceResponse,
     TraceResult,
 )
+from rawprobe.probes.multipath import MultipathOptions, multipath_many_with
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols
 from rawprobe.probes.portspec import DEFAULT_TOP_UDP_PORTS as _DEFAULT_TOP_UDP_PORTS
 from rawprobe.probes.portspec import top_ports as _top_ports
@@ -106,6 +109,9 @@ __all__ = [
     "HostPorts",
     "LabError",
     "MalformedPacket",
+    "MultipathLink",
+    "MultipathOptions",
+    "MultipathResult",
     "PacketFilter",
     "PcapRecorder",
     "PingError",
@@ -135,6 +141,8 @@ __all__ = [
     "UsageError",
     "craft",
     "dissect",
+    "multipath",
+    "multipath_many",
     "open_sniffer",
     "open_transport",
     "ping",
@@ -411,6 +419,68 @@ traceroute = _first_of(
     whatever the network does. ``privileged=None``: raw sockets when allowed, else ICMP
     datagram sockets (``method="icmp"``) or UDP sockets (``"udp"``, like tracepath);
     ``"tcp"`` needs raw sockets. Raises PrivilegeError, ResolutionError, UsageError.""",
+)
+
+
+# -- multipath (MDA) traceroute ---------------------------------------------------------
+
+
+@asynccontextmanager
+async def multipath_many(
+    hosts: Sequence[str],
+    *,
+    method: str = "udp",
+    confidence: int = 95,
+    first_ttl: int = 1,
+    max_ttl: int = 30,
+    wait_s: float = 1.0,
+    retries: int = 2,
+    port: int | None = None,
+    max_probes: int = 3000,
+    source: str | None = None,
+    family: int | None = None,
+    broadcast: bool = False,
+    transport: Transport | None = None,
+) -> AsyncIterator[AsyncIterator[MultipathResult]]:
+    """Every load-balanced path to each of ``hosts`` (the MDA), all at once over one
+    transport; results as each trace completes::
+
+    async with rawprobe.multipath_many(hosts, confidence=99) as results:
+        async for result in results:
+            print(result.target, sorted(result.nodes), len(result.links))
+    """
+    with _one_error():
+        options = MultipathOptions(
+            method=method, confidence=confidence, first_ttl=first_ttl, max_ttl=max_ttl,
+            wait_s=wait_s, retries=retries, port=port, max_probes=max_probes,
+        )  # fmt: skip
+        addresses = [await resolve(host, family) for host in hosts]
+        _refuse_addresses(addresses, broadcast)
+        _check_source(source)
+        names = list(hosts)
+        hears = trace_protocols(addresses, method)
+        what = "an MDA trace"
+        if transport is not None:
+            _check_transport(transport, _sends(_families(addresses), method), hears, what)
+            async with multipath_many_with(
+                transport, addresses, options, targets=names, source=source
+            ) as results:
+                yield results
+            return
+        async with (
+            _open_probe_transport(hears, privileged=True, unprivileged=None, what=what) as own,
+            multipath_many_with(own, addresses, options, targets=names, source=source) as results,
+        ):
+            yield results
+
+
+multipath = _first_of(
+    multipath_many,
+    "MultipathResult",
+    """Every load-balanced path to ``host`` (the MDA: flows varied until the stopping
+    rule says, at ``confidence`` 95 or 99, that no interface was missed); a
+    MultipathResult whatever the network does. Needs raw sockets. Raises
+    PrivilegeError, ResolutionError, UsageError.""",
 )
 
 

@@ -10,9 +10,10 @@ Time is the event loop's clock, so trio's autojump clock makes long probes insta
 
 from __future__ import annotations
 
+import hashlib
 import random
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -55,6 +56,14 @@ class SimHost:
     ICMP error quotes (8 transport bytes is the RFC 792 minimum; None quotes it whole).
     ``paths`` > 1 models per-flow load balancing: the routers at ``hops`` - 1 differ by
     a hash of the flow (addresses, protocol, ports or ICMP identifier and checksum).
+
+    ``routes`` models it hop by hop, as Linux routers do (it overrides ``hops`` and
+    ``paths``): each router, named by the address its errors come from, with its next
+    hops (``""`` is the client; no next hop: the host itself is next). A router with
+    several picks one by a keyed hash of what Linux's L4 policy reads: addresses,
+    protocol and, for TCP and UDP, the ports; over IPv6 also the flow label (never an
+    ICMP field). The key is the network's ``seed`` and the router, so a new seed moves
+    flows, like ``fib_multipath_hash_seed`` in the lab. ``silent_hops`` still counts TTLs.
     """
 
     alive: bool = True
@@ -71,6 +80,7 @@ class SimHost:
     udp_services: frozenset[int] = frozenset()
     silent_hops: frozenset[int] = frozenset()
     paths: int = 1
+    routes: Mapping[str, Sequence[str]] | None = None
 
 
 @dataclass
@@ -88,6 +98,9 @@ class MemoryNetwork:
     #: Outages: (start, end) on the event-loop clock; a probe sent or an answer due
     #: inside one is lost (a link down, a DROP rule), whatever the host.
     outages: list[tuple[float, float]] = field(default_factory=list)
+    #: Deliver answers at once, inside the send (no delay, no task per answer): for
+    #: statistical tests over hundreds of thousands of probes.
+    instant: bool = False
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -134,6 +147,34 @@ class _Probe:
     @property
     def transport(self) -> bytes:
         return self.packet[self.header_length :]
+
+
+def flow_path(routes: Mapping[str, Sequence[str]], seed: int, packet: bytes) -> list[str]:
+    """The routers an IP ``packet`` crosses through ``routes`` (see ``SimHost.routes``),
+    in order: hop by hop, each router with several next hops picks one by a keyed hash
+    (key: ``seed`` and the router) of what Linux's L4 policy reads: addresses,
+    protocol, TCP/UDP ports, and over IPv6 the flow label. Pure."""
+    probe = _parse(packet)
+    fields = [probe.src, probe.dst, str(probe.protocol)]
+    if probe.protocol in (6, 17):
+        fields.append(probe.transport[0:4].hex())  # the ports
+    if probe.family == _V6:
+        fields.append(str(int.from_bytes(packet[1:4]) & 0xFFFFF))  # the flow label
+    flow = "/".join(fields).encode()
+    path: list[str] = []
+    at = ""
+    for _ in range(255):
+        nexts = routes[at]
+        if not nexts:
+            return path
+        if len(nexts) > 1:
+            key = f"{seed}/{at}".encode()[:64]
+            digest = hashlib.blake2b(flow, key=key, digest_size=8).digest()
+            at = nexts[int.from_bytes(digest) % len(nexts)]
+        else:
+            at = nexts[0]
+        path.append(at)
+    raise ValueError("the routes loop")
 
 
 def _parse(packet: bytes) -> _Probe:
@@ -186,9 +227,12 @@ class MemoryTransport(TransportBase):
     async def send_batch(
         self, packets: Sequence[bytes], stamps: list[Sent] | None = None
     ) -> list[Sent]:
-        """One ``send`` per packet."""
+        """One ``send`` per packet (an ``instant`` network: one await for the batch)."""
         if stamps is None:
             stamps = []
+        if self.network.instant:
+            await anyio.lowlevel.checkpoint()
+            return await super().send_batch(packets, stamps)
         for packet in packets:
             stamps.append(await self.send(packet))
         return stamps
@@ -202,7 +246,10 @@ class MemoryTransport(TransportBase):
         except (MalformedPacket, IndexError, ValueError):
             answers = []
         for delay_s, delivery in answers:
-            self._task_group.start_soon(self._deliver_later, delay_s, delivery)
+            if self.network.instant:
+                self.inject(*delivery)
+            else:
+                self._task_group.start_soon(self._deliver_later, delay_s, delivery)
 
     def inject(
         self, data: bytes, source: str | None = None, hop_limit: int = 64, protocol: int = 58
@@ -232,22 +279,31 @@ class MemoryTransport(TransportBase):
         host = network.hosts.get(probe.dst)
         if host is None or network.rng.random() < host.loss:
             return []
-        path = self._path(probe, host)
-        if probe.ttl <= host.hops or host.error is not None:
-            hop = probe.ttl if probe.ttl <= host.hops else host.hops
+        routers = self._routers(probe, host)
+        hops = len(routers)
+        if probe.ttl <= hops or host.error is not None:
+            hop = probe.ttl if probe.ttl <= hops else hops
             if hop in host.silent_hops:
                 return []
-            icmp = _TIME_EXCEEDED[probe.family] if probe.ttl <= host.hops else host.error
+            icmp = _TIME_EXCEEDED[probe.family] if probe.ttl <= hops else host.error
             assert icmp is not None
-            on_path = path if hop == host.hops - 1 else 0
-            router = network.router(probe.family, hop, on_path)
-            delivery = self._icmp_error(probe, router, icmp, host, 64 - hop + 1)
-            return [(host.delay_s * hop / (host.hops + 1), delivery)]
+            delivery = self._icmp_error(probe, routers[hop - 1], icmp, host, 64 - hop + 1)
+            return [(host.delay_s * hop / (hops + 1), delivery)]
         if not host.alive:
             return []
-        answers = self._host_answers(probe, host)
+        answers = self._host_answers(probe, host, hops)
         delivered = [(host.delay_s, d) for d in answers for _ in range(1 + host.duplicates)]
         return delivered
+
+    def _routers(self, probe: _Probe, host: SimHost) -> list[str]:
+        """The routers ``probe``'s flow crosses on its way to ``host``, in order."""
+        if host.routes is not None:
+            return flow_path(host.routes, self.network.seed, probe.packet)
+        path = self._path(probe, host)
+        return [
+            self.network.router(probe.family, hop, path if hop == host.hops - 1 else 0)
+            for hop in range(1, host.hops + 1)
+        ]
 
     @staticmethod
     def _path(probe: _Probe, host: SimHost) -> int:
@@ -258,9 +314,9 @@ class MemoryTransport(TransportBase):
         flow = t[0:4] if probe.protocol in (6, 17) else t[2:6]  # ports | checksum+ident
         return hash((probe.src, probe.dst, probe.protocol, flow)) % host.paths
 
-    def _host_answers(self, probe: _Probe, host: SimHost) -> list[_Delivery]:
+    def _host_answers(self, probe: _Probe, host: SimHost, hops: int) -> list[_Delivery]:
         family, t = probe.family, probe.transport
-        ttl = max(1, host.reply_ttl - host.hops)
+        ttl = max(1, host.reply_ttl - hops)
         if probe.protocol in (1, 58):
             if t[0] != _ECHO[family][0]:
                 return []
