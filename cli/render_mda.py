@@ -83,9 +83,12 @@ def _summary(result: MultipathResult) -> str:
         return f"{text} (interrupted)"
     if result.complete:
         return f"{text}: every interface found with {result.confidence}% confidence"
+    reasons = []
     if not result.reached:
-        return f"{text}: the destination never answered"
-    return f"{text}: stopped before the rule was met everywhere (probe budget or max TTL)"
+        reasons.append("the destination did not answer")
+    if not result.rule_met:
+        reasons.append("the rule was not met everywhere (probe budget, max TTL or a silent tail)")
+    return f"{text}: incomplete: {'; '.join(reasons)}"
 
 
 def mda_lines(result: MultipathResult, names: Names | None = None) -> list[str]:
@@ -168,6 +171,7 @@ def mda_data(result: MultipathResult, names: Names | None = None) -> dict[str, A
         "confidence": result.confidence,
         "reached": result.reached,
         "complete": result.complete,
+        "rule_met": result.rule_met,
         "destination_ttl": result.destination_ttl,
         "first_ttl": result.first_ttl,
         "max_ttl": result.max_ttl,

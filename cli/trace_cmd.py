@@ -106,6 +106,9 @@ def register(commands: Any) -> None:
     trace.add_argument(
         "--confidence", type=int, choices=(95, 99), help="--mda: %% of traces missing nothing"
     )
+    trace.add_argument(
+        "--per-interface", action="store_true", help="--mda: the classic rule (scamper's)"
+    )
     add_output_option(trace, "--dot", dest="dot", help="--mda: Graphviz file", stdout_ok=False)
     trace.set_defaults(handler=run)
 

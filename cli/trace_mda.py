@@ -44,8 +44,10 @@ ICMP4_NOTE = (
 def check(args: argparse.Namespace) -> None:
     """Refuse what does not go with ``--mda`` (and its options without it)."""
     if not args.mda:
-        for given, flag in ((args.confidence, "--confidence"), (args.dot, "--dot")):
-            if given is not None:
+        mda_only = ((args.confidence, "--confidence"), (args.dot, "--dot"),
+                    (args.per_interface or None, "--per-interface"))  # fmt: skip
+        for value, flag in mda_only:
+            if value is not None:
                 raise UsageError(f"trace: {flag} goes with --mda")
         return
     clashes = (
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace, targets: list[str]) -> int:
     options = MultipathOptions(
         method=args.method or "udp",
         confidence=args.confidence or 95,
+        per_trace=not args.per_interface,
         first_ttl=args.first,
         max_ttl=args.max_hops,
         wait_s=wait_max / (1 + retries),  # (as -w for Paris: the tries share MAX)

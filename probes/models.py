@@ -337,8 +337,9 @@ class MultipathResult:
     in the order the flows were first probed, and ``flows[i]`` the flow ids in the same
     order (``hops[i].probes[j]`` answered flow ``flows[i][j]``). ``confidence`` (95 or
     99) is what the stopping rule bounds: the chance that the trace misses an
-    interface. ``complete``: the destination answered and the rule was met at every
-    interface (not cut short by ``max_probes``, ``max_ttl`` or the gap limit).
+    interface. ``rule_met``: the rule was met at every interface (the trace was not cut
+    short by ``max_probes``, ``max_ttl`` or the gap limit); ``complete``: that, and the
+    destination answered.
     """
 
     target: str
@@ -352,12 +353,16 @@ class MultipathResult:
     flows: tuple[tuple[int, ...], ...]
     links: tuple[MultipathLink, ...]
     reached: bool
-    complete: bool
+    rule_met: bool
     elapsed_s: float
     probes_sent: int
     packet_size: int
     send_error: str | None = None
     finished: bool = True
+
+    @property
+    def complete(self) -> bool:
+        return self.finished and self.reached and self.rule_met
 
     @property
     def destination_ttl(self) -> int | None:

@@ -353,7 +353,7 @@ class MultipathMachine(MachineOutbox[object]):
             flows=tuple(flows),
             links=tuple(links),
             reached=reached,
-            complete=finished and reached and not self._short,
+            rule_met=finished and not self._short,
             elapsed_s=max(0.0, end - start),
             probes_sent=self._probes_sent,
             packet_size=self._probes.packet_size,

@@ -2,14 +2,15 @@
 with load balancing gives exactly its truth (interfaces and links), over UDP, TCP and
 ICMPv6, both families; the CLI's plain, JSON and Graphviz outputs; ICMPv4's one path.
 
-The statistical honesty of the stopping rule over hundreds of traces with a new hash
-seed each run is measured by bench/mda_honesty.py (too slow for CI); here each
-topology runs with one fixed seed, so a run is reproducible."""
+The tests of the truth run each topology with one fixed seed, so a run is
+reproducible; the honesty test at the end draws a new seed for each of its runs (the
+issue's 400 traces a topology; bench/mda_honesty.py also measures the classic rule)."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import random
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -149,3 +150,45 @@ def test_mda_over_icmpv4_says_in_one_line_that_it_sees_one_path(
     assert done.returncode == 0
     assert done.stderr.count("\n") == 1 and "ICMPv4" in done.stderr and "-M udp" in done.stderr
     assert "(destination)" in done.stdout
+
+
+# -- honesty ---------------------------------------------------------------------------
+
+RUNS, TARGETS = 20, 10
+BOUNDS = {95: 0.07, 99: 0.02}  # issue 13: over 400 traces a topology
+
+
+@pytest.mark.parametrize("confidence", [95, 99])
+def test_the_stopping_rule_is_honest_in_the_lab(
+    topology_lab: Callable[[str], Lab], confidence: int
+) -> None:
+    """10 targets x 20 runs x 2 families on ecmp4 and on nested, every router's hash
+    seed set anew (at random) for each run: at most 7% of the traces miss an interface
+    at 95%, 2% at 99% (measured: under 1% and 0.3%; bench/mda_honesty.py). A trace
+    never shows an interface the topology does not have."""
+    rng = random.Random()
+    missed: list[tuple[str, int, str]] = []
+    traces = 0
+    for name in ("ecmp4", "nested"):
+        net = topology_lab(name)
+        before = net.seed
+        try:
+            for run in range(RUNS):
+                seed = rng.randrange(1, 2**32)
+                net.set_multipath_seed(seed)
+                v4 = [f"198.19.{run + 1}.{i + 1}" for i in range(TARGETS)]
+                v6 = [f"2001:db8:ff::{run + 1:x}:{i + 1:x}" for i in range(TARGETS)]
+                for result in mda(net, v4 + v6, confidence=confidence):
+                    paths = net.paths_v6 if ":" in result.address else net.paths_v4
+                    # (IPv6: the target answers for its AnyIP range from its own address)
+                    end = {p.address for hop in result.hops for p in hop.responses if p.reached}
+                    nodes = lab_truth(paths, end.pop() if len(end) == 1 else result.address)[0]
+                    assert result.nodes <= nodes, (name, seed, result.address)
+                    traces += 1
+                    if result.nodes != nodes:
+                        missed.append((name, seed, result.address))
+        finally:
+            if before is not None:
+                net.set_multipath_seed(before)
+    assert traces == 2 * RUNS * 2 * TARGETS
+    assert len(missed) / traces <= BOUNDS[confidence], missed
