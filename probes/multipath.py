@@ -255,6 +255,7 @@ class MultipathMachine(MachineOutbox[object]):
         self._chain: dict[int, Node] = {root[0]: root}  # every flow passes it
         self._ends: set[Node] = set()  # where paths ended (the destination, !H, ...)
         self._budget: dict[Node, Fraction] = {root: options.failure}
+        self._share: dict[Node, float] = {root: 1.0}  # of new flows, in the MDA's model
         self._short = False  # a rule left unmet (max probes, max TTL, gap)
         self._over = False  # the plan is over: finished once nothing is in flight
 
@@ -490,13 +491,16 @@ class MultipathMachine(MachineOutbox[object]):
     def _bring_forward(self, ttl: int, needy: dict[Node, int]) -> None:
         """New flows probed at ``ttl`` until enough land on each needy interface, in
         rounds: a round is the flows still missing divided by the needy interfaces'
-        share of the flows seen at ``ttl`` (as many as the missing flows when they are
-        all needy; a round sized for the rarest one would overshoot the others)."""
+        share of new flows (as many as the missing flows when they are all needy; a
+        round sized for the rarest one would overshoot the others). The share is the
+        MDA's model: each interface splits its flows evenly among its next hops (one
+        estimated from the flows seen so far is too noisy: an interface met once in 24
+        flows asked for ten times too many)."""
         if self._forward_in_flight:
             return
         level = self._levels.get(ttl, [])
-        seen = sum(len(self._through.get(n, ())) for n in level)
-        share = sum(len(self._through.get(n, ())) + 1 for n in needy) / (seen + len(level))
+        floor = min((self._share[n] for n in level if n in self._share), default=1.0)
+        share = min(1.0, sum(self._share.get(n, floor) for n in needy))
         batch = math.ceil(sum(needy.values()) / share)
         limit = max(256, 64 * len(level))  # then the interface is given up on
         room = self.options.max_probes - self._probes_sent - self._in_flight()
@@ -536,17 +540,21 @@ class MultipathMachine(MachineOutbox[object]):
         ttl = self._level
         nexts = [n for n in self._levels.get(ttl + 1, [])]
         budgets: dict[Node, Fraction] = {}
+        shares: dict[Node, float] = {}
         for node in self._levels.get(ttl, []):
             succ = self._succ.get(node, {})
             if not succ or node not in self._budget:
                 continue
             budget = self._budget[node]
-            share = budget if len(succ) == 1 else budget / (2 * len(succ))
+            part = budget if len(succ) == 1 else budget / (2 * len(succ))
             for after in succ:
-                budgets[after] = budgets.get(after, Fraction(0)) + share
+                budgets[after] = budgets.get(after, Fraction(0)) + part
+                shares[after] = shares.get(after, 0.0) + self._share.get(node, 0.0) / len(succ)
         floor = min(budgets.values(), default=self.options.failure / 2)
         for node in nexts:  # (one no test found: the least budget of the level)
             self._budget[node] = budgets.get(node, floor)
+            if node in shares:
+                self._share[node] = shares[node]
         self._level = ttl + 1
         self._forward_in_flight = self._forward_sent = 0
         testable = [n for n in nexts if self._testable(n)]
