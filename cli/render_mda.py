@@ -6,6 +6,7 @@ Nothing here prints, resolves names or reads a clock.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,7 +35,8 @@ class _Row:
 
 
 def _rows(result: MultipathResult) -> list[_Row]:
-    """Interfaces by TTL, in the order they first answered; silent flows last."""
+    """Interfaces by TTL, in numeric order (silent flows last), each with its next hops
+    in numeric order."""
     rows: dict[tuple[int, str | None], _Row] = {}
     for hop in result.hops:
         for index, probe in enumerate(hop.probes):
@@ -45,11 +47,19 @@ def _rows(result: MultipathResult) -> list[_Row]:
             row.flows += 1
             if row.first is None:
                 row.first = probe
-    for link in result.links:
+    for link in sorted(result.links, key=lambda link: _order(link.to)):
         source = rows.get((link.ttl, link.source))
         if source is not None:
             source.nexts[link.to] = source.nexts.get(link.to, 0) + len(link.flows)
-    return sorted(rows.values(), key=lambda r: (r.ttl, r.address is None))
+    return sorted(rows.values(), key=lambda r: (r.ttl, _order(r.address)))
+
+
+def _order(address: str | None) -> tuple[int, int, int]:
+    """Addresses in numeric order, IPv4 first; silence (``*``) last."""
+    if address is None:
+        return (2, 0, 0)
+    parsed = ipaddress.ip_address(address)
+    return (0, parsed.version, int(parsed))
 
 
 def _name(address: str | None, names: Names | None) -> str:

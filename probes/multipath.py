@@ -120,7 +120,7 @@ class MultipathOptions:
     TCP 80). ``max_probes`` caps the probes of one trace (scamper's default, 3000);
     ``gap_limit`` ends a trace after that many TTLs where every flow was silent.
     ``flow_base`` is the first flow id (None: one per machine from the transport, so
-    that traces to one address never share a flow).
+    that up to six traces to one address at once never share a flow).
     """
 
     method: str = "udp"
@@ -174,8 +174,9 @@ class MultipathOptions:
 
 
 #: Flow ids of one machine lie in [base, base + _FLOW_SPAN): machines to one address
-#: get bases _FLOW_SPAN apart (16 of them before the 16-bit flow ids wrap).
+#: get bases _FLOW_SPAN apart, six of them before the source ports (28232) wrap.
 _FLOW_SPAN = 4096
+_FLOW_SLOTS = 28232 // _FLOW_SPAN
 
 #: An interface: (TTL, address); address None is a TTL where the flow was silent. The
 #: source is (first_ttl - 1, source address).
@@ -632,7 +633,7 @@ def new_multipath_machine(
     ident = transport.cookies.new_ident()
     base = options.flow_base
     if base is None:
-        base = (ident & 0xF) * _FLOW_SPAN  # another slot for each machine (16)
+        base = (ident & 0xFF) % _FLOW_SLOTS * _FLOW_SPAN  # the next slot for each machine
     return MultipathMachine(
         address,
         source=source or transport.source_for(address),
