@@ -98,8 +98,8 @@ class MemoryNetwork:
     #: Outages: (start, end) on the event-loop clock; a probe sent or an answer due
     #: inside one is lost (a link down, a DROP rule), whatever the host.
     outages: list[tuple[float, float]] = field(default_factory=list)
-    #: Deliver answers at once, inside the send (no delay, no task per answer): for
-    #: statistical tests over hundreds of thousands of probes.
+    #: Deliver answers at once, inside the send (no delay, no task per answer): answers
+    #: come in the order of the probes, and a test over many probes runs fast.
     instant: bool = False
 
     def __post_init__(self) -> None:
