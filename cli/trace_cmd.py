@@ -104,7 +104,7 @@ def register(commands: Any) -> None:
     # Multipath (cli/trace_mda.py).
     trace.add_argument("--mda", action="store_true", help="every load-balanced path (MDA; UDP)")
     trace.add_argument(
-        "--confidence", type=int, choices=(95, 99), help="--mda: %% of traces missing nothing"
+        "--confidence", type=int, choices=(95, 99), help="--mda: %% chance to miss no interface"
     )
     trace.add_argument(
         "--per-interface", action="store_true", help="--mda: the classic rule (scamper's)"
