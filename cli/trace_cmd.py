@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from rich.console import Console, Group
@@ -38,11 +38,11 @@ from rawprobe.cli.args import (
     sockets_name,
 )
 from rawprobe.cli.live import LiveView
-from rawprobe.cli.outputs import opens_outputs
+from rawprobe.cli.outputs import add_output_option, opens_outputs
 from rawprobe.cli.render import header, rtt_source_line
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
-from rawprobe.probes.models import TraceHop, TraceResult
+from rawprobe.probes.models import MultipathResult, TraceHop, TraceResult
 from rawprobe.probes.pathmtu import new_mtu_machine, path_mtu_many_with
 from rawprobe.probes.trace_live import fresh_flows, trace_rounds
 from rawprobe.probes.trace_stats import LiveTrace
@@ -112,6 +112,15 @@ def register(commands: Any) -> None:
     add_backend_option(trace)
     add_pcap_option(trace)
     add_rung_options(trace)
+    # Multipath (cli/trace_mda.py).
+    trace.add_argument("--mda", action="store_true", help="every load-balanced path (MDA; UDP)")
+    trace.add_argument(
+        "--confidence", type=int, choices=(95, 99), help="--mda: %% chance to miss no interface"
+    )
+    trace.add_argument(
+        "--per-interface", action="store_true", help="--mda: the classic rule (scamper's)"
+    )
+    add_output_option(trace, "--dot", dest="dot", help="--mda: Graphviz file", stdout_ok=False)
     trace.set_defaults(handler=run)
 
 
@@ -138,6 +147,11 @@ def trace_wait(text: str) -> tuple[float, float, float]:
 @opens_outputs
 def run(args: argparse.Namespace) -> int:
     targets = host_targets(args, "trace")
+    from rawprobe.cli.trace_mda import check_mda, run_mda  # (imports this module)
+
+    check_mda(args)
+    if args.mda:
+        return run_mda(args, targets)
     live = args.live or args.report
     if args.count is not None and not live:
         raise UsageError("trace: -c counts the rounds of --live or --report (a trace runs once)")
@@ -372,7 +386,10 @@ def _show_partial(
             _emit(line)
 
 
-def _input_order(results: Sequence[TraceResult], targets: Sequence[str]) -> list[TraceResult]:
+_Traced = TypeVar("_Traced", TraceResult, MultipathResult)
+
+
+def _input_order(results: Sequence[_Traced], targets: Sequence[str]) -> list[_Traced]:
     """Results sorted as the targets were given (a repeated target keeps its places)."""
     positions: dict[str, list[int]] = {}
     for index, target in enumerate(targets):

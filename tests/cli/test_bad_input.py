@@ -147,6 +147,18 @@ TRACE = [
     ["trace", "0x7f.1"],
     ["trace", "[::1"],
     ["trace", "-s", "192.0.2.1", V4],
+    ["trace", "--confidence", "95", V4],
+    ["trace", "--confidence", "90", "--mda", V4],
+    ["trace", "--per-interface", V4],
+    ["trace", "--dot", "{nodir}", "--mda", V4],
+    ["trace", "--dot", "-", "--mda", V4],
+    ["trace", "--dot", "{dir}", V4],
+    ["trace", "--mda", "--classic", V4],
+    ["trace", "--mda", "-q", "2", V4],
+    ["trace", "--mda", "-N", "2", V4],
+    ["trace", "--mda", "--live", V4],
+    ["trace", "--mda", "--report", V4],
+    ["trace", "--mda", "--unprivileged", V4],
 ]
 
 SWEEP = [
