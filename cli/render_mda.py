@@ -13,7 +13,7 @@ from typing import Any
 from rich.table import Table
 
 from rawprobe.cli.render import family, header, ms
-from rawprobe.cli.render_trace import _host, _response_data
+from rawprobe.cli.render_trace import _host, _response_data, trace_summary
 from rawprobe.probes.models import MultipathResult, TraceResponse
 
 Names = Mapping[str, str]
@@ -152,9 +152,9 @@ def mda_table(result: MultipathResult, names: Names | None = None) -> Table:
 
 
 def mda_data(result: MultipathResult, names: Names | None = None) -> dict[str, Any]:
-    """One trace of the JSON document: the trace's fields, a hop per TTL whose
-    ``responses`` hold one answer per interface seen there, and the links with their
-    flow ids."""
+    """One trace of the JSON document (``mda_trace`` in cli/output_schema.py): the
+    trace's fields, a hop per TTL whose ``responses`` hold one answer per interface
+    seen there, and the links with their flow ids."""
     hops = []
     for hop in result.hops:
         first: dict[str, TraceResponse] = {}
@@ -168,6 +168,7 @@ def mda_data(result: MultipathResult, names: Names | None = None) -> dict[str, A
                 "flows": len(hop.probes),
                 "lost": len(hop.probes) - answered - len(hop.pending),
                 "pending": len(hop.pending),
+                "rtt_source": hop.rtt_source,
                 "responses": [_response_data(p, names) for p in first.values()],
             }
         )
@@ -176,7 +177,6 @@ def mda_data(result: MultipathResult, names: Names | None = None) -> dict[str, A
         "address": result.address,
         "family": family(result.address),
         "method": result.method,
-        "mda": True,
         "source": result.source,
         "confidence": result.confidence,
         "reached": result.reached,
@@ -198,16 +198,20 @@ def mda_data(result: MultipathResult, names: Names | None = None) -> dict[str, A
 
 
 def mda_document(
-    results: Sequence[MultipathResult], names: Names | None = None, **extra: Any
+    results: Sequence[MultipathResult],
+    names: Names | None = None,
+    *,
+    interrupted: bool = False,
+    sockets: str = "raw",
 ) -> dict[str, Any]:
-    """``{"schema": ..., "command": "trace", "mode": "mda", "traces": [...]}``."""
-    document: dict[str, Any] = {
+    """``{"schema": "rawprobe/2", "command": "trace", "mode": "mda", "traces": [...],
+    "summary": {...}}`` (the summary is a Paris trace document's)."""
+    return {
         **header("trace"),
         "mode": "mda",
         "traces": [mda_data(r, names) for r in results],
+        "summary": trace_summary(results, interrupted=interrupted, sockets=sockets),
     }
-    document.update(extra)
-    return document
 
 
 def _quoted(text: str) -> str:

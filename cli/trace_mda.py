@@ -3,6 +3,9 @@
 
 Plain output prints a block per trace as it completes (interfaces per TTL with their
 next hops), a terminal a rich table, ``--json`` one document, ``--dot FILE`` Graphviz.
+With ``--live``/``--report`` (cli/trace_cmd.py's rounds) each target's MDA trace comes
+first, then its rounds probe flows through every interface it found
+(``discovered_flows``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -23,15 +27,23 @@ from rawprobe.cli.args import (
     interruptible,
     probe_transport,
     raw_rung,
+    sockets_name,
 )
 from rawprobe.cli.outputs import write_output
 from rawprobe.cli.target_args import host_addresses
 from rawprobe.cli.trace_cmd import DEFAULT_WAIT, _emit, _input_order, _names_for, _with_names
 from rawprobe.errors import UsageError
 from rawprobe.probes.models import MultipathResult
-from rawprobe.probes.multipath import MultipathOptions, MultipathResults, multipath_many_with
+from rawprobe.probes.multipath import (
+    MultipathOptions,
+    MultipathResults,
+    multipath_many_with,
+    multipath_with,
+    path_flows,
+)
 from rawprobe.probes.traceroute import trace_protocols
 from rawprobe.rdns import ReverseNames
+from rawprobe.transport.base import Transport
 
 #: One line, on stderr, for ``--mda -M icmp`` to IPv4 targets.
 ICMP4_NOTE = (
@@ -51,7 +63,6 @@ def check_mda(args: argparse.Namespace) -> None:
                 raise UsageError(f"trace: {flag} goes with --mda")
         return
     clashes = (
-        (args.live or args.report, "--live/--report"),
         (args.classic, "--classic"),
         (args.queries is not None, "-q"),
         (args.in_flight is not None, "-N"),
@@ -59,12 +70,15 @@ def check_mda(args: argparse.Namespace) -> None:
     for given, flag in clashes:
         if given:
             raise UsageError(f"trace: --mda decides its own probes; {flag} does not go with it")
+    if (args.live or args.report) and args.dot is not None:
+        raise UsageError("trace: --dot draws one --mda trace, not --live/--report rounds")
 
 
-def run_mda(args: argparse.Namespace, targets: list[str]) -> int:
+def mda_options(args: argparse.Namespace) -> MultipathOptions:
+    """The MDA's options from the command line (``--live --mda``'s discovery too)."""
     retries = args.retries if args.retries is not None else 2
     wait_max = (args.wait or DEFAULT_WAIT)[0]
-    options = MultipathOptions(
+    return MultipathOptions(
         method=args.method or "udp",
         confidence=args.confidence or 95,
         per_trace=not args.per_interface,
@@ -74,6 +88,27 @@ def run_mda(args: argparse.Namespace, targets: list[str]) -> int:
         retries=retries,
         port=args.port,
     )
+
+
+def icmp4_note(method: str, addresses: Sequence[str]) -> None:
+    """``ICMP4_NOTE`` on stderr when ICMP probes go to an IPv4 target."""
+    if method == "icmp" and any(":" not in a for a in addresses):
+        print(ICMP4_NOTE, file=sys.stderr)
+
+
+async def discovered_flows(
+    args: argparse.Namespace, transport: Transport, address: str, target: str
+) -> list[int]:
+    """``--live --mda``: the target's MDA trace, then flows through each interface it
+    found (``--flows N``, one by default) for the rounds to probe (``path_flows``)."""
+    result = await multipath_with(
+        transport, address, mda_options(args), source=args.source, target=target
+    )
+    return path_flows(result, args.flows or 1)
+
+
+def run_mda(args: argparse.Namespace, targets: list[str]) -> int:
+    options = mda_options(args)
     args.rung = raw_rung(args, "MDA traces")
     code: int = anyio.run(_with_names, _main, args, targets, options, backend=args.backend)
     return code
@@ -86,8 +121,7 @@ async def _main(
     names_dns: ReverseNames | None = None,
 ) -> int:
     addresses = await host_addresses(args, targets)
-    if options.method == "icmp" and any(":" not in a for a in addresses):
-        print(ICMP4_NOTE, file=sys.stderr)
+    icmp4_note(options.method, addresses)
     console = Console(highlight=False, soft_wrap=True)
     rich_out = console.is_terminal and not args.json
     results: list[MultipathResult] = []
@@ -130,7 +164,9 @@ async def _main(
         dot = render_mda.mda_dot(ordered, names)
         write_output(args.dot, dot.encode(), "--dot")
     if args.json:
-        document = render_mda.mda_document(ordered, names, interrupted=interrupt.happened)
+        document = render_mda.mda_document(
+            ordered, names, interrupted=interrupt.happened, sockets=sockets_name(transport)
+        )
         print(json.dumps(document, indent=2 if len(ordered) <= 10 else None))
     if interrupt.happened:
         return EXIT_INTERRUPTED

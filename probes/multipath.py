@@ -56,7 +56,7 @@ from rawprobe.probes.models import MultipathLink, MultipathResult, TraceHop, Tra
 from rawprobe.probes.multiplex import ManyResults, run_many
 from rawprobe.probes.trace_replies import parse_reply
 from rawprobe.probes.traceroute import DEFAULT_TCP_PORT, DEFAULT_UDP_PORT, METHODS
-from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.base import Reply, Sent, Transport, measured_rtt
 from rawprobe.transport.keys import Cookies, MatchKey
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "multipath_many_with",
     "multipath_with",
     "new_multipath_machine",
+    "path_flows",
     "probes_needed",
 ]
 
@@ -186,12 +187,13 @@ Node = tuple[int, str | None]
 class _Try:
     """One packet in flight for (flow, TTL)."""
 
-    __slots__ = ("attempt", "flow", "sent", "ttl")
+    __slots__ = ("attempt", "flow", "packet", "sent", "ttl")
 
-    def __init__(self, flow: int, ttl: int, attempt: int) -> None:
+    def __init__(self, flow: int, ttl: int, attempt: int, packet: bytes) -> None:
         self.flow = flow
         self.ttl = ttl
         self.attempt = attempt
+        self.packet = packet  # (its quotes are compared with it: a NAT)
         self.sent: Sent | None = None
 
 
@@ -301,8 +303,8 @@ class MultipathMachine(MachineOutbox[object]):
             probe = self._tries.get(reply.key)
             if probe is None or probe.sent is None:
                 continue
-            rtt = rtt_s(probe.sent, reply)
-            response = parse_reply(reply, self.family, rtt, probe.attempt)
+            rtt, rtt_source = measured_rtt(probe.sent, reply)
+            response = parse_reply(reply, self.family, rtt, probe.attempt, probe.packet, rtt_source)
             if response is not None:
                 self._resolve(probe.flow, probe.ttl, response)
         self._check_finished(now)
@@ -613,9 +615,33 @@ class MultipathMachine(MachineOutbox[object]):
         number = self._number
         self._number += 1
         out = self._probes.packet(ttl, (self._flow_base + flow) & 0xFFFF, number)
-        self._tries[out.key] = _Try(flow, ttl, attempt)
+        self._tries[out.key] = _Try(flow, ttl, attempt, out.packet)
         self._keys.setdefault((flow, ttl), []).append(out.key)
         return out
+
+
+def path_flows(result: MultipathResult, per_interface: int = 1) -> list[int]:
+    """Flow ids that pass every interface ``result`` found: at least ``per_interface``
+    through each (all it saw there, when fewer), flows seen at more interfaces first, so
+    that few flows cover the graph. What live rounds probe (``trace --live --mda``): a
+    flow keeps its path, so each (TTL, interface) gets probes every round."""
+    seen: dict[tuple[int, str], list[int]] = {}
+    reach: dict[int, int] = {}  # flow -> interfaces it was seen at
+    for hop, flows in zip(result.hops, result.flows, strict=True):
+        for probe, flow in zip(hop.probes, flows, strict=True):
+            if probe is not None:
+                seen.setdefault((hop.ttl, probe.address), []).append(flow)
+                reach[flow] = reach.get(flow, 0) + 1
+    chosen: dict[int, None] = {}
+    for _node, there in sorted(seen.items()):
+        have = sum(flow in chosen for flow in there)
+        for flow in sorted(there, key=lambda flow: -reach[flow]):
+            if have >= per_interface:
+                break
+            if flow not in chosen:
+                chosen[flow] = None
+                have += 1
+    return list(chosen)
 
 
 # -- async functions -------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import output_check
 from multipath_graphs import ECMP4, LINE, TARGET, result_of, run_pure, truth
 from rich.console import Console
 
@@ -34,8 +35,9 @@ def test_plain_lines_give_each_interface_once_a_ttl_with_its_next_hops() -> None
 def test_json_keeps_one_response_an_interface_and_adds_the_links() -> None:
     result = result_of(ECMP4, seed=3)
     document = render_mda.mda_document([result], interrupted=False)
-    data = json.loads(json.dumps(document))
-    assert data["mode"] == "mda" and data["interrupted"] is False
+    data = output_check.document(json.dumps(document), "trace")
+    assert data["mode"] == "mda" and data["summary"]["interrupted"] is False
+    assert data["summary"]["traces_reached"] == 1
     (trace,) = data["traces"]
     assert trace["confidence"] == 95 and trace["probes_sent"] == result.probes_sent
     assert trace["complete"] and trace["reached"] and trace["destination_ttl"] == 4
@@ -56,7 +58,7 @@ def test_a_silent_hop_is_a_star_and_null_in_json() -> None:
     result = run_pure(LINE, options, silent=["198.18.2.2"])[0].result()
     lines = render_mda.mda_lines(result)
     assert lines[2].split()[:2] == ["2", "*"] and "-> 198.18.3.2" in lines[2]
-    trace = render_mda.mda_data(result)
+    trace = output_check.part(render_mda.mda_data(result), "trace", "mda_trace")
     assert trace["hops"][1]["responses"] == [] and trace["hops"][1]["lost"] > 0
     links = {(link["ttl"], link["from"], link["to"]) for link in trace["links"]}
     assert {(1, "198.18.1.1", None), (2, None, "198.18.3.2")} <= links

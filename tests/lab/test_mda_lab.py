@@ -9,7 +9,6 @@ issue's 400 traces a topology; bench/mda_honesty.py also measures the classic ru
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import subprocess
 import sys
@@ -17,7 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
+import output_check
 import pytest
+from test_path_truth_lab import lossy_branch  # noqa: F401 (a fixture: ecmp2, a1 lossy)
 
 from rawprobe.lab import Lab
 from rawprobe.probes.models import MultipathResult
@@ -118,11 +119,11 @@ def test_the_cli_prints_the_graph_as_text_json_and_graphviz(
     dot = tmp_path / "mda.dot"
     done = rawprobe(net, "--mda", "-n", "--json", "--dot", str(dot), net.target_v4, net.target_v6)
     assert done.returncode == 0, done.stderr
-    document = json.loads(done.stdout)
+    document = output_check.document(done.stdout, "trace")
     assert document["mode"] == "mda" and len(document["traces"]) == 2
     for trace, paths in zip(document["traces"], (net.paths_v4, net.paths_v6), strict=True):
         nodes, _links = lab_truth(paths, trace["address"])
-        assert trace["confidence"] == 95 and trace["mda"] and trace["probes_sent"] > 0
+        assert trace["confidence"] == 95 and trace["probes_sent"] > 0
         seen = {(hop["ttl"], r["address"]) for hop in trace["hops"] for r in hop["responses"]}
         assert seen <= nodes  # (a miss is possible, at most 5%; a false interface never)
         for link in trace["links"]:
@@ -150,6 +151,67 @@ def test_mda_over_icmpv4_says_in_one_line_that_it_sees_one_path(
     assert done.returncode == 0
     assert done.stderr.count("\n") == 1 and "ICMPv4" in done.stderr and "-M udp" in done.stderr
     assert "(destination)" in done.stdout
+
+
+# -- --live/--report --mda: statistics for every path --------------------------------------
+
+
+def test_report_mda_gives_every_interface_of_both_branches_a_row(
+    topology_lab: Callable[[str], Lab],
+) -> None:
+    net = topology_lab("ecmp2")
+    restore = seeded(net)  # (the CLI's flows are the same each run: so are their paths)
+    try:
+        done = rawprobe(net, "--report", "--mda", "-n", "--json", "-c", "3", "-i", "0.05",
+                        "-w", "0.5", net.target_v4, net.target_v6)  # fmt: skip
+    finally:
+        restore()
+    assert done.returncode == 0, done.stderr
+    document = output_check.document(done.stdout, "trace")
+    assert document["mode"] == "report"
+    for trace, paths in zip(document["traces"], (net.paths_v4, net.paths_v6), strict=True):
+        rows = {(hop["ttl"], hop["addresses"][0]): hop for hop in trace["hops"]}
+        assert set(rows) == lab_truth(paths, trace["address"])[0]
+        assert all(hop["sent"] >= 3 and hop["loss"] == 0 for hop in trace["hops"])
+        branches = [path["hops"][1]["addresses"] for path in trace["paths"]]
+        assert sorted(branches) == sorted([path[1]] for path in paths)
+
+
+def test_live_mda_shows_the_loss_of_one_branch_on_its_rows_only(
+    lossy_branch: Lab,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """a1 drops 20% of the client's probes it forwards: the rows after a1 on its branch
+    lose about that, the rows of b1's branch none; before a1, none either."""
+    net = lossy_branch
+    restore = seeded(net)
+    try:
+        done = rawprobe(net, "--live", "--mda", "-n", "--json", "--flows", "4", "-c", "15",
+                        "-i", "0.05", "-w", "0.5", net.target_v4, net.target_v6)  # fmt: skip
+    finally:
+        restore()
+    assert done.returncode == 0, done.stderr
+    events = output_check.events(done.stdout.splitlines(), "trace")
+    last = {event["target"]: event for event in events if event["event"] == "round"}
+    for target, paths in ((net.target_v4, net.paths_v4), (net.target_v6, net.paths_v6)):
+        report = last[target]
+        a1_path, b1_path = ([*path, target] for path in paths)
+        rows = {(hop["ttl"], hop["addresses"][0]): hop for hop in report["hops"]}
+        assert set(rows) == lab_truth(paths, target)[0] and report["rounds"] == 15
+        for ttl, address in enumerate(b1_path, 1):
+            if address not in a1_path:  # (b1's own rows: b1, and r2's side over IPv6)
+                assert rows[ttl, address]["loss"] == 0, (ttl, address)
+            elif ttl <= 2:
+                assert rows[ttl, address]["loss"] == 0, (ttl, address)  # before a1
+        for ttl, address in enumerate(a1_path[2:], 3):
+            if address not in b1_path:  # (a1's own rows after a1: r2's side over IPv6)
+                assert rows[ttl, address]["loss"] > 0, (ttl, address)
+        by_branch = {path["hops"][1]["addresses"][0]: path for path in report["paths"]}
+        assert len(report["paths"]) == 2 and set(by_branch) == {a1_path[1], b1_path[1]}
+        assert all(hop["loss"] == 0 for hop in by_branch[b1_path[1]]["hops"])
+        after = by_branch[a1_path[1]]["hops"][2:]
+        lost = sum(hop["sent"] - hop["received"] for hop in after)
+        assert 0.05 < lost / sum(hop["sent"] for hop in after) < 0.4, after  # about 20%
+        assert not any(hop["rate_limited"] for hop in report["hops"])  # real loss
 
 
 # -- honesty ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from rawprobe.probes.multipath import (
     CLASSIC_TABLE,
     MultipathMachine,
     MultipathOptions,
+    path_flows,
     probes_needed,
 )
 from rawprobe.transport.keys import Cookies
@@ -120,6 +121,29 @@ def test_node_control_every_interface_tested_with_its_own_flows(
             continue
         nexts = {link.to for link in result.links if (link.ttl, link.source) == (ttl, address)}
         assert len(outgoing[ttl, address]) >= probes_needed(len(nexts) + 1, failure)
+
+
+@pytest.mark.parametrize("per_interface", [1, 3])
+@pytest.mark.parametrize("routes", [ECMP4, NESTED], ids=["ecmp4", "nested"])
+def test_path_flows_cross_every_interface_found(routes: Routes, per_interface: int) -> None:
+    """The flows ``trace --live --mda`` measures: their true paths cross every interface
+    the trace found, each through at least ``per_interface`` of them (or all the flows
+    seen there)."""
+    machine, sent = run_pure(routes, seed=7)
+    result = machine.result()
+    flows = path_flows(result, per_interface)
+    paths = {packet[20:22]: [*flow_path(routes, 7, packet), TARGET] for packet in sent}
+    crossed: dict[tuple[int, str], int] = {}
+    for flow in flows:
+        for ttl, address in enumerate(paths[source_port(flow).to_bytes(2, "big")], 1):
+            crossed[ttl, address] = crossed.get((ttl, address), 0) + 1
+    assert set(crossed) == result.nodes == truth(routes, TARGET)
+    for ttl, address in result.nodes:
+        seen = len(result.interfaces(ttl)[address])
+        assert crossed[ttl, address] >= min(per_interface, seen), (ttl, address)
+    assert len(set(flows)) == len(flows) <= per_interface * len(result.nodes)
+    if per_interface == 1:  # (a flow crosses an interface at every TTL of its path)
+        assert len(flows) < len(result.nodes) // 2
 
 
 def test_the_destination_is_reached_at_several_ttls() -> None:
