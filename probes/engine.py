@@ -58,6 +58,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol
 
 from rawprobe.errors import RawProbeError, UsageError
@@ -265,11 +266,34 @@ def _per_block(
     return [made[source] for source in sources]
 
 
-class _PortProbes:
-    """Probes to ports, from one source port: per-port words (ports as keys carry
-    them) and one template per source (``_template``)."""
+class _Builder:
+    """A probe builder: ``make`` is ``probe`` with the Target's fields as arguments,
+    the form the engine calls (a Target tuple per probe would cost more than the
+    engine's own work for it); a subclass overrides ``make``, never ``probe``."""
 
     fixed: ClassVar[Mapping[type, Verdict]] = {}
+
+    def probe(self, target: Target, port_index: int, attempt: int) -> Outgoing:
+        return self.make(*target, port_index, attempt)
+
+    def make(
+        self, position: int, dst: bytes, value: int, port_index: int, attempt: int
+    ) -> Outgoing:
+        raise NotImplementedError
+
+
+def _maker(strategy: Strategy) -> Callable[[int, bytes, int, int, int], Outgoing]:
+    """``strategy.probe`` with the Target's fields as arguments: a builder's ``make``."""
+    if isinstance(strategy, _Builder):
+        return strategy.make
+    return lambda position, dst, value, port_index, attempt: strategy.probe(
+        Target(position, dst, value), port_index, attempt
+    )
+
+
+class _PortProbes(_Builder):
+    """Probes to ports, from one source port: per-port words (ports as keys carry
+    them) and one template per source (``_template``)."""
 
     def __init__(
         self,
@@ -318,14 +342,15 @@ class TcpProbes(_PortProbes):
     def _template(self, family: int, source: bytes, ttl: int) -> _TcpTemplate:
         return _TcpTemplate(family, source, self.sport, _ACK if self.ack else _SYN, ttl)
 
-    def probe(self, target: Target, port_index: int, attempt: int) -> Outgoing:
-        dst = target.packed
+    def make(
+        self, position: int, dst: bytes, value: int, port_index: int, attempt: int
+    ) -> Outgoing:
         word = self._words[port_index]
         isn: int = _U32.unpack_from(self._cookie((KIND_TCP, dst, word, 0)))[0]
-        template = self._templates[target.position]
+        template = self._templates[position]
         dport = self._ports[port_index]
         ack = isn if self.ack else 0
-        total = template.partial + target.value + dport + isn + ack
+        total = template.partial + value + dport + isn + ack
         checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF  # (_fold, inline: once a probe)
         packet = template.head + dst + _TCP_MSS.pack(
             self.sport, dport, isn, ack, 6 << 4, template.flags, _TCP_WINDOW, checksum, 0,
@@ -350,11 +375,9 @@ class _EchoTemplate:
         self.words = [struct.pack("!HH", ident, seq) for seq in range(CANARY_ATTEMPT + 1)]
 
 
-class EchoProbes:
+class EchoProbes(_Builder):
     """Echo requests (ident fixed, seq = attempt) carrying the cookie of their key:
     every echo reply of the run comes back on one route, ``(KIND_ECHO, ident)``."""
-
-    fixed: ClassVar[Mapping[type, Verdict]] = {}
 
     def __init__(
         self, space: TargetSpace, sources: Sequence[str], cookies: Cookies, ident: int
@@ -365,14 +388,15 @@ class EchoProbes:
             space, sources, lambda family, source: _EchoTemplate(family, source, ident)
         )
 
-    def probe(self, target: Target, port_index: int, attempt: int) -> Outgoing:
-        dst = target.packed
+    def make(
+        self, position: int, dst: bytes, value: int, port_index: int, attempt: int
+    ) -> Outgoing:
         key = (KIND_ECHO, dst, self.ident, attempt)
         cookie = self._cookie(key)
-        template = self._templates[target.position]
+        template = self._templates[position]
         total = template.sum + attempt + int.from_bytes(cookie, "big")
         if template.v6:
-            total += target.value
+            total += value
         checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF  # (_fold, inline: once a probe)
         packet = b"".join(
             (template.head, dst, template.type, checksum.to_bytes(2, "big"),
@@ -402,14 +426,15 @@ class UdpProbes(_PortProbes):
         """The datagram's bytes to the port (``secret``: a cookie of the probe)."""
         raise NotImplementedError
 
-    def probe(self, target: Target, port_index: int, attempt: int) -> Outgoing:
-        dst = target.packed
+    def make(
+        self, position: int, dst: bytes, value: int, port_index: int, attempt: int
+    ) -> Outgoing:
         word = self._words[port_index]
         secret = int.from_bytes(self._cookie((KIND_TCP, dst, word, attempt))[:4], "big")
         payload = self.payload(port_index, secret)
-        template = self._templates[target.position]
+        template = self._templates[position]
         dport, length = self._ports[port_index], 8 + len(payload)
-        total = template.partial + target.value + dport + 2 * length
+        total = template.partial + value + dport + 2 * length
         checksum = _fold(total + ones_complement_sum(payload)) or 0xFFFF
         head = _ip_head(template.family, PROTO_UDP, length, template.ttl, template.source)
         packet = head + dst + _UDP.pack(self.sport, dport, length, checksum) + payload
@@ -456,6 +481,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         self.space = space
         self.pace = pace
         self.strategy = strategy
+        self._make = _maker(strategy)
         self._port_count = port_count
         self._order = order
         self._exhausted = False
@@ -694,34 +720,30 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
 
     # -- probes ----------------------------------------------------------------------
 
-    def _target(self, host: int) -> Target:
+    def _where(self, host: int) -> tuple[int, bytes, int]:
+        """The Target's fields of ``host`` (the hot loop has this inline)."""
         if self._single:
             position, value = 0, self._firsts[0] + host
         else:
             position, offset = self.space.locate(host)
             value = self._firsts[position] + offset
-        return new_tuple(Target, (position, value.to_bytes(self._widths[position], "big"), value))  # type: ignore[no-any-return]
+        return position, value.to_bytes(self._widths[position], "big"), value
 
     def _new_probes(self, count: int, out: list[Outgoing]) -> None:
         """Up to ``count`` probes of the next items of the order (the hot loop)."""
-        order, flights, probe = self._order, self._flights, self.strategy.probe
+        order, flights, make = self._order, self._flights, self._make
         nports, firsts, widths = self._port_count, self._firsts, self._widths
         locate = None if self._single else self.space.locate
         inf = math.inf
-        made = 0
-        for _ in range(count):
-            item = next(order, None)
-            if item is None:
-                self._exhausted = True
-                break
+        before = len(out)
+        for item in islice(order, count):
             host, port_index = divmod(item, nports) if nports > 1 else (item, 0)
             if locate is None:
                 position, value = 0, firsts[0] + host
             else:
                 position, offset = locate(host)
                 value = firsts[position] + offset
-            packed = value.to_bytes(widths[position], "big")
-            outgoing = probe(new_tuple(Target, (position, packed, value)), port_index, 0)
+            outgoing = make(position, value.to_bytes(widths[position], "big"), value, port_index, 0)
             key = outgoing[0]
             record: list[Any] = [item, 0, 0, 0.0, inf, None, True, key, None, 0]  # (0: unwitnessed)
             flights[key] = record
@@ -730,14 +752,15 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
                 for extra in outgoing[2]:
                     flights[extra] = record
             out.append(outgoing)
-            made += 1
+        made = len(out) - before
         self._flying += made
+        self._exhausted = made < count
 
     def _build(self, record: list[Any], attempt: int) -> Outgoing:
         """The next try of ``record`` (its key changes if the strategy's keys name
         the attempt: the earlier keys stay awaited, retired with the item)."""
         host, port_index = divmod(record[_ITEM], self._port_count)
-        outgoing = self.strategy.probe(self._target(host), port_index, attempt)
+        outgoing = self._make(*self._where(host), port_index, attempt)
         record[_FLYING] = True
         self._flying += 1
         key = outgoing.key
@@ -846,7 +869,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         round_keys = set()
         for item in guard.recent:
             host, port_index = divmod(item, self._port_count)
-            outgoing = self.strategy.probe(self._target(host), port_index, CANARY_ATTEMPT)
+            outgoing = self._make(*self._where(host), port_index, CANARY_ATTEMPT)
             round_keys.add(outgoing.key)
             sent.expect(outgoing.key)  # (an earlier round's send stays awaited)
             for extra_key in outgoing.extra_keys:
@@ -883,9 +906,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         turn = self._witness_turn.get(host, 0)
         for step in range(len(witnesses)):
             item = witnesses[(turn + step) % len(witnesses)]
-            outgoing = self.strategy.probe(
-                self._target(host), item % self._port_count, WITNESS_ATTEMPT
-            )
+            outgoing = self._make(*self._where(host), item % self._port_count, WITNESS_ATTEMPT)
             if outgoing.key not in self._witness_sends:
                 self._witness_turn[host] = turn + step + 1
                 self._witness_sends[outgoing.key] = record
