@@ -547,10 +547,6 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         return (self._exhausted and not self._flights) or self._gave_up
 
     @property
-    def timeout_s(self) -> float:
-        return self._timeout
-
-    @property
     def cwnd(self) -> float:
         return self._cwnd
 

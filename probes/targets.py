@@ -329,16 +329,9 @@ class BlockSet:
         if len(pending) >= self.CHUNK:
             self.merge(block.family)
 
-    def add_v4(self, value: int) -> None:
-        """One IPv4 address (as an integer): the fast path of target files."""
-        pending = self._pending[socket.AF_INET]
-        pending.append(value << 32)
-        if len(pending) >= self.CHUNK:
-            self.merge(socket.AF_INET)
-
     def v4_pending(self) -> array[int]:
-        """The IPv4 pending array, for a caller's inlined ``add_v4`` (append
-        ``value << 32``, then call ``merge(AF_INET)`` once it holds CHUNK entries)."""
+        """The IPv4 pending array, the fast path of target files: append an address's
+        ``value << 32``, then call ``merge(AF_INET)`` once it holds CHUNK entries."""
         pending = self._pending[socket.AF_INET]
         assert isinstance(pending, array)
         return pending

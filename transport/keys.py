@@ -65,7 +65,6 @@ _TCP_RST = 0x04
 _TCP_ACK = 0x10
 
 _IDENT_SEQ = struct.Struct("!HH")
-_PORTS_WORD = struct.Struct("!HHH")  # ports, then the UDP length or TCP seq high half
 _PORTS_SEQ = struct.Struct("!HHI")
 _PORTS_SEQ_ACK = struct.Struct("!HHII")
 _UDP = struct.Struct("!HHHH")

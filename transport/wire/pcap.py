@@ -51,9 +51,6 @@ LINKTYPE_LINUX_SLL2 = 276
 
 #: sll_pkttype values (linux/if_packet.h), also used by the cooked link types.
 PACKET_HOST = 0
-PACKET_BROADCAST = 1
-PACKET_MULTICAST = 2
-PACKET_OTHERHOST = 3
 PACKET_OUTGOING = 4
 
 MAGIC_MICRO = 0xA1B2C3D4
