@@ -97,6 +97,10 @@ class MemoryNetwork:
         self.hosts[address] = host
         return host
 
+    def cut(self, start_s: float, length_s: float) -> None:
+        """An outage of ``length_s`` seconds from ``start_s`` (event-loop clock)."""
+        self.outages.append((start_s, start_s + length_s))
+
     def is_down(self, now: float) -> bool:
         return any(start <= now < end for start, end in self.outages)
 
