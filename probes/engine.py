@@ -248,12 +248,6 @@ def _ip_head(family: int, protocol: int, length: int, ttl: int, source: bytes) -
     return _IP6.pack(6 << 28, length, protocol, ttl) + source
 
 
-def _fold(total: int) -> int:
-    """The Internet checksum of a sum of 16-bit words (2**16 == 1 mod 0xFFFF: any
-    integer that sums them, e.g. a 32-bit word or a whole address, adds directly)."""
-    return (0xFFFF - total % 0xFFFF) % 0xFFFF
-
-
 def _per_block(
     space: TargetSpace, sources: Sequence[str], make: Callable[[int, bytes], Any]
 ) -> list[Any]:
@@ -269,7 +263,11 @@ def _per_block(
 class _Builder:
     """A probe builder: ``make`` is ``probe`` with the Target's fields as arguments,
     the form the engine calls (a Target tuple per probe would cost more than the
-    engine's own work for it); a subclass overrides ``make``, never ``probe``."""
+    engine's own work for it); a subclass overrides ``make``, never ``probe``.
+
+    Checksums are summed, not folded, until the end: 2**16 == 1 (mod 0xFFFF), so any
+    integer that sums 16-bit words (a 32-bit word, a whole address) adds directly, and
+    ``(0xFFFF - total % 0xFFFF) % 0xFFFF`` is the checksum of the total."""
 
     fixed: ClassVar[Mapping[type, Verdict]] = {}
 
@@ -305,29 +303,14 @@ class _PortProbes(_Builder):
         sport: int,
         ttl: int = 64,
     ) -> None:
-        self.sport = sport
+        self.sport, self.ttl = sport, ttl
         self._ports = tuple(ports)
         self._words = tuple(sport << 16 | port for port in self._ports)
         self._cookie = cookies.cookie
-        self._templates = _per_block(
-            space, sources, lambda family, source: self._template(family, source, ttl)
-        )
+        self._templates = _per_block(space, sources, self._template)
 
-    def _template(self, family: int, source: bytes, ttl: int) -> Any:
+    def _template(self, family: int, source: bytes) -> tuple[Any, ...]:
         raise NotImplementedError
-
-
-class _TcpTemplate:
-    __slots__ = ("flags", "head", "partial")
-
-    def __init__(self, family: int, source: bytes, sport: int, flags: int, ttl: int) -> None:
-        self.flags = flags
-        self.head = _ip_head(family, PROTO_TCP, _TCP_LENGTH, ttl, source)
-        # Pseudo-header (source, protocol, length) + every TCP word but dport/seq/ack.
-        self.partial = (
-            ones_complement_sum(source) + PROTO_TCP + _TCP_LENGTH + sport + (6 << 12 | flags)
-            + _TCP_WINDOW + _MSS_OPTION[0] + _MSS_OPTION[1]
-        )  # fmt: skip
 
 
 class TcpProbes(_PortProbes):
@@ -339,40 +322,32 @@ class TcpProbes(_PortProbes):
     #: An ACK probe (acking its own sequence number) instead of a SYN.
     ack = False
 
-    def _template(self, family: int, source: bytes, ttl: int) -> _TcpTemplate:
-        return _TcpTemplate(family, source, self.sport, _ACK if self.ack else _SYN, ttl)
+    def _template(self, family: int, source: bytes) -> tuple[bytes, int, int]:
+        """The IP header up to the destination, the flags, and the checksum's sum of
+        the pseudo-header (source, protocol, length) and every TCP word but
+        dport/seq/ack."""
+        flags = _ACK if self.ack else _SYN
+        fixed = (
+            ones_complement_sum(source) + PROTO_TCP + _TCP_LENGTH + self.sport
+            + (6 << 12 | flags) + _TCP_WINDOW + _MSS_OPTION[0] + _MSS_OPTION[1]
+        )  # fmt: skip
+        return _ip_head(family, PROTO_TCP, _TCP_LENGTH, self.ttl, source), flags, fixed
 
     def make(
         self, position: int, dst: bytes, value: int, port_index: int, attempt: int
     ) -> Outgoing:
         word = self._words[port_index]
         isn: int = _U32.unpack_from(self._cookie((KIND_TCP, dst, word, 0)))[0]
-        template = self._templates[position]
+        head, flags, fixed = self._templates[position]
         dport = self._ports[port_index]
         ack = isn if self.ack else 0
-        total = template.partial + value + dport + isn + ack
-        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF  # (_fold, inline: once a probe)
-        packet = template.head + dst + _TCP_MSS.pack(
-            self.sport, dport, isn, ack, 6 << 4, template.flags, _TCP_WINDOW, checksum, 0,
+        total = fixed + value + dport + isn + ack
+        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF
+        packet = head + dst + _TCP_MSS.pack(
+            self.sport, dport, isn, ack, 6 << 4, flags, _TCP_WINDOW, checksum, 0,
             _MSS_OPTION[0], _MSS_OPTION[1],
         )  # fmt: skip
         return new_tuple(Outgoing, ((KIND_TCP, dst, word, isn), packet, (), True))  # type: ignore[no-any-return]
-
-
-class _EchoTemplate:
-    __slots__ = ("head", "sum", "type", "v6", "words")
-
-    def __init__(self, family: int, source: bytes, ident: int) -> None:
-        icmp_type = 8 if family == _V4 else 128
-        self.v6 = family == _V6
-        self.head = _ip_head(family, 1 if family == _V4 else 58, 16, 64, source)
-        self.type = bytes((icmp_type, 0))
-        # The checksum: type/code, ident and (ICMPv6) the pseudo-header are fixed; the
-        # sequence, the cookie and (ICMPv6) the destination are added per probe.
-        self.sum = (icmp_type << 8) + ident
-        if self.v6:
-            self.sum += ones_complement_sum(source) + 58 + 16
-        self.words = [struct.pack("!HH", ident, seq) for seq in range(CANARY_ATTEMPT + 1)]
 
 
 class EchoProbes(_Builder):
@@ -384,33 +359,34 @@ class EchoProbes(_Builder):
     ) -> None:
         self.ident = ident
         self._cookie = cookies.cookie
-        self._templates: list[_EchoTemplate] = _per_block(
-            space, sources, lambda family, source: _EchoTemplate(family, source, ident)
-        )
+        self._words = [struct.pack("!HH", ident, seq) for seq in range(CANARY_ATTEMPT + 1)]
+        self._templates = _per_block(space, sources, self._template)
+
+    def _template(self, family: int, source: bytes) -> tuple[bytes, bytes, int, bool]:
+        """The IP header up to the destination, type and code, the checksum's fixed
+        part (type/code, ident and, ICMPv6, the pseudo-header: the sequence, the cookie
+        and, ICMPv6, the destination are added per probe), ICMPv6 or not."""
+        v6 = family == _V6
+        icmp_type = 128 if v6 else 8
+        fixed = (icmp_type << 8) + self.ident
+        if v6:
+            fixed += ones_complement_sum(source) + 58 + 16
+        return _ip_head(family, 58 if v6 else 1, 16, 64, source), bytes((icmp_type, 0)), fixed, v6
 
     def make(
         self, position: int, dst: bytes, value: int, port_index: int, attempt: int
     ) -> Outgoing:
         key = (KIND_ECHO, dst, self.ident, attempt)
         cookie = self._cookie(key)
-        template = self._templates[position]
-        total = template.sum + attempt + int.from_bytes(cookie, "big")
-        if template.v6:
+        head, type_code, fixed, v6 = self._templates[position]
+        total = fixed + attempt + int.from_bytes(cookie, "big")
+        if v6:
             total += value
-        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF  # (_fold, inline: once a probe)
+        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF
         packet = b"".join(
-            (template.head, dst, template.type, checksum.to_bytes(2, "big"),
-             template.words[attempt], cookie)
-        )  # fmt: skip
+            (head, dst, type_code, checksum.to_bytes(2, "big"), self._words[attempt], cookie)
+        )
         return new_tuple(Outgoing, (key, packet, (), True))  # type: ignore[no-any-return]
-
-
-class _UdpTemplate:
-    __slots__ = ("family", "partial", "source", "ttl")
-
-    def __init__(self, family: int, source: bytes, sport: int, ttl: int) -> None:
-        self.family, self.source, self.ttl = family, source, ttl
-        self.partial = ones_complement_sum(source) + PROTO_UDP + sport
 
 
 class UdpProbes(_PortProbes):
@@ -419,8 +395,8 @@ class UdpProbes(_PortProbes):
     An ICMP error quoting a probe is matched by its checksum (the key), a datagram
     back by its ports (the extra key)."""
 
-    def _template(self, family: int, source: bytes, ttl: int) -> _UdpTemplate:
-        return _UdpTemplate(family, source, self.sport, ttl)
+    def _template(self, family: int, source: bytes) -> tuple[int, bytes, int]:
+        return family, source, ones_complement_sum(source) + PROTO_UDP + self.sport
 
     def payload(self, port_index: int, secret: int) -> bytes:
         """The datagram's bytes to the port (``secret``: a cookie of the probe)."""
@@ -432,11 +408,11 @@ class UdpProbes(_PortProbes):
         word = self._words[port_index]
         secret = int.from_bytes(self._cookie((KIND_TCP, dst, word, attempt))[:4], "big")
         payload = self.payload(port_index, secret)
-        template = self._templates[position]
+        family, source, fixed = self._templates[position]
         dport, length = self._ports[port_index], 8 + len(payload)
-        total = template.partial + value + dport + 2 * length
-        checksum = _fold(total + ones_complement_sum(payload)) or 0xFFFF
-        head = _ip_head(template.family, PROTO_UDP, length, template.ttl, template.source)
+        total = fixed + value + dport + 2 * length + ones_complement_sum(payload)
+        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF or 0xFFFF
+        head = _ip_head(family, PROTO_UDP, length, self.ttl, source)
         packet = head + dst + _UDP.pack(self.sport, dport, length, checksum) + payload
         extra = ((KIND_UDP_DATA, dst, word, 0),)
         return new_tuple(Outgoing, ((KIND_UDP, dst, word, checksum), packet, extra, True))  # type: ignore[no-any-return]
