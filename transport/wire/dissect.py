@@ -576,12 +576,9 @@ def _dissect_icmp(
         body = message.body
         if message.type in timestamp:
             if len(body) >= _TIMESTAMPS.size:
-                originate, receive, transmit = _TIMESTAMPS.unpack_from(body)
-                fields += [
-                    _f("originate", originate, f"{originate} ms"),
-                    _f("receive", receive, f"{receive} ms"),
-                    _f("transmit", transmit, f"{transmit} ms"),
-                ]
+                stamps = _TIMESTAMPS.unpack_from(body)
+                names = ("originate", "receive", "transmit")
+                fields += [_f(n, v, f"{v} ms") for n, v in zip(names, stamps, strict=True)]
                 body = body[_TIMESTAMPS.size :]
             else:
                 children.append(_malformed(f"timestamp body of {len(body)} of 12 bytes", body))
@@ -627,14 +624,9 @@ def _error_fields(message: icmp4.IcmpMessage | icmp6.Icmpv6Message, v6: bool) ->
         fields.append(_f("mtu", message.mtu))
     elif message.type == icmp6.PARAMETER_PROBLEM:
         fields.append(_f("pointer", message.pointer))
-    if message.rfc4884_length:
-        fields.append(
-            _f(
-                "original_length",
-                message.rfc4884_length,
-                f"{message.rfc4884_length} bytes (RFC 4884)",
-            )
-        )
+    length = message.rfc4884_length
+    if length:
+        fields.append(_f("original_length", length, f"{length} bytes (RFC 4884)"))
     return fields
 
 
@@ -665,16 +657,9 @@ def _extensions_layer(raw: bytes) -> Layer:
             children.append(Layer("Extension object", tuple(fields), (_malformed(str(exc)),)))
             continue
         if labels is not None:
+            names = ("label", "tc", "bottom", "ttl")
             stack = tuple(
-                Layer(
-                    "MPLS label",
-                    (
-                        _f("label", label.label),
-                        _f("tc", label.tc),
-                        _f("bottom", label.bottom),
-                        _f("ttl", label.ttl),
-                    ),
-                )
+                Layer("MPLS label", tuple(_f(name, getattr(label, name)) for name in names))
                 for label in labels
             )
             children.append(Layer("MPLS label stack", tuple(fields), stack))

@@ -118,10 +118,10 @@ def encode_record(
     fraction = nanos if nanosecond else nanos // 1000
     stored = data[:snaplen]
     original = len(data) if original_length is None else original_length
-    try:
-        return _RECORD["<"].pack(seconds, fraction, len(stored), original) + stored
-    except struct.error as exc:
-        raise UsageError(f"pcap record field out of range: {exc}") from exc
+    return (
+        pack_fields(_RECORD["<"], "pcap record field", seconds, fraction, len(stored), original)
+        + stored
+    )
 
 
 def decode_header(data: bytes) -> PcapHeader:

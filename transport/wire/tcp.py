@@ -261,9 +261,7 @@ class TcpHeader:
     @property
     def header_length(self) -> int:
         """Header length in bytes as it will be built (or as parsed)."""
-        if self.data_offset is not None:
-            return max(self.data_offset * 4, _options_padded_length(self.options) + 20)
-        return _options_padded_length(self.options) + 20
+        return max((self.data_offset or 0) * 4, _options_padded_length(self.options) + 20)
 
     def option(self, kind: int) -> TcpOption | None:
         """The first option of ``kind``, or None."""
