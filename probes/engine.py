@@ -390,8 +390,8 @@ class EchoProbes(_Builder):
 
 
 class UdpProbes(_PortProbes):
-    """UDP datagrams from one source port; ``payload(port_index, secret)`` (a
-    subclass's) gives each probe's bytes (``secret``: a 32-bit cookie of the probe).
+    """UDP datagrams from one source port; ``payload(port_index, secret)`` gives each
+    probe's bytes (``secret``: a 32-bit cookie of the probe; a subclass may override).
     An ICMP error quoting a probe is matched by its checksum (the key), a datagram
     back by its ports (the extra key)."""
 
@@ -399,8 +399,9 @@ class UdpProbes(_PortProbes):
         return family, source, ones_complement_sum(source) + PROTO_UDP + self.sport
 
     def payload(self, port_index: int, secret: int) -> bytes:
-        """The datagram's bytes to the port (``secret``: a cookie of the probe)."""
-        raise NotImplementedError
+        """The datagram's bytes to the port: by default 8 bytes of ``secret`` (a cookie
+        of the probe), which the checksum, the key an ICMP error is matched by, carries."""
+        return secret.to_bytes(4, "big") * 2
 
     def make(
         self, position: int, dst: bytes, value: int, port_index: int, attempt: int
@@ -478,7 +479,6 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         self._guard = OutageGuard[MatchKey, int](budget_s) if budget_s else None
         self._canary_keys = CanarySends[MatchKey]()  # canaries in flight -> their sends
         self._canary_alias: dict[MatchKey, MatchKey] = {}  # extra key -> canary key
-        self._gave_up = False
         self._rtt = RttEstimator(pace.initial_timeout_s, pace.min_timeout_s, pace.max_timeout_s)
         self._timeout = self._rtt.timeout_s
         self._cwnd = float(pace.initial_cwnd if pace.adaptive else pace.max_cwnd)
@@ -520,7 +520,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
 
     @property
     def done(self) -> bool:
-        return (self._exhausted and not self._flights) or self._gave_up
+        return (self._exhausted and not self._flights) or self.gave_up is not None
 
     @property
     def cwnd(self) -> float:
@@ -542,7 +542,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         guard = self._guard
         if guard is not None and (guard.pending or guard.ended):
             self._guard_step(guard, now, out)
-            if guard.outage_s is not None or self._gave_up:
+            if guard.outage_s is not None or guard.gave_up is not None:
                 self._spend(len(out))  # nothing new into an outage
                 self._check_done(now)
                 return out
@@ -828,10 +828,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
                 continue
             record[_BASE] = record[_TRIES]  # a whole new budget of retries
             self._resend.append(record)
-        if guard.gave_up is not None:
-            self._gave_up = True
-            return
-        if canaries:
+        if canaries and guard.gave_up is None:
             self._canaries(guard, now, out)
 
     def _canaries(self, guard: OutageGuard[MatchKey, int], now: float, out: list[Outgoing]) -> None:

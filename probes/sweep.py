@@ -378,9 +378,6 @@ class _TcpAckSweep(_TcpSweep):
 class _UdpSweep(_SweepVerdicts, UdpProbes):
     fixed: ClassVar[Mapping[type, Verdict]] = {UdpAnswer: _UP_UDP}
 
-    def payload(self, port_index: int, secret: int) -> bytes:
-        return secret.to_bytes(4, "big") * 2
-
 
 def _strategy(
     space: TargetSpace, options: SweepOptions, sources: list[str], ident: int, cookies: Cookies
