@@ -52,26 +52,24 @@ def parse_block(spec: str, *, whole_network: bool = False, ends: bool = False) -
     try:
         if "/" in text:
             network = _network(text, whole_network)
-            first, count = int(network.network_address), network.num_addresses
-            family = socket.AF_INET if network.version == 4 else socket.AF_INET6
-            if network.version == 4 and network.prefixlen <= 30 and not ends:
+            version, first, count = network.version, int(network[0]), network.num_addresses
+            if version == 4 and network.prefixlen <= 30 and not ends:
                 first, count = first + 1, count - 2
-            return AddressBlock(family, first, count)
-        if "-" in text:
+        elif "-" in text:
             start_text, end_text = text.split("-", 1)
             start = ipaddress.ip_address(start_text)
             end = _range_end(start, end_text)
             if int(end) < int(start):
                 raise UsageError(f"{spec}: range ends before it starts")
-            family = socket.AF_INET if start.version == 4 else socket.AF_INET6
-            return AddressBlock(family, int(start), int(end) - int(start) + 1)
-        address = ipaddress.ip_address(text)
+            version, first, count = start.version, int(start), int(end) - int(start) + 1
+        else:
+            address = ipaddress.ip_address(text)
+            version, first, count = address.version, int(address), 1
     except UsageError:
         raise
     except ValueError as exc:
         raise UsageError(f"{spec}: not an address, CIDR block or range ({exc})") from None
-    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-    return AddressBlock(family, int(address), 1)
+    return AddressBlock(socket.AF_INET if version == 4 else socket.AF_INET6, first, count)
 
 
 def _network(text: str, whole_network: bool) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
