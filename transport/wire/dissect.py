@@ -306,10 +306,9 @@ def _dissect_ipv4(data: bytes, *, quoted: bool, depth: int) -> tuple[list[Layer]
         frag = _payload(upper, "Fragment data")
         summary = f"IP {src} > {dst}: ip-proto-{header.protocol}"
         return [ip_layer, frag], summary
-    verify = not quoted and not header.is_fragment
     why = "quoted" if quoted else ("fragment" if header.is_fragment else "")
     layers, text = _dissect_upper(
-        header.protocol, upper, src, dst, verify=verify, why_not=why, quoted=quoted, depth=depth
+        header.protocol, upper, src, dst, why_not=why, quoted=quoted, depth=depth
     )
     return [ip_layer, *layers], f"IP {text}"
 
@@ -391,10 +390,9 @@ def _dissect_ipv6(data: bytes, *, quoted: bool, depth: int) -> tuple[list[Layer]
     if later_fragment:
         layers.append(_payload(upper, "Fragment data"))
         return layers, f"IP6 {src} > {dst}: {prefix.rstrip()}"
-    verify = not quoted and not fragmented
     why = "quoted" if quoted else ("fragment" if fragmented else "")
     upper_layers, text = _dissect_upper(
-        protocol, upper, src, dst, verify=verify, why_not=why, quoted=quoted, depth=depth
+        protocol, upper, src, dst, why_not=why, quoted=quoted, depth=depth
     )
     if prefix:
         head, colon, tail = text.partition(": ")
@@ -406,25 +404,18 @@ def _dissect_ipv6(data: bytes, *, quoted: bool, depth: int) -> tuple[list[Layer]
 
 
 def _dissect_upper(
-    protocol: int,
-    upper: bytes,
-    src: str,
-    dst: str,
-    *,
-    verify: bool,
-    why_not: str,
-    quoted: bool,
-    depth: int,
+    protocol: int, upper: bytes, src: str, dst: str, *, why_not: str, quoted: bool, depth: int
 ) -> tuple[list[Layer], str]:
-    """Layers after the IP header(s) and the summary text after ``IP ``/``IP6 ``."""
+    """Layers after the IP header(s) and the summary text after ``IP ``/``IP6 ``;
+    ``why_not``: why the checksums cannot be checked (quoted, fragment), or ""."""
     if protocol == PROTO_TCP:
-        return _dissect_tcp(upper, src, dst, verify=verify, why_not=why_not, quoted=quoted)
+        return _dissect_tcp(upper, src, dst, why_not=why_not, quoted=quoted)
     if protocol == PROTO_UDP:
-        return _dissect_udp(upper, src, dst, verify=verify, why_not=why_not, quoted=quoted)
+        return _dissect_udp(upper, src, dst, why_not=why_not, quoted=quoted)
     if protocol == PROTO_ICMP and ":" not in src:
-        return _dissect_icmp(upper, src, dst, v6=False, verify=verify, why_not=why_not, depth=depth)
+        return _dissect_icmp(upper, src, dst, v6=False, why_not=why_not, depth=depth)
     if protocol == PROTO_ICMPV6 and ":" in src:
-        return _dissect_icmp(upper, src, dst, v6=True, verify=verify, why_not=why_not, depth=depth)
+        return _dissect_icmp(upper, src, dst, v6=True, why_not=why_not, depth=depth)
     layers = [_payload(upper)] if upper else []
     return layers, f"{src} > {dst}: ip-proto-{protocol} {len(upper)}"
 
@@ -448,7 +439,7 @@ def _tcp_options_text(options: tuple[TcpOption, ...]) -> str:
 
 
 def _dissect_tcp(
-    upper: bytes, src: str, dst: str, *, verify: bool, why_not: str, quoted: bool
+    upper: bytes, src: str, dst: str, *, why_not: str, quoted: bool
 ) -> tuple[list[Layer], str]:
     try:
         header, payload = parse_tcp(upper, quoted=quoted)
@@ -467,7 +458,7 @@ def _dissect_tcp(
             return [Layer("TCP", short_fields)], f"{_ports(src, sport, dst, dport)}: tcp"
         return [_malformed(str(exc), upper)], f"{src} > {dst}: tcp (malformed: {exc})"
     expected = None
-    if verify:
+    if not why_not:  # (neither quoted nor a fragment: the checksum can be checked)
         expected = _expected(upper, 16, _pseudo_sum(src, dst, PROTO_TCP, len(upper)))
     fields = [
         _f("src_port", header.src_port),
@@ -509,7 +500,7 @@ def _ports(src: str, sport: int, dst: str, dport: int) -> str:
 
 
 def _dissect_udp(
-    upper: bytes, src: str, dst: str, *, verify: bool, why_not: str, quoted: bool
+    upper: bytes, src: str, dst: str, *, why_not: str, quoted: bool
 ) -> tuple[list[Layer], str]:
     try:
         header, payload = parse_udp(upper, quoted=quoted or bool(why_not))
@@ -519,7 +510,7 @@ def _dissect_udp(
     stored = header.checksum or 0
     expected: int | None = None
     reason = why_not
-    if verify:
+    if not why_not:  # (neither quoted nor a fragment: the checksum can be checked)
         if stored == 0 and ":" not in src:
             reason = "none"
         else:
@@ -547,7 +538,7 @@ def _code_text(family: int, icmp_type: int, code: int) -> str:
 
 
 def _dissect_icmp(
-    upper: bytes, src: str, dst: str, *, v6: bool, verify: bool, why_not: str, depth: int
+    upper: bytes, src: str, dst: str, *, v6: bool, why_not: str, depth: int
 ) -> tuple[list[Layer], str]:
     name = "ICMPv6" if v6 else "ICMP"
     try:
@@ -557,7 +548,7 @@ def _dissect_icmp(
     family = table.AF_INET6 if v6 else table.AF_INET
     type_name = table.type_name(family, message.type) or f"type {message.type}"
     expected = None
-    if verify:
+    if not why_not:  # (neither quoted nor a fragment: the checksum can be checked)
         initial = _pseudo_sum(src, dst, PROTO_ICMPV6, len(upper)) if v6 else 0
         expected = _expected(upper, 2, initial)
     fields = [
