@@ -6,10 +6,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from typing import Any
 
 
 def add_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="PYTHON", help="also time this build's rawprobe")
+
+
+def summary(document: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``summary`` (rawprobe/2). A baseline built before rawprobe/2 wrote
+    rawprobe/1, with the same counts at the top under older names: mapped here."""
+    if document.get("schema") == "rawprobe/1":
+        return {**document, "hosts_up": document.get("alive_count")}
+    found: dict[str, Any] = document["summary"]
+    return found
 
 
 def report(ours: list[float], baseline: list[float], peer_median_s: float) -> None:

@@ -116,10 +116,11 @@ def main() -> None:
             nmaps.append(b)
             exact["rawprobe"] += found_a == truth
             exact["nmap"] += found_b == truth
-            totals = document["state_totals"]
+            summary = document["summary"]  # (rawprobe/2)
+            totals = summary["state_totals"]
             line = (
                 f"round {number}: rawprobe {a:6.2f} s ({len(found_a)} open, states {totals},"
-                f" peak {document['timing']['peak_rate_pps']:,} pps)  nmap {b:6.2f} s"
+                f" peak {summary['timing']['peak_rate_pps']:,} pps)  nmap {b:6.2f} s"
                 f" ({len(found_b)} open)  ratio {a / b:.2f}"
             )
             if args.baseline:

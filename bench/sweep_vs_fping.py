@@ -71,13 +71,14 @@ def rawprobe(
     command = [python, "-I", "-m", "rawprobe", "sweep", "--rate", str(rate), "--json"]
     seconds, out = timed(the_lab, *command, target)
     document = json.loads(out)
-    return seconds, int(document["alive_count"]), document
+    summary = baseline.summary(document)
+    return seconds, int(summary["hosts_up"]), summary
 
 
-def _drops(document: dict[str, Any]) -> str:
+def _drops(summary: dict[str, Any]) -> str:
     """The transport's loss counters: replies the kernel dropped (SO_RXQ_OVFL) and
     replies that overflowed a probe's inbox."""
-    counters = document["counters"]
+    counters = summary["counters"]
     return f"kernel drops {counters['kernel_drops']}, inbox overflow {counters['inbox_overflow']}"
 
 
@@ -95,12 +96,12 @@ def main() -> None:
     with lab() as the_lab:
         for round_number in range(1, args.rounds + 1):
             f_s, f_found = fping(the_lab)
-            r_s, r_found, document = rawprobe(the_lab)
+            r_s, r_found, summary = rawprobe(the_lab)
             fping_s.append(f_s)
             rawprobe_s.append(r_s)
             line = (
                 f"round {round_number}: fping {f_s:.2f} s ({f_found} up)   "
-                f"rawprobe {r_s:.2f} s ({r_found} up, {_drops(document)})"
+                f"rawprobe {r_s:.2f} s ({r_found} up, {_drops(summary)})"
             )
             if args.baseline:
                 b_s, b_found, _ = rawprobe(the_lab, python=args.baseline)
@@ -111,9 +112,9 @@ def main() -> None:
         print(f"{NETWORK}: fping median {f_med:.2f} s, rawprobe median {r_med:.2f} s")
         print(f"ratio rawprobe/fping: {r_med / f_med:.2f} (<= 1.00 meets the target)")
         baseline.report(rawprobe_s, baseline_s, f_med)
-        d_s, d_found, document = rawprobe(the_lab, rate=DEFAULT_RATE_PPS)
+        d_s, d_found, summary = rawprobe(the_lab, rate=DEFAULT_RATE_PPS)
         print(f"at the default rate ({DEFAULT_RATE_PPS} packets/s): {d_s:.2f} s, {d_found} up,"
-              f" {_drops(document)}")  # fmt: skip
+              f" {_drops(summary)}")  # fmt: skip
         if args.icmplib:
             done = the_lab.run("client", sys.executable, "-c", ICMPLIB, NETWORK, check=False)
             if done.returncode == 0:
@@ -123,10 +124,10 @@ def main() -> None:
             else:
                 print(f"icmplib failed: {done.stderr.strip().splitlines()[-1:]}")
         if args.v6:
-            v6_s, v6_found, document = rawprobe(the_lab, V6_MILLION)
+            v6_s, v6_found, summary = rawprobe(the_lab, V6_MILLION)
             peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            rate = document["rate_pps"]
-            print(f"{V6_MILLION}: {v6_found} of {document['targets']} up in {v6_s:.2f} s, "
+            rate = summary["rate_pps"]
+            print(f"{V6_MILLION}: {v6_found} of {summary['targets']} up in {v6_s:.2f} s, "
                   f"{rate} probes/s (sweep only), peak RSS {peak_mb:.0f} MB")  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Bench: 1000 lab targets traced concurrently, rawprobe vs scamper, same lab, same run.
 
-    sudo .venv/bin/python bench/trace_vs_scamper.py [--targets 1000] [--runs 5]
+    sudo .venv/bin/python bench/trace_vs_scamper.py [--targets 1000] [--runs 5] [--topology NAME]
 
 Runs, alternately, ``rawprobe trace -n --json --file FILE`` (defaults: ICMP Paris, 3
 queries per hop, 10,000 packets/s) and ``scamper -c "trace -P icmp-paris" -p 10000
@@ -64,11 +64,14 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--queries", type=int, default=None, help="extra rawprobe run with -q N")
+    parser.add_argument(
+        "--topology", default="default", help="lab topology: name (rawprobe lab topologies) or file"
+    )
     args = parser.parse_args()
     figures: dict[str, list[float]] = {"rawprobe": [], "scamper": []}
     if args.queries:
         figures[f"rawprobe -q {args.queries}"] = []
-    with lab() as net, tempfile.TemporaryDirectory() as tmp:
+    with lab(topology=args.topology) as net, tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "targets.txt")
         Path(path).write_text("\n".join(targets(args.targets)) + "\n", encoding="utf-8")
         for run in range(1, args.runs + 1):

@@ -85,7 +85,7 @@ def truth(ports: tuple[int, ...]) -> dict[int, str]:
 
 
 def rawprobe_states(document: Mapping[str, Any], ports: tuple[int, ...]) -> dict[int, str]:
-    """Port -> state from a ``rawprobe/1`` scan document (one host): listed ports as
+    """Port -> state from a ``rawprobe/2`` scan document (one host): listed ports as
     listed; the unlisted ones are closed when the host's ``closed`` count says exactly
     that many, else ``missing``."""
     (host,) = document["hosts"]
@@ -135,8 +135,9 @@ def run_rawprobe(
         "-p", spec, "--json", target,
     )  # fmt: skip
     document = json.loads(out)
-    timeout_s = float(document["timing"]["timeout_ms"]) / 1000
-    scan_s = float(document["elapsed_ms"]) / 1000
+    summary = document["summary"]  # (rawprobe/2)
+    timeout_s = float(summary["timing"]["timeout_ms"]) / 1000
+    scan_s = float(summary["elapsed_ms"]) / 1000
     return seconds, rawprobe_states(document, parse_ports(spec)), timeout_s, scan_s
 
 

@@ -42,6 +42,7 @@ COMMANDS = {
     "sweep": ("rawprobe.cli.sweep_cmd", "find the live hosts of networks (like fping -g)"),
     "send": ("rawprobe.cli.send_cmd", "send one hand-made packet, show the reply dissected"),
     "sniff": ("rawprobe.cli.sniff_cmd", "watch IP packets (or read a pcap file), dissected"),
+    "schema": ("rawprobe.cli.schema_cmd", "print the JSON Schema of the JSON output"),
     "lab": ("rawprobe.cli.lab_cmd", "the network-namespace lab (root)"),
     "demo": ("rawprobe.cli.demo", "build a lab, probe it, tear it down"),
 }

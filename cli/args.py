@@ -79,10 +79,13 @@ class Parser(argparse.ArgumentParser):
 def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> Any:
     """``parser.parse_args(argv)``, except that unknown arguments are reported by the
     (sub)command they follow, so that ``ping --bogus`` points at ``rawprobe ping
-    --help`` (argparse has the top-level parser report them)."""
+    --help`` (argparse has the top-level parser report them). The command line is kept
+    as ``args.command_line`` (nmap's files name it)."""
     args, extras = parser.parse_known_args(argv)
     if extras:
         _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
+    words = sys.argv[1:] if argv is None else argv
+    args.command_line = " ".join([parser.prog, *words])
     return args
 
 
@@ -103,14 +106,18 @@ class VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
-        from importlib import metadata
-
-        try:
-            version = metadata.version("rawprobe")
-        except metadata.PackageNotFoundError:
-            version = "unknown (not installed)"
-        print(f"rawprobe {version}")
+        print(f"rawprobe {installed_version() or 'unknown (not installed)'}")
         parser.exit()
+
+
+def installed_version() -> str | None:
+    """The installed package's version (None: not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("rawprobe")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def positive_int(text: str) -> int:
@@ -149,6 +156,31 @@ def seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
     return value
+
+
+def add_shard_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--seed S`` and ``--shard I/N`` of the bulk commands (sweep, scan): N
+    machines given one seed walk one random order, each its own share."""
+    parser.add_argument("--seed", type=int, help=f"seed of the random order of {what}")
+    parser.add_argument(
+        "--shard", type=_shard, default=(0, 1), metavar="I/N", help="shard I of N (needs --seed)"
+    )
+
+
+def check_shard(args: argparse.Namespace) -> None:
+    if args.shard[1] > 1 and args.seed is None:
+        raise UsageError("--shard needs --seed: every shard must walk the same order")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index_text, count_text = text.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not I/N: {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"shard {text}: need 0 <= I < N")
+    return index, count
 
 
 def address(text: str) -> str:
@@ -412,6 +444,15 @@ def raw_rung(args: argparse.Namespace, what: str) -> str:
     ``raw``, and a UsageError when ``--unprivileged`` asked for what cannot be."""
     if args.rung == "datagram":
         raise UsageError(f"--unprivileged: {what} need raw sockets (root or CAP_NET_RAW)")
+    return "raw"
+
+
+def sockets_name(transport: object) -> str:
+    """The rung of the privilege ladder a transport is, as the JSON says it."""
+    if isinstance(transport, DatagramTransport):
+        return "icmp-datagram"
+    if isinstance(transport, UdpTransport):
+        return "udp-datagram"
     return "raw"
 
 

@@ -24,6 +24,7 @@ from rawprobe.cli.args import (
     positive_int,
     probe_transport,
     seconds,
+    sockets_name,
 )
 from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.target_args import host_addresses
@@ -32,7 +33,6 @@ from rawprobe.probes.drive import drive
 from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
 from rawprobe.probes.ping import PingEvent, PingOptions, new_machine, ping_protocols
 from rawprobe.transport import privileges
-from rawprobe.transport.dgram import DatagramTransport
 
 
 def register(commands: Any) -> None:
@@ -127,7 +127,7 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
 
     if args.json:
         document = render.ping_document(
-            results, args.hosts, interrupted=interrupt.happened, sockets=_rung_name(transport)
+            results, args.hosts, interrupted=interrupt.happened, sockets=sockets_name(transport)
         )
         print(json.dumps(document, indent=2))
     else:
@@ -152,7 +152,3 @@ def _print_summaries(args: argparse.Namespace, results: list[Any]) -> None:
     else:
         for line in render.ping_table_plain(results):
             _emit(line)
-
-
-def _rung_name(transport: object) -> str:
-    return "icmp-datagram" if isinstance(transport, DatagramTransport) else "raw"

@@ -6,7 +6,6 @@ Nothing here prints or reads a clock; the app decides where text goes.
 from __future__ import annotations
 
 import math
-import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,26 @@ from rawprobe.probes.models import PingError, PingReply, PingResult
 if TYPE_CHECKING:
     from rich.table import Table
 
-SCHEMA = "rawprobe/1"
+#: The version of every JSON document and NDJSON line (cli/output_schema.py: its
+#: JSON Schemas, printed by ``rawprobe schema``).
+SCHEMA = "rawprobe/2"
+
+
+def header(command: str, event: str | None = None) -> dict[str, Any]:
+    """The fields every document (``event`` None) and every NDJSON line starts with."""
+    if event is None:
+        return {"schema": SCHEMA, "command": command}
+    return {"schema": SCHEMA, "command": command, "event": event}
+
+
+def family(address: str) -> str:
+    """``ipv6`` or ``ipv4``, as every document says an address's family."""
+    return "ipv6" if ":" in address else "ipv4"
+
+
+def liveness(up: bool) -> str:
+    """Liveness as every document says it."""
+    return "up" if up else "down"
 
 
 def ms(seconds: float) -> float:
@@ -138,16 +156,15 @@ def _ms_or_none(seconds: float | None) -> float | None:
 
 def ping_host_data(result: PingResult, host: str | None = None) -> dict[str, Any]:
     """One host of the ping JSON document."""
-    family = socket.AF_INET6 if ":" in result.address else socket.AF_INET
     return {
         "host": host or result.address,
         "address": result.address,
-        "family": "ipv6" if family == socket.AF_INET6 else "ipv4",
+        "family": family(result.address),
+        "state": liveness(result.is_alive),
         "transmitted": result.transmitted,
         "received": result.received,
         "duplicates": result.duplicates,
         "packet_loss": round(result.packet_loss, 6),
-        "is_alive": result.is_alive,
         "elapsed_ms": ms(result.elapsed_s),
         "rtts_ms": [ms(rtt) for rtt in result.rtts],
         "min_ms": _ms_or_none(result.min_rtt_s),
@@ -183,14 +200,23 @@ def ping_host_data(result: PingResult, host: str | None = None) -> dict[str, Any
 
 
 def ping_document(
-    results: Sequence[PingResult], hosts: Sequence[str] | None = None, **extra: Any
+    results: Sequence[PingResult],
+    hosts: Sequence[str] | None = None,
+    *,
+    interrupted: bool = False,
+    sockets: str = "raw",
 ) -> dict[str, Any]:
-    """The versioned ping document: ``{"schema": "rawprobe/1", "hosts": [...]}``."""
+    """The ping document: ``{"schema": "rawprobe/2", "command": "ping", "hosts": [...],
+    "summary": {...}}``."""
     names = list(hosts) if hosts is not None else [r.address for r in results]
-    document: dict[str, Any] = {
-        "schema": SCHEMA,
-        "command": "ping",
+    up = sum(result.is_alive for result in results)
+    return {
+        **header("ping"),
         "hosts": [ping_host_data(r, h) for r, h in zip(results, names, strict=True)],
+        "summary": {
+            "interrupted": interrupted,
+            "sockets": sockets,
+            "hosts_up": up,
+            "hosts_down": len(results) - up,
+        },
     }
-    document.update(extra)
-    return document

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from rawprobe.cli.render import SCHEMA, ms
+from rawprobe.cli.render import header, ms
 from rawprobe.transport.wire.dissect import MALFORMED, Dissection, Layer
 
 _NAME_WIDTH = 16
@@ -88,8 +88,7 @@ def capture_data(
 ) -> dict[str, Any]:
     """One sniffed packet as a JSON object (one NDJSON line of ``sniff --json``)."""
     return {
-        "schema": SCHEMA,
-        "command": "sniff",
+        **header("sniff", "packet"),
         "timestamp_ns": timestamp_ns,
         "interface": interface,
         "direction": None if outgoing is None else ("out" if outgoing else "in"),

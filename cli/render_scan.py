@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from rawprobe.cli.render import SCHEMA, ms
+from rawprobe.cli.render import family, header, liveness, ms
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult
 
 #: A (state, reason) group with more ports than this is summarised in "Not shown"
@@ -35,7 +35,12 @@ def service_name(port: int, protocol: str = "tcp") -> str:
 
 def protocol_of(result: ScanResult) -> str:
     """``udp`` for a UDP scan's result, else ``tcp``."""
-    return "udp" if result.technique == "udp" else "tcp"
+    return technique_protocol(result.technique)
+
+
+def technique_protocol(technique: str) -> str:
+    """The protocol a scan technique probes: ``udp`` for the UDP scan, else ``tcp``."""
+    return "udp" if technique == "udp" else "tcp"
 
 
 Results = ScanResult | Sequence[ScanResult]
@@ -95,18 +100,43 @@ def _shown(host: HostPorts, *, only_open: bool, show_all: bool) -> list[PortResu
     ]
 
 
-def _not_shown(host: HostPorts, shown: Sequence[PortResult], protocol: str) -> list[str]:
-    """The parts of nmap's ``Not shown: 63527 closed tcp ports (reset), ...`` line."""
+def not_shown(host: HostPorts, shown: Sequence[PortResult]) -> list[tuple[str, str, int]]:
+    """(state, reason, count) of the ports of ``host`` not in ``shown``, most first
+    (nmap's ``Not shown`` line, its XML ``extraports``)."""
     listed: dict[tuple[str, str], int] = {}
     for port in shown:
         listed[port.state, port.reason] = listed.get((port.state, port.reason), 0) + 1
-    parts = []
+    hidden = []
     for state, reason, count in sorted(host.counts, key=lambda c: -c[2]):
-        hidden = count - listed.get((state, reason), 0)
-        if hidden > 0:
-            noun = "port" if hidden == 1 else "ports"
-            parts.append(f"{hidden} {state} {protocol} {noun} ({reason})")
-    return parts
+        left = count - listed.get((state, reason), 0)
+        if left > 0:
+            hidden.append((state, reason, left))
+    return hidden
+
+
+def _not_shown(host: HostPorts, shown: Sequence[PortResult], protocol: str) -> list[str]:
+    """The parts of nmap's ``Not shown: 63527 closed tcp ports (reset), ...`` line."""
+    return [
+        f"{n} {state} {protocol} {'port' if n == 1 else 'ports'} ({reason})"
+        for state, reason, n in not_shown(host, shown)
+    ]
+
+
+def initiated_comment(command: str, started: str, command_line: str) -> str:
+    """The first line of nmap's normal and grepable files."""
+    return f"# rawprobe {command} initiated {started} as: {command_line}"
+
+
+def done_comment(finished: str, host_count: int, up: int, elapsed_s: float) -> str:
+    """The last line of nmap's normal and grepable files."""
+    return f"# rawprobe done at {finished} -- {hosts_scanned(host_count, up, elapsed_s)}"
+
+
+def hosts_scanned(host_count: int, up: int, elapsed_s: float) -> str:
+    """nmap's ``1 IP address (1 host up) scanned in 3.33 seconds``."""
+    addresses = "IP address" if host_count == 1 else "IP addresses"
+    hosts = "host" if up == 1 else "hosts"
+    return f"{host_count} {addresses} ({up} {hosts} up) scanned in {elapsed_s:.2f} seconds"
 
 
 def _port_line(port: PortResult, reason: bool, protocol: str) -> str:
@@ -175,12 +205,10 @@ def scan_report(
         lines.append(interrupted_line(result))
     elif result.incomplete_reason:
         lines.append(f"Warning: scan incomplete: {result.incomplete_reason}")
-    addresses = "IP address" if result.host_count == 1 else "IP addresses"
     lines.append(
-        f"rawprobe done: {result.host_count} {addresses} ({up} host{'s' if up != 1 else ''}"
-        f" up) scanned in {result.elapsed_s:.2f} seconds ({result.probes_sent} probes,"
-        f" {result.retransmissions} retransmitted, peak {result.timing.peak_rate_pps:,.0f}"
-        f" probes/s)"
+        f"rawprobe done: {hosts_scanned(result.host_count, up, result.elapsed_s)}"
+        f" ({result.probes_sent} probes, {result.retransmissions} retransmitted,"
+        f" peak {result.timing.peak_rate_pps:,.0f} probes/s)"
     )
     return lines
 
@@ -212,23 +240,57 @@ def scan_document(
     *,
     interrupted: bool = False,
     counters: dict[str, int] | None = None,
+    workers: int = 1,
+    sockets: str = "raw",
+    shard: tuple[int, int] = (0, 1),
+    seed: int | None = None,
     with_hosts: bool = True,
 ) -> dict[str, Any]:
-    """The ``rawprobe/1`` JSON document: open and filtered ports always listed, closed
-    ones counted (listed too when the scan kept them). ``with_hosts=False`` leaves
-    out ``hosts`` (``host_data`` of each, for writing them one at a time). Several
-    protocols: the totals summed, each protocol's under ``protocols``."""
+    """The JSON document: ``hosts`` (``host_data`` of each: open and filtered ports
+    listed, closed ones counted, and listed too when the scan kept them), then the
+    ``summary``. ``with_hosts=False`` leaves ``hosts`` empty (for writing them one at a
+    time with ``write_document``)."""
+    summary = scan_summary(
+        results, interrupted=interrupted, counters=counters, workers=workers, sockets=sockets,
+        shard=shard, seed=seed,
+    )  # fmt: skip
+    return {
+        **header("scan"),
+        "hosts": list(hosts_data(results)) if with_hosts else [],
+        "summary": summary,
+    }
+
+
+def scan_summary(
+    results: Results,
+    *,
+    interrupted: bool = False,
+    counters: dict[str, int] | None = None,
+    workers: int = 1,
+    sockets: str = "raw",
+    shard: tuple[int, int] = (0, 1),
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """The document's ``summary`` (and the fields of the NDJSON ``summary`` event).
+    Several protocols: the totals summed, each protocol's under ``protocols``;
+    ``counters`` None: a connect() scan, which has no transport to count. ``shard``
+    (I, N): the results are this machine's share of the (host, port) order, and
+    ``complete`` says whether every port of that share was decided."""
     listed = _listed(results)
     result = combined(listed)
     timing = result.timing
-    document = {
-        "schema": SCHEMA,
-        "command": "scan",
+    up = sum(any(host.is_up for _p, host in parts) for _a, parts in _by_host(listed))
+    complete = result.complete
+    if shard[1] > 1:  # (the results count the whole space's ports)
+        complete = not interrupted and not result.incomplete_reason
+    return {
         "technique": result.technique,
+        "sockets": sockets,
         "interrupted": interrupted,
-        "complete": result.complete,
+        "complete": complete,
         "incomplete_reason": result.incomplete_reason,
         "host_count": result.host_count,
+        "hosts_up": up,
         "ports_per_host": result.ports_per_host,
         "elapsed_ms": ms(result.elapsed_s),
         "probes_sent": result.probes_sent,
@@ -248,10 +310,11 @@ def scan_document(
             "outages": timing.outages,
             "outage_ms": ms(timing.outage_s),
         },
-        "counters": counters or {},
-    }
-    if len(listed) > 1:
-        document["protocols"] = {
+        "counters": counters,
+        "workers": workers,
+        "shard": f"{shard[0]}/{shard[1]}",
+        "seed": seed,
+        "protocols": {
             protocol_of(r): {
                 "technique": r.technique,
                 "ports_per_host": r.ports_per_host,
@@ -261,10 +324,8 @@ def scan_document(
                 "elapsed_ms": ms(r.elapsed_s),
             }
             for r in listed
-        }
-    if with_hosts:
-        document["hosts"] = list(hosts_data(listed))
-    return document
+        },
+    }
 
 
 def hosts_data(results: Results) -> Iterator[dict[str, Any]]:
@@ -276,35 +337,43 @@ def hosts_data(results: Results) -> Iterator[dict[str, Any]]:
         yield from (host_data(host, protocol) for host in listed[0].hosts)
         return
     for _address, parts in _by_host(listed):
-        data = [(protocol, host_data(host, protocol)) for protocol, host in parts]
-        merged = data[0][1]
-        states: collections.Counter[str] = collections.Counter()
-        for _protocol, one in data:
-            states.update(one["state_counts"])
-        merged.update(
-            up=any(one["up"] for _p, one in data),
-            min_rtt_ms=min((o["min_rtt_ms"] for _p, o in data if o["min_rtt_ms"] is not None),
-                           default=None),
-            closed=sum(one["closed"] for _p, one in data),
-            state_counts=dict(sorted(states.items())),
-            reason_counts=[{**c, "protocol": p} for p, one in data for c in one["reason_counts"]],
-            ports=[port for _p, one in data for port in one["ports"]],
-        )  # fmt: skip
-        yield merged
+        yield protocols_data(parts)
+
+
+def protocols_data(parts: Sequence[tuple[str, HostPorts]]) -> dict[str, Any]:
+    """One entry of the ``hosts`` of a scan of several protocols, from a host's
+    (protocol, HostPorts) parts: their ``host_data`` merged."""
+    data = [(protocol, host_data(host, protocol)) for protocol, host in parts]
+    merged = data[0][1]
+    states: collections.Counter[str] = collections.Counter()
+    for _protocol, one in data:
+        states.update(one["state_counts"])
+    merged.update(
+        state=liveness(any(one["state"] == "up" for _p, one in data)),
+        min_rtt_ms=min((o["min_rtt_ms"] for _p, o in data if o["min_rtt_ms"] is not None),
+                       default=None),
+        closed=sum(one["closed"] for _p, one in data),
+        state_counts=dict(sorted(states.items())),
+        reason_counts=[c for _p, one in data for c in one["reason_counts"]],
+        ports=[port for _p, one in data for port in one["ports"]],
+    )  # fmt: skip
+    return merged
 
 
 def host_data(host: HostPorts, protocol: str = "tcp") -> dict[str, Any]:
     """One entry of the document's ``hosts`` (one protocol's ports)."""
     return {
         "address": host.address,
-        "family": "ipv6" if ":" in host.address else "ipv4",
-        "up": host.is_up,
+        "family": family(host.address),
+        "state": liveness(host.is_up),
         "min_rtt_ms": None if host.min_rtt_s is None else ms(host.min_rtt_s),
         "closed": host.closed,
         "state_counts": {
             state: host.count(state) for state in sorted({s for s, _r, _n in host.counts})
         },
-        "reason_counts": [{"state": s, "reason": r, "count": n} for s, r, n in host.counts],
+        "reason_counts": [
+            {"protocol": protocol, "state": s, "reason": r, "count": n} for s, r, n in host.counts
+        ],
         "ports": [_port_data(port, protocol) for port in host.ports],
     }
 
@@ -349,7 +418,7 @@ def grepable(
     ignored state. An interrupted scan has a ``# rawprobe interrupted`` comment."""
     listed = _listed(results)
     result = combined(listed)
-    lines = [f"# rawprobe scan initiated {started} as: {command_line}"]
+    lines = [initiated_comment("scan", started, command_line)]
     up = 0
     for address, parts in _by_host(listed):
         is_up = any(host.is_up for _protocol, host in parts)
@@ -368,9 +437,5 @@ def grepable(
         lines.append(line)
     if interrupted:
         lines.append("# " + interrupted_line(result))
-    lines.append(
-        f"# rawprobe done at {finished} -- {result.host_count} IP address"
-        f"{'' if result.host_count == 1 else 'es'} ({up} host{'' if up == 1 else 's'} up)"
-        f" scanned in {result.elapsed_s:.2f} seconds"
-    )
+    lines.append(done_comment(finished, result.host_count, up, result.elapsed_s))
     return lines

@@ -8,22 +8,21 @@ reverse-DNS names when the caller looked them up (never in tests).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from rawprobe.cli.render import SCHEMA, ms
+from rawprobe.cli.render import family, header, ms
 from rawprobe.probes.models import HopStats, TraceHop, TraceResponse, TraceResult
 from rawprobe.transport.wire.icmpext import MplsLabel
+
+if TYPE_CHECKING:
+    from rawprobe.probes.traceroute import LiveTrace
 
 Names = Mapping[str, str]
 
 #: mtr's columns, in its order.
 LIVE_COLUMNS = ("Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev")
-
-
-def _family(address: str) -> str:
-    return "ipv6" if ":" in address else "ipv4"
 
 
 def _host(address: str, names: Names | None) -> str:
@@ -126,13 +125,14 @@ def trace_table(result: TraceResult, names: Names | None = None) -> Table:
 
 
 def _response_data(probe: TraceResponse, names: Names | None) -> dict[str, Any]:
-    data: dict[str, Any] = {
+    return {
         "address": probe.address,
+        "hostname": names.get(probe.address) if names else None,
         "rtt_ms": ms(probe.rtt_s),
         "kind": probe.kind,
         "icmp_type": probe.icmp_type,
         "icmp_code": probe.icmp_code,
-        "annotation": probe.annotation or None,
+        "annotation": probe.annotation,
         "reply_ttl": probe.reply_ttl,
         "quoted_ttl": probe.quoted_ttl,
         "mpls": [
@@ -140,9 +140,6 @@ def _response_data(probe: TraceResponse, names: Names | None) -> dict[str, Any]:
         ],
         "attempt": probe.attempt,
     }
-    if names and probe.address in names:
-        data["hostname"] = names[probe.address]
-    return data
 
 
 def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any]:
@@ -150,7 +147,7 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
     return {
         "target": result.target,
         "address": result.address,
-        "family": _family(result.address),
+        "family": family(result.address),
         "method": result.method,
         "paris": result.paris,
         "source": result.source,
@@ -178,16 +175,24 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
 
 
 def trace_document(
-    results: Sequence[TraceResult], names: Names | None = None, **extra: Any
+    results: Sequence[TraceResult],
+    names: Names | None = None,
+    *,
+    interrupted: bool = False,
+    sockets: str = "raw",
 ) -> dict[str, Any]:
-    """``{"schema": "rawprobe/1", "command": "trace", "traces": [...]}``."""
-    document: dict[str, Any] = {
-        "schema": SCHEMA,
-        "command": "trace",
+    """``{"schema": "rawprobe/2", "command": "trace", "mode": "trace", "traces": [...],
+    "summary": {...}}``."""
+    return {
+        **header("trace"),
+        "mode": "trace",
         "traces": [trace_data(r, names) for r in results],
+        "summary": {
+            "interrupted": interrupted,
+            "sockets": sockets,
+            "traces_reached": sum(r.reached for r in results),
+        },
     }
-    document.update(extra)
-    return document
 
 
 # -- mtr-style statistics ------------------------------------------------------------------
@@ -259,7 +264,7 @@ def live_data(
     return {
         "target": target,
         "address": address,
-        "family": _family(address),
+        "family": family(address),
         "rounds": rounds,
         "hops": [
             {
@@ -274,8 +279,31 @@ def live_data(
                 "best_ms": ms_or_none(row.best_s),
                 "worst_ms": ms_or_none(row.worst_s),
                 "stdev_ms": ms_or_none(row.stdev_s),
-                "annotation": row.annotation or None,
+                "annotation": row.annotation,
             }
             for row in rows
         ],
+    }
+
+
+def rounds_summary(
+    stats: Sequence[LiveTrace], *, interrupted: bool, sockets: str
+) -> dict[str, Any]:
+    """The ``summary`` of ``--report --json`` and of the ``--live --json`` stream."""
+    return {
+        "interrupted": interrupted,
+        "sockets": sockets,
+        "rounds": [{"target": s.target, "address": s.address, "rounds": s.rounds} for s in stats],
+    }
+
+
+def report_document(
+    stats: Sequence[LiveTrace], names: Names | None, *, interrupted: bool, sockets: str
+) -> dict[str, Any]:
+    """``--report --json``: each target's statistics over the rounds."""
+    return {
+        **header("trace"),
+        "mode": "report",
+        "traces": [live_data(s.target, s.address, s.rounds, s.rows(), names) for s in stats],
+        "summary": rounds_summary(stats, interrupted=interrupted, sockets=sockets),
     }

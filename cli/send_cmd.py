@@ -31,7 +31,7 @@ from rawprobe.cli.args import (
     seconds,
 )
 from rawprobe.cli.outputs import add_output_option, opens_outputs
-from rawprobe.cli.render import SCHEMA, format_rtt
+from rawprobe.cli.render import format_rtt, header
 from rawprobe.errors import SendError, UsageError
 from rawprobe.probes.craft import ICMP, IP, TCP, UDP, craft
 from rawprobe.targets import resolve
@@ -293,12 +293,8 @@ async def _main(args: argparse.Namespace) -> int:
         transport.recorder = None
     if args.json:
         document = {
-            "schema": SCHEMA,
-            "command": "send",
-            "target": args.target,
-            "address": address,
-            "interrupted": interrupt.happened,
-            "probes": [
+            **header("send"),
+            "packets": [
                 {
                     **render_packet.exchange_data(e.sent, e.reply, e.rtt_s, e.source),
                     "error": e.error,
@@ -306,6 +302,14 @@ async def _main(args: argparse.Namespace) -> int:
                 }
                 for e in exchanges
             ],
+            "summary": {
+                "target": args.target,
+                "address": address,
+                "sockets": "raw",
+                "interrupted": interrupt.happened,
+                "probes_sent": sum(e.error is None for e in exchanges),
+                "replies": sum(e.reply is not None for e in exchanges),
+            },
         }
         print(json.dumps(document, indent=2))
     if interrupt.happened:

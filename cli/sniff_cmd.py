@@ -35,7 +35,7 @@ from rawprobe.cli.args import (
 )
 from rawprobe.cli.live import LiveView
 from rawprobe.cli.outputs import add_output_option, opens_outputs
-from rawprobe.cli.render import SCHEMA
+from rawprobe.cli.render import header
 from rawprobe.errors import UsageError
 from rawprobe.transport import privileges
 from rawprobe.transport.sniffer import open_sniffer
@@ -183,7 +183,7 @@ def _read(args: argparse.Namespace, packet_filter: PacketFilter, sink: _Sink) ->
             sink.packet(found.packet, record.timestamp_ns, found.outgoing, iface)
             if args.count is not None and sink.kept >= args.count:
                 break
-    _summary(sink, seen, None)
+    _summary(sink, seen, None, received_signal() is not None, sockets=None)
     return EXIT_OK if received_signal() is None else EXIT_INTERRUPTED
 
 
@@ -213,10 +213,7 @@ async def _live_sniff(args: argparse.Namespace, sniffer: Any, sink: _Sink, durat
         else:
             await _capture(sniffer, sink, args.count, duration)
     stats = sniffer.stats()
-    if interrupt.happened and sink.json:  # the stream's last line says it stopped short
-        end = {"schema": SCHEMA, "command": "sniff", "event": "interrupted", "captured": sink.kept}
-        print(json.dumps(end), flush=True)
-    _summary(sink, stats.seen, stats.kernel_drops, interrupt.happened)
+    _summary(sink, stats.seen, stats.kernel_drops, interrupt.happened, sockets="packet")
     return EXIT_INTERRUPTED if interrupt.happened else EXIT_OK
 
 
@@ -230,6 +227,13 @@ async def _capture(sniffer: Any, sink: _Sink, count: int | None, duration_s: flo
                 return
 
 
-def _summary(sink: _Sink, seen: int, kernel_drops: int | None, interrupted: bool = False) -> None:
+def _summary(
+    sink: _Sink, seen: int, kernel_drops: int | None, interrupted: bool, *, sockets: str | None
+) -> None:
+    """The closing line on stderr; with ``--json``, the stream's last line too."""
+    if sink.json:
+        summary = {"sockets": sockets, "interrupted": interrupted, "captured": sink.kept,
+                   "seen": seen, "kernel_drops": kernel_drops}  # fmt: skip
+        print(json.dumps({**header("sniff", "summary"), **summary}), flush=True)
     line = render_packet.sniff_summary(seen, sink.kept, kernel_drops)
     print(line + ("; interrupted" if interrupted else ""), file=sys.stderr, flush=True)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import heapq
+import ipaddress
 import json
 import mmap
 import struct
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,16 +25,20 @@ from rawprobe.cli.args import (
     add_max_outage_option,
     add_pcap_option,
     add_rung_options,
+    add_shard_options,
+    check_shard,
     defer_signals,
     describe_rung,
+    installed_version,
     int_in,
     interruptible,
     raw_rung,
     recording_transport,
     seconds,
+    sockets_name,
 )
-from rawprobe.cli.outputs import opens_outputs
-from rawprobe.cli.render import SCHEMA, ms
+from rawprobe.cli.outputs import add_output_option, opens_outputs, stdout_outputs, write_output
+from rawprobe.cli.render import header, ms
 from rawprobe.cli.target_args import add_exclude_options, add_file_option, target_space
 from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
@@ -74,11 +81,17 @@ def register(commands: Any) -> None:
         "--rate", type=seconds, default=DEFAULT_RATE_PPS, help="packets/s cap (0: none)"
     )
     add_max_outage_option(sweep)
-    sweep.add_argument("--seed", type=int, help="seed of the random order (shards need one)")
-    sweep.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="shard I of N")
+    add_shard_options(sweep, "the addresses")
     output = sweep.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON document at the end")
     output.add_argument("--ndjson", action="store_true", help="one JSON line per host as decided")
+    add_output_option(sweep, "-oX", dest="xml", help="nmap -sn's XML (- stdout)", stdout_ok=True)
+    add_output_option(
+        sweep, "-oG", dest="grepable", help="nmap -sn's grepable lines (- stdout)", stdout_ok=True
+    )
+    sweep.add_argument(
+        "--all", action="store_true", help="--json/--ndjson: list the hosts down too"
+    )
     sweep.add_argument(
         "-w", "--workers", type=int_in(1, 64), help="worker processes (default: CPUs, max 4)"
     )
@@ -88,17 +101,6 @@ def register(commands: Any) -> None:
     add_pcap_option(sweep)
     add_rung_options(sweep)
     sweep.set_defaults(handler=run)
-
-
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        index_text, count_text = text.split("/")
-        index, count = int(index_text), int(count_text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not I/N: {text!r}") from None
-    if not 0 <= index < count:
-        raise argparse.ArgumentTypeError(f"shard {text}: need 0 <= I < N")
-    return index, count
 
 
 @opens_outputs
@@ -113,26 +115,31 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.port is not None and args.method == "icmp":
         raise UsageError("sweep: -p is for -M tcp-syn, tcp-ack or udp (ICMP echo has no port)")
-    if args.shard[1] > 1 and args.seed is None:
-        raise UsageError("--shard needs --seed: every shard must walk the same order")
+    check_shard(args)
+    if args.all and not (args.json or args.ndjson):
+        raise UsageError("sweep: --all lists down hosts in --json and --ndjson output "
+                         "(plain output lists the hosts up)")  # fmt: skip
+    stdout_outputs(args, *(["--json"] if args.json else ["--ndjson"] if args.ndjson else []))
     space = target_space(args, "sweep")
     _check_before_fork(space)
     capture = args.pcap is not None
     plan = plan_workers(args.workers, space.size, args.seed, args.shard, capture=capture)
     workers, args.seed = plan.workers, plan.seed
+    files = _NmapFiles(args) if args.xml is not None or args.grepable is not None else None
     progress = mmap.mmap(-1, 16 * workers)  # per worker: decided, up (shared after fork)
     show_progress = sys.stderr.isatty() and not args.quiet
 
-    def job(worker: int) -> ShardOutcome:
+    def job(worker: int) -> _Shard:
         draw = show_progress and worker == 0
-        outcome: ShardOutcome = anyio.run(
+        shard: _Shard = anyio.run(
             _sweep_shard, args, options, space, plan.of(worker),
-            (progress, worker, workers, draw), backend=args.backend,
+            (progress, worker, workers, draw), files, backend=args.backend,
         )  # fmt: skip
-        return outcome
+        return shard
 
     defer_signals()  # from here on a signal stops the probing and the summary is printed
-    outcomes = run_plan(job, plan)
+    shards = run_plan(job, plan)
+    outcomes = [outcome for outcome, _sockets, _down in shards]
     result = merge_outcomes(space, outcomes)
     interrupted = any(outcome.interrupted for outcome in outcomes)
     counters = {
@@ -144,44 +151,44 @@ def run(args: argparse.Namespace) -> int:
     # Interrupted: hosts not decided (never probed, or probed and still awaited) are
     # neither up nor down; only the probes that left are counted.
     undecided = total - alive_count - result.dead_count
-    counts = {
-        "alive_count": alive_count,
-        "dead_count": result.dead_count,
-        "undecided_count": undecided,
+    summary = {
+        "method": options.method,
+        "port": options.port,
+        "sockets": shards[0][1],
+        "lists_down": args.all,
+        "hosts_up": alive_count,
+        "hosts_down": result.dead_count,
+        "hosts_undecided": undecided,
         "targets": total,
         "probes_sent": result.probes_sent,
         "elapsed_ms": ms(result.elapsed_s),
+        "rate_pps": round(result.rate_pps),
+        "workers": workers,
+        "shard": f"{args.shard[0]}/{args.shard[1]}",
+        "seed": args.seed,
+        "interrupted": interrupted,
+        "complete": result.complete and not interrupted,
+        "incomplete_reason": result.incomplete_reason,
+        "counters": counters,
     }
     if args.json:
-        document = {
-            "schema": SCHEMA,
-            "command": "sweep",
-            "method": options.method,
-            "port": options.port,
-            "alive": "@ALIVE@",
-            **counts,
-            "rate_pps": round(result.rate_pps),
-            "workers": workers,
-            "shard": f"{args.shard[0]}/{args.shard[1]}",
-            "seed": args.seed,
-            "interrupted": interrupted,
-            "complete": result.complete and not interrupted,
-            "incomplete_reason": result.incomplete_reason,
-            "counters": counters,
-        }
-        # The alive list is streamed in place of its marker: a million addresses are
-        # never one Python list or one string.
-        head, tail = json.dumps(document, indent=2).split('"@ALIVE@"')
-        sys.stdout.write(head + "[")
-        items = (f'{"," if i else ""}\n    "{a}"' for i, a in enumerate(result.iter_alive()))
-        _write_chunks(items)
-        sys.stdout.write(("\n  ]" if alive_count else "]") + tail + "\n")
-    elif args.ndjson:
-        if interrupted:  # the stream's last line says it stopped short (and what it had)
-            end = {"schema": SCHEMA, "command": "sweep", "event": "interrupted", **counts}
-            print(json.dumps(end), flush=True)
-    else:
+        hosts: Iterator[tuple[str, str]] = ((a, "up") for a in result.iter_alive())
+        if args.all:  # the hosts down merged in, in the same (address) order
+            down = sorted((a for _o, _s, found in shards for a in found), key=_address_order)
+            hosts = heapq.merge(
+                hosts, ((a, "down") for a in down), key=lambda host: _address_order(host[0])
+            )
+        _write_document({**header("sweep"), "hosts": "@HOSTS@", "summary": summary}, hosts)
+    elif args.ndjson:  # the stream's last line: the counts, and whether it stopped short
+        print(json.dumps({**header("sweep", "summary"), **summary}), flush=True)
+    elif not stdout_outputs(args):  # (nmap: with -oX -, stdout has the XML only)
         _write_chunks(f"{address}\n" for address in result.iter_alive())
+    if files is not None:
+        if interrupted:
+            error: str | None = f"interrupted: {total - undecided} of {total} hosts decided"
+        else:
+            error = result.incomplete_reason and f"sweep incomplete: {result.incomplete_reason}"
+        files.tail(result.elapsed_s, (alive_count, total), error)
     if not args.json and not args.quiet:
         line = sweep_summary(
             (alive_count, result.dead_count, total), result.probes_sent, result.elapsed_s,
@@ -231,6 +238,44 @@ def _summary(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+class _NmapFiles:
+    """``-oX`` and ``-oG``: what ``nmap -sn`` writes. The heads are written before the
+    workers fork, each host up by the worker that found it as it is found (one write
+    each: the workers' outputs interleave whole), the tails at the end. The renderer
+    loads only when one of them is asked for."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from rawprobe.cli import render_nmap, render_scan
+
+        self.nmap, self.comments = render_nmap, render_scan
+        self.xml, self.grepable = args.xml, args.grepable
+        command_line, started_s = args.command_line, time.time()
+        run = render_nmap.Run(command_line, started_s, installed_version() or "unknown")
+        started = render_nmap.nmap_time(started_s)
+        head = render_scan.initiated_comment("sweep", started, command_line)
+        self._write(render_nmap.sweep_xml_head(run), head + "\n")
+
+    def host(self, event: HostUp) -> None:
+        xml = self.nmap.sweep_xml_host(event.address, event.reason, event.ttl)
+        self._write(xml, self.nmap.sweep_grepable_host(event.address))
+
+    def tail(self, elapsed_s: float, counts: tuple[int, int], error: str | None) -> None:
+        """``counts``: hosts up, addresses swept; ``error``: why it stopped short."""
+        finished_s = time.time()
+        up, total = counts
+        finished = self.nmap.nmap_time(finished_s)
+        done = self.comments.done_comment(finished, total, up, elapsed_s)
+        self._write(self.nmap.sweep_xml_tail(finished_s, elapsed_s, counts, error), done + "\n")
+
+    def _write(self, xml: str, grepable: str) -> None:
+        for target, text, option in ((self.xml, xml, "-oX"), (self.grepable, grepable, "-oG")):
+            if target == "-":
+                sys.stdout.write(text)
+                sys.stdout.flush()  # (the head: before the workers fork, written once)
+            elif target is not None:
+                write_output(target, text.encode(), option)
+
+
 def _check_before_fork(space: TargetSpace) -> None:
     """What would fail in every worker fails here, once: the size of the space, a
     family without a route (the workers inherit this network namespace)."""
@@ -241,18 +286,46 @@ def _check_before_fork(space: TargetSpace) -> None:
         routes.close()
 
 
-def _write_chunks(pieces: Iterator[str], chunk: int = 4096) -> None:
-    """Write many small strings to stdout in joined chunks (one write per chunk)."""
+def _address_order(address: str) -> tuple[int, int]:
+    """Addresses in the order of a target space: IPv4 first, then by value."""
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
+
+
+def _write_document(document: dict[str, Any], hosts: Iterator[tuple[str, str]]) -> None:
+    """The document with ``hosts`` (address, state) written in place of its marker, a
+    chunk at a time: a million hosts are never one Python list or one string."""
+    head, tail = json.dumps(document, indent=2).split('"@HOSTS@"')
+    sys.stdout.write(head + "[")
+    items = (
+        f'{"," if i else ""}\n    {{"address": "{a}", "state": "{state}"}}'
+        for i, (a, state) in enumerate(hosts)
+    )
+    written = _write_chunks(items)
+    sys.stdout.write(("\n  ]" if written else "]") + tail + "\n")
+
+
+def _write_chunks(pieces: Iterator[str], chunk: int = 4096) -> int:
+    """Write many small strings to stdout in joined chunks (one write per chunk);
+    returns how many."""
     batch: list[str] = []
+    count = 0
     for piece in pieces:
+        count += 1
         batch.append(piece)
         if len(batch) >= chunk:
             sys.stdout.write("".join(batch))
             batch.clear()
     sys.stdout.write("".join(batch))
+    return count
 
 
 _Progress = tuple[mmap.mmap, int, int, bool]  # shared counters, worker, workers, draw?
+
+
+#: What a worker sends back: its outcome, the sockets it used, and the hosts it found
+#: down when the document lists them (``--json --all``).
+_Shard = tuple[ShardOutcome, str, list[str]]
 
 
 async def _sweep_shard(
@@ -261,14 +334,26 @@ async def _sweep_shard(
     space: TargetSpace,
     shard: tuple[int, int],
     progress: _Progress,
-) -> ShardOutcome:
+    files: _NmapFiles | None,
+) -> _Shard:
     """One worker: its own transport, its shard of the order, Ctrl-C -> partial."""
     order = Permutation(space.size, args.seed, *shard)
     rate = args.rate / progress[2]  # the workers share the rate cap
+    down: list[str] = []
 
     def on_event(event: object) -> None:
-        print(json.dumps(_event_data(event)), flush=True)  # whole lines: shards interleave
+        if isinstance(event, HostUp) and files is not None:
+            files.host(event)
+        if isinstance(event, HostDown):
+            if not args.all:
+                return
+            if args.json:  # (listed in the document, in address order)
+                down.append(event.address)
+                return
+        if args.ndjson:  # whole lines: shards interleave
+            print(json.dumps(_event_data(event)), flush=True)
 
+    emit = args.ndjson or args.all or files is not None
     protocols = options.socket_protocols
     rung = args.rung if options.method == "icmp" else raw_rung(args, "TCP and UDP sweeps")
     async with recording_transport(
@@ -276,7 +361,7 @@ async def _sweep_shard(
     ) as transport:
         if args.verbose and progress[1] == 0:
             print(describe_rung(transport), file=sys.stderr)
-        machine = new_machine(transport, space, iter(order), options, emit_events=args.ndjson)
+        machine = new_machine(transport, space, iter(order), options, emit_events=emit)
         async with interruptible() as interrupt, anyio.create_task_group() as tasks:
             tasks.start_soon(_report_progress, machine, progress, order.size_hint())
 
@@ -284,7 +369,7 @@ async def _sweep_shard(
                 await drive(
                     machine,
                     transport,
-                    on_event=on_event if args.ndjson else None,
+                    on_event=on_event if emit else None,
                     inbox_size=2 * options.max_in_flight,
                 )
                 tasks.cancel_scope.cancel()
@@ -292,32 +377,22 @@ async def _sweep_shard(
             tasks.start_soon(run_sweep)
         outcome = machine.outcome(anyio.current_time(), transport.counters.as_dict())
     if interrupt.happened:
-        return ShardOutcome(
+        outcome = ShardOutcome(
             outcome.alive, outcome.dead_count, outcome.probes_sent,
             outcome.elapsed_s, outcome.counters, interrupted=True,
         )  # fmt: skip
-    return outcome
+    return outcome, sockets_name(transport), down
 
 
 def _event_data(event: object) -> dict[str, Any]:
+    """The NDJSON line of a host decided."""
     if isinstance(event, HostUp):
-        return {
-            "schema": SCHEMA,
-            "event": "host",
-            "address": event.address,
-            "state": "up",
-            "reason": event.reason,
-            "rtt_ms": ms(event.rtt_s),
-            "ttl": event.ttl,
-        }
+        rtt_ms = None if event.rtt_s is None else ms(event.rtt_s)
+        return {**header("sweep", "host"), "address": event.address, "state": "up",
+                "reason": event.reason, "rtt_ms": rtt_ms, "ttl": event.ttl}  # fmt: skip
     assert isinstance(event, HostDown)
-    return {
-        "schema": SCHEMA,
-        "event": "host",
-        "address": event.address,
-        "state": "down",
-        "reason": event.reason,
-    }
+    return {**header("sweep", "host"), "address": event.address, "state": "down",
+            "reason": event.reason, "rtt_ms": None, "ttl": None}  # fmt: skip
 
 
 async def _report_progress(machine: SweepMachine, progress: _Progress, shard_size: int) -> None:

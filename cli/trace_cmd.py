@@ -35,17 +35,18 @@ from rawprobe.cli.args import (
     probe_transport,
     raw_rung,
     seconds,
+    sockets_name,
 )
 from rawprobe.cli.live import LiveView
 from rawprobe.cli.outputs import opens_outputs
-from rawprobe.cli.render import SCHEMA
+from rawprobe.cli.render import header
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
-from rawprobe.probes.drive import drive
 from rawprobe.probes.models import TraceHop, TraceResult
+from rawprobe.probes.trace_live import trace_rounds
+from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.probes.traceroute import (
     METHODS,
-    LiveTrace,
     TraceOptions,
     TraceResults,
     new_machine,
@@ -272,7 +273,9 @@ async def _main(
     if args.json:
         seen = [a for r in ordered for h in r.hops for a in h.addresses]
         names = await _names_for(names_dns, seen, wait=not interrupt.happened)
-        document = render_trace.trace_document(ordered, names, interrupted=interrupt.happened)
+        document = render_trace.trace_document(
+            ordered, names, interrupted=interrupt.happened, sockets=sockets_name(transport)
+        )
         # Indented for a few traces; compact (C encoder, ~10x faster) for thousands.
         print(json.dumps(document, indent=2 if len(ordered) <= 10 else None))
     if interrupt.happened:
@@ -324,39 +327,6 @@ def _input_order(results: Sequence[TraceResult], targets: Sequence[str]) -> list
 # -- live / report ---------------------------------------------------------------------
 
 
-async def _rounds(
-    transport: Transport,
-    address: str,
-    target: str,
-    options: TraceOptions,
-    stats: LiveTrace,
-    args: argparse.Namespace,
-    on_round: Any,
-) -> None:
-    """Trace ``address`` once per interval with one flow (Paris: one path) until
-    ``args.count`` rounds are done (or forever)."""
-    flow_id = transport.cookies.new_ident()
-    number = 0
-    while args.count is None or number < args.count:
-        start = anyio.current_time()
-        machine = new_machine(
-            transport,
-            address,
-            options,
-            source=args.source,
-            target=target,
-            flow_id=flow_id,
-            probe_base=(number * 1024) & 0xFFFF,
-        )
-        await drive(machine, transport)
-        stats.add(machine.result())
-        number += 1
-        on_round(stats)
-        if args.count is not None and number >= args.count:
-            return
-        await anyio.sleep(max(0.0, start + args.interval - anyio.current_time()))
-
-
 async def _live_main(
     args: argparse.Namespace,
     targets: list[str],
@@ -384,9 +354,16 @@ async def _live_main(
             data = render_trace.live_data(
                 live.target, live.address, live.rounds, live.rows(), names
             )
-            _emit(json.dumps({"schema": SCHEMA, "command": "trace", "event": "round", **data}))
+            _emit(json.dumps({**header("trace", "round"), **data}))
         elif view is not None:
             view.refresh_soon()
+
+    async def run_rounds(transport: Transport, live: LiveTrace) -> None:
+        await trace_rounds(
+            transport, live.address, live, options, count=args.count,
+            interval_s=args.interval, source=args.source, target=live.target,
+            on_round=on_round,
+        )  # fmt: skip
 
     protocols = trace_protocols(addresses, options.method)
     async with (
@@ -395,8 +372,8 @@ async def _live_main(
     ):
         if args.report or args.json:
             async with anyio.create_task_group() as rounds:
-                for s, a, t in zip(stats, addresses, targets, strict=True):
-                    rounds.start_soon(_rounds, transport, a, t, options, s, args, on_round)
+                for s in stats:
+                    rounds.start_soon(run_rounds, transport, s)
         else:
             with LiveView(console, render) as view:
                 shown = view
@@ -405,25 +382,19 @@ async def _live_main(
                 async with anyio.create_task_group() as rounds:
                     rounds.start_soon(view.ticker)
                     async with anyio.create_task_group() as probes:
-                        for s, a, t in zip(stats, addresses, targets, strict=True):
-                            probes.start_soon(_rounds, transport, a, t, options, s, args, on_round)
+                        for s in stats:
+                            probes.start_soon(run_rounds, transport, s)
                     rounds.cancel_scope.cancel()
             if names_dns is not None:
                 names_dns.on_found = None  # the view is gone
     if args.report:
         seen = [a for s in stats for row in s.rows() for a in row.addresses]
         await _names_for(names_dns, seen, wait=not interrupt.happened)
+    sockets = sockets_name(transport)
     if args.report and args.json:
-        document = {
-            "schema": SCHEMA,
-            "command": "trace",
-            "mode": "report",
-            "interrupted": interrupt.happened,
-            "reports": [
-                render_trace.live_data(s.target, s.address, s.rounds, s.rows(), names)
-                for s in stats
-            ],
-        }
+        document = render_trace.report_document(
+            stats, names, interrupted=interrupt.happened, sockets=sockets
+        )
         print(json.dumps(document, indent=2))
     elif args.report:
         for s in stats:
@@ -435,10 +406,11 @@ async def _live_main(
         done = ", ".join(f"{s.target}: {s.rounds}" for s in stats)
         gap = "" if console.is_terminal else "\n"  # (off a terminal the frame has no newline)
         _emit(f"{gap}(interrupted; rounds done: {done}; the round in progress is left out)")
-    elif stream_json and interrupt.happened:  # the stream's last line says it stopped short
-        counts = {s.target: s.rounds for s in stats}
-        end = {"schema": SCHEMA, "command": "trace", "event": "interrupted", "rounds": counts}
-        _emit(json.dumps(end))
+    elif stream_json:  # the stream's last line: the rounds done, and whether it stopped short
+        summary = render_trace.rounds_summary(
+            stats, interrupted=interrupt.happened, sockets=sockets
+        )
+        _emit(json.dumps({**header("trace", "summary"), **summary}))
     if interrupt.happened:
         return EXIT_INTERRUPTED
     return EXIT_OK

@@ -34,12 +34,14 @@ class ConnectScan:
         concurrency: int = 512,
         timeout_s: float = 1.0,
         seed: int | None = None,
+        shard: tuple[int, int] = (0, 1),
         keep_closed: bool = False,
         on_event: Callable[[PortResult], None] | None = None,
     ) -> None:
         self.space, self.ports, self.timeout_s = space, ports, timeout_s
         self.concurrency = concurrency
-        self._order = iter(Permutation(space.size * len(ports), seed))
+        # (shard I of N of the SYN scan's order: the same items for the same seed)
+        self._order = iter(Permutation(space.size * len(ports), seed, *shard))
         self._keep_closed, self._on_event = keep_closed, on_event
         self._listed: dict[int, list[PortResult]] = collections.defaultdict(list)
         self._counts: dict[int, collections.Counter[tuple[str, str]]] = collections.defaultdict(

@@ -431,8 +431,9 @@ _STAMP = 5  # the last send's Sent (None before it left)
 _FLYING = 6  # counted in the window
 _KEY = 7  # the latest try's key
 _KEYS = 8  # further keys of the item (earlier tries', extra keys), or None
-_WITNESS = 9  # witnesses of its tries (Pace.limit_gap_s): _UNWITNESSED, _SENT or _ANSWERED
-_UNWITNESSED, _WITNESS_SENT, _WITNESS_ANSWERED = 0, 1, 2
+_WITNESS = 9  # witnesses of its tries (Pace.limit_gap_s): one of the states below
+# (ordered: a state only rises, except by an answered witness)
+_UNWITNESSED, _PARKED, _WITNESS_SENT, _WITNESS_ANSWERED = 0, 1, 2, 3
 
 
 def _mono(record: list[Any]) -> float:
@@ -799,8 +800,8 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
                     gapped.append((record[_SENT_S] + gap_s, record))
                 else:
                     self._resend.append(record)
-            elif self._witness_of and not self._limited and self._questioned(record):
-                continue  # probed again: with a witness, or one item at a time (the limit)
+            elif self.pace.limit_gap_s and not self._limited and self._questioned(record, now):
+                continue  # probed again: with a witness, later, or one item at a time
             elif guard is not None and guard.recent:
                 guard.hold(_mono(record), now, record[_KEY])  # decided once proven up
             else:
@@ -876,7 +877,9 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         for step in range(len(witnesses)):
             item = witnesses[(turn + step) % len(witnesses)]
             outgoing = self._make(*self._where(host), item % self._port_count, WITNESS_ATTEMPT)
-            if outgoing.key not in self._witness_sends:
+            pending = self._witness_sends.get(outgoing.key)
+            # (free once the try it followed was answered, decided or timed out)
+            if pending is None or pending[_TRIES] < 0 or not pending[_FLYING]:
                 self._witness_turn[host] = turn + step + 1
                 self._witness_sends[outgoing.key] = record
                 record[_WITNESS] = max(record[_WITNESS], _WITNESS_SENT)
@@ -892,21 +895,30 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         if self._retire:
             self._retired.append(reply[0])
 
-    def _questioned(self, record: list[Any]) -> bool:
+    def _questioned(self, record: list[Any], now: float) -> bool:
         """Whether the silence of an item whose tries all went unanswered may be the
-        target's rate limit (``Pace.limit_gap_s``), in which case it is probed again:
-        once more with a witness when none followed its tries, one item at a time
-        from now on when its witnesses went unanswered too. False (believe the
-        silence): a witness was answered, or its host never answered rate-limited."""
+        target's rate limit (``Pace.limit_gap_s``), in which case it is probed again
+        (True): once more with a witness when none followed its tries; one item at a
+        time from now on when its witnesses went unanswered too; and, while its host
+        has answered nothing rate-limited yet, once more a gap and a half after the
+        start (a limit that bit from the first probe: Linux empties a peer's bucket
+        while the limit is off, and the first token comes a gap later). False:
+        believe the silence."""
         state = record[_WITNESS]
-        host = record[_ITEM] // self._port_count
-        if state == _WITNESS_ANSWERED or host not in self._witness_of:
+        if state == _WITNESS_ANSWERED or record[_TRIES] >= MAX_TRIES:
             return False
-        if state == _UNWITNESSED:
+        if record[_ITEM] // self._port_count not in self._witness_of:
+            wake_s = (self._started or 0.0) + 1.5 * self.pace.limit_gap_s
+            if state == _PARKED or now >= wake_s:
+                return False
+            record[_WITNESS] = _PARKED
+            record[_BASE] += 1
+            self._gapped.append((wake_s, record))  # (one wake time: the deque stays sorted)
+        elif state == _WITNESS_SENT:
+            self._limit(record)
+        else:
             record[_BASE] += 1  # one try more, which a witness follows
             self._resend.append(record)
-        else:
-            self._limit(record)
         return True
 
     def _limit(self, record: list[Any]) -> None:

@@ -203,7 +203,7 @@ class TraceResponse:
 
     ``kind`` is ``time-exceeded``, ``unreachable``, ``echo-reply``, ``tcp-syn-ack``,
     ``tcp-rst``, ``packet-too-big``, ``parameter-problem`` or ``other``; ``annotation``
-    is traceroute's mark (``!H !N !P !X !S !F-<mtu> !V !C !<code>``, empty for none).
+    is traceroute's mark (``!H !N !P !X !S !F-<mtu> !V !C !<code>``; None for none).
     ``terminal`` replies end the trace at their hop (the destination answered, or an
     unreachable error).
     ``quoted_ttl`` is the TTL of our probe as the ICMP error quotes it (1 normally);
@@ -218,7 +218,7 @@ class TraceResponse:
     icmp_code: int | None
     reply_ttl: int | None
     quoted_ttl: int | None = None
-    annotation: str = ""
+    annotation: str | None = None
     terminal: bool = False
     reached: bool = False
     mpls: tuple[MplsLabel, ...] = ()
@@ -318,7 +318,8 @@ class TraceResult:
 
 @dataclass(frozen=True, slots=True)
 class HopStats:
-    """mtr's per-hop row over rounds: ``sent``/``received`` probes, RTTs in seconds."""
+    """mtr's per-hop row over rounds: ``sent``/``received`` probes, RTTs in seconds;
+    ``annotation``: the hop's latest traceroute mark (None: none)."""
 
     ttl: int
     addresses: tuple[str, ...]
@@ -329,7 +330,7 @@ class HopStats:
     best_s: float | None
     worst_s: float | None
     stdev_s: float | None
-    annotation: str = ""
+    annotation: str | None = None
 
     @property
     def loss(self) -> float:

@@ -13,17 +13,28 @@ that sent their key (or that declared their route); a batch is handed on as one 
 per machine. Events are the machines' own, tagged with the machine's index
 (``Emitted``), and ``Finished`` as soon as a machine is done, so results stream out in
 completion order.
+
+``run_many`` drives a Multiplex in a task and hands out each machine's result as soon as
+it is done (``ManyResults``), and what the unfinished ones found when the caller leaves
+early: ``trace_many_with`` is built on it, and so can be any many-target probe whose
+machines give a ``result(now)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Generic
+from typing import Any, Generic, Protocol, TypeVar
 
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from rawprobe.probes.drive import drive
 from rawprobe.probes.machine import EventT, Machine, MachineOutbox, Outgoing, Route
-from rawprobe.transport.base import Reply, Sent
+from rawprobe.transport.base import Reply, Sent, Transport
 from rawprobe.transport.keys import MatchKey
 
 
@@ -131,3 +142,96 @@ class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
             self._cursor -= 1
         self._events.append(Finished(index))
         return True
+
+
+# -- many machines, results as they complete -------------------------------------------
+
+ResultT = TypeVar("ResultT")
+ResultT_co = TypeVar("ResultT_co", covariant=True)
+
+
+class ResultMachine(Machine[EventT], Protocol[EventT, ResultT_co]):
+    """A machine that gives its result: complete once ``done``, as far as it got
+    otherwise (``now`` dates an unfinished one)."""
+
+    def result(self, now: float | None = None) -> ResultT_co: ...
+
+
+class ManyResults(Generic[ResultT]):
+    """The async iterator ``run_many`` yields: results in completion order.
+    ``remaining()`` gives, once the block was left early (Ctrl-C, a timeout), the results
+    not yet taken: finished ones, then the unfinished machines' results as they stood."""
+
+    def __init__(
+        self,
+        receive: MemoryObjectReceiveStream[ResultT],
+        many: Multiplex[Any],
+        machines: Sequence[ResultMachine[Any, ResultT]],
+    ) -> None:
+        self._receive = receive
+        self._many = many
+        self._machines = machines
+        self._left: list[ResultT] = []
+
+    def __aiter__(self) -> ManyResults[ResultT]:
+        return self
+
+    async def __anext__(self) -> ResultT:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    def remaining(self) -> list[ResultT]:
+        self.close()
+        left, self._left = self._left, []
+        now = anyio.current_time()
+        return left + [self._machines[i].result(now) for i in self._many.unfinished]
+
+    def close(self) -> None:
+        """Keep the finished results nobody took, and close the stream."""
+        while True:
+            try:
+                self._left.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+        self._receive.close()
+
+
+@asynccontextmanager
+async def run_many(
+    transport: Transport,
+    machines: Sequence[ResultMachine[EventT, ResultT]],
+    *,
+    on_event: Callable[[int, EventT], None] | None = None,
+) -> AsyncIterator[ManyResults[ResultT]]:
+    """Run ``machines`` in one driver loop over ``transport``; yields an async iterator
+    of their results in completion order::
+
+        async with run_many(transport, machines) as results:
+            async for result in results:
+                ...
+
+    Leaving the block early cancels the machines still running; after the block,
+    ``results.remaining()`` gives what they had found (see ManyResults). ``on_event``
+    gets ``(index of the machine, event)`` as each machine emits.
+    """
+    many = Multiplex(machines)
+    send, receive = anyio.create_memory_object_stream[ResultT](max(1, len(machines)))
+
+    def dispatch(event: Emitted[EventT] | Finished) -> None:
+        if isinstance(event, Finished):
+            send.send_nowait(machines[event.index].result())
+        elif on_event is not None:
+            on_event(event.index, event.event)
+
+    async def run_all() -> None:
+        with send:
+            await drive(many, transport, on_event=dispatch)
+
+    results = ManyResults(receive, many, machines)
+    with contextlib.closing(results):  # once the driver is gone (its last replies count)
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(run_all)
+            yield results  # (leaving the block by an exception cancels the machines too)
+            task_group.cancel_scope.cancel()

@@ -34,7 +34,7 @@ import ipaddress
 import math
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -96,7 +96,8 @@ class ScanOptions:
     ``keep_closed`` lists closed ports too (else they are counted); ``closed_events``
     False emits no PortResult event for a closed port (saves time when only open and
     filtered ones are shown); ``collect=False`` keeps no per-host results at all
-    (stream the PortResults instead).
+    (stream the PortResults instead). ``host_events`` emits each host's HostPorts as
+    soon as every port of it in this scan's order (its shard) is decided.
     """
 
     technique: str = "syn"
@@ -118,6 +119,7 @@ class ScanOptions:
     keep_closed: bool = False
     closed_events: bool = True
     collect: bool = True
+    host_events: bool = False
     outage_budget_s: float = DEFAULT_BUDGET_S
 
     def __post_init__(self) -> None:
@@ -150,6 +152,8 @@ class ScanOptions:
             raise UsageError(f"bad ttl {self.ttl}: must be 1..255")
         if not 0 <= self.outage_budget_s <= 3600:
             raise UsageError(f"bad outage limit {self.outage_budget_s:g}: must be 0..3600 s")
+        if self.host_events and not self.collect:
+            raise UsageError("host events need the per-host results (collect=True)")
 
     @property
     def allowed_max_retries(self) -> int:
@@ -263,13 +267,20 @@ def _address(packed: bytes) -> str:
     return socket.inet_ntop(_V4 if len(packed) == 4 else _V6, packed)
 
 
-class ScanMachine(BulkEngine[PortResult | ScanProgress]):
+def _host_ports(tally: _HostTally) -> HostPorts:
+    counts = tuple((state, reason, n) for (state, reason), n in sorted(tally.counts.items()))
+    ports = tuple(sorted(tally.listed, key=lambda p: p.port))
+    return HostPorts(tally.address, ports, counts, tally.up, tally.min_rtt_s)
+
+
+class ScanMachine(BulkEngine[PortResult | ScanProgress | HostPorts]):
     """Scan every (host, port) of ``space`` x ``ports``; pure, time injected.
     ``strategies``: the strategy of each technique this machine scans with.
 
     ``source_for(address)`` gives our source address towards a target (the
     transport's ``source_for``, or a constant): asked once per target block. Events: a
-    PortResult per decided port, a ScanProgress every ~0.2 s and when done.
+    PortResult per decided port, a ScanProgress every ~0.2 s and when done, and with
+    ``ScanOptions.host_events`` a HostPorts per host once its ports are decided.
     """
 
     strategies: ClassVar[dict[str, Callable[..., Any]]] = {"syn": _SynScan, "ack": _AckScan}
@@ -298,6 +309,12 @@ class ScanMachine(BulkEngine[PortResult | ScanProgress]):
         order = permuted_order(
             self.total, options.seed, options.shard, options.shards, options.randomize
         )
+        # Host events: per host index with items drawn and not yet reported, its
+        # [items drawn, items decided, tally, drawn in full].
+        self._unreported: dict[int, list[Any]] | None = None
+        if options.host_events:
+            self._unreported, self._drawn_all = {}, False
+            order = self._counted(order)
         super().__init__(space, len(self.ports), order, strategy, options.pace)
         self._sport = sport
         self._hosts: dict[bytes, _HostTally] = {}
@@ -330,14 +347,8 @@ class ScanMachine(BulkEngine[PortResult | ScanProgress]):
         """The result so far (complete once ``done``); ``now`` dates an unfinished one."""
         start, finished = self.elapsed_span
         end = finished if finished is not None else (now or start)
-        hosts = []
-        for remote in sorted(self._hosts, key=_address_order):
-            tally = self._hosts[remote]
-            counts = tuple(
-                (state, reason, count) for (state, reason), count in sorted(tally.counts.items())
-            )
-            ports = tuple(sorted(tally.listed, key=lambda p: p.port))
-            hosts.append(HostPorts(tally.address, ports, counts, tally.up, tally.min_rtt_s))
+        remotes = sorted(self._hosts, key=_address_order)
+        hosts = [_host_ports(self._hosts[remote]) for remote in remotes]
         outages, outage_s = self.outages
         return ScanResult(
             technique=self.options.technique,
@@ -420,6 +431,50 @@ class ScanMachine(BulkEngine[PortResult | ScanProgress]):
             tally.up = True
             if rtt is not None and (tally.min_rtt_s is None or rtt < tally.min_rtt_s):
                 tally.min_rtt_s = rtt
+        if self._unreported is not None:
+            host = decided.item // len(self.ports)
+            record = self._unreported[host]
+            record[1] += 1
+            record[2] = tally
+            if record[1] == record[0] and (
+                record[3] or record[0] == len(self.ports) or self._drawn_all
+            ):
+                self._report(host)
+
+    # -- host events -----------------------------------------------------------------
+
+    def _counted(self, order: Iterator[int]) -> Iterator[int]:
+        """``order``, counting the items drawn of each host: a host is decided once its
+        items drawn are, and no more can come (all its ports drawn, the order ended,
+        or, in port order, the order moved on to the next host)."""
+        nports, unreported = len(self.ports), self._unreported
+        assert unreported is not None
+        in_order, last = not self.options.randomize, -1
+        for item in order:
+            host = item // nports
+            record = unreported.get(host)
+            if record is None:
+                record = unreported[host] = [0, 0, None, False]
+                if in_order and last in unreported:
+                    unreported[last][3] = True
+                    self._report_if_decided(last)
+                last = host
+            record[0] += 1
+            yield item
+        self._drawn_all = True
+        for host in list(unreported):
+            self._report_if_decided(host)
+
+    def _report_if_decided(self, host: int) -> None:
+        assert self._unreported is not None
+        drawn, decided = self._unreported[host][:2]
+        if drawn == decided:
+            self._report(host)
+
+    def _report(self, host: int) -> None:
+        assert self._unreported is not None
+        tally = self._unreported.pop(host)[2]
+        self._events.append(_host_ports(tally))
 
     def _progress(self, now: float) -> None:
         elapsed = now - self._progress_s
@@ -480,16 +535,8 @@ def merge_results(results: Sequence[ScanResult]) -> ScanResult:
     parts: dict[str, list[HostPorts]] = {}
     for host in (host for result in results for host in result.hosts):
         parts.setdefault(host.address, []).append(host)
-    hosts = []
-    for address in sorted(parts, key=lambda a: _address_order(ipaddress.ip_address(a).packed)):
-        counts: collections.Counter[tuple[str, str]] = collections.Counter()
-        for state, reason, count in (c for part in parts[address] for c in part.counts):
-            counts[state, reason] += count
-        rtts = [p.min_rtt_s for p in parts[address] if p.min_rtt_s is not None]
-        ports = sorted((p for h in parts[address] for p in h.ports), key=lambda p: p.port)
-        merged = tuple((state, reason, n) for (state, reason), n in sorted(counts.items()))
-        up = any(p.is_up for p in parts[address])
-        hosts.append(HostPorts(address, tuple(ports), merged, up, min(rtts, default=None)))
+    order = sorted(parts, key=lambda a: _address_order(ipaddress.ip_address(a).packed))
+    hosts = [merge_hosts(parts[address]) for address in order]
     totals = collections.Counter[str]()
     for result in results:
         totals.update(dict(result.state_totals))
@@ -506,6 +553,20 @@ def merge_results(results: Sequence[ScanResult]) -> ScanResult:
         state_totals=tuple(sorted(totals.items())), **total,
         incomplete_reason=next((r.incomplete_reason for r in results if r.incomplete_reason), None),
     )  # fmt: skip
+
+
+def merge_hosts(parts: Sequence[HostPorts]) -> HostPorts:
+    """One host from its parts in the shards of one scan: ports merged, counts summed."""
+    if len(parts) == 1:
+        return parts[0]
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    for state, reason, count in (c for part in parts for c in part.counts):
+        counts[state, reason] += count
+    rtts = [p.min_rtt_s for p in parts if p.min_rtt_s is not None]
+    ports = sorted((p for h in parts for p in h.ports), key=lambda p: p.port)
+    merged = tuple((state, reason, n) for (state, reason), n in sorted(counts.items()))
+    up = any(p.is_up for p in parts)
+    return HostPorts(parts[0].address, tuple(ports), merged, up, min(rtts, default=None))
 
 
 def new_machine(

@@ -118,10 +118,11 @@ class SweepOptions:
 
 @dataclass(frozen=True, slots=True)
 class HostUp:
-    """A host answered. ``reason``: echo-reply, syn-ack, reset, port-unreachable..."""
+    """A host answered. ``reason``: echo-reply, syn-ack, reset, port-unreachable...;
+    ``rtt_s`` None when the answer's round trip is not known."""
 
     address: str
-    rtt_s: float
+    rtt_s: float | None
     ttl: int | None
     reason: str
 
@@ -477,7 +478,7 @@ class SweepMachine(BulkEngine[HostUp | HostDown]):
                 answer = decided.answer
                 ttl = answer.ttl if answer is not None else None
                 address = self.space.address(decided.item)
-                self._events.append(HostUp(address, decided.rtt_s or 0.0, ttl, verdict.reason))
+                self._events.append(HostUp(address, decided.rtt_s, ttl, verdict.reason))
             return
         self._dead += 1
         if self.emit_events:

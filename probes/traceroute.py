@@ -3,22 +3,18 @@ functions for one target and for many targets at once.
 
 **Paris mode** (the default) keeps every field that per-flow load balancers hash
 constant for the whole trace — addresses, protocol, ports, and for ICMP the identifier
-*and the checksum* — so all probes of one trace follow one path. Each probe's identity
-travels where balancers do not look:
+*and the checksum*; over IPv6 the flow label — so all probes of one trace follow one
+path; each probe's identity travels where balancers do not look. The packets are made
+by ``probes/flowprobes.py`` (the probe for a TTL, a flow id and a probe number; the
+table of what goes where is there); a trace uses one flow id. ``paris=False``
+(``--classic``) varies what the original traceroute varies: the UDP destination port,
+the TCP source port, the ICMP sequence without compensation. Replies are matched by the
+transport's demultiplexer through the header an ICMP error quotes (8 transport bytes
+suffice), and read by ``probes/trace_replies.py``.
 
-========  ===============================================================  ==========
-method    identity of probe *i*                                            constant
-========  ===============================================================  ==========
-icmp      echo sequence; a payload word compensates so the checksum stays   ident,
-          constant (RFC 1624 arithmetic, ``checksum_update16``)             checksum
-udp       the UDP checksum, set through a payload word                     ports
-tcp       the SYN's sequence number (keyed by the transport's cookie)      ports
-========  ===============================================================  ==========
-
-and, over IPv4, also in the IP identification field. ``paris=False`` (``--classic``)
-varies what the original traceroute varies: the UDP destination port, the TCP source
-port, the ICMP sequence without compensation. Replies are matched by the transport's
-demultiplexer through the header an ICMP error quotes (8 transport bytes suffice).
+The pieces around the machine: ``probes/multiplex.py`` runs many traces in one driver
+loop (``trace_many_with``), ``probes/trace_stats.py`` keeps mtr's statistics over
+rounds (``LiveTrace``) and ``probes/trace_live.py`` runs the rounds.
 
 Scheduling: the machine keeps up to ``in_flight`` TTLs (default: all) probing at once,
 sends one TTL's probes per ``poll`` so replies are read between sends, stops sending beyond
@@ -35,39 +31,25 @@ parallel with every other hop.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import math
 import socket
-import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
-
-from rawprobe.errors import MalformedPacket, UsageError
+from rawprobe.errors import UsageError
 from rawprobe.probes.drive import drive
+from rawprobe.probes.flowprobes import FlowProbes
 from rawprobe.probes.machine import MachineOutbox, Outgoing
-from rawprobe.probes.models import HopStats, TraceHop, TraceResponse, TraceResult
-from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
-from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, Sent, TcpAnswer, Transport, rtt_s
-from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, Cookies, MatchKey, key_of_sent
+from rawprobe.probes.models import TraceHop, TraceResponse, TraceResult
+from rawprobe.probes.multiplex import ManyResults, run_many
+from rawprobe.probes.trace_replies import parse_reply
+from rawprobe.probes.trace_stats import LiveTrace
+from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.keys import Cookies, MatchKey
 from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS
-from rawprobe.transport.wire.checksum import (
-    checksum_update16,
-    compensating_word,
-    internet_checksum,
-    ones_complement_sum,
-    pseudo_header,
-)
-from rawprobe.transport.wire.icmp_table import PORT_UNREACHABLE, annotation
-from rawprobe.transport.wire.icmpext import MplsLabel, parse_extensions
-from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
-from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
-from rawprobe.transport.wire.tcp import ACK, RST, SYN, TcpHeader, build_tcp
-from rawprobe.transport.wire.udp import UdpHeader, build_udp
+from rawprobe.transport.wire.icmp_table import annotation
 
 __all__ = [
     "DEFAULT_TCP_PORT",
@@ -87,16 +69,6 @@ __all__ = [
 METHODS = ("icmp", "udp", "tcp")
 DEFAULT_UDP_PORT = 33434  # traceroute's base port
 DEFAULT_TCP_PORT = 80
-#: traceroute's default packet sizes (whole IP packet, bytes) for ICMP and UDP.
-DEFAULT_PACKET_SIZE: dict[int, int] = {socket.AF_INET: 60, socket.AF_INET6: 80}
-_IP_HEADER: dict[int, int] = {socket.AF_INET: 20, socket.AF_INET6: 40}
-_ICMP_PROTO: dict[int, int] = {socket.AF_INET: 1, socket.AF_INET6: 58}
-_PROTO: dict[str, int] = {"udp": 17, "tcp": 6}
-_COOKIE = Cookies.COOKIE_BYTES
-#: Bytes an ICMP/UDP probe's payload needs: cookie (ICMP) and the compensating word.
-_MIN_PAYLOAD: dict[str, int] = {"icmp": _COOKIE + 2, "udp": 2, "tcp": 0}
-_WORD = struct.Struct("!H")
-_ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,37 +178,19 @@ class TraceMachine(MachineOutbox[TraceHop]):
         self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
         self.source = source
         self.options = options
-        self._cookies = cookies
-        self._remote = socket.inet_pton(self.family, address)
         self._flow_id = flow_id & 0xFFFF
-        self._sport = 32768 + self._flow_id % 28232
-        self._dport = options.destination_port
         self._probe_base = probe_base
-        method = options.method
-        self._proto = _PROTO[method] if method != "icmp" else _ICMP_PROTO[self.family]
-        self._packet_size = 0
-        self._payload_size = 0
-        if method != "tcp":
-            size = options.packet_size or DEFAULT_PACKET_SIZE[self.family]
-            header = _IP_HEADER[self.family] + 8
-            self._payload_size = max(size - header, _MIN_PAYLOAD[method])
-            self._packet_size = header + self._payload_size
-        else:
-            self._packet_size = _IP_HEADER[self.family] + 20
-        # The constant ICMP checksum (never 0 or 0xFFFF) and the secret TCP sequence base.
-        self._icmp_checksum = 1 + (self._flow_id * 40503) % 0xFFFD
-        seed = cookies.cookie((KIND_TCP, self._remote, self._sport << 16 | self._dport, 0))
-        self._tcp_base = int.from_bytes(seed[:4], "big")
-        self._udp_base = int.from_bytes(seed[4:6], "big")
-        # Per-trace constants: the IP header template and the pseudo-header sum.
-        transport_length = self._packet_size - _IP_HEADER[self.family]
-        self._pseudo_sum = 0
-        if self.family == socket.AF_INET6 or method != "icmp":
-            pseudo = pseudo_header(source, address, self._proto, transport_length)
-            self._pseudo_sum = ones_complement_sum(pseudo)
-        self._ip_template = self._ip_header(transport_length)
-        self._echo_type = 8 if self.family == socket.AF_INET else 128
-        self._echo_sum = (self._echo_type << 8) + self._flow_id + self._pseudo_sum
+        self._probes = FlowProbes(
+            source=source,
+            address=address,
+            method=options.method,
+            cookies=cookies,
+            port=options.destination_port,
+            ident=self._flow_id,  # (ICMP: the transport's identifier, also the flow id)
+            paris=options.paris,
+            packet_size=options.packet_size,
+            tos=options.tos,
+        )
         # Scheduling state.
         self._started: float | None = None
         self._finished: float | None = None
@@ -349,16 +303,14 @@ class TraceMachine(MachineOutbox[TraceHop]):
             reached=any(p.reached for hop in hops for p in hop.responses),
             elapsed_s=max(0.0, end - start),
             probes_sent=self._probes_sent,
-            packet_size=self._packet_size,
+            packet_size=self._probes.packet_size,
             send_error=self._send_error,
             finished=self._finished is not None,
         )
 
     @property
     def flow(self) -> tuple[int, int]:
-        if self.options.method == "icmp":
-            return (self._flow_id, self._icmp_checksum if self.options.paris else 0)
-        return (self._sport, self._dport)
+        return self._probes.flow(self._flow_id)
 
     # -- scheduling ------------------------------------------------------------------
 
@@ -508,143 +460,21 @@ class TraceMachine(MachineOutbox[TraceHop]):
         )
         return TraceHop(ttl, probes, self._sent_per_ttl.get(ttl, 0), pending)
 
-    # -- packets ---------------------------------------------------------------------
-
-    def _ip_header(self, transport_length: int) -> bytes:
-        """The IP header of every probe, built once with TTL 0 and IP ID 0."""
-        placeholder = bytes(transport_length)
-        if self.family == socket.AF_INET:
-            header4 = IPv4Header(
-                src=self.source, dst=self.address, protocol=self._proto, ttl=0,
-                tos=self.options.tos,
-            )  # fmt: skip
-            return build_ipv4(header4, placeholder)[:20]
-        header6 = IPv6Header(
-            src=self.source, dst=self.address, next_header=self._proto, hop_limit=0,
-            traffic_class=self.options.tos,
-        )  # fmt: skip
-        return build_ipv6(header6, placeholder)[:40]
-
-    def _with_ttl(self, ttl: int, ident: int) -> bytes:
-        """The template with this TTL (and IPv4 ID), checksum updated (RFC 1624)."""
-        t = self._ip_template
-        if self.family == socket.AF_INET6:
-            return t[:7] + bytes((ttl,)) + t[8:]
-        checksum = _WORD.unpack_from(t, 10)[0]
-        checksum = checksum_update16(checksum, self._proto, ttl << 8 | self._proto)
-        checksum = checksum_update16(checksum, 0, ident)
-        return b"".join((t[:4], _WORD.pack(ident), t[6:8], bytes((ttl,)), t[9:10],
-                         _WORD.pack(checksum), t[12:]))  # fmt: skip
+    # -- packets and replies -------------------------------------------------------
 
     def _packet(self, ttl: int, query: int, attempt: int) -> Outgoing:
         index = self._next_index
         self._next_index += 1
-        number = self._probe_base + index
-        method = self.options.method
-        if method == "icmp":
-            transport, ident = self._icmp(number)
-        elif method == "udp":
-            transport, ident = self._udp(number)
-        else:
-            transport, ident = self._tcp(number)
-        packet = self._with_ttl(ttl, ident & 0xFFFF) + transport
-        key = key_of_sent(packet)
-        self._outstanding[key] = _Probe(ttl, query, attempt, key)
-        self._tries.setdefault((ttl, query), []).append(key)
-        return Outgoing(key, packet)
-
-    def _icmp(self, number: int) -> tuple[bytes, int]:
-        seq = number & 0xFFFF
-        key: MatchKey = (KIND_ECHO, self._remote, self._flow_id, seq)
-        payload = bytearray(self._cookies.echo_payload(key, self._payload_size))
-        payload[_COOKIE : _COOKIE + 2] = b"\x00\x00"
-        # The checksum of the message with a zero checksum field: header words (type,
-        # identifier, sequence; ICMPv6 adds the pseudo-header) plus the payload.
-        checksum = internet_checksum(payload, self._echo_sum + seq)
-        if self.options.paris:
-            word = compensating_word(checksum, self._icmp_checksum)
-            payload[_COOKIE : _COOKIE + 2] = _WORD.pack(word)
-            checksum = self._icmp_checksum
-        return _ECHO_HEADER.pack(self._echo_type, 0, checksum, self._flow_id, seq) + payload, seq
-
-    def _udp(self, number: int) -> tuple[bytes, int]:
-        payload = bytearray(i & 0xFF for i in range(0x40, 0x40 + self._payload_size))
-        dport = self._dport
-        if self.options.paris:
-            payload[0:2] = b"\x00\x00"
-        else:
-            dport = (self._dport + number) & 0xFFFF or 1
-        zero = build_udp(UdpHeader(self._sport, dport, checksum=0), bytes(payload),
-                         src=self.source, dst=self.address)  # fmt: skip
-        checksum = internet_checksum(zero, self._pseudo_sum) or 0xFFFF
-        if self.options.paris:
-            wanted = 1 + (self._udp_base + number) % 0xFFFD  # never 0 (none) or 0xFFFF
-            payload[0:2] = _WORD.pack(compensating_word(checksum, wanted))
-            checksum = wanted
-        header = UdpHeader(self._sport, dport, checksum=checksum)
-        return build_udp(header, bytes(payload), src=self.source, dst=self.address), checksum
-
-    def _tcp(self, number: int) -> tuple[bytes, int]:
-        seq = (self._tcp_base + number) & 0xFFFFFFFF
-        sport = self._sport
-        if not self.options.paris:
-            sport = 32768 + (self._sport - 32768 + number) % 28232
-        header = TcpHeader(sport, self._dport, seq=seq, flags=SYN, window=5840, checksum=0)
-        zero = build_tcp(header, b"", src=self.source, dst=self.address)
-        checksum = internet_checksum(zero, self._pseudo_sum)
-        return zero[:16] + _WORD.pack(checksum) + zero[18:], seq
-
-    # -- replies ---------------------------------------------------------------------
+        out = self._probes.packet(ttl, self._flow_id, self._probe_base + index)
+        self._outstanding[out.key] = _Probe(ttl, query, attempt, out.key)
+        self._tries.setdefault((ttl, query), []).append(out.key)
+        return out
 
     def _response(self, reply: Reply, probe: _Probe) -> TraceResponse | None:
         """What a typed answer says (None: a TCP segment that is neither SYN-ACK nor RST)."""
         assert probe.sent is not None
         rtt = rtt_s(probe.sent, reply)
-        icmp_type: int | None = None
-        code: int | None = None
-        if isinstance(reply, IcmpError):
-            icmp_type, code, family, kind = reply.icmp_type, reply.code, self.family, reply.kind
-            unreach = kind == "unreachable"
-            port_unreach = (icmp_type, code) == PORT_UNREACHABLE[family]
-            return TraceResponse(
-                address=reply.source,
-                rtt_s=rtt,
-                kind=kind,
-                icmp_type=icmp_type,
-                icmp_code=code,
-                reply_ttl=reply.ttl,
-                quoted_ttl=reply.quoted_ttl,
-                annotation=annotation(family, icmp_type, code, reply.mtu),
-                terminal=unreach,
-                reached=port_unreach or (unreach and reply.from_target),
-                mpls=_mpls(reply.extensions),
-                attempt=probe.attempt,
-            )
-        if isinstance(reply, EchoAnswer):
-            kind, icmp_type, code = "echo-reply", reply.icmp_type, reply.code
-        elif isinstance(reply, TcpAnswer) and reply.flags & SYN and reply.flags & ACK:
-            kind = "tcp-syn-ack"
-        elif isinstance(reply, TcpAnswer) and reply.flags & RST:
-            kind = "tcp-rst"
-        else:
-            return None
-        return TraceResponse(
-            reply.source, rtt, kind, icmp_type, code, reply.ttl,
-            terminal=True, reached=True, attempt=probe.attempt,
-        )  # fmt: skip
-
-
-def _mpls(extensions: bytes) -> tuple[MplsLabel, ...]:
-    """The MPLS label stack of an error's RFC 4884 extensions (the transport also finds
-    the pre-RFC 4884 layout, after a 128-byte quote, by its checksum)."""
-    if not extensions:
-        return ()
-    try:
-        return tuple(
-            label for obj in parse_extensions(extensions) for label in obj.mpls_labels or ()
-        )
-    except MalformedPacket:
-        return ()
+        return parse_reply(reply, self.family, rtt, probe.attempt)
 
 
 # -- async functions ---------------------------------------------------------------
@@ -695,46 +525,11 @@ async def traceroute_with(
     return machine.result()
 
 
-class TraceResults:
-    """The async iterator ``trace_many_with`` yields: finished traces in completion
-    order. ``remaining`` gives, once the block was left early (Ctrl-C, a timeout), the
-    traces not yet taken: finished ones, then the unfinished ones as they stood
-    (``TraceMachine.result(now)``: the hops probed so far)."""
-
-    def __init__(
-        self,
-        receive: MemoryObjectReceiveStream[TraceResult],
-        many: Multiplex[TraceHop],
-        traces: Sequence[TraceMachine],
-    ) -> None:
-        self._receive = receive
-        self._many = many
-        self._traces = traces
-        self._left: list[TraceResult] = []
-
-    def __aiter__(self) -> TraceResults:
-        return self
-
-    async def __anext__(self) -> TraceResult:
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise StopAsyncIteration from None
-
-    def remaining(self) -> list[TraceResult]:
-        self.close()
-        left, self._left = self._left, []
-        now = anyio.current_time()
-        return left + [self._traces[i].result(now) for i in self._many.unfinished]
-
-    def close(self) -> None:
-        """Keep the finished results nobody took, and close the stream."""
-        while True:
-            try:
-                self._left.append(self._receive.receive_nowait())
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                break
-        self._receive.close()
+#: What ``trace_many_with`` yields: finished traces in completion order; ``remaining()``
+#: gives, once the block was left early (Ctrl-C, a timeout), the traces not yet taken:
+#: finished ones, then the unfinished ones as they stood (``TraceMachine.result(now)``:
+#: the hops probed so far).
+TraceResults = ManyResults[TraceResult]
 
 
 @asynccontextmanager
@@ -765,25 +560,13 @@ async def trace_many_with(
         new_machine(transport, address, options, source=source, target=name)
         for address, name in zip(addresses, names, strict=True)
     ]
-    many = Multiplex(machines)
-    send, receive = anyio.create_memory_object_stream[TraceResult](max(1, len(machines)))
 
-    def dispatch(event: Emitted[TraceHop] | Finished) -> None:
-        if isinstance(event, Finished):
-            send.send_nowait(machines[event.index].result())
-        elif on_event is not None:
-            on_event(names[event.index], event.event)
+    def on_hop(index: int, hop: TraceHop) -> None:
+        if on_event is not None:
+            on_event(names[index], hop)
 
-    async def run_all() -> None:
-        with send:
-            await drive(many, transport, on_event=dispatch)
-
-    results = TraceResults(receive, many, machines)
-    with contextlib.closing(results):  # once the driver is gone (its last replies count)
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(run_all)
-            yield results  # (leaving the block by an exception cancels the traces too)
-            task_group.cancel_scope.cancel()
+    async with run_many(transport, machines, on_event=on_hop) as results:
+        yield results
 
 
 def trace_protocols(addresses: Sequence[str], method: str) -> list[tuple[int, int]]:
@@ -792,64 +575,3 @@ def trace_protocols(addresses: Sequence[str], method: str) -> list[tuple[int, in
     sockets = TCP_SOCKETS if method == "tcp" else ICMP_SOCKETS
     families = {socket.AF_INET6 if ":" in a else socket.AF_INET for a in addresses}
     return [(family, protocol) for family, protocol in sockets if family in families]
-
-
-# -- mtr-style statistics over rounds ----------------------------------------------
-
-
-class LiveTrace:
-    """Per-hop statistics over repeated traces of one target (mtr's Loss%, Snt, Last,
-    Avg, Best, Wrst, StDev). Pure: feed it each round's TraceResult."""
-
-    def __init__(self, target: str, address: str) -> None:
-        self.target = target
-        self.address = address
-        self.rounds = 0
-        self._sent: dict[int, int] = {}
-        self._rtts: dict[int, list[float]] = {}
-        self._last: dict[int, float] = {}
-        self._addresses: dict[int, dict[str, None]] = {}
-        self._annotation: dict[int, str] = {}
-        self._dest_ttl: int | None = None
-
-    def add(self, result: TraceResult) -> None:
-        """Count one round: one probe per query per hop up to its destination."""
-        self.rounds += 1
-        if result.destination_ttl is not None:
-            self._dest_ttl = result.destination_ttl
-        for hop in result.hops:
-            self._sent[hop.ttl] = self._sent.get(hop.ttl, 0) + len(hop.probes)
-            for response in hop.responses:
-                self._rtts.setdefault(hop.ttl, []).append(response.rtt_s)
-                self._last[hop.ttl] = response.rtt_s
-                self._addresses.setdefault(hop.ttl, {})[response.address] = None
-                if response.annotation:
-                    self._annotation[hop.ttl] = response.annotation
-
-    def rows(self) -> list[HopStats]:
-        """One row per TTL up to the latest destination hop (or the last one probed)."""
-        if not self._sent:
-            return []
-        last = self._dest_ttl if self._dest_ttl is not None else max(self._sent)
-        rows = []
-        for ttl in sorted(t for t in self._sent if t <= last):
-            rtts = self._rtts.get(ttl, [])
-            mean = sum(rtts) / len(rtts) if rtts else None
-            stdev = None
-            if mean is not None:
-                stdev = math.sqrt(sum((r - mean) ** 2 for r in rtts) / len(rtts))
-            rows.append(
-                HopStats(
-                    ttl=ttl,
-                    addresses=tuple(self._addresses.get(ttl, {})),
-                    sent=self._sent[ttl],
-                    received=len(rtts),
-                    last_s=self._last.get(ttl),
-                    avg_s=mean,
-                    best_s=min(rtts) if rtts else None,
-                    worst_s=max(rtts) if rtts else None,
-                    stdev_s=stdev,
-                    annotation=self._annotation.get(ttl, ""),
-                )
-            )
-        return rows

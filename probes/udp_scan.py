@@ -19,7 +19,9 @@ dropped port from a rate-limited one, so every retry goes out with a *witness* (
 probe of a port the target answered closed, right after it): an answered witness
 shows the target could have answered, and the silence is believed; unanswered
 witnesses are evidence of the limit, and the engine then probes one port at a time,
-a second apart (``Pace.limit_gap_s``), each undecided port with fresh retries. A
+a second apart (``Pace.limit_gap_s``), each undecided port with fresh retries (a
+target that answered nothing rate-limited yet may be out of tokens from the start:
+its silent ports get one more try once the first token has come). A
 target without the limit is thus scanned at full speed however many ports it drops,
 and one with it exactly. The limit mode is one for the whole scan (Linux keys its
 bucket by the peer the errors go to, which is all of us); closed ports' answers are

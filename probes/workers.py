@@ -4,7 +4,9 @@ Python runs one core's worth of bytecode per process; a sweep at line speed need
 more, so it is split into shards (see probes/permute.py) run by forked workers, each
 with its own raw sockets and event loop. Workers are forked before any event loop
 starts, inherit the calling thread's network namespace, and send back one pickled
-value through a pipe. A worker that fails sends its exception, re-raised here.
+value through a pipe. A worker that fails sends its exception, re-raised here. While
+it runs, a worker may send values through the same pipe (``Messages``): the parent
+hands them on as they come (a scan's hosts, printed as each is decided).
 
 Lifecycle: no worker outlives this process (each asks the kernel for SIGKILL when its
 parent dies: ``PR_SET_PDEATHSIG``), SIGINT and SIGTERM received here are passed on to
@@ -20,6 +22,7 @@ import pickle
 import secrets
 import select
 import signal
+import struct
 import sys
 import time
 import traceback
@@ -43,6 +46,39 @@ _PR_SET_PDEATHSIG = 1
 
 class WorkerFailed(RawProbeError):
     """A worker process died without a result."""
+
+
+#: A frame on a worker's pipe: kind (a message, or the result), length of the pickle.
+_FRAME = struct.Struct("!BQ")
+_MESSAGE, _RESULT = 0, 1
+_NONE_YET = object()
+
+
+class Messages:
+    """Values workers send their parent while they run. Made before the workers are
+    forked and given to ``run_workers``; a job calls ``send(value)``, and the parent
+    calls ``receive(worker, value)`` for each, in the order that worker sent them (one
+    worker: at once, in this process). Values are pickled: send batches, not crumbs."""
+
+    def __init__(self, receive: Callable[[int, Any], object]) -> None:
+        self.receive = receive
+        self._worker = 0
+        self._fd: int | None = None  # in a forked worker: its pipe to the parent
+
+    def send(self, value: Any) -> None:
+        if self._fd is None:
+            self.receive(self._worker, value)
+        else:
+            _write_frame(self._fd, _MESSAGE, pickle.dumps(value))
+
+    def _forked(self, worker: int, fd: int) -> None:
+        self._worker, self._fd = worker, fd
+
+
+def _write_frame(fd: int, kind: int, payload: bytes) -> None:
+    data = memoryview(_FRAME.pack(kind, len(payload)) + payload)
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 class Plan(NamedTuple):
@@ -79,10 +115,12 @@ def plan_workers(
     return Plan(workers, seed, *shard)
 
 
-def run_plan(job: Callable[[int], T], plan: Plan) -> list[T]:
+def run_plan(job: Callable[[int], T], plan: Plan, messages: Messages | None = None) -> list[T]:
     """``run_workers`` for a bulk run: this process drops its privileges once every
     worker has forked (they open their own sockets), bulk garbage collection."""
-    return run_workers(job, plan.workers, after_fork=privileges.sockets_opened, bulk_gc=True)
+    return run_workers(
+        job, plan.workers, after_fork=privileges.sockets_opened, bulk_gc=True, messages=messages
+    )
 
 
 def run_workers(
@@ -91,6 +129,7 @@ def run_workers(
     *,
     after_fork: Callable[[], object] | None = None,
     bulk_gc: bool = False,
+    messages: Messages | None = None,
 ) -> list[T]:
     """``[job(0), ..., job(count - 1)]``, each call in its own forked process.
 
@@ -103,7 +142,8 @@ def run_workers(
     stops the others. ``after_fork`` runs in this process once every worker is forked
     (the CLI drops its privileges there: the workers open their own sockets, this
     process opens none). ``bulk_gc`` tunes this process's garbage collector for bulk
-    work (commands only).
+    work (commands only). ``messages``: what the jobs send while they run (see
+    ``Messages``).
     """
     if bulk_gc:
         # Everything made so far (modules, parsed targets) is never garbage: keep the
@@ -143,6 +183,8 @@ def run_workers(
                         os.close(other)
                     _die_with(parent)
                     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                    if messages is not None:
+                        messages._forked(index, write_fd)
                     _work(job, index, write_fd)
                 os.close(write_fd)
                 children[read_fd] = pid
@@ -152,18 +194,20 @@ def run_workers(
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if after_fork is not None:
             after_fork()
-        return _collect(children, stopping)
+        return _collect(children, stopping, messages)
     finally:
         _stop(children)  # after a failure: no worker goes on probing on its own
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def _collect(children: dict[int, int], stopping: list[float]) -> list[Any]:
-    """Read every worker's pickled result (in worker order), whichever finishes first;
-    the first failure is raised at once."""
+def _collect(
+    children: dict[int, int], stopping: list[float], messages: Messages | None
+) -> list[Any]:
+    """Read every worker's pickled result (in worker order), whichever finishes first,
+    and hand on its messages as they come; the first failure is raised at once."""
     order = {read_fd: index for index, read_fd in enumerate(children)}
-    data: dict[int, list[bytes]] = {read_fd: [] for read_fd in children}
+    data: dict[int, bytearray] = {read_fd: bytearray() for read_fd in children}
     results: dict[int, Any] = {}
     poller = select.poll()
     for read_fd in children:
@@ -178,20 +222,39 @@ def _collect(children: dict[int, int], stopping: list[float]) -> list[Any]:
         for read_fd, _events in poller.poll(timeout_ms):
             chunk = os.read(read_fd, 1 << 16)
             if chunk:
-                data[read_fd].append(chunk)
+                buffer = data[read_fd]
+                buffer += chunk
+                result = _frames(buffer, order[read_fd], messages)
+                if result is not _NONE_YET:
+                    results[order[read_fd]] = result
                 continue
             poller.unregister(read_fd)
             pid = children.pop(read_fd)
             os.close(read_fd)
             _pid, status = os.waitpid(pid, 0)
-            payload = b"".join(data.pop(read_fd))
-            if not payload:
+            if order[read_fd] not in results:
                 raise WorkerFailed(f"worker {pid} died (exit status {status})")
-            ok, value = pickle.loads(payload)
-            if not ok:
-                raise value
-            results[order[read_fd]] = value
     return [results[index] for index in sorted(results)]
+
+
+def _frames(buffer: bytearray, worker: int, messages: Messages | None) -> Any:
+    """Take the whole frames off the front of ``buffer``: messages handed on, the
+    result returned (a failure raised); ``_NONE_YET`` while no result has come."""
+    result: Any = _NONE_YET
+    while len(buffer) >= _FRAME.size:
+        kind, length = _FRAME.unpack_from(buffer)
+        end = _FRAME.size + length
+        if len(buffer) < end:
+            break
+        value = pickle.loads(buffer[_FRAME.size : end])
+        del buffer[:end]
+        if kind == _RESULT:
+            ok, result = value
+            if not ok:
+                raise result
+        elif messages is not None:
+            messages.receive(worker, value)
+    return result
 
 
 def _die_with(parent: int) -> None:
@@ -252,7 +315,7 @@ def _work(job: Callable[[int], T], index: int, write_fd: int) -> None:
                 exc = WorkerFailed(f"worker {index}: {exc!r}")
             payload = pickle.dumps((False, exc))
             code = 1
-        with os.fdopen(write_fd, "wb") as pipe:
-            pipe.write(payload)
+        _write_frame(write_fd, _RESULT, payload)
+        os.close(write_fd)
     finally:
         os._exit(code)

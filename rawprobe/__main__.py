@@ -2,4 +2,5 @@
 
 from rawprobe.cli.app import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # (importing the module, as documentation tools do, runs nothing)
+    raise SystemExit(main())

@@ -1,15 +1,19 @@
 """A throw-away network of Linux network namespaces for tests, benchmarks and demos.
 
-Topology (each box is a namespace named ``f"{prefix}-{role}"``)::
+What to build is data: a topology (``rawprobe/topologies/NAME.toml``, or a user's own
+file; format and validation in rawprobe/topology.py). :func:`lab_up` and :func:`lab`
+build any of them (``topology="ecmp4"``); the default, and the one every constant of
+this module describes, is the line (each box is a namespace named
+``f"{prefix}-{role}"``)::
 
     client --- r1 --- r2 --- r3 --- target
          .1.0/24  .2.0/24  .3.0/24  .4.0/24      (198.18.N.0/24, 2001:db8:N::/64)
 
-Each link is a veth pair created directly inside its two namespaces as ``eth0`` (the side
-facing the client) and ``eth1`` (the side facing the target), so no interface ever exists
-in the root namespace and concurrent labs cannot collide on interface names. On link N
-the client-side end has host number 1 and the target-side end host number 2 (the client
-itself is ``.2`` on link 1).
+Each link is a veth pair created directly inside its two namespaces (a node's links are
+``eth0``, ``eth1``, ... in the topology's order: in the line, ``eth0`` faces the client),
+so no interface ever exists in the root namespace and concurrent labs cannot collide on
+interface names. On link N the client-side end has host number 1 and the target-side
+end host number 2 (the client itself is ``.2`` on link 1).
 
 The target answers for all of 198.19.0.0/16 and 2001:db8:ff::/64 (AnyIP local routes),
 listens on :data:`OPEN_PORTS`, drops TCP :data:`DROP_PORTS` silently and rejects TCP
@@ -31,8 +35,16 @@ address 2001:db8:4::2; a TCP ``connect()`` to a REJECT port fails at once over v
 (EHOSTUNREACH) but only after the 1 s SYN retransmit over v6 (EACCES), because the
 first ICMPv6 error arrives while connect() still holds the socket lock.
 
+Multipath routers (``multipath`` in a topology) hash flows onto their next hops with the
+topology's ``fib_multipath_hash_policy``; their seed (``net.ipv4.fib_multipath_hash_seed``,
+kernel 6.11 and later, which hashes IPv6 too) is set per run: :func:`lab_up`'s ``seed``
+(a random one by default), :meth:`Lab.set_multipath_seed` later. Each router gets its
+own seed derived from the run's: with one seed everywhere, a router behind another
+would see only the flows the first one hashed its way and send them all one way.
+
 Traffic rule: nothing here sends a packet; all addresses lie in 198.18.0.0/15 and
-2001:db8::/32, and the client has no route outside them.
+2001:db8::/32 (rawprobe/topology.py refuses any other), and the client has no route
+outside them.
 
 Every lab has a state file ``/run/rawprobe/labs/<prefix>.json`` (claimed with O_EXCL
 before anything is built, removed by :meth:`Lab.down`), so a later process can find it
@@ -45,6 +57,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -58,11 +71,21 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from rawprobe.errors import LabError, UsageError
+from rawprobe.topology import (
+    NODE_NAME,
+    RATELIMIT_DEFAULTS,
+    Node,
+    Topology,
+    builtin_topologies,
+    load_topology,
+    parse_topology,
+)
 
 __all__ = [
     "CLIENT_V4",
@@ -99,6 +122,7 @@ __all__ = [
     "lab_prefixes",
     "lab_status",
     "lab_up",
+    "topology_names",
 ]
 
 ROLES: Final = ("client", "r1", "r2", "r3", "target")
@@ -172,7 +196,8 @@ NETNS_DIR: Final = Path("/run/netns")
 ETC_NETNS_DIR: Final = Path("/etc/netns")
 
 _PREFIX_RE: Final = re.compile(r"rp[0-9a-z]{1,20}")
-_NS_RE: Final = re.compile(r"(rp[0-9a-z]{1,20})-(client|r1|r2|r3|target)")
+#: A lab namespace: prefix, dash, node name (rawprobe/topology.py's node names).
+_NS_RE: Final = re.compile(rf"(rp[0-9a-z]{{1,20}})-({NODE_NAME})")
 _CLONE_NEWNET: Final = 0x40000000
 _CMD_TIMEOUT_S: Final = 20.0
 _LISTENER_READY_TIMEOUT_S: Final = 10.0
@@ -180,20 +205,33 @@ _SIOCGIFFLAGS: Final = 0x8913
 _IFF_RUNNING: Final = 0x40
 _IFREQ: Final = struct.Struct("16sh22x")  # struct ifreq: name, ifr_flags, padding
 
-# Kernel defaults restored by set_icmp_ratelimit(True) (checked on 6.18: all per-netns).
-_RATELIMIT_ON: Final = {
-    "net/ipv4/icmp_ratelimit": "1000",
-    "net/ipv6/icmp/ratelimit": "100",
-    "net/ipv4/icmp_msgs_per_sec": "1000",
-    "net/ipv4/icmp_msgs_burst": "50",
+# ICMP rate-limit sysctls (checked on 6.18: all per-netns) for rawprobe/topology.py's
+# keys, whose RATELIMIT_DEFAULTS are the kernel's (set_icmp_ratelimit(True)).
+_RATELIMIT_SYSCTLS: Final = {
+    "interval_ms": "net/ipv4/icmp_ratelimit",
+    "interval_ms_v6": "net/ipv6/icmp/ratelimit",
+    "per_sec": "net/ipv4/icmp_msgs_per_sec",
+    "burst": "net/ipv4/icmp_msgs_burst",
 }
+
+
+def _ratelimit(values: Mapping[str, int]) -> dict[str, str]:
+    return {_RATELIMIT_SYSCTLS[key]: str(value) for key, value in values.items()}
+
+
+_RATELIMIT_ON: Final = _ratelimit(RATELIMIT_DEFAULTS)
 # Per-destination limit off (0 ms) and the per-namespace global token bucket far out of
 # reach (per_sec * HZ must fit in an int, hence not INT_MAX).
-_RATELIMIT_OFF: Final = {
-    "net/ipv4/icmp_ratelimit": "0",
-    "net/ipv6/icmp/ratelimit": "0",
-    "net/ipv4/icmp_msgs_per_sec": "1000000",
-    "net/ipv4/icmp_msgs_burst": "1000000",
+_RATELIMIT_OFF: Final = _ratelimit(
+    {"interval_ms": 0, "interval_ms_v6": 0, "per_sec": 1000000, "burst": 1000000}
+)
+_SEED_SYSCTL: Final = "net/ipv4/fib_multipath_hash_seed"
+#: The tables iptables-restore is given, with their built-in chains.
+_CHAINS: Final = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "raw": ("PREROUTING", "OUTPUT"),
 }
 _COMMON_SYSCTLS: Final = {
     "net/ipv6/conf/all/accept_dad": "0",
@@ -461,9 +499,9 @@ def _write_sysctls(values: Mapping[str, str]) -> None:
             raise LabError(f"cannot set sysctl {key.replace('/', '.')}={value}: {exc}") from exc
 
 
-def _ptr_table() -> dict[str, str]:
+def _ptr_table(names: Mapping[str, str]) -> dict[str, str]:
     """Reverse name (``5.0.19.198.in-addr.arpa``) -> PTR name, for the DNS server."""
-    return {ipaddress.ip_address(a).reverse_pointer: n for a, n in LAB_NAMES.items()}
+    return {ipaddress.ip_address(a).reverse_pointer: n for a, n in names.items()}
 
 
 def _write_resolv_conf(ns: str, nameservers: Sequence[str]) -> None:
@@ -509,12 +547,28 @@ def _state_path(prefix: str) -> Path:
     return STATE_DIR / f"{prefix}.json"
 
 
-def _host(net: str, host: int) -> str:
-    """Address number ``host`` of a /24 or /64 written as in LINKS_V4/LINKS_V6."""
-    base = net.split("/")[0]
-    if ":" in base:
-        return f"{base}{host:x}"  # "2001:db8:1::" + "2"
-    return base.rsplit(".", 1)[0] + f".{host}"
+@functools.cache
+def _default_topology() -> Topology:
+    return load_topology("default")
+
+
+def _topology(topology: str | Topology | None) -> Topology:
+    """A topology given by name, file or value (None: the default line)."""
+    if topology is None:
+        return _default_topology()
+    return topology if isinstance(topology, Topology) else load_topology(topology)
+
+
+def _check_seed(seed: int) -> int:
+    if not 0 <= seed <= 0xFFFFFFFF:
+        raise UsageError(f"bad multipath seed {seed}: must be 0..4294967295")
+    return seed
+
+
+def _router_seed(seed: int, node: str) -> int:
+    """The multipath hash seed of router ``node`` for a run's ``seed`` (never 0, which
+    asks the kernel for its boot-time random one, the same in every namespace)."""
+    return zlib.crc32(f"{seed}/{node}".encode()) or 1
 
 
 # --------------------------------------------------------------------------- the lab
@@ -525,7 +579,12 @@ class Lab:
 
     Instances come from :func:`lab_up` (built by this process, which then owns the
     target's listener process) or :meth:`Lab.load` (a lab built by another process).
-    All address attributes are plain strings; port attributes are tuples/ranges.
+    All address attributes are plain strings; port attributes are tuples/ranges. The
+    class attributes describe the default line; in any topology ``target_v4`` and the
+    ports hold for a node built on ``default:target``, ``client_v4`` is the client's
+    first address, ``paths_v4`` is the topology's truth (the routers a trace from the
+    client shows, one tuple per path) and ``router_v4`` its only path (empty when there
+    are several).
     """
 
     target_v4: str = TARGET_V4
@@ -543,26 +602,41 @@ class Lab:
     udp_drop_ports: range = UDP_DROP_PORTS
     udp_reject_ports: range = UDP_REJECT_PORTS
     roles: tuple[str, ...] = ROLES
+    paths_v4: tuple[tuple[str, ...], ...] = (ROUTER_V4,)
+    paths_v6: tuple[tuple[str, ...], ...] = (ROUTER_V6,)
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, topology: str | Topology | None = None) -> None:
         self.prefix: str = _check_prefix(prefix)
+        self.topology: Topology = _topology(topology)
+        #: The run's multipath hash seed (None: none set, or the kernel has no such sysctl).
+        self.seed: int | None = None
         self.listener_pid: int | None = None
         self._listener: subprocess.Popen[bytes] | None = None
+        t = self.topology
+        if t is not _default_topology():
+            self.roles = t.roles
+            self.client_v4, self.client_v6 = (
+                next(iter(t.addresses("client", f)), "") for f in (4, 6)
+            )
+            self.paths_v4, self.paths_v6 = t.paths_v4, t.paths_v6
+            self.router_v4 = t.paths_v4[0] if len(t.paths_v4) == 1 else ()
+            self.router_v6 = t.paths_v6[0] if len(t.paths_v6) == 1 else ()
 
     def __repr__(self) -> str:
-        return f"Lab(prefix={self.prefix!r})"
+        return f"Lab(prefix={self.prefix!r}, topology={self.topology.name!r})"
 
     # -- names ---------------------------------------------------------------------
 
     def ns(self, role: str) -> str:
-        """Full namespace name of ``role`` (one of :data:`ROLES`)."""
-        if role not in ROLES:
-            raise UsageError(f"unknown lab role {role!r}; roles are {', '.join(ROLES)}")
+        """Full namespace name of ``role`` (a node of the topology: :data:`ROLES` in
+        the default line)."""
+        if role not in self.roles:
+            raise UsageError(f"unknown lab role {role!r}; roles are {', '.join(self.roles)}")
         return f"{self.prefix}-{role}"
 
     @property
     def namespaces(self) -> tuple[str, ...]:
-        return tuple(self.ns(r) for r in ROLES)
+        return tuple(self.ns(r) for r in self.roles)
 
     def netns_path(self, role: str) -> str:
         """Path of the namespace's bind mount, for setns() or ``nsenter --net=``."""
@@ -573,7 +647,7 @@ class Lab:
         return _state_path(self.prefix)
 
     def exists(self) -> bool:
-        """True when all five namespaces exist."""
+        """True when all the topology's namespaces exist."""
         return set(self.namespaces) <= set(_ns_names())
 
     # -- running things inside -----------------------------------------------------
@@ -648,12 +722,12 @@ class Lab:
 
     # -- knobs ---------------------------------------------------------------------
 
-    def set_icmp_ratelimit(self, enabled: bool, roles: Sequence[str] = ROUTERS) -> None:
+    def set_icmp_ratelimit(self, enabled: bool, roles: Sequence[str] | None = None) -> None:
         """Turn the kernel's ICMP error rate limits on (kernel defaults) or off.
 
-        Applies to the routers unless ``roles`` says otherwise (the target's REJECT
-        replies and UDP port unreachables are ICMP errors too: pass ``["target"]`` or
-        ``ROLES``; on, the target answers a burst of about six closed UDP ports, then
+        Applies to the topology's routers unless ``roles`` says otherwise (the target's
+        REJECT replies and UDP port unreachables are ICMP errors too: pass ``["target"]``
+        or ``ROLES``; on, the target answers a burst of about six closed UDP ports, then
         about one a second, as a UDP scan meets it; checked in
         tests/lab/test_udp_lab.py). "On" means the
         defaults of a fresh namespace on 6.18: ``icmp_ratelimit`` 1000 ms,
@@ -661,9 +735,25 @@ class Lab:
         50 (all per-namespace). Labs start with every limit off.
         """
         values = _RATELIMIT_ON if enabled else _RATELIMIT_OFF
+        if roles is None:
+            roles = [node.name for node in self.topology.nodes if node.router]
         for role in roles:
             with self.entered(role):
                 _write_sysctls(values)
+
+    def set_multipath_seed(self, seed: int) -> None:
+        """Give the multipath routers new hash seeds, derived from ``seed`` (one per
+        router; see the module's docstring): flows that took one path may now take
+        another. Raises :class:`LabError` when the kernel has no
+        ``net.ipv4.fib_multipath_hash_seed`` (before 6.11); that one sysctl seeds the
+        IPv6 hash too."""
+        _check_seed(seed)
+        for role in self.topology.multipath_nodes:
+            with self.entered(role):
+                if not os.path.exists(f"/proc/sys/{_SEED_SYSCTL}"):
+                    raise LabError("this kernel has no net.ipv4.fib_multipath_hash_seed (6.11+)")
+                _write_sysctls({_SEED_SYSCTL: str(_router_seed(seed, role))})
+        self.seed = seed
 
     def set_resolver(self, role: str, nameservers: Sequence[str] | None = None) -> None:
         """Point ``role``'s resolver (``/etc/netns/NS/resolv.conf``, read by processes
@@ -691,18 +781,43 @@ class Lab:
     def load(cls, prefix: str) -> Lab:
         """A handle on an existing lab built by any process, from its state file (or,
         failing that, its namespaces). Raises :class:`LabError` when there is none."""
-        self = cls(prefix)
+        path = _state_path(_check_prefix(prefix))
         try:
-            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            state = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            if not set(self.namespaces) & set(_ns_names()):
+            found = _lab_namespaces().get(prefix, [])
+            if not found:
                 raise LabError(f"no lab with prefix {prefix!r}") from None
-            return self
+            return cls._from_namespaces(prefix, found)
         except (OSError, ValueError) as exc:
-            raise LabError(f"unreadable lab state {self.state_path}: {exc}") from exc
-        pid = state.get("listener_pid") if isinstance(state, dict) else None
+            raise LabError(f"unreadable lab state {path}: {exc}") from exc
+        if not isinstance(state, dict):
+            raise LabError(f"unreadable lab state {path}: not an object")
+        topology = state.get("topology")
+        if isinstance(topology, dict):  # (rawprobe-lab/1 files have none: the line)
+            name, text = topology.get("name"), topology.get("toml")
+            if not isinstance(name, str) or not isinstance(text, str):
+                raise LabError(f"unreadable lab state {path}: bad topology")
+            try:
+                self = cls(prefix, parse_topology(text, name))
+            except UsageError as exc:
+                raise LabError(f"unreadable lab state {path}: {exc}") from exc
+        else:
+            self = cls(prefix)
+        pid, seed = state.get("listener_pid"), state.get("seed")
         self.listener_pid = pid if isinstance(pid, int) else None
+        self.seed = seed if isinstance(seed, int) else None
         return self
+
+    @classmethod
+    def _from_namespaces(cls, prefix: str, names: Sequence[str]) -> Lab:
+        """A handle on a lab whose state file is gone: enough to tear it down."""
+        roles = tuple(name.partition("-")[2] for name in names)
+        if set(roles) <= set(ROLES):
+            return cls(prefix)
+        nodes = tuple(Node(role) for role in roles)
+        bare = Topology("unknown", "", nodes, (), (), (), {}, "")
+        return cls(prefix, bare)
 
     def down(self) -> None:
         """Tear the lab down: kill every process left in its namespaces (the listener
@@ -727,6 +842,8 @@ class Lab:
             "schema": "rawprobe-lab/1",
             "prefix": self.prefix,
             "namespaces": list(self.namespaces),
+            "topology": {"name": self.topology.name, "toml": self.topology.text},
+            "seed": self.seed,
             "listener_pid": self.listener_pid,
             "created_unix": time.time(),
             "builder_pid": os.getpid(),
@@ -747,33 +864,47 @@ class Lab:
             raise LabError(f"cannot write lab state {self.state_path}: {exc}") from exc
 
     def _build(self) -> None:
+        topology = self.topology
         names = self.namespaces
         _cmd(["ip", "-batch", "-"], stdin="".join(f"netns add {n}\n" for n in names))
-        for role in ROLES:
-            with self.entered(role):
+        can_seed = True
+        for node in topology.nodes:
+            with self.entered(node.name):
                 _write_sysctls(_COMMON_SYSCTLS)
-                if role in ROUTERS:
+                if node.router:
                     _write_sysctls(_ROUTER_SYSCTLS)
-        # Link N: eth1 of ROLES[N-1] (eth0 for the client) <-> eth0 of ROLES[N]. Distinct
-        # ifindexes matter: a veth whose ifindex equals its peer's (both 2 in fresh
-        # namespaces) gets its carrier event deferred by linkwatch for up to a second.
+                if node.icmp_ratelimit is not None:
+                    _write_sysctls(_ratelimit(node.icmp_ratelimit))
+                if node.multipath is not None:
+                    _write_sysctls(node.multipath.sysctls())
+                    can_seed = can_seed and os.path.exists(f"/proc/sys/{_SEED_SYSCTL}")
+        # Distinct ifindexes matter: a veth whose ifindex equals its peer's (both 2 in
+        # fresh namespaces) gets its carrier event deferred by linkwatch for up to a second.
         veths = ""
-        for i in range(len(LINKS_V4)):
-            left, right = ROLES[i], ROLES[i + 1]
-            left_if = "eth0" if left == "client" else "eth1"
+        for i, link in enumerate(topology.links):
+            a, b = link.ends
             veths += (
-                f"link add {left_if} index {100 + 2 * i} netns {self.ns(left)} type veth"
-                f" peer name eth0 index {101 + 2 * i} netns {self.ns(right)}\n"
+                f"link add {a.dev} index {100 + 2 * i} netns {self.ns(a.node)} type veth"
+                f" peer name {b.dev} index {101 + 2 * i} netns {self.ns(b.node)}\n"
             )
-        _cmd(["ip", "-batch", "-"], stdin=veths)
-        _cmds_parallel(
-            [(["ip", "-n", self.ns(role), "-batch", "-"], _ip_batch(role)) for role in ROLES]
-            + [
-                (["ip", "netns", "exec", self.ns("target"), "iptables-restore"], _RULES_V4),
-                (["ip", "netns", "exec", self.ns("target"), "ip6tables-restore"], _RULES_V6),
-            ]
-        )
-        for role in ROLES:  # no lookup made in the lab may reach the host's resolver
+        if veths:
+            _cmd(["ip", "-batch", "-"], stdin=veths)
+        jobs: list[tuple[Sequence[str], str | None]] = [
+            (["ip", "-n", self.ns(role), "-batch", "-"], _ip_batch(role, topology))
+            for role in self.roles
+        ]
+        for node in topology.nodes:
+            for tool, tables in (("iptables-restore", node.iptables),
+                                 ("ip6tables-restore", node.ip6tables)):  # fmt: skip
+                if tables:
+                    jobs.append((["ip", "netns", "exec", self.ns(node.name), tool],
+                                 _restore_input(tables)))  # fmt: skip
+        _cmds_parallel(jobs)
+        if self.seed is not None and not can_seed:
+            self.seed = None  # (the kernel seeds the hash itself: see set_multipath_seed)
+        if self.seed is not None and topology.multipath_nodes:
+            self.set_multipath_seed(self.seed)
+        for role in self.roles:  # no lookup made in the lab may reach the host's resolver
             self.set_resolver(role)
         self._wait_links_running()
         self._start_listener()
@@ -782,7 +913,7 @@ class Lab:
     def _wait_links_running(self, timeout_s: float = 3.0) -> None:
         """Block until every veth is operationally up (IFF_RUNNING): before that its
         transmit queue may not be active yet and the first packets could be lost."""
-        pending = [(role, dev) for role in ROLES for dev in _devices(role)]
+        pending = [(end.node, end.dev) for link in self.topology.links for end in link.ends]
         deadline = time.monotonic() + timeout_s
         while True:
             pending = [(role, dev) for role, dev in pending if not self._running(role, dev)]
@@ -803,19 +934,26 @@ class Lab:
         return bool(flags & _IFF_RUNNING)
 
     def _start_listener(self) -> None:
+        """Start the listener on the node that has one (at most one: see topology.py)
+        and wait until it says it is ready."""
+        node = next((n for n in self.topology.nodes if n.listen is not None), None)
+        if node is None or node.listen is None:
+            return
+        listen, table = node.listen, _ptr_table(self.topology.names)
+        zones = {address: table if kind == "names" else {} for address, kind in listen.dns}
         argv = [
             "ip",
             "netns",
             "exec",
-            self.ns("target"),
+            self.ns(node.name),
             sys.executable,
             "-I",
             "-c",
             _LISTENER_SRC,
-            self.netns_path("target"),
-            json.dumps({DNS_V4: _ptr_table(), NXDOMAIN_DNS_V4: {}, "::": {}}),
-            json.dumps(UDP_ECHO_PORTS),
-            *map(str, OPEN_PORTS),
+            self.netns_path(node.name),
+            json.dumps(zones),
+            json.dumps(listen.udp_echo),
+            *map(str, listen.tcp),
         ]
         try:
             proc = subprocess.Popen(
@@ -826,7 +964,7 @@ class Lab:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise LabError(f"cannot start the target listener: {exc}") from exc
+            raise LabError(f"cannot start the {node.name} listener: {exc}") from exc
         self._listener = proc
         self.listener_pid = proc.pid
         assert proc.stdout is not None and proc.stderr is not None
@@ -840,78 +978,43 @@ class Lab:
                 proc.wait()
                 err = proc.stderr.read().decode(errors="replace").strip()
                 raise LabError(
-                    f"target listener failed to start (ports {OPEN_PORTS}): {err or 'timeout'}"
+                    f"{node.name} listener failed to start (ports {listen.tcp}): {err or 'timeout'}"
                 )
         finally:
             proc.stdout.close()
             proc.stderr.close()
 
 
-def _devices(role: str) -> tuple[str, ...]:
-    return ("eth0",) if role in ("client", "target") else ("eth0", "eth1")
-
-
-def _ip_batch(role: str) -> str:
-    """The ``ip -batch`` script configuring one namespace (addresses, links, routes)."""
+def _ip_batch(role: str, topology: Topology | None = None) -> str:
+    """The ``ip -batch`` script configuring one namespace of ``topology`` (None: the
+    default line): its links' addresses, MTU and state, addresses on lo, routes."""
+    topology = topology or _default_topology()
+    node = topology.node(role)
     lines = ["link set lo up"]
-    idx = ROLES.index(role)
-    # Links touching this role: link idx-1 on eth0 (client side), link idx on eth1.
-    ifaces: list[tuple[str, int, int]] = []  # (dev, link index, host number)
-    if role == "client":
-        ifaces.append(("eth0", 0, 2))
-    else:
-        # On link 1 the client is .2 and r1 .1; elsewhere the target-side end is .2.
-        ifaces.append(("eth0", idx - 1, 1 if role == "r1" else 2))
-        if role != "target":
-            ifaces.append(("eth1", idx, 1))
-    for dev, link, host in ifaces:
-        lines.append(f"addr add {_host(LINKS_V4[link], host)}/24 dev {dev}")
-        lines.append(f"addr add {_host(LINKS_V6[link], host)}/64 dev {dev} nodad")
-        lines.append(f"link set {dev} up")
-    if role == "client":
-        lines.append(f"route add default via {_host(LINKS_V4[0], 1)}")
-        lines.append(f"route add default via {_host(LINKS_V6[0], 1)}")
-    elif role == "target":
-        lines.append(f"route add default via {_host(LINKS_V4[3], 1)}")
-        lines.append(f"route add default via {_host(LINKS_V6[3], 1)}")
-        lines.append(f"route add local {TARGET_ANYIP_V4} dev lo")
-        lines.append(f"route add local {TARGET_ANYIP_V6} dev lo")
-        # An AnyIP route alone is not an address for ICMPv6 source selection: errors
-        # (e.g. traceroute's port unreachable) would come from the link address.
-        lines.append(f"addr add {TARGET_V6}/128 dev lo nodad")
-        lines.append(f"route add blackhole {SILENT_NET_V4}")
-        lines.append(f"route add blackhole {SILENT_NET_V6}")
-    else:
-        # Everything of the lab ranges toward the target; the links nearer the client
-        # back toward it. No default route: nothing can leave the lab ranges.
-        lines.append(f"route add 198.18.0.0/15 via {_host(LINKS_V4[idx], 2)}")
-        lines.append(f"route add 2001:db8::/32 via {_host(LINKS_V6[idx], 2)}")
-        for link in range(idx - 1):
-            lines.append(f"route add {LINKS_V4[link]} via {_host(LINKS_V4[idx - 1], 1)}")
-            lines.append(f"route add {LINKS_V6[link]} via {_host(LINKS_V6[idx - 1], 1)}")
+    for link in topology.links:
+        for end in link.ends:
+            if end.node != role:
+                continue
+            if end.v4 is not None:
+                lines.append(f"addr add {end.v4} dev {end.dev}")
+            if end.v6 is not None:
+                lines.append(f"addr add {end.v6} dev {end.dev} nodad")
+            if link.mtu is not None:
+                lines.append(f"link set {end.dev} mtu {link.mtu}")
+            lines.append(f"link set {end.dev} up")
+    for address in node.addresses:
+        lines.append(f"addr add {address} dev lo" + (" nodad" if ":" in address else ""))
+    lines += [route.ip_command() for route in node.routes]
     return "\n".join(lines) + "\n"
 
 
-def _rules(reject_with: str) -> str:
-    rules = ""
-    for proto, drop, reject in (
-        ("tcp", DROP_PORTS, REJECT_PORTS),
-        ("udp", UDP_DROP_PORTS, UDP_REJECT_PORTS),
-    ):
-        rules += (
-            f"-A INPUT -p {proto} --dport {drop.start}:{drop.stop - 1} -j DROP\n"
-            f"-A INPUT -p {proto} --dport {reject.start}:{reject.stop - 1}"
-            f" -j REJECT --reject-with {reject_with}\n"
-        )
-    return (
-        "*filter\n"
-        ":INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
-        f"{rules}COMMIT\n"
-    )
-
-
-_RULES_V4: Final = _rules("icmp-admin-prohibited")
-_RULES_V6: Final = _rules("icmp6-adm-prohibited")
+def _restore_input(tables: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """iptables-restore's input for ``(table, rules)`` pairs (built-in chains ACCEPT)."""
+    text = ""
+    for table, rules in tables:
+        chains = "".join(f":{chain} ACCEPT [0:0]\n" for chain in _CHAINS[table])
+        text += f"*{table}\n{chains}" + "".join(f"{rule}\n" for rule in rules) + "COMMIT\n"
+    return text
 
 
 # --------------------------------------------------------------------------- module API
@@ -937,19 +1040,28 @@ def check_lab_possible() -> str | None:
     return None
 
 
-def lab_up(prefix: str | None = None) -> Lab:
-    """Build a lab and return it (typically in well under a second).
+def lab_up(
+    prefix: str | None = None, topology: str | Topology | None = None, *, seed: int | None = None
+) -> Lab:
+    """Build a lab and return it (the default line in well under a second).
 
-    ``prefix`` defaults to a fresh ``rp<pid><4 hex>``. On any failure everything built
-    so far is torn down and :class:`LabError` is raised with the failing command and
-    its stderr; a prefix already in use (state file or any of its namespaces) raises
-    :class:`LabError` without touching the existing lab. A bad prefix raises
-    :class:`UsageError`.
+    ``topology`` is a shipped topology's name (see :func:`topology_names`), a TOML
+    file's path or a parsed :class:`Topology`; None is the default line. ``seed`` is the
+    run's multipath hash seed (0..2**32-1; None: a random one; ignored where the kernel
+    has no such sysctl, and by topologies without multipath routers); ``Lab.seed``
+    says which. ``prefix`` defaults to a fresh ``rp<pid><4 hex>``. On any failure
+    everything built so far is torn down and :class:`LabError` is raised with the
+    failing command and its stderr; a prefix already in use (state file or any of its
+    namespaces) raises :class:`LabError` without touching the existing lab. A bad
+    prefix, topology or seed raises :class:`UsageError`.
     """
+    chosen = _topology(topology)  # (a bad file is reported first, root or not)
     reason = check_lab_possible()
     if reason is not None:
         raise LabError(reason)
-    new = Lab(_new_prefix() if prefix is None else prefix)
+    new = Lab(_new_prefix() if prefix is None else prefix, chosen)
+    if new.topology.multipath_nodes:
+        new.seed = secrets.randbits(32) if seed is None else _check_seed(seed)
     new._write_state(exclusive=True)  # claims the prefix against concurrent runs
     taken = set(new.namespaces) & set(_ns_names())
     if taken:
@@ -967,9 +1079,12 @@ def lab_up(prefix: str | None = None) -> Lab:
 
 
 @contextlib.contextmanager
-def lab(prefix: str | None = None) -> Iterator[Lab]:
-    """``with lab() as net:`` builds a lab and tears it down however the block ends."""
-    built = lab_up(prefix)
+def lab(
+    prefix: str | None = None, topology: str | Topology | None = None, *, seed: int | None = None
+) -> Iterator[Lab]:
+    """``with lab() as net:`` builds a lab (see :func:`lab_up`) and tears it down
+    however the block ends."""
+    built = lab_up(prefix, topology, seed=seed)
     try:
         yield built
     finally:
@@ -1017,8 +1132,26 @@ def down_all(startswith: str = "rp") -> list[str]:
     for prefix in sorted(set(by_prefix) | set(_state_prefixes())):
         if not prefix.startswith(startswith):
             continue
-        removed += _kill_and_delete(by_prefix.get(prefix, []))
-        _remove_etc_netns(f"{prefix}-{role}" for role in ROLES)
+        found = by_prefix.get(prefix, [])
+        removed += _kill_and_delete(found)
+        _remove_etc_netns({*found, *_state_namespaces(prefix), *(f"{prefix}-{r}" for r in ROLES)})
         with contextlib.suppress(FileNotFoundError):
             _state_path(prefix).unlink()
     return sorted(removed)
+
+
+def _state_namespaces(prefix: str) -> list[str]:
+    """The namespaces a lab's state file names (none when it is missing or unreadable)."""
+    try:
+        state = json.loads(_state_path(prefix).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    names = state.get("namespaces") if isinstance(state, dict) else None
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and _NS_RE.fullmatch(n)]
+
+
+def topology_names() -> dict[str, str]:
+    """The shipped topologies: name -> one-line description."""
+    return builtin_topologies()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install everything rawprobe needs on a fresh Debian machine, as root:
 # system tools for the lab and its tests (iproute2, iptables, tcpdump, iputils ping,
-# traceroute, tmux, setpriv) and a virtual environment in .venv with rawprobe and its
-# test extras.
+# traceroute, tmux, setpriv; nmap for its DTD, xmllint, jq) and a virtual environment
+# in .venv with rawprobe, its test extras and the API reference site's tools
+# (docs/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,9 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v traceroute >/dev/null || need+=(traceroute)
 command -v tmux >/dev/null || need+=(tmux)          # the live-view test drives a terminal
 command -v setpriv >/dev/null || need+=(util-linux) # tests that run as uid 65534
+[ -f /usr/share/nmap/nmap.dtd ] || need+=(nmap)     # nmap's DTD (-oX is validated against it)
+command -v xmllint >/dev/null || need+=(libxml2-utils)
+command -v jq >/dev/null || need+=(jq)              # deploy/merge-ndjson.jq (shards' NDJSON)
 python=${PYTHON:-python3}
 "$python" -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
@@ -29,3 +33,4 @@ fi
 # strict editable mode: a link tree that mypy can read (see scripts/typecheck.sh)
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' \
     --config-settings editable_mode=strict
+.venv/bin/python -m pip install -q --disable-pip-version-check -r docs/requirements.txt

@@ -11,6 +11,8 @@ export RAWPROBE_LAB=required
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 bash scripts/typecheck.sh
+# The API reference site (mkdocs.yml): warnings fail it; offline, a few seconds.
+.venv/bin/mkdocs build --strict --quiet
 # The pytest script, not `python -m pytest`: the latter puts the repository root on
 # sys.path, where ./rawprobe would shadow the installed package.
 .venv/bin/pytest -p no:cacheprovider "$@"

@@ -1,9 +1,10 @@
 """The session-wide network-namespace lab (see rawprobe/lab.py and DESIGN.md section 5).
 
-``lab`` builds one lab for the whole session and tears it down at the end, whatever
-happens in between. ``lab_required`` applies the skip policy alone, for tests that
-build labs of their own: when no lab can be built the test is skipped, unless
-``RAWPROBE_LAB=required`` (CI), where it fails.
+``lab`` builds one lab (the default line) for the whole session and tears it down at
+the end, whatever happens in between; ``topology_lab("ecmp4")`` does the same for any
+other topology of rawprobe/topologies/, built on first use. ``lab_required`` applies
+the skip policy alone, for tests that build labs of their own: when no lab can be built
+the test is skipped, unless ``RAWPROBE_LAB=required`` (CI), where it fails.
 
 Tests that use these fixtures are marked ``@pytest.mark.lab``. Tests must leave the
 shared lab as they found it (e.g. restore ICMP rate limits, ping_group_range).
@@ -12,11 +13,11 @@ shared lab as they found it (e.g. restore ICMP rate limits, ping_group_range).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from rawprobe.lab import Lab, check_lab_possible
+from rawprobe.lab import Lab, check_lab_possible, lab_up
 from rawprobe.lab import lab as build_lab
 
 
@@ -36,3 +37,21 @@ def lab(lab_required: None) -> Iterator[Lab]:
     """One lab shared by the session; torn down at session end even on failure."""
     with build_lab() as built:
         yield built
+
+
+@pytest.fixture(scope="session")
+def topology_lab(lab_required: None) -> Iterator[Callable[[str], Lab]]:
+    """``topology_lab(name)``: the session's lab of that topology, built on first use and
+    torn down at session end. Tests that change one (a seed, a rule) put it back."""
+    built: dict[str, Lab] = {}
+
+    def get(name: str) -> Lab:
+        if name not in built:
+            built[name] = lab_up(topology=name)
+        return built[name]
+
+    try:
+        yield get
+    finally:
+        for net in built.values():
+            net.down()

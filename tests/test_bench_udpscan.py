@@ -1,13 +1,15 @@
-"""bench/udpscan_vs_nmap.py reads both tools' output port by port: a rawprobe/1 scan
-document (the TCP scan's shape, as the UDP scan will write it) and nmap's XML."""
+"""bench/udpscan_vs_nmap.py reads both tools' output port by port: a rawprobe/2 scan
+document (validated against the shipped schema) and nmap's XML."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import output_check
 import pytest
 
 from rawprobe.cli.render_scan import scan_document
@@ -71,7 +73,8 @@ def document(states: dict[int, str], closed: int) -> dict[str, object]:
         "udp", (HostPorts(ADDRESS, ports, tuple(counts), True),), 2000, 1, 2000, 2100, 100,
         1.5, timing,
     )  # fmt: skip
-    return scan_document(result)
+    document: dict[str, object] = output_check.document(json.dumps(scan_document(result)), "scan")
+    return document
 
 
 def test_both_tools_outputs_give_every_ports_state(bench: ModuleType) -> None:

@@ -13,12 +13,12 @@ file of nonsense targets, ``{binary}`` random bytes, ``{empty}`` an empty file,
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import output_check
 import pytest
 
 from rawprobe.cli import args, ping_cmd, scan_cmd, send_cmd, sniff_cmd, sweep_cmd, trace_cmd
@@ -138,6 +138,9 @@ TRACE = [
 ]
 
 SWEEP = [
+    ["sweep", "--json", "-oG", "-", V4],
+    ["sweep", "-oX", "-", "-oG", "-", V4],
+    ["sweep", "-oX", "{nodir}", V4],
     ["sweep"],
     ["sweep", ""],
     ["sweep", "999.1.1.1"],
@@ -181,6 +184,9 @@ SWEEP = [
     ["sweep", "-f", "{empty}"],
     ["sweep", "-f", "{dir}"],
     ["sweep", "--json", "--ndjson", "127.0.0.1"],
+    ["sweep", "--all", "127.0.0.1"],
+    ["schema", "pong"],
+    ["schema", "ping", "scan"],
     ["sweep", "255.255.255.255"],
     ["sweep", "224.0.0.0/28"],
     ["sweep", "ff02::1"],
@@ -243,6 +249,15 @@ SCAN: list[Any] = [
     ["scan", "--exclude-file", "{dir}", V4],
     ["scan", "-f", "{hostbits}"],
     ["scan", "0x7f.1"],
+    ["scan", "--shard", "1/2", V4],  # no --seed
+    ["scan", "--shard", "2/2", "--seed", "1", V4],
+    ["scan", "--json", "--ndjson", V4],
+    ["scan", "--ndjson", "-oX", "-", V4],
+    ["scan", "-oX", "-", "-oN", "-", V4],
+    ["scan", "-oA", "-", V4],
+    ["scan", "-oA", "{nodir}", V4],
+    ["scan", "-oN", "{dir}", V4],
+    ["scan", "-oA", "{dir}/x", "-oG", "{dir}/y", V4],
 ]
 
 SEND = [
@@ -522,6 +537,6 @@ def test_exclusions_leave_addresses_out_of_sweep_and_scan(
         str(excluded),
     ]
     assert main(["sweep", "-t", "0.05", "-r", "0", *common, "127.0.0.0/24"]) == 1
-    assert json.loads(capsys.readouterr().out)["targets"] == 254 - 4 - 11
+    assert output_check.document(capsys.readouterr().out)["summary"]["targets"] == 254 - 4 - 11
     assert main(["scan", "--retries", "0", "-p", "80", *common, "127.0.0.0/28"]) == 0
-    assert json.loads(capsys.readouterr().out)["host_count"] == 14 - 4
+    assert output_check.document(capsys.readouterr().out)["summary"]["host_count"] == 14 - 4

@@ -1,7 +1,8 @@
-"""Plain output stays iputils-compatible; JSON follows the rawprobe/1 schema."""
+"""Plain output stays iputils-compatible; JSON follows the rawprobe/2 schema."""
 
 import json
 
+import output_check
 from rich.console import Console
 
 from rawprobe.cli import render
@@ -59,11 +60,18 @@ def test_summary_lines() -> None:
 
 
 def test_json_document_keys_and_units() -> None:
-    document = render.ping_document([result([0.001, 0.002], 2)], ["target"])
-    text = json.dumps(document)
-    host = json.loads(text)["hosts"][0]
-    assert document["schema"] == "rawprobe/1"
+    results = [result([0.001, 0.002], 2), result([], 2, "198.19.0.6")]
+    document = output_check.document(json.dumps(render.ping_document(results, ["target", "b"])))
+    host = document["hosts"][0]
+    assert document["schema"] == "rawprobe/2" and document["command"] == "ping"
     assert host["host"] == "target" and host["address"] == "198.19.0.5"
+    assert [h["state"] for h in document["hosts"]] == ["up", "down"]
+    assert document["summary"] == {
+        "interrupted": False,
+        "sockets": "raw",
+        "hosts_up": 1,
+        "hosts_down": 1,
+    }
     assert (host["transmitted"], host["received"]) == (2, 2)
     assert host["rtts_ms"] == [1.0, 2.0]
     assert host["min_ms"] == 1.0 and host["max_ms"] == 2.0

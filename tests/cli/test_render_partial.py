@@ -3,6 +3,9 @@ scanned ports on X are filtered``); the sweep's summary line is never wrapped.""
 
 from __future__ import annotations
 
+import json
+
+import output_check
 import pytest
 from rich.console import Console
 
@@ -75,8 +78,9 @@ def test_queries_still_awaited_show_as_question_marks_not_stars() -> None:
     assert lines == [" 1  198.18.1.1  1.000 ms *", " 2  * ?",
                      "(interrupted after hop 2: 6 probes sent)"]  # fmt: skip
     assert render_trace.trace_lines(_trace(hops[:1], finished=True)) == [lines[0]]
-    data = render_trace.trace_document([_trace(hops, False)], interrupted=True)
-    assert data["interrupted"] and not data["traces"][0]["finished"]
+    document = render_trace.trace_document([_trace(hops, False)], interrupted=True)
+    data = output_check.document(json.dumps(document), "trace")
+    assert data["summary"]["interrupted"] and not data["traces"][0]["finished"]
     assert [(h["lost"], h["pending"]) for h in data["traces"][0]["hops"]] == [(1, 0), (1, 1)]
     table = Console(width=120, record=True)
     table.print(render_trace.trace_table(_trace(hops, False)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import output_check
 import pytest
 
 from rawprobe.cli.render_scan import grepable, scan_document, scan_report, write_document
@@ -31,9 +32,10 @@ def test_report_lists_open_ports_and_summarises_the_rest() -> None:
 
 
 def test_json_lists_open_and_filtered_ports_and_counts_closed() -> None:
-    document = scan_document(RESULT)
-    assert document["schema"] == "rawprobe/1" and document["command"] == "scan"
+    document = output_check.document(json.dumps(scan_document(RESULT)))
+    assert document["schema"] == "rawprobe/2" and document["command"] == "scan"
     (host,) = document["hosts"]
+    assert host["state"] == "up" and document["summary"]["hosts_up"] == 1
     assert host["closed"] == 69 and len(host["ports"]) == 31
     assert host["ports"][0] == {"port": 22, "protocol": "tcp", "state": "open",
                                 "reason": "syn-ack", "ttl": 61, "rtt_ms": 0.1,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+import output_check
 import pytest
 
 from rawprobe.cli.app import main
@@ -32,8 +31,8 @@ def test_udp_scan_json_and_grepable_say_udp(
     network: MemoryNetwork, capsys: pytest.CaptureFixture[str], tmp_path: object
 ) -> None:
     assert main(["scan", "-sU", *FAST, "--json", "-p", "120-125", "2001:db8:ff::5"]) == 0
-    document = json.loads(capsys.readouterr().out)
-    assert document["technique"] == "udp"
+    document = output_check.document(capsys.readouterr().out)
+    assert document["summary"]["technique"] == "udp"
     (host,) = document["hosts"]
     assert [(p["port"], p["protocol"], p["state"]) for p in host["ports"]] == [(123, "udp", "open")]
     assert host["closed"] == 5
@@ -49,9 +48,9 @@ def test_syn_and_udp_in_one_run_with_prefixed_ports(
     assert "Not shown: 1 closed tcp port (reset), 1 closed udp port (port-unreach)" in out
     assert "22/tcp    open       ssh" in out and "53/udp    open       domain" in out
     assert main(["scan", "-sS", "-sU", *FAST, "--json", "-p", "T:22,U:53", "198.19.0.5"]) == 0
-    document = json.loads(capsys.readouterr().out)
-    assert document["technique"] == "syn+udp"
-    assert set(document["protocols"]) == {"tcp", "udp"}
+    document = output_check.document(capsys.readouterr().out)
+    assert document["summary"]["technique"] == "syn+udp"
+    assert set(document["summary"]["protocols"]) == {"tcp", "udp"}
     ports = [(p["port"], p["protocol"]) for p in document["hosts"][0]["ports"]]
     assert ports == [(22, "tcp"), (53, "udp")]
 

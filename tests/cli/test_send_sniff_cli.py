@@ -3,10 +3,10 @@ rendering of dissections."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+import output_check
 import pytest
 
 from rawprobe.cli.app import main
@@ -100,9 +100,11 @@ def test_sniff_json_is_one_object_per_packet(
     vectors_pcap: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["sniff", "-r", str(vectors_pcap), "-c", "2", "--json"]) == 0
-    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(objects) == 2
-    assert {o["schema"] for o in objects} == {"rawprobe/1"}
+    *objects, summary = output_check.events(capsys.readouterr().out.splitlines(), "sniff")
+    assert [o["event"] for o in objects] == ["packet", "packet"]
+    assert {o["schema"] for o in objects} == {"rawprobe/2"}
+    assert summary["captured"] == 2 and summary["sockets"] is None
+    assert summary["kernel_drops"] is None and not summary["interrupted"]
     first = objects[0]["packet"]
     assert first["layers"][0]["layer"] in ("IPv4", "IPv6")
     assert objects[0]["timestamp_ns"] == T0_NS

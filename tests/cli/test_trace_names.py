@@ -4,12 +4,12 @@ seen, never serialise hop lines, and a silent resolver costs one bounded wait.""
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import output_check
 import pytest
 
 from rawprobe.cli import trace_cmd
@@ -70,7 +70,19 @@ def test_streamed_hop_lines_do_not_wait_for_each_other(
     assert hops[2][0] < 1.0, hops
 
 
-@pytest.mark.parametrize("mode", [["--json"], [], ["--report", "-c", "2", "-i", "0"]])
+ROUNDS = ["-c", "2", "-i", "0"]
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        ["--json"],
+        [],
+        ["--report", *ROUNDS],
+        ["--report", "--json", *ROUNDS],
+        ["--live", "--json", *ROUNDS],
+    ],
+)
 def test_a_silent_resolver_costs_one_bounded_wait_for_40_targets(
     network: MemoryNetwork,
     monkeypatch: pytest.MonkeyPatch,
@@ -83,8 +95,14 @@ def test_a_silent_resolver_costs_one_bounded_wait_for_40_targets(
     elapsed = time.monotonic() - start
     out = capsys.readouterr().out
     assert elapsed < 3.0, elapsed  # 40 targets x 0.5 s would be 20 s
-    if mode == ["--json"]:
-        assert len(json.loads(out)["traces"]) == 40
+    if mode[:1] == ["--json"] or mode[:2] == ["--report", "--json"]:
+        document = output_check.document(out, "trace")
+        assert len(document["traces"]) == 40 and not document["summary"]["interrupted"]
+        assert document["mode"] == ("trace" if mode == ["--json"] else "report")
+    if mode[:1] == ["--live"]:  # a round event per target and round, then the summary
+        *rounds, summary = output_check.events(out.splitlines(), "trace")
+        assert len(rounds) == 80 and {r["event"] for r in rounds} == {"round"}
+        assert [r["rounds"] for r in summary["rounds"]] == [2] * 40
     assert "198.19.1.40" in out and ".test" not in out
 
 
@@ -96,7 +114,7 @@ def test_names_reach_json_and_report(
 
     _names(monkeypatch, fast)
     assert main(["trace", "-q", "1", "--json", "198.19.0.5"]) == 0
-    hops = json.loads(capsys.readouterr().out)["traces"][0]["hops"]
+    hops = output_check.document(capsys.readouterr().out, "trace")["traces"][0]["hops"]
     assert [h["responses"][0]["hostname"] for h in hops][-1] == "n198-19-0-5.test"
     assert main(["trace", "--report", "-c", "1", "198.19.0.5"]) == 0
     assert "  4.|-- n198-19-0-5.test (198.19.0.5)" in capsys.readouterr().out

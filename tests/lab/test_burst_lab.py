@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -25,6 +25,7 @@ def test_a_sweep_through_a_2_mbit_bottleneck_loses_no_probe(lab: Lab) -> None:
     finally:
         lab.run("client", "tc", "qdisc", "del", "dev", "eth0", "root")
     assert done.returncode == 0, done.stderr
-    document = json.loads(done.stdout)
+    document = output_check.document(done.stdout, "sweep")
     assert "dropped 0" not in stats  # the bottleneck did refuse packets
-    assert document["alive_count"] == 1022 and document["dead_count"] == 0
+    assert document["summary"]["hosts_up"] == len(document["hosts"]) == 1022
+    assert document["summary"]["hosts_down"] == 0

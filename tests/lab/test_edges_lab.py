@@ -16,7 +16,6 @@ session (process group), so the tests find, signal and check only what they star
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -212,8 +212,15 @@ def test_broken_stdout(write_table: dict[tuple[str, str], Done], name: str, brok
 
 
 def interrupted_document(out: str, _err: str) -> bool:
-    """The JSON document on stdout says it was interrupted."""
-    return json.loads(out)["interrupted"] is True
+    """The JSON document on stdout (valid against the schema) says it was interrupted."""
+    return output_check.document(out)["summary"]["interrupted"] is True
+
+
+def interrupted_stream(out: str, err: str, err_has: str = "") -> bool:
+    """The NDJSON lines on stdout (each valid) end with a summary saying it was
+    interrupted; ``err_has``: what the stderr summary must say too."""
+    *_items, summary = output_check.events(out.splitlines())
+    return summary["interrupted"] is True and err_has in err
 
 
 def has(text: str, where: str = "out") -> Callable[[str, str], bool]:
@@ -244,12 +251,15 @@ SIGNAL_CASES: dict[str, Case] = {
         ["trace", "-n", "--report", "-c", "999", "-i", "0.2", T4], has("198.18.1.1")
     ),
     "trace --live --json": Case(
-        ["trace", "-n", "--live", "--json", "-i", "0.2", T4], has('"round"')
+        ["trace", "-n", "--live", "--json", "-i", "0.2", T4],
+        lambda out, err: '"round"' in out and interrupted_stream(out, err),
     ),
     "send": Case(["send", "-c", "999", "-i", "0.2", T4], has("reply from")),
     "send --json": Case(["send", "--json", "-c", "999", "-i", "0.2", T4], interrupted_document),
     "sniff": Case(["sniff"], has("packets captured", "err")),
-    "sniff --json": Case(["sniff", "--json"], has("packets captured", "err")),
+    "sniff --json": Case(
+        ["sniff", "--json"], lambda out, err: interrupted_stream(out, err, "packets captured")
+    ),
     # the same signal plumbing on trio
     "ping trio": Case(
         ["ping", "--backend", "trio", "-i", "0.2", T4], has("packets transmitted"), 0
@@ -269,7 +279,9 @@ for _w in ("1", "2"):
     SIGNAL_CASES[f"scan --json -w {_w}"] = Case([*_scan, "--json"], interrupted_document)
     SIGNAL_CASES[f"sweep -w {_w}"] = Case(_sweep, has("hosts up", "err"))
     SIGNAL_CASES[f"sweep --json -w {_w}"] = Case([*_sweep, "--json"], interrupted_document)
-    SIGNAL_CASES[f"sweep --ndjson -w {_w}"] = Case([*_sweep, "--ndjson"], has("hosts up", "err"))
+    SIGNAL_CASES[f"sweep --ndjson -w {_w}"] = Case(
+        [*_sweep, "--ndjson"], lambda out, err: interrupted_stream(out, err, "hosts up")
+    )
 
 #: (case, signal, sent to the process group?)
 SIGNAL_RUNS = [(name, signum, False) for name in SIGNAL_CASES for signum in ("SIGINT", "SIGTERM")]

@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import textwrap
 
 import anyio
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -39,7 +39,7 @@ def test_concurrent_pingers_never_see_each_others_replies(lab: Lab) -> None:
     for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     for out, _err in outputs[:3]:
-        [result] = json.loads(out)["hosts"]
+        [result] = output_check.document(out, "ping")["hosts"]
         assert (result["transmitted"], result["received"], result["duplicates"]) == (30, 30, 0)
     iputils = outputs[3][0]
     assert "30 packets transmitted, 30 received" in iputils

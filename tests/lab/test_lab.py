@@ -258,7 +258,7 @@ def test_load_and_down_remove_everything(own_lab: Lab) -> None:
 
 def test_failed_build_leaves_nothing(lab_required: None, monkeypatch: pytest.MonkeyPatch) -> None:
     prefix = _unique("fail")
-    monkeypatch.setattr(labmod, "_ip_batch", lambda role: "bogus-command\n")
+    monkeypatch.setattr(labmod, "_ip_batch", lambda role, topology: "bogus-command\n")
     with pytest.raises(LabError, match="bogus-command") as info:
         lab_up(prefix)
     assert "ip -n" in str(info.value)  # names the failing command

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import output_check
 import pytest
 from unprivileged import can_run_unprivileged, run_as_nobody, unprivileged_tree
 
@@ -47,8 +47,8 @@ def test_nobody_pings_over_icmp_datagram_sockets(
     assert "ICMP datagram sockets" in done.stderr
     assert "2 packets transmitted, 2 received" in done.stdout
     json_run = run_as_nobody(tree, [*argv[:1], "--json", *argv[2:]], netns=lab.ns("client"))
-    document = json.loads(json_run.stdout)
-    assert document["sockets"] == "icmp-datagram"
+    document = output_check.document(json_run.stdout, "ping")
+    assert document["summary"]["sockets"] == "icmp-datagram"
     assert [host["received"] for host in document["hosts"]] == [2, 2]
 
 
@@ -88,6 +88,12 @@ def test_nobody_sweeps_over_icmp_datagram_sockets(
     assert done.returncode == 0, done.stderr
     assert "ICMP datagram sockets" in done.stderr
     assert done.stdout.split() == [f"198.19.4.{i}" for i in range(1, 21)]
+    done = run_as_nobody(tree, ["sweep", "--json", *argv[1:]], netns=lab.ns("client"))
+    document = output_check.document(done.stdout, "sweep")
+    assert document["summary"]["sockets"] == "icmp-datagram"
+    assert [host["address"] for host in document["hosts"]] == [
+        f"198.19.4.{i}" for i in range(1, 21)
+    ]
 
 
 def test_nobody_traces_with_icmp_over_datagram_sockets(
@@ -97,9 +103,11 @@ def test_nobody_traces_with_icmp_over_datagram_sockets(
         done = run_as_nobody(tree, ["trace", "-v", "-n", "--json", target], netns=lab.ns("client"))
         assert done.returncode == 0, done.stderr
         assert "ICMP datagram sockets" in done.stderr
-        [trace] = json.loads(done.stdout)["traces"]
+        document = output_check.document(done.stdout, "trace")
+        [trace] = document["traces"]
         path = [hop["responses"][0]["address"] for hop in trace["hops"]]
         assert trace["reached"] and path == [*routers, target]
+        assert document["summary"]["sockets"] == "icmp-datagram"
 
 
 def test_nobody_scans_with_connect_and_says_so(lab: Lab, tree: Path) -> None:
@@ -107,8 +115,10 @@ def test_nobody_scans_with_connect_and_says_so(lab: Lab, tree: Path) -> None:
     done = run_as_nobody(tree, argv, netns=lab.ns("client"))
     assert done.returncode == 0, done.stderr
     assert "connect() scan" in done.stderr
-    document = json.loads(done.stdout)
-    assert document["technique"] == "connect"
+    document = output_check.document(done.stdout, "scan")
+    assert document["summary"]["technique"] == "connect"
+    assert document["summary"]["sockets"] == "tcp-connect"
+    assert document["summary"]["counters"] is None
     [host] = document["hosts"]
     states = {port["port"]: (port["state"], port["reason"]) for port in host["ports"]}
     assert states[22] == ("open", "syn-ack") and states[80] == ("open", "syn-ack")
@@ -124,6 +134,8 @@ def test_nobody_traces_with_udp_like_tracepath(lab: Lab, tree: Path) -> None:
         done = run_as_nobody(tree, argv, netns=lab.ns("client"))
         assert done.returncode == 0, done.stderr
         assert "UDP sockets with IP_RECVERR" in done.stderr
-        [trace] = json.loads(done.stdout)["traces"]
+        document = output_check.document(done.stdout, "trace")
+        [trace] = document["traces"]
         path = [hop["responses"][0]["address"] for hop in trace["hops"]]
         assert trace["reached"] and path == [*routers, target]
+        assert document["summary"]["sockets"] == "udp-datagram"

@@ -3,13 +3,13 @@ decided, and SIGINT leaves a partial report that says it is one."""
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
 
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -83,27 +83,28 @@ def test_sweep_ndjson_lines_leave_as_hosts_are_decided(lab: Lab) -> None:
     run = Run(lab, "sweep", "-q", "--ndjson", "--rate", "100", "198.19.5.0/25")
     code, err = run.finish()
     assert code == 0, err
-    assert len(run.lines) == 126
-    spread = run.lines[-1][0] - run.lines[0][0]
+    *hosts, summary = output_check.events(run.text, "sweep")
+    assert len(hosts) == summary["hosts_up"] == 126 and not summary["interrupted"]
+    spread = run.lines[-2][0] - run.lines[0][0]
     print(f"first to last NDJSON line: {spread:.2f} s")
     assert spread > 0.6, spread
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_sigint_sweep_ndjson_reports_what_was_decided(lab: Lab, backend: str) -> None:
-    run = Run(lab, "--backend", backend, "sweep", "--ndjson", "--rate", "100", "198.19.5.0/24")
+    run = Run(lab, "--backend", backend, "sweep", "--ndjson", "--all", "--rate", "100",
+              "198.19.5.0/24")  # fmt: skip
     run.wait_lines(20)
     code, err = run.finish(signal.SIGINT)
     assert code == 130, err
-    events = [json.loads(line) for line in run.text]
-    *hosts, end = events
-    assert end["event"] == "interrupted" and all(e["event"] == "host" for e in hosts)
-    assert len(hosts) >= 20 and end["alive_count"] + end["dead_count"] == len(hosts)
-    assert end["alive_count"] == sum(e["state"] == "up" for e in hosts)
-    assert end["undecided_count"] == 254 - len(hosts) > 0
+    *hosts, end = output_check.events(run.text, "sweep")
+    assert end["interrupted"] and all(e["event"] == "host" for e in hosts)
+    assert len(hosts) >= 20 and end["hosts_up"] + end["hosts_down"] == len(hosts)  # --all
+    assert end["hosts_up"] == sum(e["state"] == "up" for e in hosts)
+    assert end["hosts_undecided"] == 254 - end["hosts_up"] - end["hosts_down"] > 0
     assert len(hosts) <= end["probes_sent"] < 254  # undrawn targets are not counted
     (summary,) = err.splitlines()  # one line, not wrapped at 80 columns
-    assert f"{end['alive_count']} of 254 hosts up, {end['probes_sent']} probes" in summary
+    assert f"{end['hosts_up']} of 254 hosts up, {end['probes_sent']} probes" in summary
     assert "interrupted:" in summary
 
 
@@ -112,8 +113,8 @@ def test_sigint_trace_json_holds_the_hops_so_far(lab: Lab) -> None:
     time.sleep(2.0)  # hops 1-3 answer at once; hop 4 and beyond wait 5 s
     code, err = run.finish(signal.SIGINT)
     assert code == 130, err
-    document = json.loads("\n".join(run.text))
-    assert document["interrupted"] is True
+    document = output_check.document("\n".join(run.text), "trace")
+    assert document["summary"]["interrupted"] is True
     (trace,) = document["traces"]
     assert trace["finished"] is False and not trace["reached"]
     answered = [[r["address"] for r in hop["responses"]] for hop in trace["hops"][:3]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -11,6 +10,7 @@ import sys
 import textwrap
 
 import anyio
+import output_check
 import pytest
 from unprivileged import can_run_unprivileged, run_as_nobody, unprivileged_tree
 
@@ -56,14 +56,20 @@ def test_cli_ping_json_has_the_documented_keys(lab: Lab) -> None:
         lab, "ping", "--json", "-c", "2", "-i", "0.2", lab.target_v4, lab.target_v6
     )
     assert code == 0, err
-    document = json.loads(out)
-    assert document["schema"] == "rawprobe/1"
+    document = output_check.document(out, "ping")
+    assert document["schema"] == "rawprobe/2"
     hosts = document["hosts"]
     assert [h["address"] for h in hosts] == [lab.target_v4, lab.target_v6]
     for host in hosts:
         assert host["transmitted"] == 2 and host["received"] == 2
         assert len(host["rtts_ms"]) == 2 and all(0 < rtt < 50 for rtt in host["rtts_ms"])
-        assert host["packet_loss"] == 0.0 and host["is_alive"] is True
+        assert host["packet_loss"] == 0.0 and host["state"] == "up"
+    assert document["summary"] == {
+        "interrupted": False,
+        "sockets": "raw",
+        "hosts_up": 2,
+        "hosts_down": 0,
+    }
 
 
 def test_cli_ping_silent_address_exits_1(lab: Lab) -> None:

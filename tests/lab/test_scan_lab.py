@@ -3,10 +3,10 @@ exactly (IPv4 and IPv6), forged SYN-ACKs ignored, loss survived by retries."""
 
 from __future__ import annotations
 
-import json
 import sys
 import textwrap
 
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -29,10 +29,10 @@ def test_all_65535_ports_classified_with_zero_errors(lab: Lab, family: str) -> N
     target = lab.target_v4 if family == "v4" else lab.target_v6
     code, out, err = rawprobe_cli(lab, "scan", "-p-", "--rate", "0", "--json", target)
     assert code == 0, err
-    document = json.loads(out)
-    assert document["schema"] == "rawprobe/1" and document["complete"]
+    document = output_check.document(out, "scan")
+    assert document["schema"] == "rawprobe/2" and document["summary"]["complete"]
     (host,) = document["hosts"]
-    assert host["address"] == target and host["up"]
+    assert host["address"] == target and host["state"] == "up"
     states = {p["port"]: (p["state"], p["reason"]) for p in host["ports"]}
     expected = {port: ("open", "syn-ack") for port in lab.open_ports}
     expected |= {port: ("filtered", "no-response") for port in lab.drop_ports}
@@ -49,8 +49,9 @@ def test_a_slash_24_times_100_ports_gets_every_state_right(lab: Lab) -> None:
     spec = "1-50,1990-2039"
     code, out, err = rawprobe_cli(lab, "scan", "-p", spec, "--rate", "0", "--json", "198.19.7.0/24")
     assert code == 0, err
-    document = json.loads(out)
-    assert document["complete"] and document["host_count"] == 254
+    document = output_check.document(out, "scan")
+    summary = document["summary"]
+    assert summary["complete"] and summary["host_count"] == summary["hosts_up"] == 254
     expected = {port: ("open", "syn-ack") for port in ports if port in lab.open_ports}
     expected |= {port: ("filtered", "no-response") for port in ports if port in lab.drop_ports}
     expected |= {
@@ -60,7 +61,7 @@ def test_a_slash_24_times_100_ports_gets_every_state_right(lab: Lab) -> None:
     hosts = document["hosts"]
     assert sorted(h["address"] for h in hosts) == sorted(f"198.19.7.{i}" for i in range(1, 255))
     for host in hosts:
-        assert host["up"]
+        assert host["state"] == "up"
         assert {p["port"]: (p["state"], p["reason"]) for p in host["ports"]} == expected
         assert host["closed"] == 100 - len(expected)
 

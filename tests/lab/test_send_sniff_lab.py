@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -31,8 +31,9 @@ def rawprobe_cli(lab: Lab, *args: str, timeout: float = 60) -> tuple[int, str, s
 def send_json(lab: Lab, *args: str) -> dict[str, Any]:
     code, out, err = rawprobe_cli(lab, "send", *args, "--json")
     assert code in (0, 1), err
-    document: dict[str, Any] = json.loads(out)
-    assert document["schema"] == "rawprobe/1" and document["command"] == "send"
+    document = output_check.document(out, "send")
+    summary = document["summary"]
+    assert summary["probes_sent"] == len(document["packets"]) and summary["sockets"] == "raw"
     return document
 
 
@@ -53,7 +54,7 @@ def test_send_icmp_ttl_2_shows_time_exceeded_from_the_second_router(lab: Lab, fa
     assert "Quoted packet" in out  # the dissection goes on into the quote
 
     document = send_json(lab, target, "--icmp", "--ttl", "2")
-    (probe,) = document["probes"]
+    (probe,) = document["packets"]
     assert probe["reply_from"] == router
     icmp_name, ip_name = ("ICMP", "IPv4") if family == "v4" else ("ICMPv6", "IPv6")
     icmp = layer_data(probe["reply"]["layers"], icmp_name)
@@ -73,7 +74,7 @@ def test_send_tcp_sa_gets_rst_and_syn_gets_syn_ack(lab: Lab, family: str) -> Non
     target = lab.target_v4 if family == "v4" else lab.target_v6
     port = str(lab.open_ports[1])
     document = send_json(lab, target, "--tcp", "--flags", "SA", "-p", port)
-    (probe,) = document["probes"]
+    (probe,) = document["packets"]
     assert probe["reply_from"] == target
     rst = layer_data(probe["reply"]["layers"], "TCP")
     sent = layer_data(probe["sent"]["layers"], "TCP")
@@ -84,7 +85,7 @@ def test_send_tcp_sa_gets_rst_and_syn_gets_syn_ack(lab: Lab, family: str) -> Non
     assert code == 0, err
     assert f"reply from {target} " in out and "Flags [S.]" in out
     document = send_json(lab, target, "--tcp", "--flags", "S", "-p", port)
-    (probe,) = document["probes"]
+    (probe,) = document["packets"]
     synack = layer_data(probe["reply"]["layers"], "TCP")
     sent = layer_data(probe["sent"]["layers"], "TCP")
     assert synack["flags"] & 0x12 == 0x12 and synack["ack"] == (sent["seq"] + 1) % 2**32
@@ -95,7 +96,7 @@ def test_sniff_writes_a_pcap_that_tcpdump_reads_the_same(lab: Lab, tmp_path: Pat
     path = tmp_path / "x.pcap"
     sniff = lab.popen(
         "client", *CLI, "sniff", "-c", "20", "-w", str(path), "--host", lab.target_v4,
-        "--duration", "20", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        "--duration", "20", "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert sniff.stderr is not None
@@ -107,7 +108,9 @@ def test_sniff_writes_a_pcap_that_tcpdump_reads_the_same(lab: Lab, tmp_path: Pat
             sniff.kill()
             sniff.communicate()
     assert sniff.returncode == 0, err
-    assert out == "" and "20 packets captured" in err
+    assert "20 packets captured" in err
+    *packets, summary = output_check.events(out.splitlines(), "sniff")  # (--json with -w)
+    assert len(packets) == 20 and summary["captured"] == 20 and summary["sockets"] == "packet"
 
     tcpdump = subprocess.run(
         ["tcpdump", "-r", str(path), "-nn", "-tt", "-S"], capture_output=True, text=True
@@ -253,4 +256,4 @@ def test_send_icmp_echo_gets_its_echo_reply_whatever_the_identifier(lab: Lab, fa
     target = lab.target_v4 if family == "v4" else lab.target_v6
     for extra in ((), ("--icmp-id", "4242")):
         document = send_json(lab, target, "--icmp", "-c", "3", "-i", "0.05", *extra)
-        assert [probe["reply_from"] for probe in document["probes"]] == [target] * 3
+        assert [probe["reply_from"] for probe in document["packets"]] == [target] * 3

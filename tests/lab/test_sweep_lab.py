@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from typing import Any
 
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -21,11 +22,11 @@ def sweep(lab: Lab, *args: str) -> tuple[int, str, str]:
 def test_whole_16_at_full_speed_finds_every_host(lab: Lab) -> None:
     code, out, err = sweep(lab, "--rate", "0", "--json", "198.19.0.0/16")
     assert code == 0, err
-    document = json.loads(out)
-    assert document["schema"] == "rawprobe/1"
-    assert document["alive_count"] == 65534 and document["dead_count"] == 0
-    assert len(set(document["alive"])) == 65534
-    assert document["counters"]["kernel_drops"] == 0
+    document = output_check.document(out, "sweep")
+    summary = document["summary"]
+    assert summary["hosts_up"] == 65534 and summary["hosts_down"] == 0
+    assert len({host["address"] for host in document["hosts"]}) == 65534
+    assert summary["counters"]["kernel_drops"] == 0
 
 
 @pytest.mark.parametrize(
@@ -51,14 +52,15 @@ def test_plain_output_is_one_address_per_line_and_silence_exits_1(lab: Lab) -> N
 
 def test_four_shards_cover_the_space_exactly_once(lab: Lab) -> None:
     """NDJSON outputs of four shards merge by concatenation into one complete sweep."""
-    lines: list[str] = []
+    events: list[dict[str, Any]] = []
     for shard in range(4):
         code, out, err = sweep(
             lab, "--rate", "0", "--ndjson", "--seed", "1", "--shard", f"{shard}/4", "198.19.16.0/20"
         )
         assert code == 0, err
-        lines += out.splitlines()
-    events = [json.loads(line) for line in lines]
+        *hosts, summary = output_check.events(out.splitlines(), "sweep")  # each: its summary
+        assert summary["shard"] == f"{shard}/4" and summary["hosts_up"] == len(hosts)
+        events += hosts
     addresses = [event["address"] for event in events]
     assert len(addresses) == 4094 and len(set(addresses)) == 4094
     assert {event["state"] for event in events} == {"up"}
@@ -67,4 +69,4 @@ def test_four_shards_cover_the_space_exactly_once(lab: Lab) -> None:
 def test_ipv6_slice_of_the_64(lab: Lab) -> None:
     code, out, err = sweep(lab, "--rate", "0", "--json", "2001:db8:ff::/116")
     assert code == 0, err
-    assert json.loads(out)["alive_count"] == 4096
+    assert output_check.document(out, "sweep")["summary"]["hosts_up"] == 4096

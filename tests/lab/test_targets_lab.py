@@ -4,9 +4,9 @@ source-address check (bind) in the client's namespace."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import sys
 
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -27,8 +27,8 @@ def test_exclusions_hold_across_workers_and_shards(lab: Lab) -> None:
             check=False, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        document = json.loads(done.stdout)
-        found |= set(document["alive"])
+        document = output_check.document(done.stdout, "sweep")
+        found |= {host["address"] for host in document["hosts"]}
     expected = {f"198.19.4.{n}" for n in range(64, 255) if not 200 <= n <= 210}
     expected |= {"198.19.5.1", "198.19.5.2"}
     assert found == expected

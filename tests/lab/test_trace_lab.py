@@ -1,17 +1,17 @@
 """Traceroute against the real kernel: every method and family through the three lab
-routers, rate-limited routers, a silent hop, ECMP (own namespaces), CLI and live mode."""
+routers, rate-limited routers, a silent hop, ECMP (the ecmp2 topology), CLI and live mode."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import anyio
+import output_check
 import pytest
 
 from rawprobe.lab import TARGET_LINK_V4, TARGET_LINK_V6, Lab
@@ -97,8 +97,8 @@ def test_cli_plain_layout_json_and_file(lab: Lab, tmp_path: os.PathLike[str]) ->
         f.write(f"# lab targets\n{lab.target_v6}\n198.19.0.9\n")
     done = cli(lab, "--json", "-T", "-F", targets, lab.silent_v4, "-w", "0.3", "-m", "6")
     assert done.returncode == 1  # the silent target was not reached
-    document = json.loads(done.stdout)
-    assert document["schema"] == "rawprobe/1"
+    document = output_check.document(done.stdout, "trace")
+    assert document["schema"] == "rawprobe/2" and document["summary"]["traces_reached"] == 2
     traces = {t["target"]: t for t in document["traces"]}
     assert list(traces) == [lab.silent_v4, lab.target_v6, "198.19.0.9"]
     assert traces["198.19.0.9"]["reached"] and len(traces["198.19.0.9"]["hops"]) == 4
@@ -145,78 +145,28 @@ def test_live_mode_under_tmux_shows_a_row_per_hop(lab: Lab) -> None:
         assert address in screen, screen
 
 
-# -- ECMP: a lab variant with a router that has two next hops ------------------------
-
-#: Lab role names reused for client c, router r, path routers a and b, target t.
-_ECMP_ROLES = ("client", "r1", "r2", "r3", "target")
-_ECMP_TARGET = "198.18.110.1"
-_ECMP_HOPS = ("198.18.102.2", "198.18.103.2")
+# -- ECMP: the lab's 2-branch topology (rawprobe/topologies/ecmp2.toml) --------------
 
 
-def _ip(ns: str, script: str) -> None:
-    subprocess.run(["ip", "-n", ns, "-batch", "-"], input=script, text=True, check=True)
-
-
-@pytest.fixture(scope="module")
-def ecmp(lab_required: None) -> Iterator[Lab]:
-    """client c -- r ==(a | b)== t: r splits 198.18.110.0/24 over a and b by L4 hash."""
-    prefix = f"rpecmp{os.getpid() % 100000}"
-    names = [f"{prefix}-{role}" for role in _ECMP_ROLES]
-    subprocess.run(["ip", "-batch", "-"], input="".join(f"netns add {n}\n" for n in names),
-                   text=True, check=True)  # fmt: skip
-    try:
-        c, r, a, b, t = names
-        links = [(c, "eth0", r, "eth0", 101), (r, "eth1", a, "eth0", 102),
-                 (r, "eth2", b, "eth0", 103), (a, "eth1", t, "eth0", 104),
-                 (b, "eth1", t, "eth1", 105)]  # fmt: skip
-        for i, (left, lif, right, rif, _) in enumerate(links):
-            subprocess.run(
-                ["ip", "link", "add", lif, "index", str(200 + 2 * i), "netns", left, "type",
-                 "veth", "peer", "name", rif, "index", str(201 + 2 * i), "netns", right],
-                check=True,
-            )  # fmt: skip
-        for ns in names:
-            for key, value in (("net.ipv4.ip_forward", "1"), ("net.ipv4.icmp_ratelimit", "0"),
-                               ("net.ipv4.fib_multipath_hash_policy", "1"),
-                               ("net.ipv4.conf.all.rp_filter", "0"),
-                               ("net.ipv4.conf.default.rp_filter", "0")):  # fmt: skip
-                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"{key}={value}"],
-                               check=True)  # fmt: skip
-        scripts: dict[str, list[str]] = {n: ["link set lo up"] for n in names}
-        for left, lif, right, rif, net in links:
-            scripts[left] += [f"addr add 198.18.{net}.1/24 dev {lif}", f"link set {lif} up"]
-            scripts[right] += [f"addr add 198.18.{net}.2/24 dev {rif}", f"link set {rif} up"]
-        scripts[c].append("route add default via 198.18.101.2")
-        scripts[r].append(
-            "route add 198.18.110.0/24 nexthop via 198.18.102.2 nexthop via 198.18.103.2"
-        )
-        scripts[a] += ["route add 198.18.110.0/24 via 198.18.104.2",
-                       "route add 198.18.101.0/24 via 198.18.102.1"]  # fmt: skip
-        scripts[b] += ["route add 198.18.110.0/24 via 198.18.105.2",
-                       "route add 198.18.101.0/24 via 198.18.103.1"]  # fmt: skip
-        scripts[t] += [f"addr add {_ECMP_TARGET}/32 dev lo",
-                       "route add 198.18.101.0/24 via 198.18.104.1"]  # fmt: skip
-        for ns, lines in scripts.items():
-            _ip(ns, "\n".join(lines) + "\n")
-        time.sleep(0.5)  # carrier up on every veth
-        yield Lab(prefix)
-    finally:
-        for ns in names:
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+@pytest.fixture
+def ecmp(topology_lab: Callable[[str], Lab]) -> Lab:
+    """client - r1 =(a1 | b1)= r2 - target: r1 splits flows over a1 and b1 by L4 hash."""
+    return topology_lab("ecmp2")
 
 
 @pytest.mark.parametrize("method", ["udp", "tcp"])
 def test_ecmp_paris_traces_keep_one_path_and_flows_find_both(ecmp: Lab, method: str) -> None:
+    branches = {path[1] for path in ecmp.paths_v4}  # a1's and b1's client-facing addresses
     seen: set[str] = set()
     port = 33434 if method == "udp" else 80
     for _ in range(12):
-        result = trace(ecmp, "client", _ECMP_TARGET, TraceOptions(method=method, port=port))
+        result = trace(ecmp, "client", ecmp.target_v4, TraceOptions(method=method, port=port))
         assert result.reached, result
-        assert len(result.hops) == 3
+        assert len(result.hops) == 4
         middle = result.hops[1].addresses
-        assert len(middle) == 1 and middle[0] in _ECMP_HOPS, middle  # one path per trace
+        assert len(middle) == 1 and middle[0] in branches, middle  # one path per trace
         seen.add(middle[0])
-    assert seen == set(_ECMP_HOPS)  # other flow identifiers took the other path
+    assert seen == branches  # other flow identifiers took the other path
 
 
 def test_a_last_router_whose_arp_fails_is_shown_with_its_late_host_unreachable(lab: Lab) -> None:

@@ -5,10 +5,10 @@ limit (the only slow test here, ~35 s)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -23,8 +23,7 @@ def udp_scan(lab: Lab, target: str, ports: str) -> dict[str, Any]:
         "--json", "-p", ports, target, check=False, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    document: dict[str, Any] = json.loads(done.stdout)
-    return document
+    return output_check.document(done.stdout, "scan")
 
 
 def states(document: dict[str, Any]) -> dict[int, tuple[str, str]]:
@@ -58,6 +57,6 @@ def test_udp_scan_under_the_default_icmp_rate_limit_is_exact(lab: Lab) -> None:
     assert states(document) == {7: ("open", "udp-response")}
     assert document["hosts"][0]["closed"] == 39
     assert document["hosts"][0]["reason_counts"] == [
-        {"state": "closed", "reason": "port-unreach", "count": 39},
-        {"state": "open", "reason": "udp-response", "count": 1},
+        {"protocol": "udp", "state": "closed", "reason": "port-unreach", "count": 39},
+        {"protocol": "udp", "state": "open", "reason": "udp-response", "count": 1},
     ]

@@ -7,12 +7,14 @@ bucket of a real transport at a low ``--rate`` makes ``send_batch`` wait.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import anyio
+import output_check
 import pytest
 
-from rawprobe.cli import render_scan, render_trace
+from rawprobe.cli import render, render_scan, render_trace
 from rawprobe.probes.drive import drive
 from rawprobe.probes.models import TraceResult
 from rawprobe.probes.ping import PingOptions
@@ -137,8 +139,9 @@ async def test_an_interrupted_trace_yields_its_hops_so_far() -> None:
     ]
     assert partial.probes_sent == sent == sum(hop.sent for hop in partial.hops)
     assert all(hop.pending == (0,) for hop in partial.hops[3:])  # awaited, not lost
-    data = render_trace.trace_document([partial], interrupted=True)
-    assert data["interrupted"] and data["traces"][0]["finished"] is False
+    document = json.dumps(render_trace.trace_document([partial], interrupted=True))
+    data = output_check.document(document, "trace")
+    assert data["summary"]["interrupted"] and data["traces"][0]["finished"] is False
     hops = data["traces"][0]["hops"]
     assert [h["lost"] for h in hops] == [0] * len(hops)
     assert [h["pending"] for h in hops[3:]] == [1] * (len(hops) - 3)
@@ -165,6 +168,9 @@ async def test_an_interrupted_scan_reports_decided_ports_only() -> None:
     assert f"rawprobe interrupted: {result.decided} of 300 ports decided" in lines[-2]
     grepable = render_scan.grepable(result, "rawprobe scan", "s", "f", interrupted=True)
     assert grepable[-2].startswith("# rawprobe interrupted:")
+    document = json.dumps(render_scan.scan_document(result, interrupted=True, counters=None))
+    summary = output_check.document(document, "scan")["summary"]
+    assert summary["interrupted"] and not summary["complete"]
 
 
 async def test_an_interrupted_ping_counts_only_requests_that_left() -> None:
@@ -177,3 +183,6 @@ async def test_an_interrupted_ping_counts_only_requests_that_left() -> None:
         sent = len(transport.sent_packets)
     assert result.transmitted == sent
     assert result.received <= sent
+    document = json.dumps(render.ping_document([result], interrupted=True))
+    (host,) = output_check.document(document, "ping")["hosts"]
+    assert host["transmitted"] == sent

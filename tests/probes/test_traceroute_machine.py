@@ -230,7 +230,7 @@ def test_icmpv6_port_unreachable_reaches_and_quotes_hop_limit() -> None:
         [Reply(key, socket.AF_INET6, pton(DST6), message, 61, 1_000_000, 0.001, 58)], 0.001
     )
     response = m.result().hops[0].responses[0]
-    assert m.done and response.reached and response.quoted_ttl == 4 and response.annotation == ""
+    assert m.done and response.reached and response.quoted_ttl == 4 and response.annotation is None
 
 
 def test_annotations_follow_traceroute() -> None:

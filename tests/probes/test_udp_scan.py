@@ -58,18 +58,23 @@ def test_probes_carry_a_protocol_request_or_the_cookie() -> None:
 
 
 def _scan_a_simulated_target(
-    ports: tuple[int, ...], open_ports: set[int], silent_ports: set[int], burst: float
+    ports: tuple[int, ...],
+    open_ports: set[int],
+    silent_ports: set[int],
+    burst: float,
+    tokens: float | None = None,
 ) -> ScanResult:
     """Run a UDP scan machine against a simulated Linux host over a 1 ms clock: its
     open ports answer, its silent ports drop, the rest answer port unreachables out of
-    a bucket of ``burst`` tokens refilled one a second (math.inf: no limit)."""
+    a bucket of ``burst`` tokens refilled one a second (math.inf: no limit), holding
+    ``tokens`` at the start (None: full)."""
     src, dst = "198.18.1.2", "198.19.0.5"
     options = udp_options(max_rate_pps=0, min_rtt_timeout_s=0.1, initial_rtt_timeout_s=0.2)
     machine = UdpScanMachine(
         TargetSpace.parse([dst]), ports, cookies=Cookies(b"s" * 32),
         source_for=lambda _a: src, options=options,
     )  # fmt: skip
-    tokens, last_s, now = burst, 0.0, 0.0
+    tokens, last_s, now = (burst if tokens is None else tokens), 0.0, 0.0
     due: list[tuple[float, Reply]] = []
     while not machine.done and now < 60:
         for out in machine.poll(now):
@@ -121,3 +126,25 @@ def test_silent_ports_without_a_rate_limit_are_decided_at_the_pace_of_the_answer
     assert states == {7: "open", 53: "open"} | dict.fromkeys(range(100, 200), "open|filtered")
     assert host.closed == 398
     assert result.elapsed_s < 2.0  # a few timeouts of silence, not 100 one-second gaps
+
+
+def test_a_limit_that_bites_from_the_first_probe_is_still_found() -> None:
+    """The target's bucket empty at the start (Linux empties it while the limit is
+    off, so a scan right after the limit is switched on meets it so): nothing but the
+    open port answers at first, so no witness exists; the silent ports are probed once
+    more a second and a half after the start, where the first token answers one of
+    them, and the limit is then found as usual."""
+    result = _scan_a_simulated_target(tuple(range(1, 21)), {7}, {15}, burst=6.0, tokens=0.0)
+    (host,) = result.hosts
+    assert {p.port: p.state for p in host.ports} == {7: "open", 15: "open|filtered"}
+    assert host.closed == 18
+    assert result.elapsed_s <= 18 + 3  # one second per closed port, plus the wait
+
+
+def test_a_host_that_drops_every_port_is_decided_soon_after_the_first_gap() -> None:
+    """No port answers at all (a firewall): the silence is believed once the parked
+    tries a gap and a half after the start stay silent too."""
+    result = _scan_a_simulated_target(tuple(range(1, 101)), set(), set(range(1, 101)), burst=6.0)
+    (host,) = result.hosts
+    assert host.counts == (("open|filtered", "no-response", 100),)
+    assert result.elapsed_s < 3.5

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rawprobe.errors import UsageError
-from rawprobe.probes.workers import run_workers
+from rawprobe.probes.workers import Messages, run_workers
 
 
 def test_results_come_back_in_worker_order() -> None:
@@ -132,3 +132,33 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_messages_reach_the_parent_while_the_workers_run(count: int, tmp_path: Path) -> None:
+    """Each worker's messages come in the order it sent them, while the others still
+    run (here: worker 0 waits for a file the parent writes on its first message), and
+    a job's result may be None."""
+    release = tmp_path / "release"
+    received: list[tuple[int, object]] = []
+
+    def receive(worker: int, value: object) -> None:
+        received.append((worker, value))
+        release.touch()
+
+    messages = Messages(receive)
+
+    def job(index: int) -> bool | None:
+        messages.send(("hello", index))
+        if index != 0:
+            return None
+        deadline = time.monotonic() + 5
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        released = release.exists()  # the parent had a message while this worker ran
+        messages.send(("big", index, bytes(200_000)))  # several pipe buffers
+        return released
+
+    assert run_workers(job, count, messages=messages) == [True] + [None] * (count - 1)
+    assert [value for w, value in received if w == 0] == [("hello", 0), ("big", 0, bytes(200_000))]
+    assert sorted(value for w, value in received if w) == [("hello", w) for w in range(1, count)]

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import output_check
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,7 +94,7 @@ def test_every_vector_dissects_with_correct_checksums(name: str) -> None:
     ]
     assert not any("incorrect" in text for text in texts), texts
     assert texts or name == "ipv6_frag_last"  # IPv6 has no header checksum
-    json.dumps(dissection.to_data())  # JSON-ready as is
+    json.dumps(output_check.part(dissection.to_data(), "sniff", "dissection"))  # JSON-ready
 
 
 def test_time_exceeded_shows_the_quoted_header() -> None:
@@ -194,14 +195,14 @@ def test_garbage_is_a_malformed_layer_with_the_reason() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_never_raise(data: bytes) -> None:
-    json.dumps(dissect(data).to_data())
+    json.dumps(output_check.part(dissect(data).to_data(), "sniff", "dissection"))
 
 
 @settings(max_examples=150, deadline=None)
 @given(ip_packets())
 def test_generated_packets_dissect_cleanly(packet: bytes) -> None:
     dissection = dissect(packet)
-    json.dumps(dissection.to_data())
+    json.dumps(output_check.part(dissection.to_data(), "sniff", "dissection"))
     assert dissection.layers[0].name in ("IPv4", "IPv6")
     # Builders compute every checksum: none of the outer layers may call one wrong.
     for layer in dissection.layers:

@@ -105,13 +105,11 @@ class Layer:
         return tuple(found)
 
     def to_data(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
+        return {
             "layer": self.name,
             "fields": [field.to_data() for field in self.fields],
+            "children": [child.to_data() for child in self.children],
         }
-        if self.children:
-            data["children"] = [child.to_data() for child in self.children]
-        return data
 
 
 @dataclass(frozen=True, slots=True)
