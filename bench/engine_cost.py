@@ -10,7 +10,8 @@ keys the probes will carry (fixed secret, identifier, source port and seed).
 
 Each kind runs under ``valgrind --tool=callgrind`` twice: whole, and stopping after its
 set-up (imports, the answers built); the figure is (whole - set-up) / probes sent.
-Deterministic (PYTHONHASHSEED=0): a rerun repeats it to a few instructions.
+Deterministic (PYTHONHASHSEED=0; each run follows an unmeasured one, so no module is
+compiled in a measured run): a rerun repeats it to a few instructions.
 
     .venv/bin/python bench/engine_cost.py [--probe sweep|scan|both] [--python PY ...]
 
@@ -178,6 +179,7 @@ def callgrind(python: str, kind: str, setup_only: bool) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "callgrind.out")
         argv = [python, __file__, "--run", kind] + (["--setup-only"] if setup_only else [])
+        subprocess.run(argv, capture_output=True, check=True)  # bytecode cached: not counted
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
             capture_output=True, text=True, check=True,

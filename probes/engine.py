@@ -31,7 +31,7 @@ to the (host, port) pairs of a TargetSpace. What they share lives here, once:
   answered last, probed again) supply the proof when answers are rare; an outage
   holds every silent item and gives it a fresh budget of retries when it ends.
 - **Sources**: routing is asked once per target block (``block_sources``).
-- **Packets** come from typed templates per (family, source): fixed header bytes,
+- **Packets** come from templates per (family, source): fixed header bytes,
   the constant part of the checksum precomputed, address, port, cookie and checksum
   added per probe (``TcpProbes``, ``EchoProbes``, ``UdpProbes``).
 
@@ -45,7 +45,10 @@ owns the strategy keeps the tallies (``_tally``): ScanMachine per-host counts an
 PortResults, SweepMachine an IndexSet of hosts up and HostUp/HostDown events.
 
 Hot path: a record is a list (a tenth of a slotted object's cost to make), indexed
-by the constants below inside this module only; Outgoing tuples are made with
+by the constants below inside this module only; the builders' ``make`` is ``probe``
+with the Target's fields as arguments (a Target tuple per probe cost the sweep more
+than the rest of the engine's work for it: callgrind, bench/engine_cost.py), and
+their templates are tuples unpacked per probe; Outgoing tuples are made with
 ``new_tuple``; answers are handled in batches with one guard update per batch.
 """
 
