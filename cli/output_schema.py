@@ -193,6 +193,21 @@ DEFS: dict[str, Schema] = {
         bottom=BOOL,
         ttl=COUNT,
     ),
+    "quote_rewrite": record(
+        "a field of the probe that the ICMP error's quote shows changed (a NAT)",
+        field=enum(
+            "source", "destination", "source-port", "destination-port", "checksum", "ip-checksum"
+        ),
+        sent=field({"type": ["string", "integer"]}, "as sent (ip-checksum: what would fit)"),
+        quoted=field({"type": ["string", "integer"]}, "as the quote shows it"),
+    ),
+    "nat": record(
+        "where a NAT shows: the first hop whose quotes differ from the probes as sent",
+        ttl=COUNT,
+        address=ADDRESS,
+        hostname=null(STR),
+        rewrites=array(ref("quote_rewrite")),
+    ),
     "trace_response": record(
         "the answer to one probe",
         address=ADDRESS,
@@ -206,6 +221,7 @@ DEFS: dict[str, Schema] = {
         quoted_ttl=null(COUNT),
         mpls=array(ref("mpls_label")),
         attempt=field(COUNT, "0: the query's first probe answered; n: its n-th retry"),
+        rewrites=field(array(ref("quote_rewrite")), "what its quote shows rewritten"),
     ),
     "trace_hop": record(
         "one TTL",
@@ -213,6 +229,7 @@ DEFS: dict[str, Schema] = {
         sent=field(COUNT, "probes sent for this TTL, retries included"),
         lost=field(COUNT, "queries nobody answered"),
         pending=field(COUNT, "queries still awaited when the run was interrupted"),
+        rate_limited=field(BOOL, "its loss does not carry on: it limits its ICMP errors"),
         responses=array(ref("trace_response")),
     ),
     "trace": record(
@@ -237,6 +254,7 @@ DEFS: dict[str, Schema] = {
         elapsed_ms=MS,
         send_error=null(STR),
         finished=field(BOOL, "false for a trace cut short by a signal"),
+        nat=field(null(ref("nat")), "a NAT the quotes show (null: none seen)"),
         hops=array(ref("trace_hop")),
     ),
     "trace_summary": record(
@@ -259,6 +277,15 @@ DEFS: dict[str, Schema] = {
         worst_ms=null(MS),
         stdev_ms=null(MS),
         annotation=null(STR),
+        flows=field(array(COUNT), "the flow ids whose probes the row counts"),
+        rate_limited=field(BOOL, "its loss does not carry on: it limits its ICMP errors"),
+        rewrites=field(array(ref("quote_rewrite")), "what its quotes show rewritten"),
+    ),
+    "round_path": record(
+        "one path: the flows that reach the same interface at every TTL, and their rows",
+        flows=array(COUNT),
+        nat=null(ref("nat")),
+        hops=array(ref("round_hop")),
     ),
     "rounds": record(
         "one target's statistics over the rounds of --live or --report",
@@ -266,7 +293,10 @@ DEFS: dict[str, Schema] = {
         address=ADDRESS,
         family=FAMILY,
         rounds=COUNT,
-        hops=array(ref("round_hop")),
+        flows=field(array(COUNT), "the flow ids probed each round"),
+        nat=field(null(ref("nat")), "the nearest NAT any path shows"),
+        hops=field(array(ref("round_hop")), "one row per (TTL, interface)"),
+        paths=field(array(ref("round_path")), "the same statistics per path"),
     ),
     "rounds_summary": record(
         "the whole --live or --report run",

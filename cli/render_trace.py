@@ -10,10 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 
 from rawprobe.cli.render import family, header, ms
-from rawprobe.probes.models import HopStats, TraceHop, TraceResponse, TraceResult
+from rawprobe.probes.models import (
+    HopStats,
+    NatHop,
+    PathStats,
+    QuoteRewrite,
+    TraceHop,
+    TraceResponse,
+    TraceResult,
+)
+from rawprobe.probes.path_truth import nat_hop, path_nat, rate_limited_ttls
 from rawprobe.transport.wire.icmpext import MplsLabel
 
 if TYPE_CHECKING:
@@ -29,6 +39,45 @@ def _host(address: str, names: Names | None) -> str:
     """``name (address)`` like traceroute when a name is known, else the address."""
     name = names.get(address) if names else None
     return f"{name} ({address})" if name else address
+
+
+#: The mark of a hop whose loss does not carry on (probes/path_truth.py).
+RATE_LIMITED = "(rate-limited)"
+RATE_LIMITED_NOTE = (
+    f"{RATE_LIMITED}: the hop's loss does not carry on to the later hops: its router "
+    "limits (or filters) its ICMP errors; the traffic passes"
+)
+
+
+def nat_text(nat: NatHop, names: Names | None = None) -> str:
+    """``NAT before hop 3 (198.18.3.2): quoted source 198.18.1.2 -> 198.18.3.1``."""
+    rewrites = ", ".join(str(r) for r in nat.rewrites)
+    return f"NAT before hop {nat.ttl} ({_host(nat.address, names)}): quoted {rewrites}"
+
+
+def rate_limit_text(
+    hop: TraceHop, evidence: tuple[int, int, int, int], names: Names | None = None
+) -> str:
+    """The note of a Paris trace's hop marked rate-limited, with the counts."""
+    host = " ".join(_host(a, names) for a in hop.addresses) or "no answer"
+    lost, sent, lost_later, sent_later = evidence
+    return (
+        f"hop {hop.ttl} ({host}) {RATE_LIMITED}: {lost} of {sent} probes unanswered here, "
+        f"{lost_later} of {sent_later} after it: the router limits its ICMP errors, "
+        "the traffic passes"
+    )
+
+
+def trace_notes(result: TraceResult, names: Names | None = None) -> list[str]:
+    """What a trace's loss and quotes really say, one line each (usually none): hops
+    that rate-limit their ICMP errors, and a NAT."""
+    marked = rate_limited_ttls(result)
+    notes = [rate_limit_text(hop, marked[hop.ttl], names) for hop in result.hops
+             if hop.ttl in marked]  # fmt: skip
+    nat = nat_hop(result)
+    if nat is not None:
+        notes.append(nat_text(nat, names))
+    return notes
 
 
 def mpls_text(labels: Sequence[MplsLabel]) -> str:
@@ -76,11 +125,11 @@ def hop_line(hop: TraceHop, names: Names | None = None) -> str:
 
 def trace_lines(result: TraceResult, names: Names | None = None) -> list[str]:
     """Every hop line of a trace (no banner); a trace cut short ends with
-    ``interrupted_line``."""
+    ``interrupted_line``; then ``trace_notes``."""
     lines = [hop_line(hop, names) for hop in result.hops]
     if not result.finished:
         lines.append(interrupted_line(result))
-    return lines
+    return lines + trace_notes(result, names)
 
 
 def interrupted_line(result: TraceResult) -> str:
@@ -105,10 +154,15 @@ def trace_table(result: TraceResult, names: Names | None = None) -> Table:
     for name, justify in (("hop", "right"), ("address", "left"), ("rtt ms", "left"),
                           ("note", "left")):  # fmt: skip
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    marked = rate_limited_ttls(result)
+    nat = nat_hop(result)
     for hop in result.hops:
+        truth = [f"[yellow]{RATE_LIMITED}[/]"] if hop.ttl in marked else []
+        if nat is not None and nat.ttl == hop.ttl:
+            truth.append("[magenta]NAT before: " + ", ".join(map(str, nat.rewrites)) + "[/]")
         if hop.is_silent:
             marks = " ".join("?" if q in hop.pending else "*" for q in range(len(hop.probes)))
-            table.add_row(str(hop.ttl), "[dim]*[/]", marks, "")
+            table.add_row(str(hop.ttl), "[dim]*[/]", marks, " ".join(truth))
             continue
         addresses = "\n".join(_host(a, names) for a in hop.addresses)
         rtts = " ".join(
@@ -117,7 +171,9 @@ def trace_table(result: TraceResult, names: Names | None = None) -> Table:
         )
         notes = sorted({p.annotation for p in hop.responses if p.annotation})
         notes += sorted({mpls_text(p.mpls) for p in hop.responses if p.mpls})
-        table.add_row(str(hop.ttl), addresses, rtts, " ".join(notes))
+        table.add_row(str(hop.ttl), addresses, rtts, " ".join(notes + truth))
+    if marked:
+        table.caption = RATE_LIMITED_NOTE
     return table
 
 
@@ -139,11 +195,30 @@ def _response_data(probe: TraceResponse, names: Names | None) -> dict[str, Any]:
             {"label": m.label, "tc": m.tc, "bottom": m.bottom, "ttl": m.ttl} for m in probe.mpls
         ],
         "attempt": probe.attempt,
+        "rewrites": _rewrites_data(probe.rewrites),
+    }
+
+
+def _rewrites_data(rewrites: Sequence[QuoteRewrite]) -> list[dict[str, Any]]:
+    return [{"field": r.field, "sent": r.sent, "quoted": r.quoted} for r in rewrites]
+
+
+def nat_data(nat: NatHop | None, names: Names | None = None) -> dict[str, Any] | None:
+    """``{"ttl", "address", "hostname", "rewrites": [{"field", "sent", "quoted"}]}``, or
+    None."""
+    if nat is None:
+        return None
+    return {
+        "ttl": nat.ttl,
+        "address": nat.address,
+        "hostname": names.get(nat.address) if names else None,
+        "rewrites": _rewrites_data(nat.rewrites),
     }
 
 
 def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any]:
     """One trace of the JSON document."""
+    marked = rate_limited_ttls(result)
     return {
         "target": result.target,
         "address": result.address,
@@ -161,12 +236,14 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
         "elapsed_ms": ms(result.elapsed_s),
         "send_error": result.send_error,
         "finished": result.finished,
+        "nat": nat_data(nat_hop(result), names),
         "hops": [
             {
                 "ttl": hop.ttl,
                 "sent": hop.sent,
                 "lost": sum(1 for p in hop.probes if p is None) - len(hop.pending),
                 "pending": len(hop.pending),
+                "rate_limited": hop.ttl in marked,
                 "responses": [_response_data(p, names) for p in hop.responses],
             }
             for hop in result.hops
@@ -218,70 +295,154 @@ def _row_host(row: HopStats, names: Names | None) -> str:
     if not row.addresses:
         return "???"
     text = " ".join(_host(a, names) for a in row.addresses)
-    return f"{text} {row.annotation}" if row.annotation else text
+    if row.annotation:
+        text = f"{text} {row.annotation}"
+    return f"{text} {RATE_LIMITED}" if row.rate_limited else text
 
 
-def live_table(
-    target: str, address: str, rounds: int, rows: Sequence[HopStats], names: Names | None = None
-) -> Table:
-    """mtr's screen for one target: a row per hop with Loss%, Snt, Last, Avg, Best,
-    Wrst, StDev (milliseconds)."""
-    name = address if target == address else f"{target} ({address})"
-    title = f"{name} · round {rounds}"
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' if number != 1 else ''}"
+
+
+def _path_title(index: int, paths: Sequence[PathStats]) -> str:
+    """``path 1/2: 3 flows``."""
+    return f"path {index + 1}/{len(paths)}: {_count(len(paths[index].flows), 'flow')}"
+
+
+def live_notes(
+    rows: Sequence[HopStats], paths: Sequence[PathStats] = (), names: Names | None = None
+) -> list[str]:
+    """Lines under a target's statistics: the rate-limit legend when a row is marked,
+    and where a NAT shows (on each path when they differ)."""
+    notes = []
+    marked = any(r.rate_limited for r in rows) or any(h.rate_limited for p in paths for h in p.hops)
+    if marked:
+        notes.append(RATE_LIMITED_NOTE)
+    found = [(index, nat) for index, nat in enumerate(map(path_nat, paths)) if nat]
+    if len({nat for _, nat in found}) == 1:
+        notes.append(nat_text(found[0][1], names))  # one NAT, whichever the path
+    else:
+        notes += [f"{nat_text(nat, names)} (on {_path_title(index, paths)})"
+                  for index, nat in found]  # fmt: skip
+    return notes
+
+
+def _stats_table(title: str, rows: Sequence[HopStats], names: Names | None) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("Hop", justify="right")
     table.add_column("Host", justify="left")
     for name in LIVE_COLUMNS:
         table.add_column(name, justify="right")
     for row in rows:
-        table.add_row(f"{row.ttl}.", _row_host(row, names), *_row_cells(row))
+        host = _row_host(row, names)
+        if row.rate_limited:
+            host = host.replace(RATE_LIMITED, f"[yellow]{RATE_LIMITED}[/]")
+        table.add_row(f"{row.ttl}.", host, *_row_cells(row))
     return table
 
 
+def live_table(
+    target: str,
+    address: str,
+    rounds: int,
+    rows: Sequence[HopStats],
+    names: Names | None = None,
+    paths: Sequence[PathStats] = (),
+) -> RenderableType:
+    """mtr's screen for one target: a row per (TTL, interface) with Loss%, Snt, Last,
+    Avg, Best, Wrst, StDev (milliseconds); with several paths, then a table per path
+    (its flows only), and the notes (rate limiting, NAT)."""
+    name = address if target == address else f"{target} ({address})"
+    title = f"{name} · round {rounds}"
+    flows = sum(len(p.flows) for p in paths)
+    if flows > 1:
+        title += f" · {_count(flows, 'flow')} · {_count(len(paths), 'path')}"
+    parts: list[RenderableType] = [_stats_table(title, rows, names)]
+    if len(paths) > 1:
+        for index, path in enumerate(paths):
+            parts.append(_stats_table(f"{name} · {_path_title(index, paths)}", path.hops, names))
+    parts += live_notes(rows, paths, names)
+    return parts[0] if len(parts) == 1 else Group(*parts)
+
+
 def report_lines(
-    target: str, rows: Sequence[HopStats], names: Names | None = None, host_width: int = 40
+    target: str,
+    rows: Sequence[HopStats],
+    names: Names | None = None,
+    host_width: int = 40,
+    paths: Sequence[PathStats] = (),
 ) -> list[str]:
     """``mtr -r`` layout: ``HOST: target  Loss% Snt Last Avg Best Wrst StDev`` then
-    `` 1.|-- 198.18.1.1  0.0%  10  0.1 ...`` per hop."""
+    `` 1.|-- 198.18.1.1  0.0%  10  0.1 ...`` per (TTL, interface); with several paths a
+    block per path (``path 1/2: 3 flows``, same layout), then the notes."""
     widths = (6, 5, 6, 6, 6, 6, 6)
     header = "".join(f"{name:>{w}}" for name, w in zip(LIVE_COLUMNS, widths, strict=True))
-    lines = [f"HOST: {target:<{host_width - 2}}{header}"]
-    for row in rows:
-        host = f"{row.ttl:3d}.|-- {_row_host(row, names)}"
-        cells = "".join(f"{c:>{w}}" for c, w in zip(_row_cells(row), widths, strict=True))
-        lines.append(f"{host:<{host_width + 4}}{cells}")
-    return lines
+
+    def block(title: str, block_rows: Sequence[HopStats]) -> list[str]:
+        lines = [f"{title:<{host_width + 4}}{header}"]
+        for row in block_rows:
+            host = f"{row.ttl:3d}.|-- {_row_host(row, names)}"
+            cells = "".join(f"{c:>{w}}" for c, w in zip(_row_cells(row), widths, strict=True))
+            lines.append(f"{host:<{host_width + 4}}{cells}")
+        return lines
+
+    lines = block(f"HOST: {target}", rows)
+    if len(paths) > 1:
+        for index, path in enumerate(paths):
+            lines += block(_path_title(index, paths), path.hops)
+    return lines + live_notes(rows, paths, names)
 
 
-def live_data(
-    target: str, address: str, rounds: int, rows: Sequence[HopStats], names: Names | None = None
-) -> dict[str, Any]:
-    """One target's statistics for JSON (report document or NDJSON live stream)."""
-
+def _stats_data(row: HopStats, names: Names | None) -> dict[str, Any]:
     def ms_or_none(seconds: float | None) -> float | None:
         return None if seconds is None else ms(seconds)
 
+    return {
+        "ttl": row.ttl,
+        "addresses": list(row.addresses),
+        "hostnames": {a: names[a] for a in row.addresses if names and a in names},
+        "loss": round(row.loss, 6),
+        "sent": row.sent,
+        "received": row.received,
+        "last_ms": ms_or_none(row.last_s),
+        "avg_ms": ms_or_none(row.avg_s),
+        "best_ms": ms_or_none(row.best_s),
+        "worst_ms": ms_or_none(row.worst_s),
+        "stdev_ms": ms_or_none(row.stdev_s),
+        "annotation": row.annotation,
+        "flows": list(row.flows),
+        "rate_limited": row.rate_limited,
+        "rewrites": _rewrites_data(row.rewrites),
+    }
+
+
+def live_data(
+    target: str,
+    address: str,
+    rounds: int,
+    rows: Sequence[HopStats],
+    names: Names | None = None,
+    paths: Sequence[PathStats] = (),
+) -> dict[str, Any]:
+    """One target's statistics for JSON (report document or NDJSON live stream): the
+    rows per (TTL, interface) in ``hops``, and per path in ``paths`` (each with its
+    ``flows``, ``hops`` and ``nat``); ``nat`` is the nearest NAT any path shows."""
+    nats = [nat for nat in map(path_nat, paths) if nat is not None]
     return {
         "target": target,
         "address": address,
         "family": family(address),
         "rounds": rounds,
-        "hops": [
+        "flows": [flow for path in paths for flow in path.flows],
+        "nat": nat_data(min(nats, key=lambda nat: nat.ttl, default=None), names),
+        "hops": [_stats_data(row, names) for row in rows],
+        "paths": [
             {
-                "ttl": row.ttl,
-                "addresses": list(row.addresses),
-                "hostnames": {a: names[a] for a in row.addresses if names and a in names},
-                "loss": round(row.loss, 6),
-                "sent": row.sent,
-                "received": row.received,
-                "last_ms": ms_or_none(row.last_s),
-                "avg_ms": ms_or_none(row.avg_s),
-                "best_ms": ms_or_none(row.best_s),
-                "worst_ms": ms_or_none(row.worst_s),
-                "stdev_ms": ms_or_none(row.stdev_s),
-                "annotation": row.annotation,
+                "flows": list(path.flows),
+                "nat": nat_data(path_nat(path), names),
+                "hops": [_stats_data(hop, names) for hop in path.hops],
             }
-            for row in rows
+            for path in paths
         ],
     }
 
@@ -304,6 +465,8 @@ def report_document(
     return {
         **header("trace"),
         "mode": "report",
-        "traces": [live_data(s.target, s.address, s.rounds, s.rows(), names) for s in stats],
+        "traces": [
+            live_data(s.target, s.address, s.rounds, s.rows(), names, s.paths()) for s in stats
+        ],
         "summary": rounds_summary(stats, interrupted=interrupted, sockets=sockets),
     }

@@ -43,7 +43,7 @@ from rawprobe.cli.render import header
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
 from rawprobe.probes.models import TraceHop, TraceResult
-from rawprobe.probes.trace_live import trace_rounds
+from rawprobe.probes.trace_live import fresh_flows, trace_rounds
 from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.probes.traceroute import (
     METHODS,
@@ -96,6 +96,11 @@ def register(commands: Any) -> None:
     mode.add_argument("--report", action="store_true", help="like mtr -r: rounds, then a table")
     trace.add_argument("-c", "--count", type=positive_int, help="rounds for --live/--report")
     trace.add_argument(
+        "--flows", type=int_in(1, 256), default=None, metavar="N",
+        help="--live/--report: probe N flows each round (each may take another path): "
+        "statistics per (TTL, interface) and per path",
+    )  # fmt: skip
+    trace.add_argument(
         "-i", "--interval", type=seconds, default=1.0, help="seconds between rounds (live)"
     )
     add_file_option(trace, "-F", "--file")
@@ -131,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
     live = args.live or args.report
     if args.count is not None and not live:
         raise UsageError("trace: -c counts the rounds of --live or --report (a trace runs once)")
+    if args.flows is not None and not live:
+        raise UsageError("trace: --flows N is for --live or --report (a trace follows one flow)")
+    if args.flows is not None and args.classic:
+        raise UsageError("trace: --flows needs Paris probes (--classic varies the flow)")
     if args.report and args.count is None:
         args.count = 10  # mtr -r's default
     queries = args.queries if args.queries is not None else (1 if live else 3)
@@ -269,6 +278,11 @@ async def _main(
                         results += partial
         if interrupt.happened:
             _show_partial(args, partial, printed[0], names_dns, console, rich_out, streaming)
+        elif streaming and results:  # after the hop lines: what their loss and quotes say
+            answered = (a for hop in results[0].hops for a in hop.addresses)
+            known = names_dns.known(answered) if names_dns is not None else {}
+            for note in render_trace.trace_notes(results[0], known):
+                _emit(note)
     ordered = _input_order(results, targets)
     if args.json:
         seen = [a for r in ordered for h in r.hops for a in h.addresses]
@@ -306,6 +320,7 @@ def _show_partial(
         if streaming:  # the hop lines already streamed are not repeated
             lines = [render_trace.hop_line(h, names) for h in result.hops if h.ttl > printed_ttl]
             lines.append(render_trace.interrupted_line(result))
+            lines += render_trace.trace_notes(result, names)
         else:
             lines = [render_trace.trace_banner(result), *lines, ""]
         for line in lines:
@@ -327,6 +342,15 @@ def _input_order(results: Sequence[TraceResult], targets: Sequence[str]) -> list
 # -- live / report ---------------------------------------------------------------------
 
 
+def live_flows(
+    args: argparse.Namespace, transport: Transport, addresses: Sequence[str]
+) -> list[list[int]]:
+    """The flow ids each target's rounds probe, per target: ``--flows N`` fresh ones
+    (one by default: mtr's single path). A multipath discovery's result plugs in here:
+    the flows it saw on the links of each target."""
+    return [fresh_flows(transport, args.flows or 1) for _ in addresses]
+
+
 async def _live_main(
     args: argparse.Namespace,
     targets: list[str],
@@ -343,26 +367,28 @@ async def _live_main(
 
     def render() -> Group:
         tables = [
-            render_trace.live_table(s.target, s.address, s.rounds, s.rows(), names) for s in stats
+            render_trace.live_table(s.target, s.address, s.rounds, s.rows(), names, s.paths())
+            for s in stats
         ]
         return Group(*tables)
+
+    def data_of(live: LiveTrace) -> dict[str, Any]:
+        rows, paths = live.rows(), live.paths()
+        return render_trace.live_data(live.target, live.address, live.rounds, rows, names, paths)
 
     def on_round(live: LiveTrace) -> None:
         if names_dns is not None:
             names_dns.want(a for row in live.rows() for a in row.addresses)
         if stream_json:
-            data = render_trace.live_data(
-                live.target, live.address, live.rounds, live.rows(), names
-            )
-            _emit(json.dumps({**header("trace", "round"), **data}))
+            _emit(json.dumps({**header("trace", "round"), **data_of(live)}))
         elif view is not None:
             view.refresh_soon()
 
-    async def run_rounds(transport: Transport, live: LiveTrace) -> None:
+    async def run_rounds(transport: Transport, live: LiveTrace, flows: list[int]) -> None:
         await trace_rounds(
             transport, live.address, live, options, count=args.count,
             interval_s=args.interval, source=args.source, target=live.target,
-            on_round=on_round,
+            flows=flows, on_round=on_round,
         )  # fmt: skip
 
     protocols = trace_protocols(addresses, options.method)
@@ -370,10 +396,11 @@ async def _live_main(
         probe_transport(args, protocols, udp=options.method == "udp") as transport,
         interruptible() as interrupt,
     ):
+        flows = live_flows(args, transport, addresses)
         if args.report or args.json:
             async with anyio.create_task_group() as rounds:
-                for s in stats:
-                    rounds.start_soon(run_rounds, transport, s)
+                for s, target_flows in zip(stats, flows, strict=True):
+                    rounds.start_soon(run_rounds, transport, s, target_flows)
         else:
             with LiveView(console, render) as view:
                 shown = view
@@ -382,8 +409,8 @@ async def _live_main(
                 async with anyio.create_task_group() as rounds:
                     rounds.start_soon(view.ticker)
                     async with anyio.create_task_group() as probes:
-                        for s in stats:
-                            probes.start_soon(run_rounds, transport, s)
+                        for s, target_flows in zip(stats, flows, strict=True):
+                            probes.start_soon(run_rounds, transport, s, target_flows)
                     rounds.cancel_scope.cancel()
             if names_dns is not None:
                 names_dns.on_found = None  # the view is gone
@@ -398,7 +425,7 @@ async def _live_main(
         print(json.dumps(document, indent=2))
     elif args.report:
         for s in stats:
-            for line in render_trace.report_lines(s.target, s.rows(), names):
+            for line in render_trace.report_lines(s.target, s.rows(), names, paths=s.paths()):
                 _emit(line)
             if interrupt.happened:
                 _emit(f"(interrupted after {s.rounds} rounds; the round in progress is left out)")

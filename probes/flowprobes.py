@@ -70,6 +70,9 @@ _MIN_PAYLOAD: dict[str, int] = {"icmp": _COOKIE + 2, "udp": 2, "tcp": 0}
 _WORD = struct.Struct("!H")
 _ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _SOURCE_PORTS = 28232  # 32768..60999, Linux's default ephemeral range
+#: Steps between the UDP checksums of consecutive probes (prime to 0xFFFD = 13 * 71 * 71,
+#: so 0xFFFD consecutive probe numbers still get distinct checksums).
+_SPREAD = 40503
 
 
 def source_port(flow_id: int) -> int:
@@ -239,7 +242,9 @@ class FlowProbes:
                          src=self.source, dst=self.address)  # fmt: skip
         checksum = internet_checksum(zero, self._pseudo_sum) or 0xFFFF
         if self.paris:
-            wanted = 1 + (flow.udp_base + number) % 0xFFFD  # never 0 (none) or 0xFFFF
+            # Never 0 (none) or 0xFFFF; spread, so that the constant change a NAT makes
+            # to every checksum (through the pseudo-header) turns none into another's.
+            wanted = 1 + (flow.udp_base + number * _SPREAD) % 0xFFFD
             payload[0:2] = _WORD.pack(compensating_word(checksum, wanted))
             checksum = wanted
         header = UdpHeader(flow.sport, dport, checksum=checksum)

@@ -198,6 +198,25 @@ from rawprobe.transport.wire.icmpext import MplsLabel  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
+class QuoteRewrite:
+    """A field of a probe that the ICMP error's quote shows changed on the way (a NAT):
+    ``field`` is ``source``, ``destination``, ``source-port``, ``destination-port``,
+    ``checksum`` (the transport checksum: Dublin traceroute's NAT id) or ``ip-checksum``
+    (the quoted IPv4 header's checksum fits it with no TTL: a field rewritten and
+    restored without it); ``sent`` and ``quoted`` are the values (addresses as text;
+    for ``ip-checksum``, ``sent`` is the checksum that would fit the quoted header)."""
+
+    field: str
+    sent: str | int
+    quoted: str | int
+
+    def __str__(self) -> str:
+        if self.field in ("checksum", "ip-checksum"):
+            return f"{self.field} {self.sent:#06x} -> {self.quoted:#06x}"
+        return f"{self.field} {self.sent} -> {self.quoted}"
+
+
+@dataclass(frozen=True, slots=True)
 class TraceResponse:
     """The answer to one traceroute probe.
 
@@ -223,6 +242,9 @@ class TraceResponse:
     reached: bool = False
     mpls: tuple[MplsLabel, ...] = ()
     attempt: int = 0
+    #: What the error's quote shows rewritten from the probe as sent (a NAT on the way);
+    #: empty when it matches, or for answers that quote nothing.
+    rewrites: tuple[QuoteRewrite, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,11 +353,46 @@ class HopStats:
     worst_s: float | None
     stdev_s: float | None
     annotation: str | None = None
+    #: The flows whose probes this row counts (live mode over several flows).
+    flows: tuple[int, ...] = ()
+    #: The row's loss does not carry on to the later hops of the same flows: the router
+    #: limits (or filters) its ICMP errors; the traffic passes (probes/path_truth.py).
+    rate_limited: bool = False
+    #: What the quotes of this row's answers show rewritten (a NAT before this hop).
+    rewrites: tuple[QuoteRewrite, ...] = ()
 
     @property
     def loss(self) -> float:
         """Fraction of probes without an answer, 0.0 to 1.0."""
         return 0.0 if self.sent == 0 else (self.sent - self.received) / self.sent
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.received
+
+
+@dataclass(frozen=True, slots=True)
+class PathStats:
+    """One path of a target over live rounds: the flows that take the same interface at
+    every TTL, and a HopStats per TTL over those flows only (``addresses`` empty where
+    they never answered)."""
+
+    flows: tuple[int, ...]
+    hops: tuple[HopStats, ...]
+
+    @property
+    def addresses(self) -> tuple[str | None, ...]:
+        return tuple(hop.addresses[0] if hop.addresses else None for hop in self.hops)
+
+
+@dataclass(frozen=True, slots=True)
+class NatHop:
+    """Where a NAT shows: the first hop whose quotes differ from the probes as sent
+    (the NAT is this hop's router's predecessor, or a box between them)."""
+
+    ttl: int
+    address: str
+    rewrites: tuple[QuoteRewrite, ...]
 
 
 # ======================================================================================

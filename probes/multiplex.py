@@ -61,6 +61,10 @@ class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
         self.machines = tuple(machines)
         self._active = list(range(len(self.machines)))  # indices, in round-robin order
         self._running = [True] * len(self.machines)  # (a late reply to a done one: dropped)
+        # Packets each machine made that have not left yet: a machine is finished only
+        # once they did (the driver hands replies over between the slices of a batch,
+        # and a reply may make a machine look done before its last packets left).
+        self._unsent = [0] * len(self.machines)
         self._cursor = 0
         self._batch = batch
         self._owner: dict[MatchKey, int] = {}
@@ -95,13 +99,14 @@ class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
                 for key in item.extra_keys:
                     self._owner[key] = index
             outgoing += due
-            # (A machine with packets due is done only once they left: see sent_batch.)
-            if not self._collect(index, finish=not due):
+            self._unsent[index] += len(due)
+            if not self._collect(index):
                 self._cursor += 1  # (else removed: the cursor is on the next one)
         return outgoing
 
     def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
         for index, at in self._by_machine(keys).items():
+            self._unsent[index] -= len(at)
             self.machines[index].sent_batch([keys[i] for i in at], [stamps[i] for i in at], now)
             self._collect(index)
 
@@ -125,15 +130,14 @@ class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
     def next_deadline(self) -> float:
         return min((self.machines[i].next_deadline() for i in self._active), default=math.inf)
 
-    def _collect(self, index: int, *, finish: bool = True) -> bool:
-        """Move the machine's events and retired keys up; True when it just finished
-        (never with ``finish`` False)."""
+    def _collect(self, index: int) -> bool:
+        """Move the machine's events and retired keys up; True when it just finished."""
         machine = self.machines[index]
         self._events.extend(Emitted(index, event) for event in machine.take_events())
         for key in machine.take_retired():
             self._owner.pop(key, None)
             self._retired.append(key)
-        if not finish or not machine.done or not self._running[index]:
+        if self._unsent[index] or not machine.done or not self._running[index]:
             return False
         self._running[index] = False
         position = self._active.index(index)

@@ -124,7 +124,8 @@ class PingMachine(MachineOutbox[PingEvent]):
 
     @property
     def done(self) -> bool:
-        return self._all_sent() and not self._expiry
+        # (every request made has left: the driver may hand over replies in between)
+        return self._all_sent() and not self._expiry and self._left >= self._transmitted
 
     def poll(self, now: float) -> list[Outgoing]:
         if self._started is None:
@@ -217,7 +218,7 @@ class PingMachine(MachineOutbox[PingEvent]):
         return count is not None and self._transmitted >= count
 
     def _note_finish(self, now: float) -> None:
-        if self._all_sent() and not self._expiry and self._finished is None:
+        if self._finished is None and self.done:
             self._finished = now
 
     def _forget(self, wire_seq: int) -> None:

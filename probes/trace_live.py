@@ -1,22 +1,31 @@
-"""mtr-style rounds: trace one target again and again with one flow, feeding each
-round's result to the statistics (``LiveTrace``), until a count or forever."""
+"""mtr-style rounds: trace one target again and again, each round with every flow of a
+set (each flow at every TTL, all at once in one driver loop), feeding the round's
+results to the statistics (``LiveTrace``), until a count or forever.
+
+The flows come from the caller: one fresh flow (mtr, Paris: one path), ``n`` fresh
+ones (``--flows N``), or the flow ids a multipath discovery saw on each link, so that
+every path it found is measured.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import anyio
 
 from rawprobe.probes.drive import drive
+from rawprobe.probes.multiplex import Multiplex
 from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.probes.traceroute import TraceOptions, new_machine
 from rawprobe.transport.base import Transport
 
-__all__ = ["trace_rounds"]
+__all__ = ["fresh_flows", "trace_rounds"]
 
-#: Probe numbers each round owns (rounds differ in the identities of their probes, so a
-#: late answer to one round is never taken for the next one's).
-_ROUND_PROBES = 1024
+
+def fresh_flows(transport: Transport, count: int) -> list[int]:
+    """``count`` flow ids no other trace of this transport uses at the moment (the
+    transport's ICMP identifiers: 256 before they wrap)."""
+    return [transport.cookies.new_ident() for _ in range(count)]
 
 
 async def trace_rounds(
@@ -30,27 +39,44 @@ async def trace_rounds(
     source: str | None = None,
     target: str | None = None,
     flow_id: int | None = None,
+    flows: Sequence[int] | None = None,
     on_round: Callable[[LiveTrace], None] | None = None,
 ) -> None:
-    """Trace ``address`` once per ``interval_s`` with one flow (Paris: one path; a fresh
-    one unless ``flow_id`` is given) until ``count`` rounds are done (None: until
-    cancelled). Each round's result goes to ``stats.add``, then ``on_round(stats)``."""
+    """Trace ``address`` once per ``interval_s`` until ``count`` rounds are done (None:
+    until cancelled). A round traces every flow of ``flows`` (Paris: each keeps its
+    path) at once; without ``flows``, one flow: ``flow_id``, or a fresh one. Each
+    round's results go to ``stats.add_round``, then ``on_round(stats)``."""
     options = options or TraceOptions()
-    flow = transport.cookies.new_ident() if flow_id is None else flow_id
+    if flows:
+        chosen = list(dict.fromkeys(flows))
+    else:
+        chosen = fresh_flows(transport, 1) if flow_id is None else [flow_id]
+    # ICMP: one identifier (the transport admits echo replies to its own only); flows
+    # differ by checksum and flow label, probes by number, so every machine of a round
+    # (and of the rounds just before) gets its own range of numbers.
+    ident = transport.cookies.new_ident() if options.method == "icmp" else None
+    per_machine = (options.max_ttl - options.first_ttl + 1) * options.queries
+    per_machine *= 1 + options.retries
     number = 0
     while count is None or number < count:
         start = anyio.current_time()
-        machine = new_machine(
-            transport,
-            address,
-            options,
-            source=source,
-            target=target,
-            flow_id=flow,
-            probe_base=(number * _ROUND_PROBES) & 0xFFFF,
+        machines = [
+            new_machine(
+                transport,
+                address,
+                options,
+                source=source,
+                target=target,
+                flow_id=flow,
+                probe_base=((number * len(chosen) + index) * per_machine) & 0xFFFF,
+                ident=ident,
+            )
+            for index, flow in enumerate(chosen)
+        ]
+        await drive(Multiplex(machines), transport)
+        stats.add_round(
+            {flow: machine.result() for flow, machine in zip(chosen, machines, strict=True)}
         )
-        await drive(machine, transport)
-        stats.add(machine.result())
         number += 1
         if on_round is not None:
             on_round(stats)

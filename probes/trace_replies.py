@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rawprobe.errors import MalformedPacket
 from rawprobe.probes.models import TraceResponse
+from rawprobe.probes.path_truth import quote_rewrites
 from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, TcpAnswer
 from rawprobe.transport.wire.icmp_table import PORT_UNREACHABLE, annotation
 from rawprobe.transport.wire.icmpext import MplsLabel, parse_extensions
@@ -19,9 +20,12 @@ from rawprobe.transport.wire.tcp import ACK, RST, SYN
 __all__ = ["mpls_labels", "parse_reply"]
 
 
-def parse_reply(reply: Reply, family: int, rtt_s: float, attempt: int) -> TraceResponse | None:
+def parse_reply(
+    reply: Reply, family: int, rtt_s: float, attempt: int, sent: bytes | None = None
+) -> TraceResponse | None:
     """The response a typed answer makes to a probe of ``family`` sent on try
-    ``attempt``; None for a TCP segment that is neither SYN-ACK nor RST."""
+    ``attempt``; None for a TCP segment that is neither SYN-ACK nor RST. With the probe
+    as ``sent`` (its IP packet), an ICMP error's quote is compared with it (a NAT)."""
     if isinstance(reply, IcmpError):
         icmp_type, code, kind = reply.icmp_type, reply.code, reply.kind
         unreach = kind == "unreachable"
@@ -39,6 +43,7 @@ def parse_reply(reply: Reply, family: int, rtt_s: float, attempt: int) -> TraceR
             reached=port_unreach or (unreach and reply.from_target),
             mpls=mpls_labels(reply.extensions),
             attempt=attempt,
+            rewrites=quote_rewrites(sent, reply) if sent is not None else (),
         )
     icmp_type_echo: int | None = None
     code_echo: int | None = None

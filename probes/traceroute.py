@@ -135,13 +135,14 @@ class _Probe:
     """One packet in flight (``expired``: its wait is over, but an answer to it still
     counts while its query's later tries are waiting)."""
 
-    __slots__ = ("attempt", "due", "expired", "key", "query", "sent", "sent_at", "ttl")
+    __slots__ = ("attempt", "due", "expired", "key", "packet", "query", "sent", "sent_at", "ttl")
 
-    def __init__(self, ttl: int, query: int, attempt: int, key: MatchKey) -> None:
+    def __init__(self, ttl: int, query: int, attempt: int, out: Outgoing) -> None:
         self.ttl = ttl
         self.query = query
         self.attempt = attempt
-        self.key = key
+        self.key = out.key
+        self.packet = out.packet  # (an ICMP error's quote is compared with it: NAT)
         self.sent: Sent | None = None
         self.sent_at = 0.0
         self.due = math.inf
@@ -158,7 +159,8 @@ class TraceMachine(MachineOutbox[TraceHop]):
 
     ``flow_id`` (16 bits) picks the flow: the ICMP identifier, or the source port of
     UDP/TCP probes (32768 + flow_id % 28232). ``probe_base`` offsets probe identities
-    (live mode runs rounds with one flow and fresh identities).
+    (live mode runs rounds with fresh identities; flows sharing an ICMP ``ident`` need
+    disjoint ones).
     Events: each TraceHop as soon as it and every hop below it are final, in order.
     """
 
@@ -172,6 +174,7 @@ class TraceMachine(MachineOutbox[TraceHop]):
         options: TraceOptions,
         target: str | None = None,
         probe_base: int = 0,
+        ident: int | None = None,
     ) -> None:
         self.address = address
         self.target = target or address
@@ -186,7 +189,9 @@ class TraceMachine(MachineOutbox[TraceHop]):
             method=options.method,
             cookies=cookies,
             port=options.destination_port,
-            ident=self._flow_id,  # (ICMP: the transport's identifier, also the flow id)
+            # ICMP: the transport's identifier (its socket filter admits no other), the
+            # flow id unless given (flows of one ident differ by checksum, flow label).
+            ident=self._flow_id if ident is None else ident,
             paris=options.paris,
             packet_size=options.packet_size,
             tos=options.tos,
@@ -466,7 +471,7 @@ class TraceMachine(MachineOutbox[TraceHop]):
         index = self._next_index
         self._next_index += 1
         out = self._probes.packet(ttl, self._flow_id, self._probe_base + index)
-        self._outstanding[out.key] = _Probe(ttl, query, attempt, out.key)
+        self._outstanding[out.key] = _Probe(ttl, query, attempt, out)
         self._tries.setdefault((ttl, query), []).append(out.key)
         return out
 
@@ -474,7 +479,7 @@ class TraceMachine(MachineOutbox[TraceHop]):
         """What a typed answer says (None: a TCP segment that is neither SYN-ACK nor RST)."""
         assert probe.sent is not None
         rtt = rtt_s(probe.sent, reply)
-        return parse_reply(reply, self.family, rtt, probe.attempt)
+        return parse_reply(reply, self.family, rtt, probe.attempt, probe.packet)
 
 
 # -- async functions ---------------------------------------------------------------
@@ -489,6 +494,7 @@ def new_machine(
     target: str | None = None,
     flow_id: int | None = None,
     probe_base: int = 0,
+    ident: int | None = None,
 ) -> TraceMachine:
     """A TraceMachine wired to ``transport``'s cookies, with a fresh flow unless given."""
     return TraceMachine(
@@ -499,6 +505,7 @@ def new_machine(
         options=options,
         target=target,
         probe_base=probe_base,
+        ident=ident,
     )
 
 

@@ -15,6 +15,7 @@ command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v traceroute >/dev/null || need+=(traceroute)
 command -v tmux >/dev/null || need+=(tmux)          # the live-view test drives a terminal
+command -v nft >/dev/null || need+=(nftables)     # a NAT that leaves quotes rewritten (NAT lab test)
 command -v setpriv >/dev/null || need+=(util-linux) # tests that run as uid 65534
 [ -f /usr/share/nmap/nmap.dtd ] || need+=(nmap)     # nmap's DTD (-oX is validated against it)
 command -v xmllint >/dev/null || need+=(libxml2-utils)

@@ -35,6 +35,7 @@ from rawprobe.transport.answers import Reply, answer_v4, answer_v6
 from rawprobe.transport.base import Counters, Inbox, Recorder
 from rawprobe.transport.keys import (
     KIND_ECHO,
+    KIND_UDP,
     PROTO_ICMPV6,
     Cookies,
     MatchKey,
@@ -42,6 +43,7 @@ from rawprobe.transport.keys import (
     echo_payload_v6,
     key_of_reply_v4,
     key_of_reply_v6,
+    nat_key_v4,
 )
 from rawprobe.transport.wire.checksum import ones_complement_sum
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
@@ -117,6 +119,8 @@ class Demux:
         self.counters.received += 1
         try:
             key = key_of_reply_v4(packet)
+            if key is not None and key[0] == KIND_UDP:
+                key = self._nat_key(packet, key)
             inbox = self._accept(key, packet, echo_payload_v4, True)
             if inbox is None or key is None:
                 return
@@ -128,6 +132,14 @@ class Demux:
             self.counters.delivered += 1  # the common case, without a call
         else:
             self._deliver(reply, inbox)
+
+    def _nat_key(self, packet: bytes, key: MatchKey) -> MatchKey:
+        """An ICMPv4 error quoting UDP: the key by the quoted IPv4 ID when that differs
+        from the quoted checksum and is a probe's. Paris UDP probes carry their identity
+        in both, so a NAT that rewrote the checksum (and the address or port it covers)
+        without translating the quote back cannot match it to another probe (keys.py)."""
+        alternative = nat_key_v4(packet, key)
+        return alternative if alternative != key and alternative in self._routes else key
 
     def dispatch_v6(
         self,

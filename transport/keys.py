@@ -65,6 +65,7 @@ _TCP_RST = 0x04
 _TCP_ACK = 0x10
 
 _IDENT_SEQ = struct.Struct("!HH")
+_WORD = struct.Struct("!H")
 _PORTS_SEQ = struct.Struct("!HHI")
 _PORTS_SEQ_ACK = struct.Struct("!HHII")
 _UDP = struct.Struct("!HHHH")
@@ -170,6 +171,18 @@ def key_of_reply_v4(packet: bytes) -> MatchKey | None:
         return None
     except (IndexError, struct.error) as exc:
         raise MalformedPacket("truncated packet") from exc
+
+
+def nat_key_v4(packet: bytes, key: MatchKey) -> MatchKey:
+    """``key`` (a KIND_UDP key read from an ICMPv4 error) with the quoted IPv4 ID in place
+    of the quoted UDP checksum. Probes that carry their identity in both (Paris UDP traces:
+    probes/flowprobes.py) are still found when a NAT rewrote the source address or port
+    and, with it, the checksum, and did not translate the quote back: Dublin
+    traceroute's match (the demultiplexer prefers it when it names a probe: the
+    rewritten checksum might name another). Call only on a packet whose
+    ``key_of_reply_v4`` gave ``key``."""
+    quoted = (packet[0] & 0x0F) * 4 + 8
+    return (key[0], key[1], key[2], _WORD.unpack_from(packet, quoted + 4)[0])
 
 
 def key_of_reply_v6(

@@ -5,7 +5,14 @@ from __future__ import annotations
 from rich.console import Console
 
 from rawprobe.cli import render_trace
-from rawprobe.probes.models import HopStats, TraceHop, TraceResponse, TraceResult
+from rawprobe.probes.models import (
+    HopStats,
+    PathStats,
+    QuoteRewrite,
+    TraceHop,
+    TraceResponse,
+    TraceResult,
+)
 from rawprobe.transport.wire.icmpext import MplsLabel
 
 
@@ -48,3 +55,80 @@ def test_live_table_and_report_have_mtr_columns() -> None:
     assert lines[0].startswith("HOST: 198.19.0.5") and lines[0].endswith("StDev")
     assert lines[1].split() == ["1.|--", "198.18.1.1", "10.0%", "10", "0.1", "0.2", "0.1", "0.4",
                                 "0.1"]  # fmt: skip
+
+
+def truth_trace() -> TraceResult:
+    """r2 limits its errors (7 of 10 lost), the hops after it answer all; a NAT before
+    hop 3 left the quotes rewritten."""
+    nat = (
+        QuoteRewrite("source", "198.18.1.2", "198.18.3.1"),
+        QuoteRewrite("checksum", 0x3667, 0x3468),
+    )
+    end = TraceResponse("198.19.0.5", 0.001, "unreachable", 3, 3, 61, 1, "", True, True,
+                        rewrites=nat)  # fmt: skip
+    hops = (
+        TraceHop(1, (response("198.18.1.1", 0.001),) * 10, 10),
+        TraceHop(2, (response("198.18.2.2", 0.001),) * 3 + (None,) * 7, 10),
+        TraceHop(3, (response("198.18.3.2", 0.001, rewrites=nat),) * 10, 10),
+        TraceHop(4, (end,) * 10, 10),
+    )
+    return TraceResult("t", "198.19.0.5", "udp", "198.18.1.2", True, (1, 2), 1, 30, hops,
+                       True, 0.01, 40, 60)  # fmt: skip
+
+
+def test_a_trace_says_which_loss_is_rate_limiting_and_where_the_nat_is() -> None:
+    result = truth_trace()
+    lines = render_trace.trace_lines(result)
+    assert lines[4] == (
+        "hop 2 (198.18.2.2) (rate-limited): 7 of 10 probes unanswered here, 0 of 20 after it: "
+        "the router limits its ICMP errors, the traffic passes"
+    )
+    assert lines[5] == (
+        "NAT before hop 3 (198.18.3.2): quoted source 198.18.1.2 -> 198.18.3.1, "
+        "checksum 0x3667 -> 0x3468"
+    )
+    data = render_trace.trace_data(result)
+    assert [h["rate_limited"] for h in data["hops"]] == [False, True, False, False]
+    assert data["nat"] == {"ttl": 3, "address": "198.18.3.2", "hostname": None, "rewrites": [
+        {"field": "source", "sent": "198.18.1.2", "quoted": "198.18.3.1"},
+        {"field": "checksum", "sent": 0x3667, "quoted": 0x3468},
+    ]}  # fmt: skip
+    assert data["hops"][2]["responses"][0]["rewrites"] == data["nat"]["rewrites"]
+    console = Console(width=200, record=True)
+    console.print(render_trace.trace_table(result))
+    text = console.export_text()
+    assert "(rate-limited)" in text and "NAT before: source 198.18.1.2 -> 198.18.3.1" in text
+
+
+def stats(ttl: int, address: str, sent: int, received: int, **kw: object) -> HopStats:
+    return HopStats(ttl, (address,), sent, received, 0.001, 0.001, 0.001, 0.001, 0.0, **kw)  # type: ignore[arg-type]
+
+
+def test_live_report_and_json_show_each_path_and_the_marks() -> None:
+    rows = [stats(1, "198.18.1.1", 40, 40, flows=(1, 2, 3, 4)),
+            stats(2, "198.18.2.2", 20, 20, flows=(1, 3)),
+            stats(2, "198.18.3.2", 20, 20, flows=(2, 4)),
+            stats(3, "198.18.4.2", 40, 36, flows=(1, 2, 3, 4))]  # fmt: skip
+    lossy = PathStats((1, 3), (rows[0], rows[1], stats(3, "198.18.4.2", 20, 16, flows=(1, 3))))
+    clean = PathStats((2, 4), (rows[0], rows[2], stats(3, "198.18.4.2", 20, 20, flows=(2, 4))))
+    lines = render_trace.report_lines("198.19.0.5", rows, paths=[lossy, clean])
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == [
+        "HOST:",
+        "path",
+        "path",
+    ]
+    assert "path 1/2: 2 flows" in lines[5] and lines[8].split()[1:3] == ["198.18.4.2", "20.0%"]
+    assert lines[12].split()[1:3] == ["198.18.4.2", "0.0%"]
+    data = render_trace.live_data("198.19.0.5", "198.19.0.5", 10, rows, paths=[lossy, clean])
+    assert data["flows"] == [1, 3, 2, 4] and data["nat"] is None
+    assert [p["flows"] for p in data["paths"]] == [[1, 3], [2, 4]]
+    assert [h["loss"] for h in data["paths"][0]["hops"]] == [0, 0, 0.2]
+    limited = [stats(1, "198.18.1.1", 10, 10), stats(2, "198.18.2.2", 10, 3, rate_limited=True),
+               stats(3, "198.19.0.5", 10, 10)]  # fmt: skip
+    lines = render_trace.report_lines("198.19.0.5", limited)
+    assert "198.18.2.2 (rate-limited)" in lines[2] and lines[-1] == render_trace.RATE_LIMITED_NOTE
+    assert render_trace.live_data("t", "198.19.0.5", 1, limited)["hops"][1]["rate_limited"]
+    console = Console(width=160, record=True)
+    console.print(render_trace.live_table("t", "198.19.0.5", 10, rows, paths=[lossy, clean]))
+    text = console.export_text()
+    assert "4 flows · 2 paths" in text and "path 1/2: 2 flows" in text and "20.0%" in text

@@ -127,3 +127,19 @@ def test_declared_routes_are_the_multiplexers_and_route_replies() -> None:
 def test_two_machines_may_not_declare_one_route() -> None:
     with pytest.raises(ValueError, match="route"):
         Multiplex([Probes([], routes=((KIND_ECHO, 9),)), Probes([], routes=((KIND_ECHO, 9),))])
+
+
+def test_a_machine_is_finished_only_once_its_packets_left() -> None:
+    """The driver hands replies over between the slices of a batch: a reply that makes
+    a machine look done before the rest of its packets left must not finish it (its
+    later sends and their replies were dropped, and pings were lost under load)."""
+    a = Probes([key(1, 1), key(1, 2)])
+    many = Multiplex([a])
+    first, second = many.poll(0.0)
+    many.sent_batch([first.key], [Sent(0, 0.0)], 0.0)
+    a.keys = [key(1, 1)]  # the machine now looks done once its first packet is answered
+    many.receive_batch([reply(first.key)], 0.1)
+    assert not many.done
+    many.sent_batch([second.key], [Sent(0, 0.0)], 0.2)
+    assert a.sent == [[first.key], [second.key]]  # (dropped when it was finished early)
+    assert many.done  # all its packets left, and it says it is done

@@ -56,6 +56,23 @@ def test_sends_count_probes_at_the_interval_then_finishes() -> None:
     assert result.packet_loss == 0.0
 
 
+def test_a_reply_that_comes_before_the_last_request_left_does_not_end_the_ping() -> None:
+    """The driver hands replies over between the slices of a poll's sends: the reply to
+    request 1 can come after poll made request 2 but before request 2 left. The machine
+    is not done until request 2 left and was answered (a multiplexer used to drop a
+    machine done there, and with it request 2 and its reply)."""
+    m = machine(count=2, interval_s=0.05, timeout_s=1.0)
+    (first,) = m.poll(0.0)
+    m.sent_batch([first.key], [stamp(0.0)], 0.0)
+    (second,) = m.poll(0.05)
+    m.receive_batch([echo_reply(first.packet, 0.06)], 0.06)
+    assert not m.done
+    m.sent_batch([second.key], [stamp(0.07)], 0.07)
+    m.receive_batch([echo_reply(second.packet, 0.08)], 0.08)
+    assert m.done
+    assert (m.result().transmitted, m.result().received) == (2, 2)
+
+
 def test_packets_are_echo_requests_with_the_options_applied() -> None:
     m = machine(count=1, payload_size=100, ttl=7)
     [out] = m.poll(0.0)

@@ -50,3 +50,23 @@ async def test_rounds_of_two_flows_may_take_two_paths() -> None:
             assert len(row.addresses) == 1
             paths.add(row.addresses)
     assert len(paths) == 2
+
+
+@pytest.mark.parametrize(("address", "method"), [("198.19.0.7", "udp"), ("2001:db8:ff::7", "icmp")])
+async def test_rounds_over_several_flows_measure_every_path(address: str, method: str) -> None:
+    """16 flows a round, each at every TTL: both paths found, every probe counted once
+    on the interface its flow reaches (ICMP: one identifier, flows by checksum/label)."""
+    net = MemoryNetwork()
+    net.add(address, hops=4, paths=2, delay_s=0.002)
+    stats = LiveTrace(address, address)
+    options = TraceOptions(method=method, queries=1, retries=0, wait_s=0.3)
+    async with open_memory_transport(net) as transport:
+        await trace_rounds(
+            transport, address, stats, options, count=3, interval_s=0, flows=range(16)
+        )
+    paths = stats.paths()
+    assert len(paths) == 2 and sorted(f for p in paths for f in p.flows) == list(range(16))
+    assert all(hop.sent == 3 * len(p.flows) and hop.loss == 0 for p in paths for hop in p.hops)
+    rows = stats.rows()
+    assert [r.ttl for r in rows] == [1, 2, 3, 3, 4, 5]  # the branch: two interfaces at TTL 3
+    assert sum(r.sent for r in rows if r.ttl == 3) == 48 and stats.flows == tuple(range(16))
