@@ -1,10 +1,21 @@
 """The ``rawprobe`` command: argparse subcommands, one place that turns errors into exit 2.
 
-Each subcommand lives in its own module with a ``register(commands)`` function that
-adds its parser and sets ``handler``; this module lists them, and imports only the one
-the command line names (start-up time is part of every probe's wall time). Exit codes
-follow the classic tools (see cli/args.py): 0 success, 1 no reply, 2 error, 130 after
-Ctrl-C, 143 after SIGTERM, 141 when the reader of stdout went away.
+Start-up time is part of every probe's wall time, so imports are lazy by rule:
+
+- this module (the console script's entry point) and ``cli/args.py`` import only the
+  standard library's light modules and ``rawprobe.errors`` at top level; what a
+  helper of args.py needs (anyio, transports, probes) it imports inside the function;
+- each subcommand lives in its own module with a ``register(commands)`` function that
+  adds its parser and sets ``handler``. ``COMMANDS`` lists them by module *name* with
+  their one-line help; only the module the command line names is imported (``--help``
+  and ``--version`` import none), and it may import what it uses at top level;
+- rich is imported only where something is drawn, a backend only by ``anyio.run``.
+
+A new subcommand is one module with ``register`` and one line in ``COMMANDS``.
+tests/cli/test_startup.py pins what ``--version``, ``import rawprobe.cli.app`` and a
+ping import; bench/startup.py measures it. Exit codes follow the classic tools (see
+cli/args.py): 0 success, 1 no reply, 2 error, 130 after Ctrl-C, 143 after SIGTERM,
+141 when the reader of stdout went away.
 """
 
 from __future__ import annotations
@@ -32,7 +43,6 @@ from rawprobe.cli.args import (
     received_signal,
 )
 from rawprobe.errors import RawProbeError, leaves, sole_error, write_failure
-from rawprobe.transport import privileges
 
 #: Subcommand -> (module defining it, one-line help for ``rawprobe --help``).
 COMMANDS = {
@@ -48,9 +58,13 @@ COMMANDS = {
 }
 
 
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser, with the full definition of the subcommand ``argv`` names (every
-    subcommand when ``argv`` names none; placeholders for the others)."""
+def build_parser(
+    argv: Sequence[str] | None = None, *, complete: bool = True
+) -> argparse.ArgumentParser:
+    """The parser, with the full definition of the subcommand ``argv`` names. When it
+    names none: every subcommand in full (the docs' CLI reference), or without
+    ``complete`` (the command itself: ``--help``, ``--version``, usage errors) a
+    placeholder (name and help) for each."""
     parser = Parser(prog="rawprobe", description="Async raw-socket network probes.")
     parser.add_argument("--backend", choices=BACKENDS, default="asyncio", help="event loop")
     parser.add_argument("--version", action=VersionAction)
@@ -58,9 +72,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     commands.required = True
     chosen = _command_word(sys.argv[1:] if argv is None else argv)
     for name, (module_name, help_text) in COMMANDS.items():
-        if chosen is None or name == chosen:
+        if name == chosen or (chosen is None and complete):
             importlib.import_module(module_name).register(commands)
-        else:
+        elif chosen is None:
             commands.add_parser(name, help=help_text)
     return parser
 
@@ -97,11 +111,12 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
         return EXIT_ERROR
     restore_signals = abort_on_signals()
     command = None
+    opted_in = False
     try:
-        if drop_privileges:
-            privileges.drop_after_open()
-        parser = build_parser(argv)
+        parser = build_parser(argv, complete=False)
         args = parse_command_line(parser, argv)
+        if drop_privileges:  # before the handler opens anything
+            opted_in = _drop_after_open(True)
         command = args.command
         handler: Callable[[argparse.Namespace], int] = args.handler
         code = handler(args)
@@ -111,8 +126,16 @@ def main(argv: Sequence[str] | None = None, *, drop_privileges: bool | None = No
         return _exit_status(exc)
     finally:
         restore_signals()
-        if drop_privileges:
-            privileges.drop_after_open(False)
+        if opted_in:
+            _drop_after_open(False)
+
+
+def _drop_after_open(enabled: bool) -> bool:
+    """``privileges.drop_after_open(enabled)``, imported only by commands that run."""
+    from rawprobe.transport import privileges
+
+    privileges.drop_after_open(enabled)
+    return enabled
 
 
 def _exit_status(exc: BaseException) -> int:

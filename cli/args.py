@@ -29,20 +29,12 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from types import FrameType
-from typing import Any, BinaryIO, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NoReturn
 
-import anyio
-
-from rawprobe.cli.outputs import add_output_option
 from rawprobe.errors import UsageError
-from rawprobe.probes.outage import DEFAULT_BUDGET_S
-from rawprobe.probes.targets import parse_block, refuse_special_block
-from rawprobe.transport.capture import record_pcap
-from rawprobe.transport.dgram import DatagramTransport
-from rawprobe.transport.ladder import open_probe_transport, rung_privileged
-from rawprobe.transport.pacing import DEFAULT_RATE_PPS
-from rawprobe.transport.raw import RawTransport
-from rawprobe.transport.udp_dgram import UdpTransport
+
+if TYPE_CHECKING:  # the helpers import what they use: see cli/app.py on start-up
+    from rawprobe.transport.ladder import LadderTransport
 
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
@@ -99,25 +91,23 @@ def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 class VersionAction(argparse.Action):
-    """``--version``: the installed package's version, read only when asked (start-up
-    time: importlib.metadata is not imported otherwise)."""
+    """``--version``: the package's version (``installed_version``)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
-        print(f"rawprobe {installed_version() or 'unknown (not installed)'}")
+        print(f"rawprobe {installed_version()}")
         parser.exit()
 
 
-def installed_version() -> str | None:
-    """The installed package's version (None: not installed)."""
-    from importlib import metadata
+def installed_version() -> str:
+    """The package's version: ``rawprobe.__version__``, the one place it is written
+    (pyproject.toml reads it; importlib.metadata would cost more than the rest of
+    ``--version``)."""
+    from rawprobe import __version__
 
-    try:
-        return metadata.version("rawprobe")
-    except metadata.PackageNotFoundError:
-        return None
+    return __version__
 
 
 def positive_int(text: str) -> int:
@@ -211,6 +201,8 @@ def refuse_special(targets: Iterable[str], allowed: bool) -> None:
     """UsageError for a broadcast or multicast destination unless ``allowed``, and for
     the unspecified address (0.0.0.0, ::) always. ``targets``: addresses (already
     resolved)."""
+    from rawprobe.probes.targets import parse_block, refuse_special_block
+
     for target in targets:
         refuse_special_block(target, parse_block(target), allowed, _HINT)
 
@@ -316,6 +308,8 @@ def _main_thread() -> bool:
 
 def add_max_outage_option(parser: argparse.ArgumentParser) -> None:
     """``--max-outage``: how long scan and sweep wait out a silent network."""
+    from rawprobe.probes.outage import DEFAULT_BUDGET_S
+
     parser.add_argument(
         "--max-outage",
         type=seconds,
@@ -342,6 +336,8 @@ async def interruptible() -> AsyncIterator[Interrupt]:
     the block was cut short; the caller prints what it has so far, and ``cli/app.py``
     turns the signal into the exit status. Works the same on asyncio and trio.
     """
+    import anyio
+
     defer_signals()
     interrupt = Interrupt()
     async with anyio.create_task_group() as task_group:
@@ -366,6 +362,8 @@ async def interruptible() -> AsyncIterator[Interrupt]:
 def add_pcap_option(parser: argparse.ArgumentParser) -> None:
     """``--pcap FILE``: record every probe sent and every reply matched (opened before
     probing by ``cli.outputs.opens_outputs``)."""
+    from rawprobe.cli.outputs import add_output_option
+
     add_output_option(
         parser, "--pcap", dest="pcap", help="record probes and replies to a pcap file",
         stdout_ok=False,
@@ -380,7 +378,8 @@ async def recording_transport(
     pcap: str | BinaryIO | None,
     rung: str = "raw",
     udp: bool = False,
-) -> AsyncIterator[RawTransport | DatagramTransport | UdpTransport]:
+    tx_stamps: bool = False,
+) -> AsyncIterator[LadderTransport]:
     """The transport for a probe command, recording to ``pcap`` when given.
 
     ``rung`` climbs the privilege ladder (transport/ladder.py, shared with the
@@ -388,14 +387,22 @@ async def recording_transport(
     ``datagram`` (ICMP datagram sockets: ICMP echo only, for users in
     ``net.ipv4.ping_group_range``; with ``udp``, UDP sockets with IP_RECVERR), or
     ``auto``: raw sockets when allowed, else those; PrivilegeError says what to do when
-    neither is.
+    neither is. ``tx_stamps``: raw sockets ask for the kernel's transmit stamps.
     """
+    from rawprobe.transport.ladder import open_probe_transport, rung_privileged
+
     async with open_probe_transport(
         protocols,
         rate_pps=rate_pps,
         privileged=rung_privileged(rung),
         unprivileged="udp" if udp else "icmp",
+        tx_stamps=tx_stamps,
     ) as transport:
+        if pcap is None:
+            yield transport
+            return
+        from rawprobe.transport.capture import record_pcap
+
         with record_pcap(transport, pcap):
             yield transport
 
@@ -407,12 +414,15 @@ async def probe_transport(
     *,
     udp: bool = False,
     verbose: bool = False,
-) -> AsyncIterator[RawTransport | DatagramTransport | UdpTransport]:
+) -> AsyncIterator[LadderTransport]:
     """``recording_transport`` as ping's and trace's options ask: ``--rate`` (unset: the
-    default cap), ``--pcap``, the rung; with ``verbose``, ``-v``'s line on stderr."""
+    default cap), ``--pcap``, the rung, kernel transmit stamps (their RTTs are what they
+    report); with ``verbose``, ``-v``'s line on stderr."""
+    from rawprobe.transport.pacing import DEFAULT_RATE_PPS
+
     rate = DEFAULT_RATE_PPS if args.rate is None else args.rate
     async with recording_transport(
-        protocols, rate_pps=rate, pcap=args.pcap, rung=args.rung, udp=udp
+        protocols, rate_pps=rate, pcap=args.pcap, rung=args.rung, udp=udp, tx_stamps=True
     ) as transport:
         if verbose:
             print(describe_rung(transport), file=sys.stderr)
@@ -448,18 +458,30 @@ def raw_rung(args: argparse.Namespace, what: str) -> str:
 
 
 def sockets_name(transport: object) -> str:
-    """The rung of the privilege ladder a transport is, as the JSON says it."""
-    if isinstance(transport, DatagramTransport):
-        return "icmp-datagram"
-    if isinstance(transport, UdpTransport):
-        return "udp-datagram"
+    """The rung of the privilege ladder a transport is, as the JSON says it: ``raw``,
+    ``icmp-datagram`` (ICMP datagram sockets) or ``udp-datagram`` (UDP sockets with
+    IP_RECVERR)."""
+    from rawprobe.transport.raw import RawTransport
+
+    if not isinstance(transport, RawTransport):
+        from rawprobe.transport.dgram import DatagramTransport  # loaded if it is one
+        from rawprobe.transport.udp_dgram import UdpTransport
+
+        if isinstance(transport, DatagramTransport):
+            return "icmp-datagram"
+        if isinstance(transport, UdpTransport):
+            return "udp-datagram"
     return "raw"
+
+
+_RUNG_LINES = {
+    "raw": "rawprobe: using raw sockets (CAP_NET_RAW)",
+    "icmp-datagram": "rawprobe: using ICMP datagram sockets (unprivileged:"
+    " net.ipv4.ping_group_range)",
+    "udp-datagram": "rawprobe: using UDP sockets with IP_RECVERR (unprivileged, like tracepath)",
+}
 
 
 def describe_rung(transport: object) -> str:
     """One line for ``-v``: which rung of the privilege ladder the transport is."""
-    if isinstance(transport, DatagramTransport):
-        return "rawprobe: using ICMP datagram sockets (unprivileged: net.ipv4.ping_group_range)"
-    if isinstance(transport, UdpTransport):
-        return "rawprobe: using UDP sockets with IP_RECVERR (unprivileged, like tracepath)"
-    return "rawprobe: using raw sockets (CAP_NET_RAW)"
+    return _RUNG_LINES[sockets_name(transport)]

@@ -21,10 +21,10 @@ The shape every command follows:
 - every object lists all its fields (absent values are ``null``) and no others
   (``additionalProperties: false``), except maps keyed by data (state counts, names).
 
-Adding a field is one line in the record that holds it (``DEFS``), e.g. in
-``"ping_host"``::
+Adding a field is one line in the record that holds it (``DEFS``), as ``rtt_source``
+in ``"ping_host"``::
 
-    rtt_source=field(enum("kernel", "monotonic"), "where the RTTs were measured"),
+    rtt_source=RTT_SOURCE,  # field(null(enum("kernel", "user")), "which send stamp...")
 
 then write the files again (above); the renderer (cli/render*.py) adds the key. Without
 both, the tests fail: every output is validated against the shipped files.
@@ -133,6 +133,12 @@ SHARD = field(
     {"type": "string", "pattern": "^[0-9]+/[0-9]+$"}, "I/N: this run is shard I of N (--shard)"
 )
 SEED = field(null(INT), "of the random order (null: none given, one worker)")
+RTT_SOURCE = field(
+    null(enum("kernel", "user")),
+    "which send stamp the RTTs used: kernel (the kernel stamped the probes as they left"
+    " and the replies as they came) or user (any RTT sent-stamped in user space); null"
+    " without an RTT",
+)
 PORT_STATE = enum("open", "closed", "filtered", "unfiltered", "open|filtered")
 
 DEFS: dict[str, Schema] = {
@@ -173,6 +179,7 @@ DEFS: dict[str, Schema] = {
         max_ms=null(MS),
         mdev_ms=field(null(MS), "iputils' mdev"),
         jitter_ms=field(null(MS), "mean difference of consecutive RTTs"),
+        rtt_source=RTT_SOURCE,
         replies=array(ref("ping_reply")),
         errors=array(ref("ping_error")),
         replies_omitted=field(COUNT, "replies counted but not listed (an endless run)"),
@@ -230,7 +237,15 @@ DEFS: dict[str, Schema] = {
         lost=field(COUNT, "queries nobody answered"),
         pending=field(COUNT, "queries still awaited when the run was interrupted"),
         rate_limited=field(BOOL, "its loss does not carry on: it limits its ICMP errors"),
+        rtt_source=RTT_SOURCE,
         responses=array(ref("trace_response")),
+        mtu=field(null(COUNT), "trace --mtu: the path MTU to here, where it drops (else null)"),
+    ),
+    "black_hole": record(
+        "trace --mtu: from TTL ttl on, packets of drops bytes vanish without an ICMP error",
+        ttl=COUNT,
+        passes=field(COUNT, "the largest size that passes (bytes)"),
+        drops=field(COUNT, "the smallest size dropped (bytes)"),
     ),
     "trace": record(
         "one trace",
@@ -256,6 +271,9 @@ DEFS: dict[str, Schema] = {
         finished=field(BOOL, "false for a trace cut short by a signal"),
         nat=field(null(ref("nat")), "a NAT the quotes show (null: none seen)"),
         hops=array(ref("trace_hop")),
+        interface_mtu=field(null(COUNT), "trace --mtu: the MTU the probes left with"),
+        path_mtu=field(null(COUNT), "trace --mtu: the largest size reaching the last hop"),
+        black_hole=field(null(ref("black_hole")), "trace --mtu: the first MTU black hole"),
     ),
     "trace_summary": record(
         "the whole run",

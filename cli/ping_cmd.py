@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import anyio
-from rich.console import Console
 
 from rawprobe.cli import render
 from rawprobe.cli.args import (
@@ -124,6 +124,9 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
             await drive(Multiplex(machines), transport, on_event=on_event if live_lines else None)
         now = anyio.current_time()
         results = [machine.result(now) for machine in machines]
+    if args.verbose:
+        for host, result in zip(args.hosts, results, strict=True):
+            print(render.rtt_source_line(host, [result.rtt_source]), file=sys.stderr)
 
     if args.json:
         document = render.ping_document(
@@ -146,6 +149,8 @@ def _print_summaries(args: argparse.Namespace, results: list[Any]) -> None:
     if single:
         return
     _emit("")
+    from rich.console import Console  # only for several hosts (start-up time)
+
     console = Console(highlight=False, soft_wrap=True)
     if console.is_terminal:
         console.print(render.ping_table(results))

@@ -6,7 +6,7 @@ Nothing here prints or reads a clock; the app decides where text goes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rawprobe.probes.models import PingError, PingReply, PingResult
@@ -51,6 +51,22 @@ def format_rtt(seconds: float) -> str:
     if value >= 1.0:
         return f"{value:.2f}"
     return f"{value:.3f}"
+
+
+_RTT_SOURCES = {
+    "kernel": "the kernel stamped both ends, where tcpdump sees the packets",
+    "user": "send stamped in user space, before sendto",
+}
+
+
+def rtt_source_line(target: str, sources: Iterable[str | None]) -> str:
+    """``-v``'s line on which send stamp a target's RTTs used (``rtt_source``): user if
+    any RTT used the user-space one, kernel if all used the kernel's."""
+    seen = {source for source in sources if source is not None}
+    if not seen:
+        return f"rawprobe: {target}: no RTT measured"
+    source = "user" if "user" in seen else "kernel"
+    return f"rawprobe: {target}: rtt_source {source} ({_RTT_SOURCES[source]})"
 
 
 # -- ping: plain ------------------------------------------------------------------
@@ -172,6 +188,7 @@ def ping_host_data(result: PingResult, host: str | None = None) -> dict[str, Any
         "max_ms": _ms_or_none(result.max_rtt_s),
         "mdev_ms": _ms_or_none(result.mdev_s),
         "jitter_ms": _ms_or_none(result.jitter_s),
+        "rtt_source": result.rtt_source,
         "replies": [
             {
                 "seq": r.seq,

@@ -8,6 +8,7 @@ reverse-DNS names when the caller looked them up (never in tests).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from socket import AF_INET, AF_INET6
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from rawprobe.cli.render import family, header, ms
 from rawprobe.probes.models import (
+    BlackHole,
     HopStats,
     NatHop,
     PathStats,
@@ -24,6 +26,7 @@ from rawprobe.probes.models import (
     TraceResult,
 )
 from rawprobe.probes.path_truth import nat_hop, path_nat, rate_limited_ttls
+from rawprobe.probes.pathmtu import is_too_big
 from rawprobe.transport.wire.icmpext import MplsLabel
 
 if TYPE_CHECKING:
@@ -92,9 +95,12 @@ def mpls_text(labels: Sequence[MplsLabel]) -> str:
 
 
 def trace_banner(result_or_target: TraceResult | str, address: str = "", **kw: int) -> str:
-    """traceroute's first line: ``traceroute to T (A), 30 hops max, 60 byte packets``."""
+    """traceroute's first line: ``traceroute to T (A), 30 hops max, 60 byte packets``
+    (a path MTU trace: tracepath's ``[LOCALHOST]`` line)."""
     if isinstance(result_or_target, TraceResult):
         r = result_or_target
+        if r.interface_mtu is not None:
+            return mtu_banner(r.first_ttl, r.interface_mtu)
         return trace_banner(r.target, r.address, max_ttl=r.max_ttl, packet_size=r.packet_size)
     return (
         f"traceroute to {result_or_target} ({address}), {kw['max_ttl']} hops max, "
@@ -125,7 +131,13 @@ def hop_line(hop: TraceHop, names: Names | None = None) -> str:
 
 def trace_lines(result: TraceResult, names: Names | None = None) -> list[str]:
     """Every hop line of a trace (no banner); a trace cut short ends with
-    ``interrupted_line``; then ``trace_notes``."""
+    ``interrupted_line``; then ``trace_notes``. A path MTU trace has tracepath's lines,
+    and its summary."""
+    if result.interface_mtu is not None:
+        lines = [line for hop in result.hops for line in mtu_hop_lines(hop, names)]
+        if not result.finished:
+            return [*lines, interrupted_line(result)]
+        return lines + mtu_summary(result)
     lines = [hop_line(hop, names) for hop in result.hops]
     if not result.finished:
         lines.append(interrupted_line(result))
@@ -138,6 +150,92 @@ def interrupted_line(result: TraceResult) -> str:
     return f"(interrupted {probed}: {result.probes_sent} probes sent)"
 
 
+# -- path MTU (trace --mtu): tracepath's layout ------------------------------------------
+
+#: tracepath's HOST_COLUMN_SIZE: the host field is padded to this width.
+_HOST_COLUMN = 52
+
+
+def mtu_banner(first_ttl: int, interface_mtu: int) -> str:
+    """tracepath's first line: `` 1?: [LOCALHOST]                      pmtu 1500``."""
+    return f"{first_ttl:2d}?: {'[LOCALHOST]':<32} pmtu {interface_mtu}"
+
+
+def _return_hops(reply_ttl: int | None) -> int | None:
+    """tracepath's guess of the hops an answer came back over (initial TTL 64, 128, 255)."""
+    if reply_ttl is None:
+        return None
+    for initial in (64, 128, 255):
+        if reply_ttl <= initial:
+            return initial + 1 - reply_ttl
+    return None
+
+
+def _mtu_line(ttl: int, probe: TraceResponse, names: Names | None, note: str) -> str:
+    host = _host(probe.address, names)
+    padding = " " * max(1, _HOST_COLUMN - len(host))
+    micros = round(probe.rtt_s * 1e6)
+    return f"{ttl:2d}:  {host}{padding}{micros // 1000:3d}.{micros % 1000:03d}ms {note}".rstrip()
+
+
+def mtu_hop_lines(hop: TraceHop, names: Names | None = None) -> list[str]:
+    """tracepath's lines for one hop of a path MTU trace: one per "too big" error
+    (``pmtu N``), then the hop's answer (``reached``, ``asymm N``, a mark such as ``!H``,
+    and ``pmtu N`` where the MTU dropped without an error) or ``no reply``."""
+    lines: list[str] = []
+    answer: TraceResponse | None = None
+    for probe in hop.probes:
+        if probe is None:
+            continue
+        family = AF_INET6 if ":" in probe.address else AF_INET
+        if is_too_big(family, probe):
+            lines.append(_mtu_line(hop.ttl, probe, names, f"pmtu {probe.mtu or hop.mtu}"))
+        else:
+            answer = probe
+    if answer is None:
+        return [*lines, f"{hop.ttl:2d}:  {'?' if hop.pending else 'no reply'}"]
+    notes = []
+    back = _return_hops(answer.reply_ttl)
+    if answer.kind == "time-exceeded" and back is not None and back != hop.ttl:
+        notes.append(f"asymm {back:2d}")
+    if hop.mtu is not None and not lines:
+        notes.append(f"pmtu {hop.mtu}")
+    if answer.reached:
+        notes.append("reached")
+    elif answer.annotation:
+        notes.append(answer.annotation)
+    return [*lines, _mtu_line(hop.ttl, answer, names, " ".join(notes))]
+
+
+def black_hole_text(hole: BlackHole) -> str:
+    """``black hole at hop 3: 1401 bytes vanish (no ICMP error), 1400 pass``."""
+    return (
+        f"black hole at hop {hole.ttl}: {hole.drops} bytes vanish (no ICMP error), "
+        f"{hole.passes} pass"
+    )
+
+
+def mtu_summary(result: TraceResult) -> list[str]:
+    """tracepath's last lines (``Too many hops``, ``Resume: pmtu N hops N back N``), and
+    the black hole, which tracepath cannot see."""
+    lines = []
+    destination = result.destination_ttl
+    if destination is None and result.hops and result.hops[-1].ttl >= result.max_ttl:
+        lines.append(f"     Too many hops: pmtu {result.path_mtu}")
+    resume = f"     Resume: pmtu {result.path_mtu}"
+    if result.reached and destination is not None:
+        resume += f" hops {destination}"
+        answers = result.hops[-1].responses
+        back = _return_hops(answers[-1].reply_ttl) if answers else None
+        if back is not None:
+            resume += f" back {back}"
+    lines.append(resume)
+    if result.black_hole is not None:
+        text = black_hole_text(result.black_hole)
+        lines.append(f"     {text[0].upper()}{text[1:]}")
+    return lines
+
+
 # -- rich ------------------------------------------------------------------------------
 
 
@@ -146,6 +244,8 @@ def trace_table(result: TraceResult, names: Names | None = None) -> Table:
     state = "[green]reached[/]" if result.reached else "[red]not reached[/]"
     if not result.finished:
         state += " · [yellow]interrupted[/]"
+    if result.path_mtu is not None:
+        state += f" · pmtu {result.path_mtu}"
     mode = "Paris" if result.paris else "classic"
     table = Table(
         title=f"{result.target} ({result.address}) · {result.method} · {mode} · {state}",
@@ -171,6 +271,10 @@ def trace_table(result: TraceResult, names: Names | None = None) -> Table:
         )
         notes = sorted({p.annotation for p in hop.responses if p.annotation})
         notes += sorted({mpls_text(p.mpls) for p in hop.responses if p.mpls})
+        if hop.mtu is not None:
+            notes.append(f"[yellow]pmtu {hop.mtu}[/]")
+        if result.black_hole is not None and result.black_hole.ttl == hop.ttl:
+            notes.append(f"[red]{black_hole_text(result.black_hole)}[/]")
         table.add_row(str(hop.ttl), addresses, rtts, " ".join(notes + truth))
     if marked:
         table.caption = RATE_LIMITED_NOTE
@@ -217,9 +321,10 @@ def nat_data(nat: NatHop | None, names: Names | None = None) -> dict[str, Any] |
 
 
 def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any]:
-    """One trace of the JSON document."""
+    """One trace of the JSON document (``interface_mtu``, ``path_mtu``, ``black_hole``
+    and each hop's ``mtu``: a path MTU trace's, null in others)."""
     marked = rate_limited_ttls(result)
-    return {
+    data: dict[str, Any] = {
         "target": result.target,
         "address": result.address,
         "family": family(result.address),
@@ -244,11 +349,20 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
                 "lost": sum(1 for p in hop.probes if p is None) - len(hop.pending),
                 "pending": len(hop.pending),
                 "rate_limited": hop.ttl in marked,
+                "rtt_source": hop.rtt_source,
                 "responses": [_response_data(p, names) for p in hop.responses],
+                "mtu": hop.mtu,
             }
             for hop in result.hops
         ],
     }
+    hole = result.black_hole
+    data["interface_mtu"] = result.interface_mtu
+    data["path_mtu"] = result.path_mtu
+    data["black_hole"] = None if hole is None else {
+        "ttl": hole.ttl, "passes": hole.passes, "drops": hole.drops,
+    }  # fmt: skip
+    return data
 
 
 def trace_document(

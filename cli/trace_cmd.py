@@ -39,10 +39,11 @@ from rawprobe.cli.args import (
 )
 from rawprobe.cli.live import LiveView
 from rawprobe.cli.outputs import opens_outputs
-from rawprobe.cli.render import header
+from rawprobe.cli.render import header, rtt_source_line
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
 from rawprobe.probes.models import TraceHop, TraceResult
+from rawprobe.probes.pathmtu import new_mtu_machine, path_mtu_many_with
 from rawprobe.probes.trace_live import fresh_flows, trace_rounds
 from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.probes.traceroute import (
@@ -83,6 +84,10 @@ def register(commands: Any) -> None:
         "-N", "--in-flight", type=positive_int, default=None, help="TTLs probed at once (all)"
     )
     trace.add_argument("--classic", action="store_true", help="vary ports like traceroute")
+    trace.add_argument(
+        "--mtu", action="store_true",
+        help="path MTU of each hop, like tracepath (UDP unless -M), and MTU black holes",
+    )  # fmt: skip
     trace.add_argument("-n", "--numeric", action="store_true", help="no reverse DNS")
     trace.add_argument("-s", "--source", type=address, metavar="ADDRESS", help="source address")
     add_broadcast_option(trace)
@@ -142,11 +147,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("trace: --flows needs Paris probes (--classic varies the flow)")
     if args.report and args.count is None:
         args.count = 10  # mtr -r's default
+    if args.mtu:
+        _check_mtu_options(args)
     queries = args.queries if args.queries is not None else (1 if live else 3)
     retries = args.retries if args.retries is not None else (0 if live else 2)
     wait_max, here, near = args.wait or (DEFAULT_LIVE_WAIT if live else DEFAULT_WAIT)
     options = TraceOptions(
-        method=args.method or "icmp",
+        method=args.method or ("udp" if args.mtu else "icmp"),
         first_ttl=args.first,
         max_ttl=args.max_hops,
         queries=queries,
@@ -162,9 +169,29 @@ def run(args: argparse.Namespace) -> int:
     )
     if options.method == "tcp":
         args.rung = raw_rung(args, "TCP traces")
+    elif args.mtu and options.method == "icmp":
+        args.rung = raw_rung(args, "--mtu ICMP traces (the default UDP method is not)")
     main = _live_main if live else _main
     code: int = anyio.run(_with_names, main, args, targets, options, backend=args.backend)
     return code
+
+
+def _check_mtu_options(args: argparse.Namespace) -> None:
+    """``--mtu`` probes one flow, TTL after TTL, one probe a TTL (tracepath's way): the
+    options that say otherwise are refused, one line each."""
+    clashes = {
+        "--mda": getattr(args, "mda", False),  # (multipath: other flows, other MTUs)
+        "--live": args.live,
+        "--report": args.report,
+        "--classic": args.classic,
+        "-q": args.queries is not None,
+        "-N": args.in_flight is not None,
+    }
+    for option, given in clashes.items():
+        if given:
+            raise UsageError(f"trace: --mtu and {option} cannot be used together")
+    if args.method == "tcp":
+        raise UsageError("trace: --mtu probes with UDP (the default) or ICMP, not TCP SYNs")
 
 
 async def _with_names(main: Any, args: argparse.Namespace, *rest: Any) -> int:
@@ -220,7 +247,11 @@ async def _main(
         async with hops_out:
             async for hop in hops_out:
                 names = await _names_for(names_dns, hop.addresses)
-                _emit(render_trace.hop_line(hop, names))
+                if args.mtu:
+                    for line in render_trace.mtu_hop_lines(hop, names):
+                        _emit(line)
+                else:
+                    _emit(render_trace.hop_line(hop, names))
                 printed[0] = hop.ttl
 
     def on_event(_target: str, event: object) -> None:
@@ -233,6 +264,9 @@ async def _main(
         addresses_seen = [a for hop in result.hops for a in hop.addresses]
         if names_dns is not None:
             names_dns.want(addresses_seen)  # JSON: asked as each trace ends
+        if streaming and args.mtu:
+            for line in render_trace.mtu_summary(result):
+                _emit(line)
         if args.json or streaming:
             return
         names = await _names_for(names_dns, addresses_seen)
@@ -248,7 +282,10 @@ async def _main(
 
     udp = options.method == "udp"
     async with probe_transport(args, protocols, udp=udp, verbose=args.verbose) as transport:
-        if streaming:
+        if streaming and args.mtu:  # tracepath's [LOCALHOST] line, on stdout as it does
+            first = new_mtu_machine(transport, addresses[0], options).interface_mtu
+            _emit(render_trace.mtu_banner(options.first_ttl, first))
+        elif streaming:
             size = new_machine(transport, addresses[0], options).result().packet_size
             banner = render_trace.trace_banner(
                 targets[0], addresses[0], max_ttl=options.max_ttl, packet_size=size
@@ -258,7 +295,7 @@ async def _main(
             if streaming:
                 printers.start_soon(print_hops)
             with hops_in:
-                traces = trace_many_with(
+                traces = (path_mtu_many_with if args.mtu else trace_many_with)(
                     transport,
                     addresses,
                     options,
@@ -284,6 +321,10 @@ async def _main(
             for note in render_trace.trace_notes(results[0], known):
                 _emit(note)
     ordered = _input_order(results, targets)
+    if args.verbose:
+        for result in ordered:
+            sources = [hop.rtt_source for hop in result.hops]
+            _emit(rtt_source_line(result.target, sources), sys.stderr)
     if args.json:
         seen = [a for r in ordered for h in r.hops for a in h.addresses]
         names = await _names_for(names_dns, seen, wait=not interrupt.happened)
@@ -318,7 +359,11 @@ def _show_partial(
             continue
         lines = render_trace.trace_lines(result, names)
         if streaming:  # the hop lines already streamed are not repeated
-            lines = [render_trace.hop_line(h, names) for h in result.hops if h.ttl > printed_ttl]
+            hops = [h for h in result.hops if h.ttl > printed_ttl]
+            if result.interface_mtu is not None:
+                lines = [line for h in hops for line in render_trace.mtu_hop_lines(h, names)]
+            else:
+                lines = [render_trace.hop_line(h, names) for h in hops]
             lines.append(render_trace.interrupted_line(result))
             lines += render_trace.trace_notes(result, names)
         else:

@@ -18,13 +18,15 @@ from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
 from rawprobe.probes.permute import Permutation
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.connect import probe_port
+from rawprobe.transport.sockets import NamespacePin
 
 
 class ConnectScan:
     """A connect() scan of every (host, port) of ``space`` x ``ports``: open, closed and
     filtered as in a SYN scan (reasons: syn-ack, conn-refused, no-response,
     host-unreachable, admin-prohibited...). ``run()`` returns the result; ``result()``
-    can be taken at any time, after a cancelled run (Ctrl-C) too: the ports decided."""
+    can be taken at any time, after a cancelled run (Ctrl-C) too: the ports decided.
+    Its sockets are opened in the network namespace it was made in."""
 
     def __init__(
         self,
@@ -49,11 +51,15 @@ class ConnectScan:
         )
         self._rtts: dict[int, float] = {}
         self._started = time.monotonic()
+        self._netns = NamespacePin()
 
     async def run(self) -> ScanResult:
-        async with anyio.create_task_group() as workers:
-            for _ in range(min(self.concurrency, self.space.size * len(self.ports))):
-                workers.start_soon(self._worker)
+        try:
+            async with anyio.create_task_group() as workers:
+                for _ in range(min(self.concurrency, self.space.size * len(self.ports))):
+                    workers.start_soon(self._worker)
+        finally:
+            self._netns.close()
         return self.result()
 
     async def _worker(self) -> None:
@@ -61,7 +67,7 @@ class ConnectScan:
         for index in self._order:  # shared iterator: each index goes to one worker
             host, port_index = divmod(index, len(ports))
             address, port = space.address(host), ports[port_index]
-            state, reason, rtt = await probe_port(address, port, self.timeout_s)
+            state, reason, rtt = await probe_port(address, port, self.timeout_s, self._netns)
             counts[host][(state, reason)] += 1
             if state == "open" and rtt is not None:
                 rtts[host] = min(rtt, rtts.get(host, rtt))

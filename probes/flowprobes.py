@@ -45,7 +45,7 @@ from rawprobe.transport.wire.checksum import (
     ones_complement_sum,
     pseudo_header,
 )
-from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
+from rawprobe.transport.wire.ipv4 import DF, IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import IPv6Header, build_ipv6
 from rawprobe.transport.wire.tcp import SYN, TcpHeader, build_tcp
 from rawprobe.transport.wire.udp import UdpHeader, build_udp
@@ -101,7 +101,9 @@ class FlowProbes:
     SYNs. Probe numbers should not repeat within a flow while replies may still come
     (they are 16 bits in the ICMP sequence and the UDP checksum). ``ident`` is the ICMP
     identifier of every probe (``Cookies.new_ident()``: the transport admits echo
-    replies to its own identifiers only).
+    replies to its own identifiers only). ``df`` sets IPv4's don't-fragment bit (path MTU
+    discovery). Instances of several sizes with the same arguments make probes of the
+    same flows (the flow's fields do not depend on the size).
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class FlowProbes:
         paris: bool = True,
         packet_size: int | None = None,
         tos: int = 0,
+        df: bool = False,
     ) -> None:
         self.source = source
         self.address = address
@@ -127,6 +130,7 @@ class FlowProbes:
         self._dport = port
         self.ident = ident & 0xFFFF
         self._tos = tos
+        self._flags = DF if df else 0
         self._proto = _PROTO[method] if method != "icmp" else _ICMP_PROTO[self.family]
         self._payload_size = 0
         if method != "tcp":
@@ -194,7 +198,7 @@ class FlowProbes:
         if self.family == socket.AF_INET:
             header4 = IPv4Header(
                 src=self.source, dst=self.address, protocol=self._proto, ttl=0,
-                tos=self._tos,
+                tos=self._tos, flags=self._flags,
             )  # fmt: skip
             return build_ipv4(header4, placeholder)[:20]
         header6 = IPv6Header(

@@ -6,11 +6,16 @@ import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rawprobe.transport.base import RttSource
 
 
 @dataclass(frozen=True, slots=True)
 class PingReply:
-    """One echo reply. ``duplicate`` replies are reported but not counted as received."""
+    """One echo reply. ``duplicate`` replies are reported but not counted as received.
+    ``rtt_source``: which send stamp the RTT used (transport/base.py, ``measured_rtt``)."""
 
     seq: int
     source: str
@@ -18,6 +23,7 @@ class PingReply:
     ttl: int | None
     size: int
     duplicate: bool = False
+    rtt_source: RttSource = "user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,8 @@ class PingStats:
     counts, min and max, the sum and sum of squares for the mean and iputils' mdev,
     the last RTT and the sum of the differences between consecutive RTTs for the
     jitter. Duplicates count apart and do not enter the RTT statistics.
+    ``kernel_stamped`` counts the received replies whose RTT the kernel stamped at both
+    ends (``rtt_source``).
     """
 
     received: int = 0
@@ -51,8 +59,11 @@ class PingStats:
     total_sq_s2: float = 0.0
     last_s: float | None = None
     jitter_total_s: float = 0.0
+    kernel_stamped: int = 0
 
-    def with_reply(self, rtt_s: float, duplicate: bool = False) -> PingStats:
+    def with_reply(
+        self, rtt_s: float, duplicate: bool = False, rtt_source: RttSource = "user"
+    ) -> PingStats:
         if duplicate:
             return dataclasses.replace(self, duplicates=self.duplicates + 1)
         last = self.last_s
@@ -66,6 +77,7 @@ class PingStats:
             self.total_sq_s2 + rtt_s * rtt_s,
             rtt_s,
             self.jitter_total_s + (abs(rtt_s - last) if last is not None else 0.0),
+            self.kernel_stamped + (rtt_source == "kernel"),
         )
 
     def with_error(self) -> PingStats:
@@ -75,8 +87,17 @@ class PingStats:
     def of(cls, replies: Iterable[PingReply], errors: int = 0) -> PingStats:
         stats = cls(errors=errors)
         for reply in replies:
-            stats = stats.with_reply(reply.rtt_s, reply.duplicate)
+            stats = stats.with_reply(reply.rtt_s, reply.duplicate, reply.rtt_source)
         return stats
+
+    @property
+    def rtt_source(self) -> RttSource | None:
+        """Which send stamp the RTTs used: ``kernel`` when the kernel stamped every
+        received reply's probe as it left, ``user`` when any RTT started from the
+        user-space stamp (see transport/txstamps.py); None without replies."""
+        if not self.received:
+            return None
+        return "kernel" if self.kernel_stamped == self.received else "user"
 
     @property
     def min_rtt_s(self) -> float | None:
@@ -189,6 +210,11 @@ class PingResult:
         """Mean absolute difference between consecutive RTTs (RFC 3550 style, unsmoothed)."""
         return self.stats.jitter_s
 
+    @property
+    def rtt_source(self) -> RttSource | None:
+        """``kernel`` or ``user``: which send stamp the RTTs used (PingStats)."""
+        return self.stats.rtt_source
+
 
 # ======================================================================================
 # Traceroute (probes/traceroute.py) — results of one trace, and mtr-style hop statistics.
@@ -227,7 +253,9 @@ class TraceResponse:
     unreachable error).
     ``quoted_ttl`` is the TTL of our probe as the ICMP error quotes it (1 normally);
     ``mpls`` the label stack of an RFC 4950 extension. ``attempt`` counts retries
-    (0: the first probe of this query answered).
+    (0: the first probe of this query answered). ``mtu`` is the next-hop MTU a
+    "fragmentation needed" / "packet too big" error reported (0 for any other answer).
+    ``rtt_source``: which send stamp the RTT used (transport/base.py, ``measured_rtt``).
     """
 
     address: str
@@ -245,6 +273,8 @@ class TraceResponse:
     #: What the error's quote shows rewritten from the probe as sent (a NAT on the way);
     #: empty when it matches, or for answers that quote nothing.
     rewrites: tuple[QuoteRewrite, ...] = ()
+    mtu: int = 0
+    rtt_source: RttSource = "user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +288,9 @@ class TraceHop:
     #: Queries (indices into ``probes``) still awaited when the trace was cut short:
     #: None there means "not decided", not "no answer". Empty in a finished trace.
     pending: tuple[int, ...] = ()
+    #: Path MTU traces (``trace --mtu``): the path MTU up to this hop where it is less
+    #: than up to the hop before (the interface MTU before the first), else None.
+    mtu: int | None = None
 
     @property
     def responses(self) -> tuple[TraceResponse, ...]:
@@ -293,6 +326,25 @@ class TraceHop:
     def max_rtt_s(self) -> float | None:
         return max(self.rtts) if self.rtts else None
 
+    @property
+    def rtt_source(self) -> RttSource | None:
+        """``kernel`` when the kernel stamped both ends of every answered probe's RTT,
+        ``user`` when any RTT used the user-space send stamp; None when silent."""
+        sources = {p.rtt_source for p in self.responses}
+        if not sources:
+            return None
+        return "user" if "user" in sources else "kernel"
+
+
+@dataclass(frozen=True, slots=True)
+class BlackHole:
+    """An MTU black hole: from TTL ``ttl`` on, packets of ``drops`` bytes vanish without
+    an ICMP error, while ``passes`` bytes (the largest that does) are answered."""
+
+    ttl: int
+    passes: int
+    drops: int
+
 
 @dataclass(frozen=True, slots=True)
 class TraceResult:
@@ -318,6 +370,12 @@ class TraceResult:
     #: False for a trace cut short (Ctrl-C, a timeout): ``hops`` ends at the highest
     #: TTL probed, and queries still awaited show as unanswered.
     finished: bool = True
+    #: Path MTU traces only (None otherwise): the MTU of the interface the probes left
+    #: by, the path MTU found (the largest packet that reaches the last hop probed), and
+    #: the first MTU black hole on the way.
+    interface_mtu: int | None = None
+    path_mtu: int | None = None
+    black_hole: BlackHole | None = None
 
     @property
     def destination_ttl(self) -> int | None:

@@ -12,7 +12,7 @@ from rawprobe.probes.drive import drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import PingError, PingReply, PingResult, PingStats
 from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
-from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, Sent, Transport, rtt_s
+from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, Sent, Transport, measured_rtt
 from rawprobe.transport.keys import KIND_ECHO, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6
 from rawprobe.transport.wire.icmp import build_echo
@@ -174,10 +174,10 @@ class PingMachine(MachineOutbox[PingEvent]):
             if isinstance(reply, EchoAnswer):
                 duplicate = wire_seq in self._answered
                 self._answered.add(wire_seq)
-                rtt = rtt_s(sent, reply)
-                event = PingReply(seq, reply.source, rtt, reply.ttl, reply.size, duplicate)
+                rtt, stamped = measured_rtt(sent, reply)
+                event = PingReply(seq, reply.source, rtt, reply.ttl, reply.size, duplicate, stamped)
                 self._replies.append(event)
-                self._stats = self._stats.with_reply(event.rtt_s, duplicate)
+                self._stats = self._stats.with_reply(rtt, duplicate, stamped)
             elif isinstance(reply, IcmpError):
                 reason = describe(self.family, reply.icmp_type, reply.code)
                 event = PingError(seq, reply.source, reason, reply.icmp_type, reply.code)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from rawprobe.errors import MalformedPacket
 from rawprobe.probes.models import TraceResponse
 from rawprobe.probes.path_truth import quote_rewrites
-from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, TcpAnswer
+from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, RttSource, TcpAnswer
 from rawprobe.transport.wire.icmp_table import PORT_UNREACHABLE, annotation
 from rawprobe.transport.wire.icmpext import MplsLabel, parse_extensions
 from rawprobe.transport.wire.tcp import ACK, RST, SYN
@@ -21,11 +21,17 @@ __all__ = ["mpls_labels", "parse_reply"]
 
 
 def parse_reply(
-    reply: Reply, family: int, rtt_s: float, attempt: int, sent: bytes | None = None
+    reply: Reply,
+    family: int,
+    rtt_s: float,
+    attempt: int,
+    sent: bytes | None = None,
+    rtt_source: RttSource = "user",
 ) -> TraceResponse | None:
     """The response a typed answer makes to a probe of ``family`` sent on try
     ``attempt``; None for a TCP segment that is neither SYN-ACK nor RST. With the probe
-    as ``sent`` (its IP packet), an ICMP error's quote is compared with it (a NAT)."""
+    as ``sent`` (its IP packet), an ICMP error's quote is compared with it (a NAT).
+    ``rtt_source``: which send stamp ``rtt_s`` used."""
     if isinstance(reply, IcmpError):
         icmp_type, code, kind = reply.icmp_type, reply.code, reply.kind
         unreach = kind == "unreachable"
@@ -44,6 +50,8 @@ def parse_reply(
             mpls=mpls_labels(reply.extensions),
             attempt=attempt,
             rewrites=quote_rewrites(sent, reply) if sent is not None else (),
+            mtu=reply.mtu,
+            rtt_source=rtt_source,
         )
     icmp_type_echo: int | None = None
     code_echo: int | None = None
@@ -57,7 +65,7 @@ def parse_reply(
         return None
     return TraceResponse(
         reply.source, rtt_s, kind, icmp_type_echo, code_echo, reply.ttl,
-        terminal=True, reached=True, attempt=attempt,
+        terminal=True, reached=True, attempt=attempt, rtt_source=rtt_source,
     )  # fmt: skip
 
 

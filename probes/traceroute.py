@@ -43,10 +43,10 @@ from rawprobe.probes.drive import drive
 from rawprobe.probes.flowprobes import FlowProbes
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import TraceHop, TraceResponse, TraceResult
-from rawprobe.probes.multiplex import ManyResults, run_many
+from rawprobe.probes.multiplex import ManyResults, ResultMachine, run_many
 from rawprobe.probes.trace_replies import parse_reply
 from rawprobe.probes.trace_stats import LiveTrace
-from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
+from rawprobe.transport.base import Reply, Sent, Transport, measured_rtt
 from rawprobe.transport.keys import Cookies, MatchKey
 from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS
 from rawprobe.transport.wire.icmp_table import annotation
@@ -478,8 +478,8 @@ class TraceMachine(MachineOutbox[TraceHop]):
     def _response(self, reply: Reply, probe: _Probe) -> TraceResponse | None:
         """What a typed answer says (None: a TCP segment that is neither SYN-ACK nor RST)."""
         assert probe.sent is not None
-        rtt = rtt_s(probe.sent, reply)
-        return parse_reply(reply, self.family, rtt, probe.attempt, probe.packet)
+        rtt, source = measured_rtt(probe.sent, reply)
+        return parse_reply(reply, self.family, rtt, probe.attempt, probe.packet, source)
 
 
 # -- async functions ---------------------------------------------------------------
@@ -548,6 +548,7 @@ async def trace_many_with(
     targets: Sequence[str] | None = None,
     source: str | None = None,
     on_event: Callable[[str, TraceHop], None] | None = None,
+    factory: Callable[..., ResultMachine[TraceHop, TraceResult]] | None = None,
 ) -> AsyncIterator[TraceResults]:
     """Trace every address concurrently over one transport; yields an async iterator of
     results in completion order::
@@ -559,12 +560,14 @@ async def trace_many_with(
     Leaving the block early cancels the traces still running; after the block,
     ``results.remaining()`` gives what they had found (see TraceResults). ``targets`` names the
     addresses as the user typed them (``TraceResult.target``); ``on_event`` gets
-    ``(target, TraceHop)`` as each hop of each trace becomes final.
+    ``(target, TraceHop)`` as each hop of each trace becomes final. ``factory`` makes
+    each trace's machine (``new_machine``'s arguments: path MTU traces give theirs).
     """
     options = options or TraceOptions()
+    make = factory or new_machine
     names = list(targets) if targets is not None else list(addresses)
     machines = [
-        new_machine(transport, address, options, source=source, target=name)
+        make(transport, address, options, source=source, target=name)
         for address, name in zip(addresses, names, strict=True)
     ]
 

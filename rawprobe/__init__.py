@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from rawprobe.errors import *
 
+__version__ = "0.1.0"  # the package's version (pyproject.toml reads it from here)
+
 if TYPE_CHECKING:
     from rawprobe.api import *
 

@@ -52,6 +52,7 @@ from rawprobe.errors import (
 from rawprobe.probes.connect_scan import ConnectScan as _ConnectScan
 from rawprobe.probes.craft import ICMP, IP, TCP, UDP, craft
 from rawprobe.probes.models import (
+    BlackHole,
     HopStats,
     HostPorts,
     NatHop,
@@ -66,6 +67,9 @@ from rawprobe.probes.models import (
     TraceResponse,
     TraceResult,
 )
+from rawprobe.probes.multiplex import ResultMachine
+from rawprobe.probes.pathmtu import METHODS as MTU_METHODS
+from rawprobe.probes.pathmtu import new_mtu_machine
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols
 from rawprobe.probes.portspec import DEFAULT_TOP_UDP_PORTS as _DEFAULT_TOP_UDP_PORTS
 from rawprobe.probes.portspec import top_ports as _top_ports
@@ -78,7 +82,12 @@ from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.targets import parse_block as _parse_block
 from rawprobe.probes.targets import refuse_special as _refuse_special
 from rawprobe.probes.targets import refuse_special_block as _refuse_special_block
-from rawprobe.probes.traceroute import TraceOptions, trace_many_with, trace_protocols
+from rawprobe.probes.traceroute import (
+    TraceOptions,
+    new_machine,
+    trace_many_with,
+    trace_protocols,
+)
 from rawprobe.probes.udp_scan import udp_scan_with as _udp_scan_with
 from rawprobe.targets import resolve
 from rawprobe.targets import resolve_targets as _resolve_targets
@@ -103,6 +112,7 @@ __all__ = [
     "IP",
     "TCP",
     "UDP",
+    "BlackHole",
     "Captured",
     "Dissection",
     "HopStats",
@@ -143,6 +153,8 @@ __all__ = [
     "dissect",
     "open_sniffer",
     "open_transport",
+    "path_mtu",
+    "path_mtu_many",
     "ping",
     "ping_many",
     "record_pcap",
@@ -282,6 +294,7 @@ async def open_transport(
     rate_pps: float = DEFAULT_RATE_PPS,
     cookies: Cookies | None = None,
     icmp_filter: bool = True,
+    tx_stamps: bool = True,
 ) -> AsyncIterator[RawTransport]:
     """Raw sockets for the block, to share between probes (``transport=``).
 
@@ -291,11 +304,14 @@ async def open_transport(
     ``icmp`` and ``tcp``; a sweep ``icmp``, plus ``tcp`` or ``udp`` for those methods.
     A probe given a transport that lacks what it needs raises UsageError naming it.
     Raises PrivilegeError without CAP_NET_RAW; ``rate_pps=0`` lifts the send-rate cap.
+    ``tx_stamps``: the kernel stamps each probe as it leaves, so that RTTs are kernel
+    stamps at both ends (``rtt_source`` "kernel"); False saves a little work per probe
+    where RTTs only drive timeouts (scans, sweeps).
     """
     with _one_error():
         async with _open_raw_transport(
             _protocol_pairs(protocols), rate_pps=rate_pps, cookies=cookies,
-            icmp_filter=icmp_filter,
+            icmp_filter=icmp_filter, tx_stamps=tx_stamps,
         ) as transport:  # fmt: skip
             yield transport
 
@@ -331,7 +347,7 @@ async def ping_many(
             _check_transport(transport, protocols, protocols, "ping")
             return await ping_many_with(transport, addresses, options, source=source)
         async with _open_probe_transport(
-            protocols, privileged=privileged, unprivileged="icmp", what="ping"
+            protocols, privileged=privileged, unprivileged="icmp", what="ping", tx_stamps=True
         ) as own:
             return await ping_many_with(own, addresses, options, source=source)
 
@@ -383,31 +399,56 @@ async def traceroute_many(
             method=method, first_ttl=first_ttl, max_ttl=max_ttl, queries=queries,
             wait_s=wait_s, retries=retries, in_flight=in_flight, port=port, paris=paris,
         )  # fmt: skip
-        addresses = [await resolve(host, family) for host in hosts]
-        _refuse_addresses(addresses, broadcast)
-        _check_source(source)
-        names = list(hosts)
-        hears = trace_protocols(addresses, method)
-        what = f"a {method.upper()} traceroute"
-        if transport is not None:
-            _check_transport(transport, _sends(_families(addresses), method), hears, what)
-            async with trace_many_with(
-                transport, addresses, options, targets=names, source=source
-            ) as results:
-                yield results
-            return
         unprivileged: Unprivileged = None  # TCP: raw sockets only
-        if method == "udp":
-            unprivileged = "udp"
-        elif method == "icmp":
-            unprivileged = "icmp"
-        async with (
-            _open_probe_transport(
-                hears, privileged=privileged, unprivileged=unprivileged, what=what
-            ) as own,
-            trace_many_with(own, addresses, options, targets=names, source=source) as results,
-        ):
+        if method in ("udp", "icmp"):
+            unprivileged = "udp" if method == "udp" else "icmp"
+        async with _traces(
+            hosts, options, f"a {method.upper()} traceroute", unprivileged, new_machine,
+            family=family, broadcast=broadcast, source=source, privileged=privileged,
+            transport=transport,
+        ) as results:  # fmt: skip
             yield results
+
+
+@asynccontextmanager
+async def _traces(
+    hosts: Sequence[str],
+    options: TraceOptions,
+    what: str,
+    unprivileged: Unprivileged,
+    factory: Callable[..., ResultMachine[TraceHop, TraceResult]],
+    *,
+    family: int | None,
+    broadcast: bool,
+    source: str | None,
+    privileged: bool | None,
+    transport: Transport | None,
+) -> AsyncIterator[AsyncIterator[TraceResult]]:
+    """What traceroute_many and path_mtu_many share: the hosts resolved and checked,
+    then the traces (``factory`` makes their machines) over ``transport`` or one of the
+    ladder's (``unprivileged``: its rung below raw sockets)."""
+    method = options.method
+    addresses = [await resolve(host, family) for host in hosts]
+    _refuse_addresses(addresses, broadcast)
+    _check_source(source)
+    names = list(hosts)
+    hears = trace_protocols(addresses, method)
+    if transport is not None:
+        _check_transport(transport, _sends(_families(addresses), method), hears, what)
+        async with trace_many_with(
+            transport, addresses, options, targets=names, source=source, factory=factory
+        ) as results:
+            yield results
+        return
+    async with (
+        _open_probe_transport(
+            hears, privileged=privileged, unprivileged=unprivileged, what=what, tx_stamps=True
+        ) as own,
+        trace_many_with(
+            own, addresses, options, targets=names, source=source, factory=factory
+        ) as results,
+    ):
+        yield results
 
 
 traceroute = _first_of(
@@ -417,6 +458,64 @@ traceroute = _first_of(
     whatever the network does. ``privileged=None``: raw sockets when allowed, else ICMP
     datagram sockets (``method="icmp"``) or UDP sockets (``"udp"``, like tracepath);
     ``"tcp"`` needs raw sockets. Raises PrivilegeError, ResolutionError, UsageError.""",
+)
+
+
+# -- path MTU (probes/pathmtu.py) ------------------------------------------------------
+
+
+@asynccontextmanager
+async def path_mtu_many(
+    hosts: Sequence[str],
+    *,
+    method: str = "udp",
+    first_ttl: int = 1,
+    max_ttl: int = 30,
+    wait_s: float = 1.0,
+    here: float = 3.0,
+    retries: int = 2,
+    port: int | None = None,
+    start_size: int | None = None,
+    source: str | None = None,
+    family: int | None = None,
+    broadcast: bool = False,
+    privileged: bool | None = None,
+    transport: Transport | None = None,
+) -> AsyncIterator[AsyncIterator[TraceResult]]:
+    """Path MTU traces (``trace --mtu``) to all ``hosts`` concurrently; results as each
+    completes, TraceResults with ``interface_mtu``, ``path_mtu``, ``black_hole`` and
+    each hop's ``mtu`` where it drops::
+
+    async with rawprobe.path_mtu_many(hosts) as results:
+        async for result in results:
+            print(result.target, result.path_mtu, result.black_hole)
+    """
+    with _one_error():
+        if method not in MTU_METHODS:
+            raise UsageError(f"bad method {method!r} for a path MTU trace: udp or icmp")
+        options = TraceOptions(
+            method=method, first_ttl=first_ttl, max_ttl=max_ttl, wait_s=wait_s, here=here,
+            retries=retries, port=port, packet_size=start_size, queries=1,
+        )  # fmt: skip
+        async with _traces(
+            hosts, options, f"a {method.upper()} path MTU trace",
+            "udp" if method == "udp" else None,  # (ICMP: raw sockets only)
+            new_mtu_machine, family=family, broadcast=broadcast, source=source,
+            privileged=privileged, transport=transport,
+        ) as results:  # fmt: skip
+            yield results
+
+
+path_mtu = _first_of(
+    path_mtu_many,
+    "TraceResult",
+    """The path MTU to ``host``, hop by hop, like tracepath, and the first MTU black hole
+    (a hop that drops big packets without an ICMP error), which tracepath cannot see: a
+    TraceResult with ``interface_mtu``, ``path_mtu``, ``black_hole`` (a BlackHole or
+    None) and each hop's ``mtu`` where it drops. UDP probes by default (``"icmp"`` too),
+    over raw sockets when allowed, else UDP sockets like tracepath (ICMP needs raw
+    sockets); ``start_size`` replaces the interface's MTU as the first size. Raises
+    PrivilegeError, ResolutionError, UsageError.""",
 )
 
 

@@ -55,7 +55,6 @@ left behind; namespaces matching the naming scheme are found even without a stat
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import functools
 import ipaddress
@@ -86,6 +85,7 @@ from rawprobe.topology import (
     load_topology,
     parse_topology,
 )
+from rawprobe.transport.sockets import setns_net
 
 __all__ = [
     "CLIENT_V4",
@@ -198,7 +198,6 @@ ETC_NETNS_DIR: Final = Path("/etc/netns")
 _PREFIX_RE: Final = re.compile(r"rp[0-9a-z]{1,20}")
 #: A lab namespace: prefix, dash, node name (rawprobe/topology.py's node names).
 _NS_RE: Final = re.compile(rf"(rp[0-9a-z]{{1,20}})-({NODE_NAME})")
-_CLONE_NEWNET: Final = 0x40000000
 _CMD_TIMEOUT_S: Final = 20.0
 _LISTENER_READY_TIMEOUT_S: Final = 10.0
 _SIOCGIFFLAGS: Final = 0x8913
@@ -411,25 +410,6 @@ def _cmds_parallel(jobs: Sequence[tuple[Sequence[str], str | None]]) -> None:
             errors.append(_failure(argv, proc.returncode, err, stdin))
     if errors:
         raise LabError(errors[0])
-
-
-def _libc_setns() -> Any:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fn = libc.setns
-    fn.argtypes = (ctypes.c_int, ctypes.c_int)
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def _setns(fd: int) -> None:
-    """Move the calling thread into the network namespace behind ``fd``."""
-    os_setns = getattr(os, "setns", None)  # Python >= 3.12
-    if os_setns is not None:
-        os_setns(fd, _CLONE_NEWNET)
-        return
-    if _libc_setns()(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _ns_names() -> list[str]:
@@ -704,14 +684,14 @@ class Lab:
             raise LabError(f"cannot save the current network namespace: {exc}") from exc
         try:
             try:
-                _setns(target_fd)
+                setns_net(target_fd)
             except OSError as exc:
                 raise LabError(f"setns({path}) failed: {exc}") from exc
             try:
                 yield
             finally:
                 try:
-                    _setns(saved_fd)
+                    setns_net(saved_fd)
                 except OSError as exc:
                     raise LabError(
                         f"cannot return to the original network namespace: {exc}"

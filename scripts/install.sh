@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install everything rawprobe needs on a fresh Debian machine, as root:
 # system tools for the lab and its tests (iproute2, iptables, tcpdump, iputils ping,
-# traceroute, tmux, setpriv; nmap for its DTD, xmllint, jq) and a virtual environment
-# in .venv with rawprobe, its test extras and the API reference site's tools
+# traceroute, tracepath, tmux, setpriv; nmap for its DTD, xmllint, jq) and a virtual
+# environment in .venv with rawprobe, its test extras and the API reference site's tools
 # (docs/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,7 @@ command -v ip6tables >/dev/null || need+=(iptables)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v traceroute >/dev/null || need+=(traceroute)
+command -v tracepath >/dev/null || need+=(iputils-tracepath)  # trace --mtu's peer in the lab tests
 command -v tmux >/dev/null || need+=(tmux)          # the live-view test drives a terminal
 command -v nft >/dev/null || need+=(nftables)     # a NAT that leaves quotes rewritten (NAT lab test)
 command -v setpriv >/dev/null || need+=(util-linux) # tests that run as uid 65534

@@ -19,7 +19,7 @@ import pytest
 
 import rawprobe
 from rawprobe.errors import sole_error
-from rawprobe.transport import ladder
+from rawprobe.transport import dgram, ladder, udp_dgram
 from rawprobe.transport.memory import MemoryNetwork, MemoryTransport, open_memory_transport
 from rawprobe.transport.sockets import raw_sockets_allowed
 
@@ -77,8 +77,8 @@ def simulated(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return open_it
 
     monkeypatch.setattr(ladder, "open_transport", rung("raw"))
-    monkeypatch.setattr(ladder, "open_datagram_transport", rung("icmp-datagram"))
-    monkeypatch.setattr(ladder, "open_udp_transport", rung("udp"))
+    monkeypatch.setattr(dgram, "open_datagram_transport", rung("icmp-datagram"))
+    monkeypatch.setattr(udp_dgram, "open_udp_transport", rung("udp"))
     monkeypatch.setattr(ladder, "raw_sockets_allowed", lambda family: True)
     yield opened
 

@@ -1,9 +1,12 @@
 """What every transport offers probes: sent stamps, replies, RTT, and the interface.
 
 Two clocks meet here. Scheduling uses the event loop's monotonic clock. RTT uses the
-kernel's receive stamp (CLOCK_REALTIME, SO_TIMESTAMPNS) minus a CLOCK_REALTIME stamp
-taken right at ``sendto``; when that difference is absurd (a clock step between send
-and receive) the monotonic difference is used instead.
+kernel's receive stamp (CLOCK_REALTIME, SO_TIMESTAMPNS) minus a CLOCK_REALTIME send
+stamp: the kernel's transmit stamp where the transport asked for one and it came
+(``rtt_source`` "kernel": both ends stamped where tcpdump sees the packet, see
+transport/txstamps.py), else the one taken right before ``sendto`` ("user"). When the
+difference is absurd (a clock step between send and receive) the monotonic difference
+is used instead ("user").
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import dataclasses
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -28,17 +31,22 @@ from rawprobe.transport.answers import (
 )
 from rawprobe.transport.keys import Cookies, MatchKey
 
+if TYPE_CHECKING:
+    from rawprobe.transport.txstamps import TxStamp
+
 __all__ = ["Answer", "EchoAnswer", "IcmpError", "Reply", "TcpAnswer", "UdpAnswer"]
 
 #: ``tuple.__new__``: builds a NamedTuple (Sent, Reply, Outgoing) from a tuple of all its
 #: fields without the class's Python-level ``__new__``, at half the cost, on paths
-#: that make one per packet: ``new_tuple(Sent, (realtime_ns, monotonic_s, None))``.
+#: that make one per packet: ``new_tuple(Sent, (realtime_ns, monotonic_s, None, None))``.
 new_tuple: Any = tuple.__new__
 
 
 class Sent(NamedTuple):
     """When a packet left, on both clocks; ``error`` names an errno for a send the
     network refused (e.g. ``ENETUNREACH``), which the probe reports as a result.
+    ``tx`` is the kernel's transmit stamp, filled in when its report is read, for
+    transports that ask for one (None otherwise).
 
     A NamedTuple rather than a dataclass: one is made per packet sent.
     """
@@ -46,6 +54,11 @@ class Sent(NamedTuple):
     realtime_ns: int
     monotonic_s: float
     error: str | None = None
+    tx: TxStamp | None = None
+
+
+#: Which send stamp an RTT used: the kernel's transmit stamp, or the user-space one.
+RttSource = Literal["kernel", "user"]
 
 
 #: Slack between the two clocks' views of an RTT before the kernel stamp is
@@ -53,18 +66,31 @@ class Sent(NamedTuple):
 _CLOCK_STEP_TOLERANCE_S = 0.05
 
 
-def rtt_s(sent: Sent, reply: Reply) -> float:
-    """Round-trip time in seconds: kernel receive stamp minus the send stamp.
+def measured_rtt(sent: Sent, reply: Reply) -> tuple[float, RttSource]:
+    """Round-trip time in seconds, kernel receive stamp minus the send stamp, and which
+    send stamp it used: the kernel's transmit stamp when it came (never earlier than the
+    user-space one), else the user-space one.
 
     The kernel stamps a packet before we read it, so its RTT is at most the monotonic
     one (read time minus send time, however late the read). Only a wall-clock step can
     make it negative or larger: then the monotonic difference is used instead.
     """
-    kernel = (reply.received_ns - sent.realtime_ns) / 1e9
+    start = sent.realtime_ns
+    source: RttSource = "user"
+    tx = sent.tx
+    if tx is not None and tx.kernel_ns >= start:
+        start = tx.kernel_ns
+        source = "kernel"
+    kernel = (reply.received_ns - start) / 1e9
     monotonic = reply.received_s - sent.monotonic_s
     if 0.0 <= kernel <= monotonic + _CLOCK_STEP_TOLERANCE_S:
-        return kernel
-    return max(monotonic, 0.0)
+        return kernel, source
+    return max(monotonic, 0.0), "user"
+
+
+def rtt_s(sent: Sent, reply: Reply) -> float:
+    """``measured_rtt`` without its source."""
+    return measured_rtt(sent, reply)[0]
 
 
 @dataclass(slots=True)
@@ -161,6 +187,10 @@ class Transport(Protocol):
 
     def source_for(self, destination: str) -> str:
         """Source address the kernel would use towards ``destination``."""
+        ...
+
+    def interface_mtu(self, destination: str) -> int | None:
+        """MTU of the interface packets to ``destination`` leave by (None: unknown)."""
         ...
 
     def register(self, key: MatchKey, inbox: Inbox, *, authenticated: bool = True) -> None:

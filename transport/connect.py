@@ -13,6 +13,8 @@ import time
 
 import anyio
 
+from rawprobe.transport.sockets import NamespacePin
+
 #: errno -> (state, reason) for a connect() that failed.
 _FAILURES = {
     errno.ECONNREFUSED: ("closed", "conn-refused"),
@@ -24,10 +26,13 @@ _FAILURES = {
 }
 
 
-async def probe_port(address: str, port: int, timeout_s: float) -> tuple[str, str, float | None]:
-    """(state, reason, RTT in seconds or None) of ``address``:``port`` by connect()."""
+async def probe_port(
+    address: str, port: int, timeout_s: float, netns: NamespacePin
+) -> tuple[str, str, float | None]:
+    """(state, reason, RTT in seconds or None) of ``address``:``port`` by connect(),
+    from a socket of the namespace ``netns``."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = netns.socket(family, socket.SOCK_STREAM, "TCP socket")
     sock.setblocking(False)
     started = time.monotonic()
     try:

@@ -32,10 +32,12 @@ from rawprobe.transport.keys import Cookies
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
 from rawprobe.transport.raw import RECV_BATCH
 from rawprobe.transport.sockets import (
+    EXTENDED_ERR,
     IP_RECVERR,
     IPV6_HOPLIMIT,
     IPV6_RECVERR,
     IPV6_RECVHOPLIMIT,
+    RECVERR,
     SCM_TIMESTAMPNS,
     SO_TIMESTAMPNS,
     new_socket,
@@ -43,11 +45,9 @@ from rawprobe.transport.sockets import (
 
 IP_RECVTTL = 12
 IPV6_UNICAST_HOPS = 16
-EXTENDED_ERR = struct.Struct("=IBBBBII")  # errno, origin, type, code, pad, info, data
 #: sock_extended_err.ee_origin values of ICMP and ICMPv6 errors.
 ORIGINS = frozenset((2, 3))
 _TIMESPEC = struct.Struct("=qq")
-RECVERR = {(socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)}
 _HOPS = {(socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)}
 _INT = struct.Struct("=i")
 _ICMP = {socket.AF_INET: socket.IPPROTO_ICMP, socket.AF_INET6: socket.IPPROTO_ICMPV6}
@@ -83,11 +83,21 @@ def offender_of(extended_err: bytes) -> str | None:
     return None
 
 
+def hop_limit_of(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The TTL / hop limit in a message's ancillary data (IP_RECVTTL, IPV6_RECVHOPLIMIT)."""
+    for level, kind, value in ancillary:
+        if (level, kind) in _HOPS and len(value) >= _INT.size:
+            hops: int = _INT.unpack_from(value)[0]
+            return hops
+    return None
+
+
 class QueuedError(NamedTuple):
     """An ICMP error read from a socket's error queue (IP_RECVERR)."""
 
     icmp_type: int
     code: int
+    info: int  # ee_info: the next-hop MTU of "fragmentation needed" / "packet too big"
     offender: str  # who sent the error
     payload: bytes  # what our probe carried above its transport header
     address: Any  # the probe's destination, as recvmsg gives it
@@ -104,10 +114,10 @@ def icmp_errors(sock: socket.socket) -> Iterator[QueuedError]:
         for level, kind, value in ancillary:
             if (level, kind) not in RECVERR or len(value) < EXTENDED_ERR.size:
                 continue
-            _errno, origin, icmp_type, code, *_rest = EXTENDED_ERR.unpack_from(value)
+            _errno, origin, icmp_type, code, _pad, info, _data = EXTENDED_ERR.unpack_from(value)
             offender = offender_of(value)
             if origin in ORIGINS and offender is not None:
-                yield QueuedError(icmp_type, code, offender, payload, address, ancillary)
+                yield QueuedError(icmp_type, code, info, offender, payload, address, ancillary)
 
 
 class _PortCookies(Cookies):

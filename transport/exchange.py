@@ -2,12 +2,13 @@
 
 **One send path.** ``TransportBase.send_batch`` is the only code that paces, stamps,
 maps send errors, counts and records; a transport supplies only the system call
-(``_transmit``: send one whole IP packet, raising OSError) and how to clear an error
-pending on its socket (``_clear_pending_error``). Per packet: a token from the
-transport's one TokenBucket, the two stamps (CLOCK_MONOTONIC, then CLOCK_REALTIME right
-before the syscall: the RTT's start, DESIGN.md's clock rule), the syscall, one
-``new_tuple(Sent, ...)``; no await unless pacing or full queues make it wait. Refusals
-take a slow path, one errno policy for every transport:
+(``_transmit``: send one whole IP packet, raising OSError; it returns the kernel's
+transmit stamp to come, when it asked for one) and how to clear an error pending on its
+socket (``_clear_pending_error``). Per packet: a token from the transport's one
+TokenBucket, the two stamps (CLOCK_MONOTONIC, then CLOCK_REALTIME right before the
+syscall: the RTT's start unless the kernel's transmit stamp comes, DESIGN.md's clock
+rule), the syscall, one ``new_tuple(Sent, ...)``; no await unless pacing or full queues
+make it wait. Refusals take a slow path, one errno policy for every transport:
 
 - full kernel queues (ENOBUFS from the qdisc, EAGAIN from a full socket buffer) are
   waited out, polling every millisecond, cancellably: a probe is never lost for them.
@@ -37,7 +38,7 @@ import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.abc
@@ -48,6 +49,9 @@ from rawprobe.transport.demux import Demux
 from rawprobe.transport.keys import Cookies, MatchKey, keys_of_sent
 from rawprobe.transport.pacing import TokenBucket
 from rawprobe.transport.sockets import RouteLookup
+
+if TYPE_CHECKING:
+    from rawprobe.transport.txstamps import TxStamp
 
 #: Send errors that are the network's answer, reported as results, not exceptions.
 NETWORK_SEND_ERRORS = frozenset(
@@ -138,14 +142,19 @@ class TransportBase:
     def unregister_route(self, kind: int, a: int) -> None:
         self._demux.unregister_route(kind, a)
 
+    def interface_mtu(self, destination: str) -> int | None:
+        """MTU of the interface towards ``destination`` (see Transport); None: unknown."""
+        return None
+
     def _check_open(self, message: str = "transport is closed") -> None:
         if self._closed:
             raise TransportClosed(message)
 
     # -- the send path -------------------------------------------------------------
 
-    def _transmit(self, packet: bytes) -> None:
-        """The system call: send one whole IP packet (OSError when refused)."""
+    def _transmit(self, packet: bytes) -> TxStamp | None:
+        """The system call: send one whole IP packet (OSError when refused); the
+        kernel's transmit stamp to come, for a transport that asked for them."""
         raise NotImplementedError
 
     def _clear_pending_error(self, packet: bytes) -> None:
@@ -179,12 +188,12 @@ class TransportBase:
             monotonic_s = clock()
             realtime_ns = clock_ns()  # the RTT's start: right before the syscall
             try:
-                transmit(packet)
+                tx = transmit(packet)
             except OSError as exc:
                 sent = await self._send_refused(packet, exc, realtime_ns, monotonic_s)
             else:
                 counters.sent += 1
-                sent = new_tuple(Sent, (realtime_ns, monotonic_s, None))
+                sent = new_tuple(Sent, (realtime_ns, monotonic_s, None, tx))
             stamps.append(sent)
             if recorder is not None and sent.error is None:
                 recorder.record(packet, sent.realtime_ns, True)
@@ -218,12 +227,12 @@ class TransportBase:
                 raise SendError(f"send to {destination_of(packet)} failed: {exc.strerror}") from exc
             monotonic_s, realtime_ns = self._clock(), self._clock_ns()
             try:
-                self._transmit(packet)
+                tx = self._transmit(packet)
             except OSError as again:
                 exc = again
                 continue
             self.counters.sent += 1
-            return Sent(realtime_ns, monotonic_s)
+            return Sent(realtime_ns, monotonic_s, None, tx)
 
     def read_pending(self) -> None:
         """Deliver what the sockets already hold, now (see Transport.read_pending); a
@@ -308,6 +317,10 @@ class SocketTransport(TransportBase):
         if self._closed:
             raise TransportClosed("transport is closed")
         return self._routes.source_for(destination)
+
+    def interface_mtu(self, destination: str) -> int | None:
+        self._check_open()
+        return self._routes.interface_mtu(destination)
 
     @property
     def socket_count(self) -> int:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
+import os
 import struct
 
 from rawprobe.errors import MalformedPacket
@@ -235,9 +235,10 @@ class Cookies:
     COOKIE_BYTES = 8
 
     def __init__(self, secret: bytes | None = None) -> None:
-        secret = secret if secret is not None else secrets.token_bytes(32)
-        self._ident_prefix = secrets.randbits(8)
-        self._ident_counter = secrets.randbits(8)
+        # os.urandom is what the secrets module calls; importing that one would import
+        # random as well (5 ms of every probe's start-up on a slow machine).
+        secret = secret if secret is not None else os.urandom(32)
+        self._ident_prefix, self._ident_counter = os.urandom(2)
         # Keyed once; each cookie copies the keyed state (cheaper than re-keying).
         self._keyed = hashlib.blake2b(key=secret, digest_size=self.COOKIE_BYTES)
         self._fillers: dict[int, bytes] = {}  # payload size -> the pattern after the cookie

@@ -14,20 +14,23 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from rawprobe.errors import PrivilegeError, UsageError
-from rawprobe.transport.dgram import DatagramTransport, open_datagram_transport
 from rawprobe.transport.pacing import DEFAULT_RATE_PPS
-from rawprobe.transport.raw import RawTransport, open_transport
+from rawprobe.transport.raw import open_transport
 from rawprobe.transport.sockets import raw_sockets_allowed
-from rawprobe.transport.udp_dgram import UdpTransport, open_udp_transport
+
+if TYPE_CHECKING:  # the unprivileged rungs load when climbed down to (start-up time)
+    from rawprobe.transport.dgram import DatagramTransport
+    from rawprobe.transport.raw import RawTransport
+    from rawprobe.transport.udp_dgram import UdpTransport
 
 #: What a probe can use without privilege: ICMP echo ("icmp"), UDP probes ("udp"), or
 #: nothing (None: TCP needs raw sockets).
 Unprivileged = Literal["icmp", "udp"] | None
 
-LadderTransport = RawTransport | DatagramTransport | UdpTransport
+LadderTransport: TypeAlias = "RawTransport | DatagramTransport | UdpTransport"
 
 
 @asynccontextmanager
@@ -38,6 +41,7 @@ async def open_probe_transport(
     privileged: bool | None = None,
     unprivileged: Unprivileged = "icmp",
     what: str = "this probe",
+    tx_stamps: bool = False,
 ) -> AsyncIterator[LadderTransport]:
     """A transport for a probe needing the raw sockets ``protocols``.
 
@@ -45,6 +49,7 @@ async def open_probe_transport(
     ``False``: the unprivileged sockets only (UsageError when ``unprivileged`` is None:
     ``what`` has no unprivileged way). ``None``: raw sockets when allowed, else the
     unprivileged ones; PrivilegeError naming both remedies when neither is allowed.
+    ``tx_stamps``: raw sockets ask for the kernel's transmit stamps (ping, traceroute).
     """
     protocols = list(protocols)
     if privileged is False and unprivileged is None:
@@ -59,7 +64,7 @@ async def open_probe_transport(
         else:
             try:
                 transport = await stack.enter_async_context(
-                    open_transport(protocols, rate_pps=rate_pps)
+                    open_transport(protocols, rate_pps=rate_pps, tx_stamps=tx_stamps)
                 )
             except PrivilegeError as raw_refused:
                 if privileged or unprivileged is None:
@@ -77,10 +82,12 @@ def _unprivileged(
     protocols: list[tuple[int, int]], rate_pps: float, kind: Literal["icmp", "udp"]
 ) -> contextlib.AbstractAsyncContextManager[DatagramTransport | UdpTransport]:
     """UDP sockets for UDP probes (tracepath's way), ICMP datagram sockets for echo."""
+    from rawprobe.transport import dgram, udp_dgram
+
     if kind == "udp":
-        return open_udp_transport(rate_pps=rate_pps)
+        return udp_dgram.open_udp_transport(rate_pps=rate_pps)
     families = sorted({family for family, _protocol in protocols})
-    return open_datagram_transport(families, rate_pps=rate_pps)
+    return dgram.open_datagram_transport(families, rate_pps=rate_pps)
 
 
 def wants_raw(privileged: bool | None, families: Iterable[int]) -> bool:

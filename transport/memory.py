@@ -3,13 +3,16 @@
 MemoryTransport accepts the same packets as RawTransport and feeds replies through the
 same Demux, so probes, keys, cookies and counters are exercised exactly as on the wire.
 The network is a table of hosts behind a chain of routers, each host with its delay,
-loss, duplication, ICMP errors, TCP ports (open, dropped, rejected; the rest closed)
-and UDP services. ``inject`` delivers arbitrary (forged, foreign, malformed) packets.
+loss, duplication, ICMP errors, TCP ports (open, dropped, rejected; the rest closed),
+UDP services, and the MTUs on its path (links that answer "fragmentation needed" /
+"packet too big", a black hole that drops big packets silently). ``inject`` delivers
+arbitrary (forged, foreign, malformed) packets.
 Time is the event loop's clock, so trio's autojump clock makes long probes instant.
 """
 
 from __future__ import annotations
 
+import errno
 import random
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -54,6 +57,11 @@ class SimHost:
     ICMP error quotes (8 transport bytes is the RFC 792 minimum; None quotes it whole).
     ``paths`` > 1 models per-flow load balancing: the routers at ``hops`` - 1 differ by
     a hash of the flow (addresses, protocol, ports or ICMP identifier and checksum).
+    ``mtu_links`` are (router, MTU) pairs: the router at that hop (1-based) forwards
+    packets up to MTU bytes, and answers larger ones that may not be fragmented (IPv4
+    DF, every IPv6 packet) with "fragmentation needed" / "packet too big"; larger IPv4
+    packets without DF pass (as if fragmented). ``black_hole`` (router, size): that
+    router silently drops every packet over ``size`` bytes it forwards.
     """
 
     alive: bool = True
@@ -70,6 +78,8 @@ class SimHost:
     udp_services: frozenset[int] = frozenset()
     silent_hops: frozenset[int] = frozenset()
     paths: int = 1
+    mtu_links: tuple[tuple[int, int], ...] = ()
+    black_hole: tuple[int, int] | None = None
 
 
 @dataclass
@@ -87,6 +97,8 @@ class MemoryNetwork:
     #: Outages: (start, end) on the event-loop clock; a probe sent or an answer due
     #: inside one is lost (a link down, a DROP rule), whatever the host.
     outages: list[tuple[float, float]] = field(default_factory=list)
+    #: The client's interface MTU: a longer packet is refused at send (EMSGSIZE).
+    local_mtu: int = 1500
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -176,6 +188,9 @@ class MemoryTransport(TransportBase):
             raise TransportClosed("transport is closed")
         return self.network.source_v6 if ":" in destination else self.network.source_v4
 
+    def interface_mtu(self, destination: str) -> int | None:
+        return self.network.local_mtu
+
     async def send(self, packet: bytes) -> Sent:
         """The one send path (exchange.py: paced, stamped, counted, recorded) for one
         packet, after a checkpoint: every simulated send is an await."""
@@ -195,6 +210,8 @@ class MemoryTransport(TransportBase):
     def _transmit(self, packet: bytes) -> None:
         """Put ``packet`` on the simulated network: its answers are scheduled."""
         now = anyio.current_time()
+        if len(packet) > self.network.local_mtu:
+            raise OSError(errno.EMSGSIZE, "Message too long")
         self.sent_packets.append(packet)
         try:
             answers = [] if self.network.is_down(now) else self._answers(_parse(packet))
@@ -232,6 +249,9 @@ class MemoryTransport(TransportBase):
         if host is None or network.rng.random() < host.loss:
             return []
         path = self._path(probe, host)
+        too_big = self._mtu_check(probe, host)
+        if too_big is not None:
+            return too_big
         if probe.ttl <= host.hops or host.error is not None:
             hop = probe.ttl if probe.ttl <= host.hops else host.hops
             if hop in host.silent_hops:
@@ -247,6 +267,27 @@ class MemoryTransport(TransportBase):
         answers = self._host_answers(probe, host)
         delivered = [(host.delay_s, d) for d in answers for _ in range(1 + host.duplicates)]
         return delivered
+
+    def _mtu_check(self, probe: _Probe, host: SimHost) -> list[_Answer] | None:
+        """What the routers the probe crosses before its TTL runs out do about its size:
+        None (it passes), [] (a black hole drops it), or a router's "too big" error."""
+        size = len(probe.packet)
+        mtus, hole = dict(host.mtu_links), host.black_hole
+        for hop in range(1, min(probe.ttl - 1, host.hops) + 1):  # the routers it crosses
+            if hole is not None and hole[0] == hop and size > hole[1]:
+                return []
+            mtu = mtus.get(hop)
+            if mtu is None or size <= mtu:
+                continue
+            if probe.family == _V4 and not probe.packet[6] & 0x40:
+                continue  # no DF: the router fragments it (not modelled)
+            if hop in host.silent_hops:
+                return []
+            icmp = (3, 4) if probe.family == _V4 else (2, 0)
+            router = self.network.router(probe.family, hop)
+            delivery = self._icmp_error(probe, router, icmp, host, 64 - hop + 1, rest=mtu)
+            return [(host.delay_s * hop / (host.hops + 1), delivery)]
+        return None
 
     @staticmethod
     def _path(probe: _Probe, host: SimHost) -> int:
@@ -305,14 +346,20 @@ class MemoryTransport(TransportBase):
         return build_echo6(ident, seq, payload, src=probe.dst, dst=probe.src, reply=True)
 
     def _icmp_error(
-        self, probe: _Probe, sender: str, icmp: tuple[int, int], host: SimHost, ttl: int
+        self,
+        probe: _Probe,
+        sender: str,
+        icmp: tuple[int, int],
+        host: SimHost,
+        ttl: int,
+        rest: int = 0,
     ) -> _Delivery:
         quote = probe.packet
         if host.quote_bytes is not None:
             quote = quote[: probe.header_length + host.quote_bytes]
         if probe.family == _V4:
-            return self._ip(sender, probe.src, 1, build_icmp(icmp[0], icmp[1], 0, quote), ttl)
-        message = build_icmpv6(icmp[0], icmp[1], 0, quote, src=sender, dst=probe.src)
+            return self._ip(sender, probe.src, 1, build_icmp(icmp[0], icmp[1], rest, quote), ttl)
+        message = build_icmpv6(icmp[0], icmp[1], rest, quote, src=sender, dst=probe.src)
         return self._ip(sender, probe.src, 58, message, ttl)
 
     @staticmethod

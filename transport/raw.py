@@ -4,6 +4,12 @@
 starts one reader task per socket inside a task group it owns, and on exit marks
 itself closed, wakes and closes the sockets, and cancels the readers: no orphan task,
 no socket left open, whatever way the block is left.
+
+With ``tx_stamps`` (ping and traces) the send sockets ask for the kernel's transmit
+stamps (transport/txstamps.py). Their error queues are read in batches, never per
+send: whenever replies are read (first, so the stamp of every send a reply answers is
+in: the kernel queued it before the packet left) and whenever a driver reads pending
+packets (so the queue never grows).
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ from rawprobe.transport.sockets import (
     SCM_TIMESTAMPNS,
     SO_RXQ_OVFL,
     attach_filter,
+    enable_tx_stamps,
     icmp_filter_program,
     open_raw_socket,
     open_send_socket,
     tcp_filter_program,
 )
+from rawprobe.transport.txstamps import TxStamp, TxStamps, tx_stamp_of
 
 #: Datagrams read per wake-up before yielding to the event loop.
 RECV_BATCH = 256
@@ -45,6 +53,9 @@ RECV_BATCH = 256
 PENDING_LIMIT = 8192
 _RECV_BYTES = 65535
 _ANCILLARY_BYTES = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(4) * 2
+#: A transmit stamp's ancillary data: scm_timestamping (3 timespecs) and the error
+#: record (sock_extended_err and an offender sockaddr_in6), with room to spare.
+_ERRQUEUE_ANCILLARY_BYTES = socket.CMSG_SPACE(48) + socket.CMSG_SPACE(16 + 28) + 64
 _TIMESPEC = struct.Struct("=qq")
 _U32 = struct.Struct("=I")
 _INT = struct.Struct("=i")
@@ -62,10 +73,13 @@ class RawTransport(SocketTransport):
         rate_pps: float = DEFAULT_RATE_PPS,
         cookies: Cookies | None = None,
         icmp_filter: bool = True,
+        tx_stamps: bool = False,
     ) -> None:
         super().__init__(cookies, rate_pps)
         self._demux.verify_ip_header = False  # ip_rcv dropped bad ones (demux.py)
         self._send_sockets: dict[int, socket.socket] = {}
+        #: Send socket -> the keys of its transmit stamps (only those stamping).
+        self._tx: dict[socket.socket, TxStamps] = {}
         self._kernel_drops: dict[int, int] = {}
         try:
             for family, protocol in protocols:
@@ -77,7 +91,9 @@ class RawTransport(SocketTransport):
                     raise
                 self._sockets[(family, protocol)] = sock
                 if family not in self._send_sockets:
-                    self._send_sockets[family] = open_send_socket(family)
+                    sender = self._send_sockets[family] = open_send_socket(family)
+                    if tx_stamps and enable_tx_stamps(sender):
+                        self._tx[sender] = TxStamps()
                 if icmp_filter and protocol in (PROTO_ICMP, PROTO_ICMPV6):
                     program = icmp_filter_program(family, self.cookies.ident_prefix)
                     attach_filter(sock, program)
@@ -88,14 +104,38 @@ class RawTransport(SocketTransport):
 
     # -- the system call of the send path (exchange.py) ---------------------------
 
-    def _transmit(self, packet: bytes) -> None:
+    def _transmit(self, packet: bytes) -> TxStamp | None:
         sock, address = self._route(packet)
-        sock.sendto(packet, address)
+        stamps = self._tx.get(sock)
+        if stamps is None:
+            sock.sendto(packet, address)
+            return None
+        before_ns = time.time_ns()
+        try:
+            sock.sendto(packet, address)
+        except OSError as exc:
+            stamps.refused(exc.errno)
+            raise
+        return stamps.sent(before_ns)
 
     def _clear_pending_error(self, packet: bytes) -> None:
-        """Discard the send socket's error queue: the receiving sockets hear the ICMP
-        errors themselves."""
-        _drain_error_queue(self._route(packet)[0])
+        """Read the send socket's error queue: transmit stamps are kept, the rest
+        discarded (the receiving sockets hear the ICMP errors themselves)."""
+        sock = self._route(packet)[0]
+        _drain_error_queue(sock, self._tx.get(sock))
+
+    def _read_tx_stamps(self) -> None:
+        """Hand every transmit stamp the kernel reported so far to its send."""
+        for sock, stamps in self._tx.items():
+            _drain_error_queue(sock, stamps)
+
+    @property
+    def tx_stamps(self) -> bool:
+        """Whether the kernel stamps what this transport sends (on every family whose
+        send socket could ask, and no count went wrong: transport/txstamps.py)."""
+        return len(self._tx) == len(self._send_sockets) and not any(
+            stamps.lost for stamps in self._tx.values()
+        )
 
     def _route(self, packet: bytes) -> tuple[socket.socket, tuple[str, int]]:
         """The socket and sendto address for a whole IP packet."""
@@ -157,6 +197,8 @@ class RawTransport(SocketTransport):
         ``PENDING_LIMIT`` per socket). The driver calls it before a machine decides
         anything has timed out: the readers take a batch per turn of the event loop,
         and a reply merely waiting in a socket buffer must not count as lost."""
+        if self._tx:
+            self._read_tx_stamps()
         for (family, protocol), sock in self._sockets.items():
             if self._read_ready(sock, family, protocol, PENDING_LIMIT) is None:
                 return
@@ -165,6 +207,8 @@ class RawTransport(SocketTransport):
         self, sock: socket.socket, family: int, protocol: int, limit: int
     ) -> int | None:
         """Read up to ``limit`` datagrams without waiting; how many (None once closed)."""
+        if self._tx:
+            self._read_tx_stamps()  # first: a reply's send was stamped before it left
         demux = self._demux
         fileno = sock.fileno()
         count = 0
@@ -216,14 +260,21 @@ class RawTransport(SocketTransport):
             self._kernel_drops[fileno] = cumulative
 
 
-def _drain_error_queue(sock: socket.socket) -> None:
-    """Discard a send socket's error queue (IP_RECVERR is on only so that a send the
-    qdisc drops reports ENOBUFS, and is retried)."""
+def _drain_error_queue(sock: socket.socket, stamps: TxStamps | None) -> None:
+    """Read a send socket's error queue to the end: its transmit stamps go to
+    ``stamps``; the rest is discarded (IP_RECVERR is on only so that a send the qdisc
+    drops reports ENOBUFS, and is retried)."""
     while True:
         try:
-            sock.recvmsg(1, 0, socket.MSG_ERRQUEUE)
+            _data, ancillary, _flags, _address = sock.recvmsg(
+                0, _ERRQUEUE_ANCILLARY_BYTES, socket.MSG_ERRQUEUE
+            )
         except OSError:  # BlockingIOError included: empty
             return
+        if stamps is not None:
+            stamp = tx_stamp_of(ancillary)
+            if stamp is not None:
+                stamps.stamped(*stamp)
 
 
 @asynccontextmanager
@@ -233,16 +284,21 @@ async def open_transport(
     rate_pps: float = DEFAULT_RATE_PPS,
     cookies: Cookies | None = None,
     icmp_filter: bool = True,
+    tx_stamps: bool = False,
 ) -> AsyncIterator[RawTransport]:
     """Open a RawTransport for the duration of the block.
 
     Sockets are created here, in the calling thread's network namespace. Raises
     PrivilegeError without CAP_NET_RAW. ``rate_pps=0`` removes the send-rate cap.
     ``icmp_filter=False`` lets every echo reply through the kernel (for hand-made
-    probes whose ICMP identifier is not one of this transport's).
+    probes whose ICMP identifier is not one of this transport's). ``tx_stamps=True``
+    has the kernel stamp each probe as it leaves, for RTTs stamped by the kernel at
+    both ends (ping and traceroute use it; see transport/txstamps.py).
     A process that opted in with ``privileges.drop_after_open()`` (the CLI) loses its
     privileges right after the sockets exist: it cannot open another transport.
     """
-    transport = RawTransport(protocols, rate_pps=rate_pps, cookies=cookies, icmp_filter=icmp_filter)
+    transport = RawTransport(
+        protocols, rate_pps=rate_pps, cookies=cookies, icmp_filter=icmp_filter, tx_stamps=tx_stamps
+    )
     async with transport._running():
         yield transport

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import output_check
 from rich.console import Console
 
 from rawprobe.cli import render_trace
 from rawprobe.probes.models import (
+    BlackHole,
     HopStats,
     PathStats,
     QuoteRewrite,
@@ -132,3 +136,86 @@ def test_live_report_and_json_show_each_path_and_the_marks() -> None:
     console.print(render_trace.live_table("t", "198.19.0.5", 10, rows, paths=[lossy, clean]))
     text = console.export_text()
     assert "4 flows · 2 paths" in text and "path 1/2: 2 flows" in text and "20.0%" in text
+
+
+# -- path MTU traces (trace --mtu) -------------------------------------------------------
+
+
+def exceeded(address: str, rtt_s: float, hops_back: int) -> TraceResponse:
+    """Time exceeded from a Linux router ``hops_back`` hops away (its TTL was 64)."""
+    return TraceResponse(address, rtt_s, "time-exceeded", 11, 0, 65 - hops_back, 1)
+
+
+def mtu_result(**kw: object) -> TraceResult:
+    """The mtu topology's trace: router 2 says "too big, 1400" for TTL 3."""
+    too_big = TraceResponse("198.18.2.2", 0.000016, "unreachable", 3, 4, 63, 1, "!F-1400", mtu=1400)
+    done = TraceResponse(
+        "198.19.0.5", 0.000057, "unreachable", 3, 3, 61, terminal=True, reached=True
+    )
+    hops = (
+        TraceHop(1, (exceeded("198.18.1.1", 0.000067, 1),), 2),
+        TraceHop(2, (exceeded("198.18.2.2", 0.00003, 2),), 2),
+        TraceHop(3, (too_big, exceeded("198.18.3.2", 0.000025, 3)), 4, mtu=1400),
+        TraceHop(4, (done,), 2),
+    )
+    fields: dict[str, object] = {"interface_mtu": 1500, "path_mtu": 1400, **kw}
+    return TraceResult(
+        "198.19.0.5", "198.19.0.5", "udp", "198.18.1.2", True, (40000, 33434), 1, 30, hops,
+        True, 0.01, 10, 1500, **fields,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_mtu_lines_are_tracepaths() -> None:
+    """tracepath -n's layout, seen in the lab: pmtu lines at the hop where it drops,
+    and the Resume line (the trailing blanks tracepath leaves are not kept)."""
+    result = mtu_result()
+    assert render_trace.trace_banner(result) == " 1?: [LOCALHOST]                      pmtu 1500"
+    assert render_trace.trace_lines(result) == [
+        " 1:  198.18.1.1                                            0.067ms",
+        " 2:  198.18.2.2                                            0.030ms",
+        " 3:  198.18.2.2                                            0.016ms pmtu 1400",
+        " 3:  198.18.3.2                                            0.025ms",
+        " 4:  198.19.0.5                                            0.057ms reached",
+        "     Resume: pmtu 1400 hops 4 back 4",
+    ]
+
+
+def test_a_black_hole_is_said_on_its_hop_and_after_the_resume() -> None:
+    result = mtu_result(black_hole=BlackHole(3, 1400, 1401))
+    hops = list(result.hops)
+    hops[2] = TraceHop(3, (exceeded("198.18.3.2", 0.000021, 3),), 40, mtu=1400)
+    lines = render_trace.trace_lines(replace(result, hops=tuple(hops)))
+    assert lines[2] == " 3:  198.18.3.2" + " " * 44 + "0.021ms pmtu 1400"
+    assert lines[-1] == "     Black hole at hop 3: 1401 bytes vanish (no ICMP error), 1400 pass"
+    console = Console(width=160, record=True)
+    console.print(render_trace.trace_table(replace(result, hops=tuple(hops))))
+    text = console.export_text()
+    assert "pmtu 1400" in text and "black hole at hop 3: 1401 bytes vanish" in text
+
+
+def test_silence_asymmetry_and_too_many_hops_are_tracepaths_words() -> None:
+    silent = TraceHop(5, (None,), 6)
+    far = TraceHop(6, (exceeded("198.18.9.9", 0.001, 5),), 2)  # back 5, not 6
+    result = replace(mtu_result(), hops=(silent, far), max_ttl=6, reached=False, path_mtu=1500)
+    assert render_trace.trace_lines(result) == [
+        " 5:  no reply",
+        " 6:  198.18.9.9                                            1.000ms asymm  5",
+        "     Too many hops: pmtu 1500",
+        "     Resume: pmtu 1500",
+    ]
+
+
+def test_mtu_json_fields() -> None:
+    data = part(render_trace.trace_data(mtu_result(black_hole=BlackHole(3, 1400, 1401))))
+    assert (data["interface_mtu"], data["path_mtu"]) == (1500, 1400)
+    assert data["black_hole"] == {"ttl": 3, "passes": 1400, "drops": 1401}
+    assert [h["mtu"] for h in data["hops"]] == [None, None, 1400, None]  # where it drops
+    assert part(render_trace.trace_data(mtu_result()))["black_hole"] is None
+    plain = part(render_trace.trace_data(replace(mtu_result(), interface_mtu=None, path_mtu=None)))
+    assert (plain["interface_mtu"], plain["path_mtu"], plain["black_hole"]) == (None, None, None)
+
+
+def part(trace: dict[str, object]) -> dict[str, object]:
+    """One trace, checked against the shipped schema's ``trace`` definition."""
+    checked: dict[str, object] = output_check.part(trace, "trace", "trace")
+    return checked

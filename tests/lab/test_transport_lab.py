@@ -98,3 +98,35 @@ async def test_other_programs_echo_replies_never_reach_the_reader(lab: Lab) -> N
     assert [result.received for result in ours] == [3, 3]
     assert [len(result.errors) for result in errors] == [1, 1]
     assert transport.counters.unmatched == 0
+
+
+async def test_a_udp_transport_opened_in_a_namespace_opens_its_later_sockets_there(
+    lab: Lab,
+) -> None:
+    """The unprivileged UDP transport opens a socket per source port as probes need
+    it, after the block that entered the lab's namespace has ended: those sockets
+    belong to the namespace the transport was opened in, not to the host's (whose
+    routes lead out of the lab: an early check sent probes that way). Checked by the
+    socket's own namespace (SIOCGSKNS); nothing is sent."""
+    import fcntl
+    import socket
+
+    from rawprobe.transport.udp_dgram import open_udp_transport
+
+    siocgskns = 0x894C
+    client = os.stat(lab.netns_path("client"))
+    with lab.entered("client"):
+        transport_cm = open_udp_transport(rate_pps=0)
+        transport = await transport_cm.__aenter__()
+    try:
+        sock = transport._socket(socket.AF_INET, 40123)  # as a probe's send would
+        namespace_fd = fcntl.ioctl(sock.fileno(), siocgskns)
+        try:
+            found = os.fstat(namespace_fd)
+        finally:
+            os.close(namespace_fd)
+        assert (found.st_dev, found.st_ino) == (client.st_dev, client.st_ino)
+        host = os.stat("/proc/thread-self/ns/net")
+        assert (host.st_dev, host.st_ino) != (client.st_dev, client.st_ino)  # (left it)
+    finally:
+        await transport_cm.__aexit__(None, None, None)
