@@ -70,7 +70,7 @@ from rawprobe.probes.outage import DEFAULT_BUDGET_S, CanarySends, OutageGuard
 from rawprobe.probes.permute import Permutation
 from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.transport.base import Reply, Sent, new_tuple, rtt_s
+from rawprobe.transport.base import Reply, Sent, measured_rtt, new_tuple
 from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, KIND_UDP, KIND_UDP_DATA, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_TCP, PROTO_UDP
 from rawprobe.transport.wire.checksum import ones_complement_sum
@@ -635,7 +635,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
                 witnesses = self._witness_of.setdefault(record[_ITEM] // self._port_count, [])
                 if len(witnesses) < _WITNESSES:
                     witnesses.append(record[_ITEM])
-            rtt = rtt_s(stamp, reply)
+            rtt = measured_rtt(stamp, reply)[0]  # (rtt_s without its call layer)
             if not first_try:
                 self._loss(record)
             elif adaptive:
