@@ -29,6 +29,7 @@ from rawprobe.transport.base import ALL_PROTOCOLS, Sent
 from rawprobe.transport.exchange import TransportBase
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.wire.icmp import build_echo, build_icmp
+from rawprobe.transport.wire.icmp_table import ECHO_REQUEST, PORT_UNREACHABLE
 from rawprobe.transport.wire.icmpv6 import build_echo6, build_icmpv6
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import skip_extension_headers
@@ -43,11 +44,9 @@ def _loop_ns() -> int:
 
 _V4: int = socket.AF_INET
 _V6: int = socket.AF_INET6
-#: (ICMP type, code) per family for the errors the network sends.
+#: (ICMP type, code) per family for the errors the network sends (and PORT_UNREACHABLE).
 _TIME_EXCEEDED: dict[int, tuple[int, int]] = {_V4: (11, 0), _V6: (3, 0)}
-_PORT_UNREACHABLE: dict[int, tuple[int, int]] = {_V4: (3, 3), _V6: (1, 4)}
 _ADMIN_PROHIBITED: dict[int, tuple[int, int]] = {_V4: (3, 13), _V6: (1, 1)}
-_ECHO: dict[int, tuple[int, int]] = {_V4: (8, 0), _V6: (128, 129)}
 
 
 @dataclass
@@ -359,7 +358,7 @@ class MemoryTransport(TransportBase):
         family, t = probe.family, probe.transport
         ttl = max(1, host.reply_ttl - hops)
         if probe.protocol in (1, 58):
-            if t[0] != _ECHO[family][0]:
+            if t[0] != ECHO_REQUEST[family]:
                 return []
             answers = []
             if self.network.forge_replies:
@@ -391,7 +390,7 @@ class MemoryTransport(TransportBase):
             if dport in host.udp_services:
                 datagram = build_udp(UdpHeader(dport, sport), b"ok", src=probe.dst, dst=probe.src)
                 return [self._ip(probe.dst, probe.src, 17, datagram, ttl)]
-            return [self._icmp_error(probe, probe.dst, _PORT_UNREACHABLE[family], host, ttl)]
+            return [self._icmp_error(probe, probe.dst, PORT_UNREACHABLE[family], host, ttl)]
         return []
 
     @staticmethod
