@@ -15,6 +15,7 @@ from rawprobe.cli.render import family, header, ms
 from rawprobe.probes.models import (
     BlackHole,
     HopStats,
+    MultipathResult,
     NatHop,
     PathStats,
     QuoteRewrite,
@@ -378,19 +379,33 @@ def trace_document(
     counters: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """``{"schema": "rawprobe/2", "command": "trace", "mode": "trace", "traces": [...],
-    "summary": {...}}``; ``counters``: the transport's (``Counters.as_dict()``)."""
+    "summary": {...}}`` (``trace_summary``)."""
     return {
         **header("trace"),
         "mode": "trace",
         "traces": [trace_data(r, names) for r in results],
-        "summary": {
-            "interrupted": interrupted,
-            "sockets": sockets,
-            "traces_reached": sum(r.reached for r in results),
-            # (each query is sent once, then once more per retry)
-            "retries": sum(max(0, h.sent - len(h.probes)) for r in results for h in r.hops),
-            "counters": None if counters is None else dict(counters),
-        },
+        "summary": trace_summary(
+            results, interrupted=interrupted, sockets=sockets, counters=counters
+        ),
+    }
+
+
+def trace_summary(
+    results: Sequence[TraceResult | MultipathResult],
+    *,
+    interrupted: bool,
+    sockets: str,
+    counters: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """A trace document's ``summary`` (Paris, path MTU and MDA traces); ``counters``:
+    the transport's (``Counters.as_dict()``)."""
+    return {
+        "interrupted": interrupted,
+        "sockets": sockets,
+        "traces_reached": sum(r.reached for r in results),
+        # (each query, or MDA flow, is sent once, then once more per retry)
+        "retries": sum(max(0, h.sent - len(h.probes)) for r in results for h in r.hops),
+        "counters": None if counters is None else dict(counters),
     }
 
 
