@@ -164,11 +164,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("trace: --flows N is for --live or --report (a trace follows one flow)")
     if args.flows is not None and args.classic:
         raise UsageError("trace: --flows needs Paris probes (--classic varies the flow)")
-    from rawprobe.cli.trace_mda import check_mda, run_mda  # (imports this module)
+    if args.mda or args.confidence or args.per_interface or args.dot is not None:
+        # (MDA's module, its rich and its machine only when asked: start-up)
+        from rawprobe.cli.trace_mda import check_mda, run_mda  # (imports this module)
 
-    check_mda(args)
-    if args.mda and not live:
-        return run_mda(args, targets)
+        check_mda(args)
+        if args.mda and not live:
+            return run_mda(args, targets)
     if args.report and args.count is None:
         args.count = 10  # mtr -r's default
     queries = args.queries if args.queries is not None else (1 if live else 3)
