@@ -3,7 +3,8 @@
 Why not a task per machine: a thousand ``drive`` tasks make the event loop's ready
 queue so long that the socket readers fall behind the replies (measured with
 traceroute to a thousand targets), and each task wakes for its own deadlines. One
-``Multiplex`` serves ``trace_many_with`` and ``ping_many_with``.
+``Multiplex`` serves ``ping_many_with``, path MTU traces and live rounds (many traces
+of the same kind run as one machine instead: ``TraceBatch``).
 
 ``poll`` visits the machines that are due, round-robin, each once per call at most,
 until ``batch`` packets are due: a trace's next TTL is sent only after every other trace
