@@ -275,6 +275,44 @@ DEFS: dict[str, Schema] = {
         path_mtu=field(null(COUNT), "trace --mtu: the largest size reaching the last hop"),
         black_hole=field(null(ref("black_hole")), "trace --mtu: the first MTU black hole"),
     ),
+    "mda_hop": record(
+        "one TTL of an MDA trace",
+        ttl=COUNT,
+        sent=field(COUNT, "probes sent for this TTL, retries included"),
+        flows=field(COUNT, "flows probed at this TTL"),
+        lost=field(COUNT, "flows nobody answered at this TTL"),
+        pending=field(COUNT, "flows still awaited when the run was interrupted"),
+        rtt_source=RTT_SOURCE,
+        responses=field(array(ref("trace_response")), "one per interface: its first answer"),
+    ),
+    "mda_link": record(
+        "flows seen at from (TTL ttl) and at to (TTL ttl + 1); null: a silent hop (*)",
+        ttl=COUNT,
+        **{"from": null(ADDRESS)},
+        to=null(ADDRESS),
+        flows=field(array(COUNT), "the flow ids seen on the link"),
+    ),
+    "mda_trace": record(
+        "one MDA trace (trace --mda): every interface at each TTL and the links",
+        target=field(STR, "as given"),
+        address=ADDRESS,
+        family=FAMILY,
+        method=enum("icmp", "udp", "tcp"),
+        source=ADDRESS,
+        confidence=field({"enum": [95, 99]}, "% chance that the trace misses no interface"),
+        reached=BOOL,
+        complete=field(BOOL, "finished, reached, and the rule met at every interface"),
+        rule_met=field(BOOL, "not cut short by the probe budget, max TTL or a silent tail"),
+        destination_ttl=null(COUNT),
+        first_ttl=COUNT,
+        max_ttl=COUNT,
+        probes_sent=COUNT,
+        elapsed_ms=MS,
+        send_error=null(STR),
+        finished=field(BOOL, "false for a trace cut short by a signal"),
+        hops=array(ref("mda_hop")),
+        links=array(ref("mda_link")),
+    ),
     "trace_summary": record(
         "the whole run",
         interrupted=INTERRUPTED,
@@ -522,13 +560,21 @@ OUTPUTS: dict[str, dict[str, Schema]] = {
     },
     "trace": {
         "document": {
-            "description": "trace --json (mode trace), or trace --report --json (mode report)",
+            "description": "trace --json (mode trace), trace --mda --json (mode mda), or trace "
+            "--report --json (mode report)",
             "oneOf": [
                 document(
                     "trace",
                     "trace --json",
                     mode=const("trace"),
                     traces=array(ref("trace")),
+                    summary=ref("trace_summary"),
+                ),
+                document(
+                    "trace",
+                    "trace --mda --json",
+                    mode=const("mda"),
+                    traces=array(ref("mda_trace")),
                     summary=ref("trace_summary"),
                 ),
                 document(

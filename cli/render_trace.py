@@ -18,6 +18,7 @@ from rawprobe.cli.render import family, header, ms
 from rawprobe.probes.models import (
     BlackHole,
     HopStats,
+    MultipathResult,
     NatHop,
     PathStats,
     QuoteRewrite,
@@ -378,11 +379,18 @@ def trace_document(
         **header("trace"),
         "mode": "trace",
         "traces": [trace_data(r, names) for r in results],
-        "summary": {
-            "interrupted": interrupted,
-            "sockets": sockets,
-            "traces_reached": sum(r.reached for r in results),
-        },
+        "summary": trace_summary(results, interrupted=interrupted, sockets=sockets),
+    }
+
+
+def trace_summary(
+    results: Sequence[TraceResult | MultipathResult], *, interrupted: bool, sockets: str
+) -> dict[str, Any]:
+    """A trace document's ``summary`` (Paris, path MTU and MDA traces)."""
+    return {
+        "interrupted": interrupted,
+        "sockets": sockets,
+        "traces_reached": sum(r.reached for r in results),
     }
 
 

@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from rich.console import Console, Group
@@ -38,11 +38,11 @@ from rawprobe.cli.args import (
     sockets_name,
 )
 from rawprobe.cli.live import LiveView
-from rawprobe.cli.outputs import opens_outputs
+from rawprobe.cli.outputs import add_output_option, opens_outputs
 from rawprobe.cli.render import header, rtt_source_line
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
-from rawprobe.probes.models import TraceHop, TraceResult
+from rawprobe.probes.models import MultipathResult, TraceHop, TraceResult
 from rawprobe.probes.pathmtu import new_mtu_machine, path_mtu_many_with
 from rawprobe.probes.trace_live import fresh_flows, trace_rounds
 from rawprobe.probes.trace_stats import LiveTrace
@@ -103,7 +103,8 @@ def register(commands: Any) -> None:
     trace.add_argument(
         "--flows", type=int_in(1, 256), default=None, metavar="N",
         help="--live/--report: probe N flows each round (each may take another path): "
-        "statistics per (TTL, interface) and per path",
+        "statistics per (TTL, interface) and per path; with --mda: N flows through each "
+        "interface it found (1)",
     )  # fmt: skip
     trace.add_argument(
         "-i", "--interval", type=seconds, default=1.0, help="seconds between rounds (live)"
@@ -112,6 +113,19 @@ def register(commands: Any) -> None:
     add_backend_option(trace)
     add_pcap_option(trace)
     add_rung_options(trace)
+    # Multipath (cli/trace_mda.py).
+    trace.add_argument(
+        "--mda",
+        action="store_true",
+        help="every load-balanced path (MDA; UDP); with --live/--report: then statistics for each",
+    )
+    trace.add_argument(
+        "--confidence", type=int, choices=(95, 99), help="--mda: %% chance to miss no interface"
+    )
+    trace.add_argument(
+        "--per-interface", action="store_true", help="--mda: the classic rule (scamper's)"
+    )
+    add_output_option(trace, "--dot", dest="dot", help="--mda: Graphviz file", stdout_ok=False)
     trace.set_defaults(handler=run)
 
 
@@ -138,6 +152,8 @@ def trace_wait(text: str) -> tuple[float, float, float]:
 @opens_outputs
 def run(args: argparse.Namespace) -> int:
     targets = host_targets(args, "trace")
+    if args.mtu:
+        _check_mtu_options(args)  # (--mda among them: refused before MDA's own checks)
     live = args.live or args.report
     if args.count is not None and not live:
         raise UsageError("trace: -c counts the rounds of --live or --report (a trace runs once)")
@@ -145,15 +161,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("trace: --flows N is for --live or --report (a trace follows one flow)")
     if args.flows is not None and args.classic:
         raise UsageError("trace: --flows needs Paris probes (--classic varies the flow)")
+    from rawprobe.cli.trace_mda import check_mda, run_mda  # (imports this module)
+
+    check_mda(args)
+    if args.mda and not live:
+        return run_mda(args, targets)
     if args.report and args.count is None:
         args.count = 10  # mtr -r's default
-    if args.mtu:
-        _check_mtu_options(args)
     queries = args.queries if args.queries is not None else (1 if live else 3)
     retries = args.retries if args.retries is not None else (0 if live else 2)
     wait_max, here, near = args.wait or (DEFAULT_LIVE_WAIT if live else DEFAULT_WAIT)
     options = TraceOptions(
-        method=args.method or ("udp" if args.mtu else "icmp"),
+        method=args.method or ("udp" if args.mtu or args.mda else "icmp"),
         first_ttl=args.first,
         max_ttl=args.max_hops,
         queries=queries,
@@ -167,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         paris=not args.classic,
     )
-    if options.method == "tcp":
+    if args.mda:
+        args.rung = raw_rung(args, "MDA traces")
+    elif options.method == "tcp":
         args.rung = raw_rung(args, "TCP traces")
     elif args.mtu and options.method == "icmp":
         args.rung = raw_rung(args, "--mtu ICMP traces (the default UDP method is not)")
@@ -180,7 +201,7 @@ def _check_mtu_options(args: argparse.Namespace) -> None:
     """``--mtu`` probes one flow, TTL after TTL, one probe a TTL (tracepath's way): the
     options that say otherwise are refused, one line each."""
     clashes = {
-        "--mda": getattr(args, "mda", False),  # (multipath: other flows, other MTUs)
+        "--mda": args.mda,  # (multipath: other flows, other MTUs)
         "--live": args.live,
         "--report": args.report,
         "--classic": args.classic,
@@ -372,7 +393,10 @@ def _show_partial(
             _emit(line)
 
 
-def _input_order(results: Sequence[TraceResult], targets: Sequence[str]) -> list[TraceResult]:
+_Traced = TypeVar("_Traced", TraceResult, MultipathResult)
+
+
+def _input_order(results: Sequence[_Traced], targets: Sequence[str]) -> list[_Traced]:
     """Results sorted as the targets were given (a repeated target keeps its places)."""
     positions: dict[str, list[int]] = {}
     for index, target in enumerate(targets):
@@ -387,13 +411,17 @@ def _input_order(results: Sequence[TraceResult], targets: Sequence[str]) -> list
 # -- live / report ---------------------------------------------------------------------
 
 
-def live_flows(
-    args: argparse.Namespace, transport: Transport, addresses: Sequence[str]
-) -> list[list[int]]:
-    """The flow ids each target's rounds probe, per target: ``--flows N`` fresh ones
-    (one by default: mtr's single path). A multipath discovery's result plugs in here:
-    the flows it saw on the links of each target."""
-    return [fresh_flows(transport, args.flows or 1) for _ in addresses]
+async def live_flows(
+    args: argparse.Namespace, transport: Transport, address: str, target: str
+) -> list[int]:
+    """The flow ids one target's rounds probe: ``--flows N`` fresh ones (one by default:
+    mtr's single path); with ``--mda``, flows its multipath discovery saw, ``--flows N``
+    (one by default) through each interface it found, so that every path is measured."""
+    if args.mda:
+        from rawprobe.cli.trace_mda import discovered_flows
+
+        return await discovered_flows(args, transport, address, target)
+    return fresh_flows(transport, args.flows or 1)
 
 
 async def _live_main(
@@ -403,6 +431,10 @@ async def _live_main(
     names_dns: ReverseNames | None = None,
 ) -> int:
     addresses = await host_addresses(args, targets)
+    if args.mda:
+        from rawprobe.cli.trace_mda import icmp4_note
+
+        icmp4_note(options.method, addresses)
     stats = [LiveTrace(t, a) for t, a in zip(targets, addresses, strict=True)]
     console = Console(highlight=False)
     # Names fill in as they arrive: the view renders the resolver's live mapping.
@@ -429,7 +461,8 @@ async def _live_main(
         elif view is not None:
             view.refresh_soon()
 
-    async def run_rounds(transport: Transport, live: LiveTrace, flows: list[int]) -> None:
+    async def run_rounds(transport: Transport, live: LiveTrace) -> None:
+        flows = await live_flows(args, transport, live.address, live.target)
         await trace_rounds(
             transport, live.address, live, options, count=args.count,
             interval_s=args.interval, source=args.source, target=live.target,
@@ -441,11 +474,10 @@ async def _live_main(
         probe_transport(args, protocols, udp=options.method == "udp") as transport,
         interruptible() as interrupt,
     ):
-        flows = live_flows(args, transport, addresses)
         if args.report or args.json:
             async with anyio.create_task_group() as rounds:
-                for s, target_flows in zip(stats, flows, strict=True):
-                    rounds.start_soon(run_rounds, transport, s, target_flows)
+                for s in stats:
+                    rounds.start_soon(run_rounds, transport, s)
         else:
             with LiveView(console, render) as view:
                 shown = view
@@ -454,8 +486,8 @@ async def _live_main(
                 async with anyio.create_task_group() as rounds:
                     rounds.start_soon(view.ticker)
                     async with anyio.create_task_group() as probes:
-                        for s, target_flows in zip(stats, flows, strict=True):
-                            probes.start_soon(run_rounds, transport, s, target_flows)
+                        for s in stats:
+                            probes.start_soon(run_rounds, transport, s)
                     rounds.cancel_scope.cancel()
             if names_dns is not None:
                 names_dns.on_found = None  # the view is gone

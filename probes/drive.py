@@ -62,21 +62,7 @@ async def drive(
             machine.receive_batch(replies, anyio.current_time())
 
     def register_keys(part: list[Outgoing]) -> None:
-        if covered:
-            register_uncovered(part)
-            return
-        for outgoing in part:
-            if outgoing.authenticated:
-                transport.register(outgoing.key, inbox)
-            else:
-                transport.register(outgoing.key, inbox, authenticated=False)
-            keys.add(outgoing.key)
-            for key in outgoing.extra_keys:
-                transport.register(key, inbox)
-                keys.add(key)
-
-    def register_uncovered(part: list[Outgoing]) -> None:
-        """Only the keys no declared route covers (one dict and one set lookup a key)."""
+        """The keys no declared route covers (one dict and one set lookup a key)."""
         none: frozenset[int] = frozenset()
         get = covered.get
         for key, _packet, extra_keys, authenticated in part:

@@ -31,7 +31,7 @@ to the (host, port) pairs of a TargetSpace. What they share lives here, once:
   answered last, probed again) supply the proof when answers are rare; an outage
   holds every silent item and gives it a fresh budget of retries when it ends.
 - **Sources**: routing is asked once per target block (``block_sources``).
-- **Packets** come from typed templates per (family, source): fixed header bytes,
+- **Packets** come from templates per (family, source): fixed header bytes,
   the constant part of the checksum precomputed, address, port, cookie and checksum
   added per probe (``TcpProbes``, ``EchoProbes``, ``UdpProbes``).
 
@@ -45,7 +45,10 @@ owns the strategy keeps the tallies (``_tally``): ScanMachine per-host counts an
 PortResults, SweepMachine an IndexSet of hosts up and HostUp/HostDown events.
 
 Hot path: a record is a list (a tenth of a slotted object's cost to make), indexed
-by the constants below inside this module only; Outgoing tuples are made with
+by the constants below inside this module only; the builders' ``make`` is ``probe``
+with the Target's fields as arguments (a Target tuple per probe cost the sweep more
+than the rest of the engine's work for it: callgrind, bench/engine_cost.py), and
+their templates are tuples unpacked per probe; Outgoing tuples are made with
 ``new_tuple``; answers are handled in batches with one guard update per batch.
 """
 
@@ -58,6 +61,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol
 
 from rawprobe.errors import RawProbeError, UsageError
@@ -66,7 +70,7 @@ from rawprobe.probes.outage import DEFAULT_BUDGET_S, CanarySends, OutageGuard
 from rawprobe.probes.permute import Permutation
 from rawprobe.probes.rtt import RttEstimator
 from rawprobe.probes.targets import TargetSpace
-from rawprobe.transport.base import Reply, Sent, new_tuple, rtt_s
+from rawprobe.transport.base import Reply, Sent, measured_rtt, new_tuple
 from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, KIND_UDP, KIND_UDP_DATA, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_TCP, PROTO_UDP
 from rawprobe.transport.wire.checksum import ones_complement_sum
@@ -247,12 +251,6 @@ def _ip_head(family: int, protocol: int, length: int, ttl: int, source: bytes) -
     return _IP6.pack(6 << 28, length, protocol, ttl) + source
 
 
-def _fold(total: int) -> int:
-    """The Internet checksum of a sum of 16-bit words (2**16 == 1 mod 0xFFFF: any
-    integer that sums them, e.g. a 32-bit word or a whole address, adds directly)."""
-    return (0xFFFF - total % 0xFFFF) % 0xFFFF
-
-
 def _per_block(
     space: TargetSpace, sources: Sequence[str], make: Callable[[int, bytes], Any]
 ) -> list[Any]:
@@ -265,11 +263,38 @@ def _per_block(
     return [made[source] for source in sources]
 
 
-class _PortProbes:
-    """Probes to ports, from one source port: per-port words (ports as keys carry
-    them) and one template per source (``_template``)."""
+class _Builder:
+    """A probe builder: ``make`` is ``probe`` with the Target's fields as arguments,
+    the form the engine calls (a Target tuple per probe would cost more than the
+    engine's own work for it); a subclass overrides ``make``, never ``probe``.
+
+    Checksums are summed, not folded, until the end: 2**16 == 1 (mod 0xFFFF), so any
+    integer that sums 16-bit words (a 32-bit word, a whole address) adds directly, and
+    ``(0xFFFF - total % 0xFFFF) % 0xFFFF`` is the checksum of the total."""
 
     fixed: ClassVar[Mapping[type, Verdict]] = {}
+
+    def probe(self, target: Target, port_index: int, attempt: int) -> Outgoing:
+        return self.make(*target, port_index, attempt)
+
+    def make(
+        self, position: int, dst: bytes, value: int, port_index: int, attempt: int
+    ) -> Outgoing:
+        raise NotImplementedError
+
+
+def _maker(strategy: Strategy) -> Callable[[int, bytes, int, int, int], Outgoing]:
+    """``strategy.probe`` with the Target's fields as arguments: a builder's ``make``."""
+    if isinstance(strategy, _Builder):
+        return strategy.make
+    return lambda position, dst, value, port_index, attempt: strategy.probe(
+        Target(position, dst, value), port_index, attempt
+    )
+
+
+class _PortProbes(_Builder):
+    """Probes to ports, from one source port: per-port words (ports as keys carry
+    them) and one template per source (``_template``)."""
 
     def __init__(
         self,
@@ -281,29 +306,14 @@ class _PortProbes:
         sport: int,
         ttl: int = 64,
     ) -> None:
-        self.sport = sport
+        self.sport, self.ttl = sport, ttl
         self._ports = tuple(ports)
         self._words = tuple(sport << 16 | port for port in self._ports)
         self._cookie = cookies.cookie
-        self._templates = _per_block(
-            space, sources, lambda family, source: self._template(family, source, ttl)
-        )
+        self._templates = _per_block(space, sources, self._template)
 
-    def _template(self, family: int, source: bytes, ttl: int) -> Any:
+    def _template(self, family: int, source: bytes) -> tuple[Any, ...]:
         raise NotImplementedError
-
-
-class _TcpTemplate:
-    __slots__ = ("flags", "head", "partial")
-
-    def __init__(self, family: int, source: bytes, sport: int, flags: int, ttl: int) -> None:
-        self.flags = flags
-        self.head = _ip_head(family, PROTO_TCP, _TCP_LENGTH, ttl, source)
-        # Pseudo-header (source, protocol, length) + every TCP word but dport/seq/ack.
-        self.partial = (
-            ones_complement_sum(source) + PROTO_TCP + _TCP_LENGTH + sport + (6 << 12 | flags)
-            + _TCP_WINDOW + _MSS_OPTION[0] + _MSS_OPTION[1]
-        )  # fmt: skip
 
 
 class TcpProbes(_PortProbes):
@@ -315,103 +325,98 @@ class TcpProbes(_PortProbes):
     #: An ACK probe (acking its own sequence number) instead of a SYN.
     ack = False
 
-    def _template(self, family: int, source: bytes, ttl: int) -> _TcpTemplate:
-        return _TcpTemplate(family, source, self.sport, _ACK if self.ack else _SYN, ttl)
+    def _template(self, family: int, source: bytes) -> tuple[bytes, int, int]:
+        """The IP header up to the destination, the flags, and the checksum's sum of
+        the pseudo-header (source, protocol, length) and every TCP word but
+        dport/seq/ack."""
+        flags = _ACK if self.ack else _SYN
+        fixed = (
+            ones_complement_sum(source) + PROTO_TCP + _TCP_LENGTH + self.sport
+            + (6 << 12 | flags) + _TCP_WINDOW + _MSS_OPTION[0] + _MSS_OPTION[1]
+        )  # fmt: skip
+        return _ip_head(family, PROTO_TCP, _TCP_LENGTH, self.ttl, source), flags, fixed
 
-    def probe(self, target: Target, port_index: int, attempt: int) -> Outgoing:
-        dst = target.packed
+    def make(
+        self, position: int, dst: bytes, value: int, port_index: int, attempt: int
+    ) -> Outgoing:
         word = self._words[port_index]
         isn: int = _U32.unpack_from(self._cookie((KIND_TCP, dst, word, 0)))[0]
-        template = self._templates[target.position]
+        head, flags, fixed = self._templates[position]
         dport = self._ports[port_index]
         ack = isn if self.ack else 0
-        total = template.partial + target.value + dport + isn + ack
-        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF  # (_fold, inline: once a probe)
-        packet = template.head + dst + _TCP_MSS.pack(
-            self.sport, dport, isn, ack, 6 << 4, template.flags, _TCP_WINDOW, checksum, 0,
+        total = fixed + value + dport + isn + ack
+        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF
+        packet = head + dst + _TCP_MSS.pack(
+            self.sport, dport, isn, ack, 6 << 4, flags, _TCP_WINDOW, checksum, 0,
             _MSS_OPTION[0], _MSS_OPTION[1],
         )  # fmt: skip
         return new_tuple(Outgoing, ((KIND_TCP, dst, word, isn), packet, (), True))  # type: ignore[no-any-return]
 
 
-class _EchoTemplate:
-    __slots__ = ("head", "sum", "type", "v6", "words")
-
-    def __init__(self, family: int, source: bytes, ident: int) -> None:
-        icmp_type = 8 if family == _V4 else 128
-        self.v6 = family == _V6
-        self.head = _ip_head(family, 1 if family == _V4 else 58, 16, 64, source)
-        self.type = bytes((icmp_type, 0))
-        # The checksum: type/code, ident and (ICMPv6) the pseudo-header are fixed; the
-        # sequence, the cookie and (ICMPv6) the destination are added per probe.
-        self.sum = (icmp_type << 8) + ident
-        if self.v6:
-            self.sum += ones_complement_sum(source) + 58 + 16
-        self.words = [struct.pack("!HH", ident, seq) for seq in range(CANARY_ATTEMPT + 1)]
-
-
-class EchoProbes:
+class EchoProbes(_Builder):
     """Echo requests (ident fixed, seq = attempt) carrying the cookie of their key:
     every echo reply of the run comes back on one route, ``(KIND_ECHO, ident)``."""
-
-    fixed: ClassVar[Mapping[type, Verdict]] = {}
 
     def __init__(
         self, space: TargetSpace, sources: Sequence[str], cookies: Cookies, ident: int
     ) -> None:
         self.ident = ident
         self._cookie = cookies.cookie
-        self._templates: list[_EchoTemplate] = _per_block(
-            space, sources, lambda family, source: _EchoTemplate(family, source, ident)
-        )
+        self._words = [struct.pack("!HH", ident, seq) for seq in range(CANARY_ATTEMPT + 1)]
+        self._templates = _per_block(space, sources, self._template)
 
-    def probe(self, target: Target, port_index: int, attempt: int) -> Outgoing:
-        dst = target.packed
+    def _template(self, family: int, source: bytes) -> tuple[bytes, bytes, int, bool]:
+        """The IP header up to the destination, type and code, the checksum's fixed
+        part (type/code, ident and, ICMPv6, the pseudo-header: the sequence, the cookie
+        and, ICMPv6, the destination are added per probe), ICMPv6 or not."""
+        v6 = family == _V6
+        icmp_type = 128 if v6 else 8
+        fixed = (icmp_type << 8) + self.ident
+        if v6:
+            fixed += ones_complement_sum(source) + 58 + 16
+        return _ip_head(family, 58 if v6 else 1, 16, 64, source), bytes((icmp_type, 0)), fixed, v6
+
+    def make(
+        self, position: int, dst: bytes, value: int, port_index: int, attempt: int
+    ) -> Outgoing:
         key = (KIND_ECHO, dst, self.ident, attempt)
         cookie = self._cookie(key)
-        template = self._templates[target.position]
-        total = template.sum + attempt + int.from_bytes(cookie, "big")
-        if template.v6:
-            total += target.value
-        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF  # (_fold, inline: once a probe)
+        head, type_code, fixed, v6 = self._templates[position]
+        total = fixed + attempt + int.from_bytes(cookie, "big")
+        if v6:
+            total += value
+        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF
         packet = b"".join(
-            (template.head, dst, template.type, checksum.to_bytes(2, "big"),
-             template.words[attempt], cookie)
-        )  # fmt: skip
+            (head, dst, type_code, checksum.to_bytes(2, "big"), self._words[attempt], cookie)
+        )
         return new_tuple(Outgoing, (key, packet, (), True))  # type: ignore[no-any-return]
 
 
-class _UdpTemplate:
-    __slots__ = ("family", "partial", "source", "ttl")
-
-    def __init__(self, family: int, source: bytes, sport: int, ttl: int) -> None:
-        self.family, self.source, self.ttl = family, source, ttl
-        self.partial = ones_complement_sum(source) + PROTO_UDP + sport
-
-
 class UdpProbes(_PortProbes):
-    """UDP datagrams from one source port; ``payload(port_index, secret)`` (a
-    subclass's) gives each probe's bytes (``secret``: a 32-bit cookie of the probe).
+    """UDP datagrams from one source port; ``payload(port_index, secret)`` gives each
+    probe's bytes (``secret``: a 32-bit cookie of the probe; a subclass may override).
     An ICMP error quoting a probe is matched by its checksum (the key), a datagram
     back by its ports (the extra key)."""
 
-    def _template(self, family: int, source: bytes, ttl: int) -> _UdpTemplate:
-        return _UdpTemplate(family, source, self.sport, ttl)
+    def _template(self, family: int, source: bytes) -> tuple[int, bytes, int]:
+        return family, source, ones_complement_sum(source) + PROTO_UDP + self.sport
 
     def payload(self, port_index: int, secret: int) -> bytes:
-        """The datagram's bytes to the port (``secret``: a cookie of the probe)."""
-        raise NotImplementedError
+        """The datagram's bytes to the port: by default 8 bytes of ``secret`` (a cookie
+        of the probe), which the checksum, the key an ICMP error is matched by, carries."""
+        return secret.to_bytes(4, "big") * 2
 
-    def probe(self, target: Target, port_index: int, attempt: int) -> Outgoing:
-        dst = target.packed
+    def make(
+        self, position: int, dst: bytes, value: int, port_index: int, attempt: int
+    ) -> Outgoing:
         word = self._words[port_index]
         secret = int.from_bytes(self._cookie((KIND_TCP, dst, word, attempt))[:4], "big")
         payload = self.payload(port_index, secret)
-        template = self._templates[target.position]
+        family, source, fixed = self._templates[position]
         dport, length = self._ports[port_index], 8 + len(payload)
-        total = template.partial + target.value + dport + 2 * length
-        checksum = _fold(total + ones_complement_sum(payload)) or 0xFFFF
-        head = _ip_head(template.family, PROTO_UDP, length, template.ttl, template.source)
+        total = fixed + value + dport + 2 * length + ones_complement_sum(payload)
+        checksum = (0xFFFF - total % 0xFFFF) % 0xFFFF or 0xFFFF
+        head = _ip_head(family, PROTO_UDP, length, self.ttl, source)
         packet = head + dst + _UDP.pack(self.sport, dport, length, checksum) + payload
         extra = ((KIND_UDP_DATA, dst, word, 0),)
         return new_tuple(Outgoing, ((KIND_UDP, dst, word, checksum), packet, extra, True))  # type: ignore[no-any-return]
@@ -457,6 +462,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         self.space = space
         self.pace = pace
         self.strategy = strategy
+        self._make = _maker(strategy)
         self._port_count = port_count
         self._order = order
         self._exhausted = False
@@ -477,7 +483,6 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         self._guard = OutageGuard[MatchKey, int](budget_s) if budget_s else None
         self._canary_keys = CanarySends[MatchKey]()  # canaries in flight -> their sends
         self._canary_alias: dict[MatchKey, MatchKey] = {}  # extra key -> canary key
-        self._gave_up = False
         self._rtt = RttEstimator(pace.initial_timeout_s, pace.min_timeout_s, pace.max_timeout_s)
         self._timeout = self._rtt.timeout_s
         self._cwnd = float(pace.initial_cwnd if pace.adaptive else pace.max_cwnd)
@@ -519,11 +524,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
 
     @property
     def done(self) -> bool:
-        return (self._exhausted and not self._flights) or self._gave_up
-
-    @property
-    def timeout_s(self) -> float:
-        return self._timeout
+        return (self._exhausted and not self._flights) or self.gave_up is not None
 
     @property
     def cwnd(self) -> float:
@@ -545,7 +546,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         guard = self._guard
         if guard is not None and (guard.pending or guard.ended):
             self._guard_step(guard, now, out)
-            if guard.outage_s is not None or self._gave_up:
+            if guard.outage_s is not None or guard.gave_up is not None:
                 self._spend(len(out))  # nothing new into an outage
                 self._check_done(now)
                 return out
@@ -634,7 +635,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
                 witnesses = self._witness_of.setdefault(record[_ITEM] // self._port_count, [])
                 if len(witnesses) < _WITNESSES:
                     witnesses.append(record[_ITEM])
-            rtt = rtt_s(stamp, reply)
+            rtt = measured_rtt(stamp, reply)[0]  # (rtt_s without its call layer)
             if not first_try:
                 self._loss(record)
             elif adaptive:
@@ -695,34 +696,30 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
 
     # -- probes ----------------------------------------------------------------------
 
-    def _target(self, host: int) -> Target:
+    def _where(self, host: int) -> tuple[int, bytes, int]:
+        """The Target's fields of ``host`` (the hot loop has this inline)."""
         if self._single:
             position, value = 0, self._firsts[0] + host
         else:
             position, offset = self.space.locate(host)
             value = self._firsts[position] + offset
-        return new_tuple(Target, (position, value.to_bytes(self._widths[position], "big"), value))  # type: ignore[no-any-return]
+        return position, value.to_bytes(self._widths[position], "big"), value
 
     def _new_probes(self, count: int, out: list[Outgoing]) -> None:
         """Up to ``count`` probes of the next items of the order (the hot loop)."""
-        order, flights, probe = self._order, self._flights, self.strategy.probe
+        order, flights, make = self._order, self._flights, self._make
         nports, firsts, widths = self._port_count, self._firsts, self._widths
         locate = None if self._single else self.space.locate
         inf = math.inf
-        made = 0
-        for _ in range(count):
-            item = next(order, None)
-            if item is None:
-                self._exhausted = True
-                break
+        before = len(out)
+        for item in islice(order, count):
             host, port_index = divmod(item, nports) if nports > 1 else (item, 0)
             if locate is None:
                 position, value = 0, firsts[0] + host
             else:
                 position, offset = locate(host)
                 value = firsts[position] + offset
-            packed = value.to_bytes(widths[position], "big")
-            outgoing = probe(new_tuple(Target, (position, packed, value)), port_index, 0)
+            outgoing = make(position, value.to_bytes(widths[position], "big"), value, port_index, 0)
             key = outgoing[0]
             record: list[Any] = [item, 0, 0, 0.0, inf, None, True, key, None, 0]  # (0: unwitnessed)
             flights[key] = record
@@ -731,14 +728,15 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
                 for extra in outgoing[2]:
                     flights[extra] = record
             out.append(outgoing)
-            made += 1
+        made = len(out) - before
         self._flying += made
+        self._exhausted = made < count
 
     def _build(self, record: list[Any], attempt: int) -> Outgoing:
         """The next try of ``record`` (its key changes if the strategy's keys name
         the attempt: the earlier keys stay awaited, retired with the item)."""
         host, port_index = divmod(record[_ITEM], self._port_count)
-        outgoing = self.strategy.probe(self._target(host), port_index, attempt)
+        outgoing = self._make(*self._where(host), port_index, attempt)
         record[_FLYING] = True
         self._flying += 1
         key = outgoing.key
@@ -834,10 +832,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
                 continue
             record[_BASE] = record[_TRIES]  # a whole new budget of retries
             self._resend.append(record)
-        if guard.gave_up is not None:
-            self._gave_up = True
-            return
-        if canaries:
+        if canaries and guard.gave_up is None:
             self._canaries(guard, now, out)
 
     def _canaries(self, guard: OutageGuard[MatchKey, int], now: float, out: list[Outgoing]) -> None:
@@ -847,7 +842,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         round_keys = set()
         for item in guard.recent:
             host, port_index = divmod(item, self._port_count)
-            outgoing = self.strategy.probe(self._target(host), port_index, CANARY_ATTEMPT)
+            outgoing = self._make(*self._where(host), port_index, CANARY_ATTEMPT)
             round_keys.add(outgoing.key)
             sent.expect(outgoing.key)  # (an earlier round's send stays awaited)
             for extra_key in outgoing.extra_keys:
@@ -884,9 +879,7 @@ class BulkEngine(MachineOutbox[EventT], Generic[EventT]):
         turn = self._witness_turn.get(host, 0)
         for step in range(len(witnesses)):
             item = witnesses[(turn + step) % len(witnesses)]
-            outgoing = self.strategy.probe(
-                self._target(host), item % self._port_count, WITNESS_ATTEMPT
-            )
+            outgoing = self._make(*self._where(host), item % self._port_count, WITNESS_ATTEMPT)
             pending = self._witness_sends.get(outgoing.key)
             # (free once the try it followed was answered, decided or timed out)
             if pending is None or pending[_TRIES] < 0 or not pending[_FLYING]:

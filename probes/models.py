@@ -397,6 +397,76 @@ class TraceResult:
 
 
 @dataclass(frozen=True, slots=True)
+class MultipathLink:
+    """Flows seen at ``source`` at ``ttl`` and at ``to`` at ``ttl + 1``: a link between
+    interfaces of consecutive hops. None is a hop that did not answer (``*``)."""
+
+    ttl: int
+    source: str | None
+    to: str | None
+    flows: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MultipathResult:
+    """One MDA trace (``probes/multipath.py``): every interface at each TTL and the
+    links between them.
+
+    ``hops`` has one TraceHop a TTL, from ``first_ttl`` to the deepest TTL probed; its
+    ``probes`` hold one answer a flow probed at that TTL (None: silent after retries),
+    in the order the flows were first probed, and ``flows[i]`` the flow ids in the same
+    order (``hops[i].probes[j]`` answered flow ``flows[i][j]``). ``confidence`` (95 or
+    99) is what the stopping rule bounds: the chance that the trace misses an
+    interface. ``rule_met``: the rule was met at every interface (the trace was not cut
+    short by ``max_probes``, ``max_ttl`` or the gap limit); ``complete``: that, and the
+    destination answered.
+    """
+
+    target: str
+    address: str
+    method: str
+    source: str
+    confidence: int
+    first_ttl: int
+    max_ttl: int
+    hops: tuple[TraceHop, ...]
+    flows: tuple[tuple[int, ...], ...]
+    links: tuple[MultipathLink, ...]
+    reached: bool
+    rule_met: bool
+    elapsed_s: float
+    probes_sent: int
+    packet_size: int
+    send_error: str | None = None
+    finished: bool = True
+
+    @property
+    def complete(self) -> bool:
+        return self.finished and self.reached and self.rule_met
+
+    @property
+    def destination_ttl(self) -> int | None:
+        """The first TTL at which some flow reached the end of its path."""
+        return next((hop.ttl for hop in self.hops if hop.terminal), None)
+
+    def interfaces(self, ttl: int) -> dict[str | None, tuple[int, ...]]:
+        """The interfaces seen at ``ttl`` (None: silent flows), each with the flow ids
+        that met it there, in the order they were first seen."""
+        for hop, flows in zip(self.hops, self.flows, strict=True):
+            if hop.ttl == ttl:
+                seen: dict[str | None, list[int]] = {}
+                for probe, flow in zip(hop.probes, flows, strict=True):
+                    seen.setdefault(probe.address if probe else None, []).append(flow)
+                return {address: tuple(ids) for address, ids in seen.items()}
+        return {}
+
+    @property
+    def nodes(self) -> frozenset[tuple[int, str]]:
+        """Every (TTL, address) that answered: the interfaces of the graph."""
+        return frozenset((hop.ttl, a) for hop in self.hops for a in hop.addresses)
+
+
+@dataclass(frozen=True, slots=True)
 class HopStats:
     """mtr's per-hop row over rounds: ``sent``/``received`` probes, RTTs in seconds;
     ``annotation``: the hop's latest traceroute mark (None: none)."""

@@ -18,7 +18,6 @@ decides the host down at once, with the router's word for it.
 from __future__ import annotations
 
 import bisect
-import socket
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -56,8 +55,6 @@ from rawprobe.transport.sockets import ICMP_SOCKETS, TCP_SOCKETS, UDP_SOCKETS
 from rawprobe.transport.wire import icmp_table
 
 METHODS = ("icmp", "tcp-syn", "tcp-ack", "udp")
-_V4: int = socket.AF_INET
-_V6: int = socket.AF_INET6
 _TCP_SYN = 0x02
 
 
@@ -258,16 +255,10 @@ class IndexSet:
         return offsets
 
     def _make_dense(self) -> None:
-        if self._bitmap is not None:
-            return
-        bitmap = bytearray((self.size + 7) // 8)
-        count = 0
-        for index in self._offsets or ():
-            byte, bit = index >> 3, 1 << (index & 7)
-            if not bitmap[byte] & bit:
-                bitmap[byte] |= bit
-                count += 1
-        self._bitmap, self._count, self._offsets = bitmap, count, None
+        offsets = self._offsets
+        if offsets is not None:
+            self._offsets, self._bitmap = None, bytearray((self.size + 7) // 8)
+            self.extend(offsets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,9 +378,6 @@ class _TcpAckSweep(_TcpSweep):
 
 class _UdpSweep(_SweepVerdicts, UdpProbes):
     fixed: ClassVar[Mapping[type, Verdict]] = {UdpAnswer: _UP_UDP}
-
-    def payload(self, port_index: int, secret: int) -> bytes:
-        return secret.to_bytes(4, "big") * 2
 
 
 def _strategy(

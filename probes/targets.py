@@ -52,26 +52,24 @@ def parse_block(spec: str, *, whole_network: bool = False, ends: bool = False) -
     try:
         if "/" in text:
             network = _network(text, whole_network)
-            first, count = int(network.network_address), network.num_addresses
-            family = socket.AF_INET if network.version == 4 else socket.AF_INET6
-            if network.version == 4 and network.prefixlen <= 30 and not ends:
+            version, first, count = network.version, int(network[0]), network.num_addresses
+            if version == 4 and network.prefixlen <= 30 and not ends:
                 first, count = first + 1, count - 2
-            return AddressBlock(family, first, count)
-        if "-" in text:
+        elif "-" in text:
             start_text, end_text = text.split("-", 1)
             start = ipaddress.ip_address(start_text)
             end = _range_end(start, end_text)
             if int(end) < int(start):
                 raise UsageError(f"{spec}: range ends before it starts")
-            family = socket.AF_INET if start.version == 4 else socket.AF_INET6
-            return AddressBlock(family, int(start), int(end) - int(start) + 1)
-        address = ipaddress.ip_address(text)
+            version, first, count = start.version, int(start), int(end) - int(start) + 1
+        else:
+            address = ipaddress.ip_address(text)
+            version, first, count = address.version, int(address), 1
     except UsageError:
         raise
     except ValueError as exc:
         raise UsageError(f"{spec}: not an address, CIDR block or range ({exc})") from None
-    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-    return AddressBlock(family, int(address), 1)
+    return AddressBlock(socket.AF_INET if version == 4 else socket.AF_INET6, first, count)
 
 
 def _network(text: str, whole_network: bool) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -329,16 +327,9 @@ class BlockSet:
         if len(pending) >= self.CHUNK:
             self.merge(block.family)
 
-    def add_v4(self, value: int) -> None:
-        """One IPv4 address (as an integer): the fast path of target files."""
-        pending = self._pending[socket.AF_INET]
-        pending.append(value << 32)
-        if len(pending) >= self.CHUNK:
-            self.merge(socket.AF_INET)
-
     def v4_pending(self) -> array[int]:
-        """The IPv4 pending array, for a caller's inlined ``add_v4`` (append
-        ``value << 32``, then call ``merge(AF_INET)`` once it holds CHUNK entries)."""
+        """The IPv4 pending array, the fast path of target files: append an address's
+        ``value << 32``, then call ``merge(AF_INET)`` once it holds CHUNK entries."""
         pending = self._pending[socket.AF_INET]
         assert isinstance(pending, array)
         return pending

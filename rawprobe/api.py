@@ -55,6 +55,8 @@ from rawprobe.probes.models import (
     BlackHole,
     HopStats,
     HostPorts,
+    MultipathLink,
+    MultipathResult,
     NatHop,
     PathStats,
     PingError,
@@ -67,6 +69,7 @@ from rawprobe.probes.models import (
     TraceResponse,
     TraceResult,
 )
+from rawprobe.probes.multipath import MultipathOptions, multipath_many_with
 from rawprobe.probes.multiplex import ResultMachine
 from rawprobe.probes.pathmtu import METHODS as MTU_METHODS
 from rawprobe.probes.pathmtu import new_mtu_machine
@@ -119,6 +122,9 @@ __all__ = [
     "HostPorts",
     "LabError",
     "MalformedPacket",
+    "MultipathLink",
+    "MultipathOptions",
+    "MultipathResult",
     "NatHop",
     "PacketFilter",
     "PathStats",
@@ -151,6 +157,8 @@ __all__ = [
     "UsageError",
     "craft",
     "dissect",
+    "multipath",
+    "multipath_many",
     "open_sniffer",
     "open_transport",
     "path_mtu",
@@ -424,31 +432,48 @@ async def _traces(
     privileged: bool | None,
     transport: Transport | None,
 ) -> AsyncIterator[AsyncIterator[TraceResult]]:
-    """What traceroute_many and path_mtu_many share: the hosts resolved and checked,
-    then the traces (``factory`` makes their machines) over ``transport`` or one of the
-    ladder's (``unprivileged``: its rung below raw sockets)."""
-    method = options.method
+    """What traceroute_many and path_mtu_many share: the traces (``factory`` makes
+    their machines) over ``transport`` or one of the ladder's."""
+    async with (
+        _trace_transport(
+            hosts, options.method, what, unprivileged, family=family, broadcast=broadcast,
+            source=source, privileged=privileged, transport=transport,
+        ) as (own, addresses),
+        trace_many_with(
+            own, addresses, options, targets=list(hosts), source=source, factory=factory
+        ) as results,
+    ):  # fmt: skip
+        yield results
+
+
+@asynccontextmanager
+async def _trace_transport(
+    hosts: Sequence[str],
+    method: str,
+    what: str,
+    unprivileged: Unprivileged,
+    *,
+    family: int | None,
+    broadcast: bool,
+    source: str | None,
+    privileged: bool | None,
+    transport: Transport | None,
+) -> AsyncIterator[tuple[Transport, list[str]]]:
+    """What every trace shares: the hosts resolved and checked, then ``transport``
+    (checked) or one of the ladder's (``unprivileged``: its rung below raw sockets),
+    with the addresses."""
     addresses = [await resolve(host, family) for host in hosts]
     _refuse_addresses(addresses, broadcast)
     _check_source(source)
-    names = list(hosts)
     hears = trace_protocols(addresses, method)
     if transport is not None:
         _check_transport(transport, _sends(_families(addresses), method), hears, what)
-        async with trace_many_with(
-            transport, addresses, options, targets=names, source=source, factory=factory
-        ) as results:
-            yield results
+        yield transport, addresses
         return
-    async with (
-        _open_probe_transport(
-            hears, privileged=privileged, unprivileged=unprivileged, what=what, tx_stamps=True
-        ) as own,
-        trace_many_with(
-            own, addresses, options, targets=names, source=source, factory=factory
-        ) as results,
-    ):
-        yield results
+    async with _open_probe_transport(
+        hears, privileged=privileged, unprivileged=unprivileged, what=what, tx_stamps=True
+    ) as own:
+        yield own, addresses
 
 
 traceroute = _first_of(
@@ -515,6 +540,60 @@ path_mtu = _first_of(
     None) and each hop's ``mtu`` where it drops. UDP probes by default (``"icmp"`` too),
     over raw sockets when allowed, else UDP sockets like tracepath (ICMP needs raw
     sockets); ``start_size`` replaces the interface's MTU as the first size. Raises
+    PrivilegeError, ResolutionError, UsageError.""",
+)
+
+
+# -- multipath (MDA) traceroute ---------------------------------------------------------
+
+
+@asynccontextmanager
+async def multipath_many(
+    hosts: Sequence[str],
+    *,
+    method: str = "udp",
+    confidence: int = 95,
+    first_ttl: int = 1,
+    max_ttl: int = 30,
+    wait_s: float = 1.0,
+    retries: int = 2,
+    port: int | None = None,
+    max_probes: int = 3000,
+    source: str | None = None,
+    family: int | None = None,
+    broadcast: bool = False,
+    transport: Transport | None = None,
+) -> AsyncIterator[AsyncIterator[MultipathResult]]:
+    """Every load-balanced path to each of ``hosts`` (the MDA), all at once over one
+    transport; results as each trace completes::
+
+    async with rawprobe.multipath_many(hosts, confidence=99) as results:
+        async for result in results:
+            print(result.target, sorted(result.nodes), len(result.links))
+    """
+    with _one_error():
+        options = MultipathOptions(
+            method=method, confidence=confidence, first_ttl=first_ttl, max_ttl=max_ttl,
+            wait_s=wait_s, retries=retries, port=port, max_probes=max_probes,
+        )  # fmt: skip
+        async with (
+            _trace_transport(
+                hosts, method, "an MDA trace", None, family=family, broadcast=broadcast,
+                source=source, privileged=True, transport=transport,
+            ) as (own, addresses),
+            multipath_many_with(
+                own, addresses, options, targets=list(hosts), source=source
+            ) as results,
+        ):  # fmt: skip
+            yield results
+
+
+multipath = _first_of(
+    multipath_many,
+    "MultipathResult",
+    """Every load-balanced path to ``host`` (the MDA: flows varied until the stopping
+    rule says, at ``confidence`` 95 or 99, that no interface was missed); a
+    MultipathResult whatever the network does. Needs raw sockets. Raises
     PrivilegeError, ResolutionError, UsageError.""",
 )
 

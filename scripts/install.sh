@@ -18,6 +18,7 @@ command -v tracepath >/dev/null || need+=(iputils-tracepath)  # trace --mtu's pe
 command -v tmux >/dev/null || need+=(tmux)          # the live-view test drives a terminal
 command -v nft >/dev/null || need+=(nftables)     # a NAT that leaves quotes rewritten (NAT lab test)
 command -v setpriv >/dev/null || need+=(util-linux) # tests that run as uid 65534
+command -v sysctl >/dev/null || need+=(procps)      # a topology test reads a namespace's sysctls
 [ -f /usr/share/nmap/nmap.dtd ] || need+=(nmap)     # nmap's DTD (-oX is validated against it)
 command -v xmllint >/dev/null || need+=(libxml2-utils)
 command -v jq >/dev/null || need+=(jq)              # deploy/merge-ndjson.jq (shards' NDJSON)

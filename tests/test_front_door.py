@@ -46,8 +46,8 @@ def test_type_checkers_see_the_front_doors_names(tmp_path: Path) -> None:
 
 
 def test_one_host_and_scan_forms_show_their_options() -> None:
-    """``ping``, ``traceroute``, ``syn_scan`` and ``syn_scan_stream`` are made from one
-    signature a family (rawprobe/api.py); ``help()`` still shows theirs."""
+    """``ping``, ``traceroute``, ``multipath``, ``syn_scan`` and ``syn_scan_stream`` are
+    made from one signature a family (rawprobe/api.py); ``help()`` still shows theirs."""
     many = inspect.signature(rawprobe.ping_many)
     one = inspect.signature(rawprobe.ping)
     assert next(iter(one.parameters)) == "host" and one.return_annotation == "PingResult"
@@ -58,6 +58,9 @@ def test_one_host_and_scan_forms_show_their_options() -> None:
     scan = inspect.signature(rawprobe.syn_scan)
     assert list(scan.parameters) == list(inspect.signature(rawprobe.syn_scan_stream).parameters)
     assert scan.parameters["keep_closed"].default is False
-    for name in ("ping", "traceroute", "syn_scan", "syn_scan_stream"):
+    mda = inspect.signature(rawprobe.multipath)
+    assert list(mda.parameters)[:3] == ["host", "method", "confidence"]
+    assert mda.return_annotation == "MultipathResult"
+    for name in ("ping", "traceroute", "multipath", "syn_scan", "syn_scan_stream"):
         function = getattr(rawprobe, name)
         assert function.__name__ == name and function.__doc__

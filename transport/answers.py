@@ -55,6 +55,7 @@ _REST = struct.Struct("!I")
 _COMPAT_QUOTE = 128
 _ECHO_KINDS = frozenset((KIND_ECHO, KIND_QUERY))
 _ERRORS4 = icmp_table.ERROR_TYPES[_V4]  # ICMPv4 errors (they quote a probe)
+_ERRORS6 = range(128)  # ICMPv6 errors: types 0-127 (RFC 4443)
 _COMMON = ("key", "family", "source_packed", "data", "ttl", "received_ns", "received_s",
            "protocol", "offset")  # fmt: skip
 
@@ -206,30 +207,15 @@ def answer_v4(key: MatchKey, packet: bytes, received_ns: int, received_s: float)
     """The typed answer of a matched IPv4 packet (IP header included)."""
     offset = (packet[0] & 0x0F) * 4
     protocol = packet[9]
-    try:
-        if protocol == _PROTO_ICMP:
-            icmp_type = packet[offset]
-            if key[0] in _ECHO_KINDS and icmp_type not in _ERRORS4:
-                echo: EchoAnswer = _new(EchoAnswer, (
-                    key, _V4, packet[12:16], packet, packet[8], received_ns, received_s,
-                    protocol, offset, icmp_type, packet[offset + 1],
-                ))  # fmt: skip
-                return echo
-            common = (key, _V4, packet[12:16], packet, packet[8], received_ns, received_s,
-                      protocol, offset)  # fmt: skip
-            return _icmp_error(common, packet, offset, icmp_type, packet[offset + 1], False)
-        if protocol == _PROTO_TCP:
-            _sport, _dport, seq, ack, flags, window = _TCP.unpack_from(packet, offset)
-            tcp: TcpAnswer = _new(TcpAnswer, (
-                key, _V4, packet[12:16], packet, packet[8], received_ns, received_s,
-                protocol, offset, flags, seq, ack, window,
-            ))  # fmt: skip
-            return tcp
-    except (IndexError, struct.error) as exc:
-        raise MalformedPacket("answer too short for its headers") from exc
+    if protocol == _PROTO_ICMP and key[0] in _ECHO_KINDS and packet[offset] not in _ERRORS4:
+        echo: EchoAnswer = _new(EchoAnswer, (  # (inline: the sweep's path, one per host)
+            key, _V4, packet[12:16], packet, packet[8], received_ns, received_s, protocol,
+            offset, packet[offset], packet[offset + 1],
+        ))  # fmt: skip
+        return echo
     common = (key, _V4, packet[12:16], packet, packet[8], received_ns, received_s, protocol,
               offset)  # fmt: skip
-    return _udp(common, packet, offset, protocol)
+    return _typed(common, packet, offset, protocol, False)
 
 
 def answer_v6(
@@ -242,37 +228,33 @@ def answer_v6(
     protocol: int = _PROTO_ICMPV6,
 ) -> Answer:
     """The typed answer of a matched IPv6 upper-layer message (no IPv6 header)."""
+    common = (key, _V6, source, message, hop_limit, received_ns, received_s, protocol, 0)
+    return _typed(common, message, 0, protocol, True)
+
+
+def _typed(common: tuple[Any, ...], data: bytes, offset: int, protocol: int, v6: bool) -> Answer:
+    """The answer of the message at ``offset`` of ``data``; ``common``: the fields
+    every answer has."""
     try:
-        if protocol == _PROTO_ICMPV6:
-            icmp_type = message[0]
-            if icmp_type >= 128 and key[0] in _ECHO_KINDS:  # (ICMPv6 errors are 1-127)
-                echo: EchoAnswer = _new(EchoAnswer, (
-                    key, _V6, source, message, hop_limit, received_ns, received_s, protocol, 0,
-                    icmp_type, message[1],
-                ))  # fmt: skip
+        if protocol == (_PROTO_ICMPV6 if v6 else _PROTO_ICMP):
+            icmp_type, code = data[offset], data[offset + 1]
+            # (ICMPv6 errors are types 0-127, RFC 4443)
+            if common[0][0] in _ECHO_KINDS and icmp_type not in (_ERRORS6 if v6 else _ERRORS4):
+                echo: EchoAnswer = _new(EchoAnswer, (*common, icmp_type, code))
                 return echo
-            common = (key, _V6, source, message, hop_limit, received_ns, received_s, protocol, 0)
-            return _icmp_error(common, message, 0, icmp_type, message[1], True)
+            return _icmp_error(common, data, offset, icmp_type, code, v6)
         if protocol == _PROTO_TCP:
-            _sport, _dport, seq, ack, flags, window = _TCP.unpack_from(message, 0)
-            tcp: TcpAnswer = _new(TcpAnswer, (
-                key, _V6, source, message, hop_limit, received_ns, received_s, protocol, 0,
-                flags, seq, ack, window,
-            ))  # fmt: skip
+            _sport, _dport, seq, ack, flags, window = _TCP.unpack_from(data, offset)
+            tcp: TcpAnswer = _new(TcpAnswer, (*common, flags, seq, ack, window))
             return tcp
+        if protocol == _PROTO_UDP:
+            if len(data) < offset + 8:
+                raise MalformedPacket("UDP answer shorter than its header")
+            udp: UdpAnswer = _new(UdpAnswer, (*common, *_UDP_PORTS.unpack_from(data, offset)))
+            return udp
     except (IndexError, struct.error) as exc:
         raise MalformedPacket("answer too short for its headers") from exc
-    common = (key, _V6, source, message, hop_limit, received_ns, received_s, protocol, 0)
-    return _udp(common, message, 0, protocol)
-
-
-def _udp(common: tuple[Any, ...], data: bytes, offset: int, protocol: int) -> UdpAnswer:
-    if protocol != _PROTO_UDP:
-        raise MalformedPacket(f"no answer of IP protocol {protocol}")
-    if len(data) < offset + 8:
-        raise MalformedPacket("UDP answer shorter than its header")
-    answer: UdpAnswer = _new(UdpAnswer, (*common, *_UDP_PORTS.unpack_from(data, offset)))
-    return answer
+    raise MalformedPacket(f"no answer of IP protocol {protocol}")
 
 
 def _icmp_error(

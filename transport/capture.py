@@ -18,23 +18,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from rawprobe.transport.base import Recorder
+from rawprobe.transport.exchange import TransportBase
 from rawprobe.transport.outfiles import open_output
 from rawprobe.transport.wire.pcap import LINKTYPE_RAW, PcapWriter
 
 __all__ = ["PcapRecorder", "TeeRecorder", "record_pcap"]
-
-
-class Recordable(Protocol):
-    """Anything with a settable ``recorder`` (RawTransport, MemoryTransport)."""
-
-    @property
-    def recorder(self) -> Recorder | None: ...
-
-    @recorder.setter
-    def recorder(self, recorder: Recorder | None) -> None: ...
 
 
 class PcapRecorder:
@@ -84,7 +75,7 @@ class TeeRecorder:
 
 @contextmanager
 def record_pcap(
-    transport: Recordable, path: str | os.PathLike[str] | BinaryIO | None
+    transport: TransportBase, path: str | os.PathLike[str] | BinaryIO | None
 ) -> Iterator[PcapRecorder | None]:
     """Record ``transport``'s packets to a pcap file at ``path`` during the block.
 

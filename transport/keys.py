@@ -30,9 +30,9 @@ raise MalformedPacket (counted by the demultiplexer); foreign ones return None.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import struct
+from hmac import compare_digest
 
 from rawprobe.errors import MalformedPacket
 from rawprobe.transport.wire import icmp_table as _icmp
@@ -66,7 +66,6 @@ _TCP_ACK = 0x10
 
 _IDENT_SEQ = struct.Struct("!HH")
 _WORD = struct.Struct("!H")
-_PORTS_WORD = struct.Struct("!HHH")  # ports, then the UDP length or TCP seq high half
 _PORTS_SEQ = struct.Struct("!HHI")
 _PORTS_SEQ_ACK = struct.Struct("!HHII")
 _UDP = struct.Struct("!HHHH")
@@ -265,9 +264,7 @@ class Cookies:
             filler = self._fillers[size] = bytes(i & 0xFF for i in range(len(cookie), size))
         return cookie + filler
 
-    def verify_echo(
-        self, key: MatchKey, payload: bytes | memoryview, *, quoted: bool = False
-    ) -> bool:
+    def verify_echo(self, key: MatchKey, payload: bytes | memoryview, quoted: bool = False) -> bool:
         """True when ``payload`` carries our cookie.
 
         An echo reply returns the whole payload, so it must hold the whole cookie (a
@@ -275,10 +272,10 @@ class Cookies:
         quote in an ICMP error may hold fewer bytes than were sent (RFC 792 guarantees
         none): the bytes that are present must match.
         """
-        present = bytes(payload[: self.COOKIE_BYTES])
+        present = payload[: self.COOKIE_BYTES]  # (compare_digest takes any bytes-like)
         if not quoted and len(present) < self.COOKIE_BYTES:
             return False
-        return hmac.compare_digest(present, self.cookie(key)[: len(present)])
+        return compare_digest(present, self.cookie(key)[: len(present)])
 
     @property
     def ident_prefix(self) -> int:

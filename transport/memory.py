@@ -13,9 +13,10 @@ Time is the event loop's clock, so trio's autojump clock makes long probes insta
 from __future__ import annotations
 
 import errno
+import hashlib
 import random
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from rawprobe.transport.base import ALL_PROTOCOLS, Sent
 from rawprobe.transport.exchange import TransportBase
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.wire.icmp import build_echo, build_icmp
+from rawprobe.transport.wire.icmp_table import ECHO_REQUEST, PORT_UNREACHABLE
 from rawprobe.transport.wire.icmpv6 import build_echo6, build_icmpv6
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4
 from rawprobe.transport.wire.ipv6 import skip_extension_headers
@@ -42,11 +44,9 @@ def _loop_ns() -> int:
 
 _V4: int = socket.AF_INET
 _V6: int = socket.AF_INET6
-#: (ICMP type, code) per family for the errors the network sends.
+#: (ICMP type, code) per family for the errors the network sends (and PORT_UNREACHABLE).
 _TIME_EXCEEDED: dict[int, tuple[int, int]] = {_V4: (11, 0), _V6: (3, 0)}
-_PORT_UNREACHABLE: dict[int, tuple[int, int]] = {_V4: (3, 3), _V6: (1, 4)}
 _ADMIN_PROHIBITED: dict[int, tuple[int, int]] = {_V4: (3, 13), _V6: (1, 1)}
-_ECHO: dict[int, tuple[int, int]] = {_V4: (8, 0), _V6: (128, 129)}
 
 
 @dataclass
@@ -63,6 +63,14 @@ class SimHost:
     DF, every IPv6 packet) with "fragmentation needed" / "packet too big"; larger IPv4
     packets without DF pass (as if fragmented). ``black_hole`` (router, size): that
     router silently drops every packet over ``size`` bytes it forwards.
+
+    ``routes`` models it hop by hop, as Linux routers do (it overrides ``hops`` and
+    ``paths``): each router, named by the address its errors come from, with its next
+    hops (``""`` is the client; no next hop: the host itself is next). A router with
+    several picks one by a keyed hash of what Linux's L4 policy reads: addresses,
+    protocol and, for TCP and UDP, the ports; over IPv6 also the flow label (never an
+    ICMP field). The key is the network's ``seed`` and the router, so a new seed moves
+    flows, like ``fib_multipath_hash_seed`` in the lab. ``silent_hops`` still counts TTLs.
     """
 
     alive: bool = True
@@ -81,6 +89,7 @@ class SimHost:
     paths: int = 1
     mtu_links: tuple[tuple[int, int], ...] = ()
     black_hole: tuple[int, int] | None = None
+    routes: Mapping[str, Sequence[str]] | None = None
 
 
 @dataclass
@@ -100,6 +109,9 @@ class MemoryNetwork:
     outages: list[tuple[float, float]] = field(default_factory=list)
     #: The client's interface MTU: a longer packet is refused at send (EMSGSIZE).
     local_mtu: int = 1500
+    #: Deliver answers at once, inside the send (no delay, no task per answer): answers
+    #: come in the order of the probes, and a test over many probes runs fast.
+    instant: bool = False
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -146,6 +158,34 @@ class _Probe:
     @property
     def transport(self) -> bytes:
         return self.packet[self.header_length :]
+
+
+def flow_path(routes: Mapping[str, Sequence[str]], seed: int, packet: bytes) -> list[str]:
+    """The routers an IP ``packet`` crosses through ``routes`` (see ``SimHost.routes``),
+    in order: hop by hop, each router with several next hops picks one by a keyed hash
+    (key: ``seed`` and the router) of what Linux's L4 policy reads: addresses,
+    protocol, TCP/UDP ports, and over IPv6 the flow label. Pure."""
+    probe = _parse(packet)
+    fields = [probe.src, probe.dst, str(probe.protocol)]
+    if probe.protocol in (6, 17):
+        fields.append(probe.transport[0:4].hex())  # the ports
+    if probe.family == _V6:
+        fields.append(str(int.from_bytes(packet[1:4]) & 0xFFFFF))  # the flow label
+    flow = "/".join(fields).encode()
+    path: list[str] = []
+    at = ""
+    for _ in range(255):
+        nexts = routes[at]
+        if not nexts:
+            return path
+        if len(nexts) > 1:
+            key = f"{seed}/{at}".encode()[:64]
+            digest = hashlib.blake2b(flow, key=key, digest_size=8).digest()
+            at = nexts[int.from_bytes(digest) % len(nexts)]
+        else:
+            at = nexts[0]
+        path.append(at)
+    raise ValueError("the routes loop")
 
 
 def _parse(packet: bytes) -> _Probe:
@@ -201,9 +241,12 @@ class MemoryTransport(TransportBase):
     async def send_batch(
         self, packets: Sequence[bytes], stamps: list[Sent] | None = None
     ) -> list[Sent]:
-        """One ``send`` per packet."""
+        """One ``send`` per packet (an ``instant`` network: one await for the batch)."""
         if stamps is None:
             stamps = []
+        if self.network.instant:
+            await anyio.lowlevel.checkpoint()
+            return await super().send_batch(packets, stamps)
         for packet in packets:
             stamps.append(await self.send(packet))
         return stamps
@@ -219,7 +262,10 @@ class MemoryTransport(TransportBase):
         except (MalformedPacket, IndexError, ValueError):
             answers = []
         for delay_s, delivery in answers:
-            self._task_group.start_soon(self._deliver_later, delay_s, delivery)
+            if self.network.instant:
+                self.inject(*delivery)
+            else:
+                self._task_group.start_soon(self._deliver_later, delay_s, delivery)
 
     def inject(
         self, data: bytes, source: str | None = None, hop_limit: int = 64, protocol: int = 58
@@ -249,32 +295,32 @@ class MemoryTransport(TransportBase):
         host = network.hosts.get(probe.dst)
         if host is None or network.rng.random() < host.loss:
             return []
-        path = self._path(probe, host)
-        too_big = self._mtu_check(probe, host)
+        routers = self._routers(probe, host)
+        hops = len(routers)
+        too_big = self._mtu_check(probe, host, routers)
         if too_big is not None:
             return too_big
-        if probe.ttl <= host.hops or host.error is not None:
-            hop = probe.ttl if probe.ttl <= host.hops else host.hops
+        if probe.ttl <= hops or host.error is not None:
+            hop = probe.ttl if probe.ttl <= hops else hops
             if hop in host.silent_hops:
                 return []
-            icmp = _TIME_EXCEEDED[probe.family] if probe.ttl <= host.hops else host.error
+            icmp = _TIME_EXCEEDED[probe.family] if probe.ttl <= hops else host.error
             assert icmp is not None
-            on_path = path if hop == host.hops - 1 else 0
-            router = network.router(probe.family, hop, on_path)
-            delivery = self._icmp_error(probe, router, icmp, host, 64 - hop + 1)
-            return [(host.delay_s * hop / (host.hops + 1), delivery)]
+            delivery = self._icmp_error(probe, routers[hop - 1], icmp, host, 64 - hop + 1)
+            return [(host.delay_s * hop / (hops + 1), delivery)]
         if not host.alive:
             return []
-        answers = self._host_answers(probe, host)
+        answers = self._host_answers(probe, host, hops)
         delivered = [(host.delay_s, d) for d in answers for _ in range(1 + host.duplicates)]
         return delivered
 
-    def _mtu_check(self, probe: _Probe, host: SimHost) -> list[_Answer] | None:
-        """What the routers the probe crosses before its TTL runs out do about its size:
-        None (it passes), [] (a black hole drops it), or a router's "too big" error."""
+    def _mtu_check(self, probe: _Probe, host: SimHost, routers: list[str]) -> list[_Answer] | None:
+        """What the ``routers`` the probe crosses before its TTL runs out do about its
+        size: None (it passes), [] (a black hole drops it), or a router's "too big"
+        error."""
         size = len(probe.packet)
         mtus, hole = dict(host.mtu_links), host.black_hole
-        for hop in range(1, min(probe.ttl - 1, host.hops) + 1):  # the routers it crosses
+        for hop in range(1, min(probe.ttl - 1, len(routers)) + 1):  # the routers it crosses
             if hole is not None and hole[0] == hop and size > hole[1]:
                 return []
             mtu = mtus.get(hop)
@@ -285,10 +331,19 @@ class MemoryTransport(TransportBase):
             if hop in host.silent_hops:
                 return []
             icmp = (3, 4) if probe.family == _V4 else (2, 0)
-            router = self.network.router(probe.family, hop)
-            delivery = self._icmp_error(probe, router, icmp, host, 64 - hop + 1, rest=mtu)
-            return [(host.delay_s * hop / (host.hops + 1), delivery)]
+            delivery = self._icmp_error(probe, routers[hop - 1], icmp, host, 64 - hop + 1, rest=mtu)
+            return [(host.delay_s * hop / (len(routers) + 1), delivery)]
         return None
+
+    def _routers(self, probe: _Probe, host: SimHost) -> list[str]:
+        """The routers ``probe``'s flow crosses on its way to ``host``, in order."""
+        if host.routes is not None:
+            return flow_path(host.routes, self.network.seed, probe.packet)
+        path = self._path(probe, host)
+        return [
+            self.network.router(probe.family, hop, path if hop == host.hops - 1 else 0)
+            for hop in range(1, host.hops + 1)
+        ]
 
     @staticmethod
     def _path(probe: _Probe, host: SimHost) -> int:
@@ -299,11 +354,11 @@ class MemoryTransport(TransportBase):
         flow = t[0:4] if probe.protocol in (6, 17) else t[2:6]  # ports | checksum+ident
         return hash((probe.src, probe.dst, probe.protocol, flow)) % host.paths
 
-    def _host_answers(self, probe: _Probe, host: SimHost) -> list[_Delivery]:
+    def _host_answers(self, probe: _Probe, host: SimHost, hops: int) -> list[_Delivery]:
         family, t = probe.family, probe.transport
-        ttl = max(1, host.reply_ttl - host.hops)
+        ttl = max(1, host.reply_ttl - hops)
         if probe.protocol in (1, 58):
-            if t[0] != _ECHO[family][0]:
+            if t[0] != ECHO_REQUEST[family]:
                 return []
             answers = []
             if self.network.forge_replies:
@@ -335,7 +390,7 @@ class MemoryTransport(TransportBase):
             if dport in host.udp_services:
                 datagram = build_udp(UdpHeader(dport, sport), b"ok", src=probe.dst, dst=probe.src)
                 return [self._ip(probe.dst, probe.src, 17, datagram, ttl)]
-            return [self._icmp_error(probe, probe.dst, _PORT_UNREACHABLE[family], host, ttl)]
+            return [self._icmp_error(probe, probe.dst, PORT_UNREACHABLE[family], host, ttl)]
         return []
 
     @staticmethod

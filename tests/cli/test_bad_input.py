@@ -147,6 +147,24 @@ TRACE = [
     ["trace", "0x7f.1"],
     ["trace", "[::1"],
     ["trace", "-s", "192.0.2.1", V4],
+    ["trace", "--confidence", "95", V4],
+    ["trace", "--confidence", "90", "--mda", V4],
+    ["trace", "--per-interface", V4],
+    ["trace", "--dot", "{nodir}", "--mda", V4],
+    ["trace", "--dot", "-", "--mda", V4],
+    ["trace", "--dot", "{dir}", V4],
+    ["trace", "--mda", "--classic", V4],
+    ["trace", "--mda", "-q", "2", V4],
+    ["trace", "--mda", "-N", "2", V4],
+    ["trace", "--mda", "--unprivileged", V4],
+    ["trace", "--mda", "--mtu", V4],
+    ["trace", "--mtu", "--mda", "--live", V4],
+    ["trace", "--mda", "-c", "3", V4],
+    ["trace", "--mda", "--flows", "2", V4],
+    ["trace", "--mda", "--live", "--unprivileged", V4],
+    ["trace", "--mda", "--report", "--classic", V4],
+    ["trace", "--mda", "--live", "-q", "2", V4],
+    ["trace", "--mda", "--live", "--dot", "{dir}/g.dot", V4],
 ]
 
 SWEEP = [
@@ -494,6 +512,8 @@ def test_interval_of_0_2_needs_no_privilege(
         (["ping", "127.0.0.0/24"], "a network, not a host: ping, trace and send take hosts"
          " (sweep and scan take networks)"),
         (["trace", "127.0.0.1-9"], "take hosts (sweep and scan take networks)"),
+        (["trace", "--mda", "--mtu", V4], "trace: --mtu and --mda cannot be used together"),
+        (["trace", "--mda", "--live", "--dot", "{dir}/g.dot", V4], "--dot draws one --mda"),
         (["send", "::1/128"], "take hosts (sweep and scan take networks)"),
         (["ping", "[::1"], "unbalanced brackets"),
         (["ping", "0x7f.1"], "not a valid IPv4 address"),

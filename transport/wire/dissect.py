@@ -304,10 +304,9 @@ def _dissect_ipv4(data: bytes, *, quoted: bool, depth: int) -> tuple[list[Layer]
         frag = _payload(upper, "Fragment data")
         summary = f"IP {src} > {dst}: ip-proto-{header.protocol}"
         return [ip_layer, frag], summary
-    verify = not quoted and not header.is_fragment
     why = "quoted" if quoted else ("fragment" if header.is_fragment else "")
     layers, text = _dissect_upper(
-        header.protocol, upper, src, dst, verify=verify, why_not=why, quoted=quoted, depth=depth
+        header.protocol, upper, src, dst, why_not=why, quoted=quoted, depth=depth
     )
     return [ip_layer, *layers], f"IP {text}"
 
@@ -389,10 +388,9 @@ def _dissect_ipv6(data: bytes, *, quoted: bool, depth: int) -> tuple[list[Layer]
     if later_fragment:
         layers.append(_payload(upper, "Fragment data"))
         return layers, f"IP6 {src} > {dst}: {prefix.rstrip()}"
-    verify = not quoted and not fragmented
     why = "quoted" if quoted else ("fragment" if fragmented else "")
     upper_layers, text = _dissect_upper(
-        protocol, upper, src, dst, verify=verify, why_not=why, quoted=quoted, depth=depth
+        protocol, upper, src, dst, why_not=why, quoted=quoted, depth=depth
     )
     if prefix:
         head, colon, tail = text.partition(": ")
@@ -404,25 +402,18 @@ def _dissect_ipv6(data: bytes, *, quoted: bool, depth: int) -> tuple[list[Layer]
 
 
 def _dissect_upper(
-    protocol: int,
-    upper: bytes,
-    src: str,
-    dst: str,
-    *,
-    verify: bool,
-    why_not: str,
-    quoted: bool,
-    depth: int,
+    protocol: int, upper: bytes, src: str, dst: str, *, why_not: str, quoted: bool, depth: int
 ) -> tuple[list[Layer], str]:
-    """Layers after the IP header(s) and the summary text after ``IP ``/``IP6 ``."""
+    """Layers after the IP header(s) and the summary text after ``IP ``/``IP6 ``;
+    ``why_not``: why the checksums cannot be checked (quoted, fragment), or ""."""
     if protocol == PROTO_TCP:
-        return _dissect_tcp(upper, src, dst, verify=verify, why_not=why_not, quoted=quoted)
+        return _dissect_tcp(upper, src, dst, why_not=why_not, quoted=quoted)
     if protocol == PROTO_UDP:
-        return _dissect_udp(upper, src, dst, verify=verify, why_not=why_not, quoted=quoted)
+        return _dissect_udp(upper, src, dst, why_not=why_not, quoted=quoted)
     if protocol == PROTO_ICMP and ":" not in src:
-        return _dissect_icmp(upper, src, dst, v6=False, verify=verify, why_not=why_not, depth=depth)
+        return _dissect_icmp(upper, src, dst, v6=False, why_not=why_not, depth=depth)
     if protocol == PROTO_ICMPV6 and ":" in src:
-        return _dissect_icmp(upper, src, dst, v6=True, verify=verify, why_not=why_not, depth=depth)
+        return _dissect_icmp(upper, src, dst, v6=True, why_not=why_not, depth=depth)
     layers = [_payload(upper)] if upper else []
     return layers, f"{src} > {dst}: ip-proto-{protocol} {len(upper)}"
 
@@ -446,7 +437,7 @@ def _tcp_options_text(options: tuple[TcpOption, ...]) -> str:
 
 
 def _dissect_tcp(
-    upper: bytes, src: str, dst: str, *, verify: bool, why_not: str, quoted: bool
+    upper: bytes, src: str, dst: str, *, why_not: str, quoted: bool
 ) -> tuple[list[Layer], str]:
     try:
         header, payload = parse_tcp(upper, quoted=quoted)
@@ -465,7 +456,7 @@ def _dissect_tcp(
             return [Layer("TCP", short_fields)], f"{_ports(src, sport, dst, dport)}: tcp"
         return [_malformed(str(exc), upper)], f"{src} > {dst}: tcp (malformed: {exc})"
     expected = None
-    if verify:
+    if not why_not:  # (neither quoted nor a fragment: the checksum can be checked)
         expected = _expected(upper, 16, _pseudo_sum(src, dst, PROTO_TCP, len(upper)))
     fields = [
         _f("src_port", header.src_port),
@@ -507,7 +498,7 @@ def _ports(src: str, sport: int, dst: str, dport: int) -> str:
 
 
 def _dissect_udp(
-    upper: bytes, src: str, dst: str, *, verify: bool, why_not: str, quoted: bool
+    upper: bytes, src: str, dst: str, *, why_not: str, quoted: bool
 ) -> tuple[list[Layer], str]:
     try:
         header, payload = parse_udp(upper, quoted=quoted or bool(why_not))
@@ -517,7 +508,7 @@ def _dissect_udp(
     stored = header.checksum or 0
     expected: int | None = None
     reason = why_not
-    if verify:
+    if not why_not:  # (neither quoted nor a fragment: the checksum can be checked)
         if stored == 0 and ":" not in src:
             reason = "none"
         else:
@@ -545,7 +536,7 @@ def _code_text(family: int, icmp_type: int, code: int) -> str:
 
 
 def _dissect_icmp(
-    upper: bytes, src: str, dst: str, *, v6: bool, verify: bool, why_not: str, depth: int
+    upper: bytes, src: str, dst: str, *, v6: bool, why_not: str, depth: int
 ) -> tuple[list[Layer], str]:
     name = "ICMPv6" if v6 else "ICMP"
     try:
@@ -555,7 +546,7 @@ def _dissect_icmp(
     family = table.AF_INET6 if v6 else table.AF_INET
     type_name = table.type_name(family, message.type) or f"type {message.type}"
     expected = None
-    if verify:
+    if not why_not:  # (neither quoted nor a fragment: the checksum can be checked)
         initial = _pseudo_sum(src, dst, PROTO_ICMPV6, len(upper)) if v6 else 0
         expected = _expected(upper, 2, initial)
     fields = [
@@ -574,12 +565,9 @@ def _dissect_icmp(
         body = message.body
         if message.type in timestamp:
             if len(body) >= _TIMESTAMPS.size:
-                originate, receive, transmit = _TIMESTAMPS.unpack_from(body)
-                fields += [
-                    _f("originate", originate, f"{originate} ms"),
-                    _f("receive", receive, f"{receive} ms"),
-                    _f("transmit", transmit, f"{transmit} ms"),
-                ]
+                stamps = _TIMESTAMPS.unpack_from(body)
+                names = ("originate", "receive", "transmit")
+                fields += [_f(n, v, f"{v} ms") for n, v in zip(names, stamps, strict=True)]
                 body = body[_TIMESTAMPS.size :]
             else:
                 children.append(_malformed(f"timestamp body of {len(body)} of 12 bytes", body))
@@ -625,14 +613,9 @@ def _error_fields(message: icmp4.IcmpMessage | icmp6.Icmpv6Message, v6: bool) ->
         fields.append(_f("mtu", message.mtu))
     elif message.type == icmp6.PARAMETER_PROBLEM:
         fields.append(_f("pointer", message.pointer))
-    if message.rfc4884_length:
-        fields.append(
-            _f(
-                "original_length",
-                message.rfc4884_length,
-                f"{message.rfc4884_length} bytes (RFC 4884)",
-            )
-        )
+    length = message.rfc4884_length
+    if length:
+        fields.append(_f("original_length", length, f"{length} bytes (RFC 4884)"))
     return fields
 
 
@@ -663,16 +646,9 @@ def _extensions_layer(raw: bytes) -> Layer:
             children.append(Layer("Extension object", tuple(fields), (_malformed(str(exc)),)))
             continue
         if labels is not None:
+            names = ("label", "tc", "bottom", "ttl")
             stack = tuple(
-                Layer(
-                    "MPLS label",
-                    (
-                        _f("label", label.label),
-                        _f("tc", label.tc),
-                        _f("bottom", label.bottom),
-                        _f("ttl", label.ttl),
-                    ),
-                )
+                Layer("MPLS label", tuple(_f(name, getattr(label, name)) for name in names))
                 for label in labels
             )
             children.append(Layer("MPLS label stack", tuple(fields), stack))

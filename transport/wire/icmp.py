@@ -11,7 +11,7 @@ from rawprobe.errors import MalformedPacket, UsageError
 
 from .addr import ntop4
 from .checksum import internet_checksum
-from .fields import pack_fields
+from .fields import pack_fields, put_checksum
 
 __all__ = [
     "DEST_UNREACH",
@@ -46,26 +46,11 @@ ERROR_TYPES = frozenset({DEST_UNREACH, SOURCE_QUENCH, REDIRECT, TIME_EXCEEDED, P
 #: Types whose byte 5 is the RFC 4884 length of the original datagram (32-bit words).
 RFC4884_TYPES = frozenset({DEST_UNREACH, TIME_EXCEEDED, PARAMETER_PROBLEM})
 
-# Destination Unreachable codes (RFC 792, RFC 1122, RFC 1812).
-UNREACH_NET = 0
-UNREACH_HOST = 1
-UNREACH_PROTOCOL = 2
+# Codes the package names (every code's name and wording: icmp_table.py).
 UNREACH_PORT = 3
 UNREACH_FRAG_NEEDED = 4
-UNREACH_SOURCE_ROUTE = 5
-UNREACH_NET_UNKNOWN = 6
-UNREACH_HOST_UNKNOWN = 7
-UNREACH_HOST_ISOLATED = 8
-UNREACH_NET_PROHIBITED = 9
-UNREACH_HOST_PROHIBITED = 10
-UNREACH_NET_TOS = 11
-UNREACH_HOST_TOS = 12
 UNREACH_ADMIN_PROHIBITED = 13
-UNREACH_PRECEDENCE_VIOLATION = 14
-UNREACH_PRECEDENCE_CUTOFF = 15
-# Time Exceeded codes.
 EXCEEDED_TTL = 0
-EXCEEDED_REASSEMBLY = 1
 
 _HEADER = struct.Struct("!BBHI")
 
@@ -181,11 +166,8 @@ def encode_icmp(
     """Encode an ICMP or ICMPv6 (``kind``) message; the checksum is computed unless
     given, from ``start(length)`` (the pseudo-header's sum) on."""
     message = pack_fields(_HEADER, f"{kind} header field", type, code, 0, rest) + body
-    if checksum is None:
-        checksum = internet_checksum(message, start(len(message)) if start else 0)
-    elif not 0 <= checksum <= 0xFFFF:
-        raise UsageError(f"{kind} checksum out of range: {checksum}")
-    return message[:2] + checksum.to_bytes(2, "big") + message[4:]
+    initial = start(len(message)) if start and checksum is None else 0
+    return put_checksum(message, 2, checksum, kind, initial)
 
 
 def build_icmp(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from rawprobe.errors import MalformedPacket, UsageError
 
 from .checksum import internet_checksum
-from .fields import pack_fields
+from .fields import pack_fields, put_checksum
 
 __all__ = [
     "CLASS_INTERFACE_INFO",
@@ -119,10 +119,7 @@ def build_extensions(objects: Iterable[ExtensionObject], *, checksum: int | None
             pack_fields(_OBJ_HEADER, "ICMP extension object", length, obj.class_num, obj.c_type)
         )
         parts.append(obj.payload)
-    data = b"".join(parts)
-    if checksum is None:
-        checksum = internet_checksum(data)
-    return data[:2] + checksum.to_bytes(2, "big") + data[4:]
+    return put_checksum(b"".join(parts), 2, checksum, "ICMP extension")
 
 
 def build_mpls_object(labels: Iterable[MplsLabel]) -> ExtensionObject:

@@ -37,18 +37,9 @@ ERROR_TYPES = frozenset({DEST_UNREACH, PACKET_TOO_BIG, TIME_EXCEEDED, PARAMETER_
 #: Types whose byte 4 is the RFC 4884 length of the original datagram (64-bit words).
 RFC4884_TYPES = frozenset({DEST_UNREACH, TIME_EXCEEDED})
 
-# Destination Unreachable codes (RFC 4443, RFC 7112).
-UNREACH_NO_ROUTE = 0
+# Codes the package names (every code's name and wording: icmp_table.py).
 UNREACH_ADMIN_PROHIBITED = 1
-UNREACH_BEYOND_SCOPE = 2
-UNREACH_ADDRESS = 3
 UNREACH_PORT = 4
-UNREACH_POLICY_FAILED = 5
-UNREACH_REJECT_ROUTE = 6
-UNREACH_HEADER_CHAIN = 7
-# Time Exceeded codes.
-EXCEEDED_HOP_LIMIT = 0
-EXCEEDED_REASSEMBLY = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from rawprobe.errors import MalformedPacket, UsageError
 
 from .addr import ntop4, pton_pair
 from .checksum import internet_checksum
-from .fields import pack_fields
+from .fields import pack_fields, put_checksum
 from .protocols import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 
 __all__ = [
@@ -109,12 +109,7 @@ def build_ipv4(header: IPv4Header, payload: bytes) -> bytes:
         dst,
     )
     raw_header = fixed + options if options else fixed
-    checksum = header.checksum
-    if checksum is None:
-        checksum = internet_checksum(raw_header)
-    elif not 0 <= checksum <= 0xFFFF:
-        raise UsageError(f"IPv4 checksum out of range: {checksum}")
-    return b"".join((raw_header[:10], checksum.to_bytes(2, "big"), raw_header[12:], payload))
+    return put_checksum(raw_header, 10, header.checksum, "IPv4") + payload
 
 
 def parse_ipv4(

@@ -51,9 +51,6 @@ LINKTYPE_LINUX_SLL2 = 276
 
 #: sll_pkttype values (linux/if_packet.h), also used by the cooked link types.
 PACKET_HOST = 0
-PACKET_BROADCAST = 1
-PACKET_MULTICAST = 2
-PACKET_OTHERHOST = 3
 PACKET_OUTGOING = 4
 
 MAGIC_MICRO = 0xA1B2C3D4
@@ -121,10 +118,10 @@ def encode_record(
     fraction = nanos if nanosecond else nanos // 1000
     stored = data[:snaplen]
     original = len(data) if original_length is None else original_length
-    try:
-        return _RECORD["<"].pack(seconds, fraction, len(stored), original) + stored
-    except struct.error as exc:
-        raise UsageError(f"pcap record field out of range: {exc}") from exc
+    return (
+        pack_fields(_RECORD["<"], "pcap record field", seconds, fraction, len(stored), original)
+        + stored
+    )
 
 
 def decode_header(data: bytes) -> PcapHeader:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from rawprobe.errors import MalformedPacket, UsageError
 
 from .checksum import internet_checksum, ones_complement_sum, pseudo_header
-from .fields import pack_fields
+from .fields import pack_fields, put_checksum
 from .protocols import PROTO_TCP
 
 __all__ = [
@@ -261,9 +261,7 @@ class TcpHeader:
     @property
     def header_length(self) -> int:
         """Header length in bytes as it will be built (or as parsed)."""
-        if self.data_offset is not None:
-            return max(self.data_offset * 4, _options_padded_length(self.options) + 20)
-        return _options_padded_length(self.options) + 20
+        return max((self.data_offset or 0) * 4, _options_padded_length(self.options) + 20)
 
     def option(self, kind: int) -> TcpOption | None:
         """The first option of ``kind``, or None."""
@@ -313,13 +311,8 @@ def build_tcp(header: TcpHeader, payload: bytes, *, src: str, dst: str) -> bytes
         header.urgent,
     )
     segment = fixed + options + payload
-    checksum = header.checksum
-    if checksum is None:
-        pseudo = pseudo_header(src, dst, PROTO_TCP, len(segment))
-        checksum = internet_checksum(segment, ones_complement_sum(pseudo))
-    elif not 0 <= checksum <= 0xFFFF:
-        raise UsageError(f"TCP checksum out of range: {checksum}")
-    return segment[:16] + checksum.to_bytes(2, "big") + segment[18:]
+    pseudo = ones_complement_sum(pseudo_header(src, dst, PROTO_TCP, len(segment)))
+    return put_checksum(segment, 16, header.checksum, "TCP", pseudo)
 
 
 def parse_tcp(

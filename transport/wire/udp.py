@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rawprobe.errors import MalformedPacket, UsageError
 
 from .checksum import internet_checksum, ones_complement_sum, pseudo_header
-from .fields import pack_fields
+from .fields import pack_fields, put_checksum
 from .protocols import PROTO_UDP
 
 __all__ = ["UdpHeader", "build_udp", "parse_udp", "verify_udp_checksum"]
@@ -39,14 +39,9 @@ def build_udp(header: UdpHeader, payload: bytes, *, src: str, dst: str) -> bytes
             raise UsageError(f"UDP datagram too long: {length} bytes")
     fixed = pack_fields(_HEADER, "UDP header field", header.src_port, header.dst_port, length, 0)
     datagram = fixed + payload
-    checksum = header.checksum
-    if checksum is None:
-        # The pseudo-header carries the UDP length field, as a receiver will check it.
-        pseudo = pseudo_header(src, dst, PROTO_UDP, length)
-        checksum = internet_checksum(datagram, ones_complement_sum(pseudo)) or 0xFFFF
-    elif not 0 <= checksum <= 0xFFFF:
-        raise UsageError(f"UDP checksum out of range: {checksum}")
-    return datagram[:6] + checksum.to_bytes(2, "big") + datagram[8:]
+    # The pseudo-header carries the UDP length field, as a receiver will check it.
+    pseudo = ones_complement_sum(pseudo_header(src, dst, PROTO_UDP, length))
+    return put_checksum(datagram, 6, header.checksum, "UDP", pseudo, udp=True)
 
 
 def parse_udp(

@@ -1,0 +1,720 @@
+"""Multipath traceroute: the MDA (Augustin et al., "Measuring load-balanced paths in
+the Internet", IMC 2007; scamper's ``tracelb``) as a pure machine, plus async functions
+for one target and many.
+
+A per-flow load balancer sends each flow one way; other flows may go other ways. The
+MDA varies the **flow id** (``probes/flowprobes.py``: the source port, and over IPv6 the
+flow label) to find every next hop of every interface, hop by hop:
+
+* **Stopping rule.** An interface ``v`` at TTL ``h`` whose flows have shown ``k`` next
+  hops is probed at ``h + 1`` with flows known to pass ``v`` until ``n(k + 1)`` of them
+  answered: ``n(K)`` (:func:`probes_needed`) is the smallest number of probes that all
+  miss one of ``K`` equally likely next hops with probability at most ``eps``. At
+  ``eps`` 5% and 1% it is the classic table (6, 11, 16, 21, 27, ... and 8, 15, 21, 28,
+  36, ...: :data:`CLASSIC_TABLE`), computed exactly.
+* **Node control.** Each interface is tested with flows that are known to pass it:
+  flows seen there, flows inferred through a chain of interfaces that each have one
+  next hop (from the source down, any new flow), or new flows probed at ``h`` until
+  enough land on it ("bringing flows forward").
+* **Per-trace confidence.** The classic rule bounds the chance of missing a next hop
+  at *each* interface; a trace through two load balancers in a row (the ``nested``
+  lab: 6% at the classic 95%) misses something more often than the confidence says.
+  So ``confidence`` here bounds the whole trace: the source starts with the budget
+  ``1 - confidence``; an interface tests its next hops at half its budget, passes the
+  whole of it on when it shows one next hop and shares the other half among them when
+  it shows several; an interface reached from several receives each one's share. A
+  trace misses an interface only where an interface has several next hops and its
+  test stopped early; before that first miss every test saw the truth, so those
+  budgets sum to at most ``1 - confidence`` (under the MDA's model: next hops equally
+  likely for each new flow). ``per_trace=False`` is the classic per-interface rule.
+* **Silence.** An unanswered probe is sent again (a new identity, the same flow)
+  ``retries`` times; a flow still silent at a TTL meets an anonymous interface
+  (None, ``*``), which is tested like any other. The trace stops at the destination
+  (every flow's path ended), at ``max_ttl``, after ``gap_limit`` TTLs where every flow
+  was silent, or at ``max_probes``.
+
+ICMPv4 probes cannot be spread by a Linux router hashing L3 or L4 (no field of theirs
+is read), so over IPv4 ICMP sees one path there; ICMPv6 flows differ in the flow label.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import socket
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache
+
+from rawprobe.errors import UsageError
+from rawprobe.probes.drive import drive
+from rawprobe.probes.flowprobes import FlowProbes
+from rawprobe.probes.machine import MachineOutbox, Outgoing
+from rawprobe.probes.models import MultipathLink, MultipathResult, TraceHop, TraceResponse
+from rawprobe.probes.multiplex import ManyResults, run_many
+from rawprobe.probes.trace_replies import parse_reply
+from rawprobe.probes.traceroute import DEFAULT_TCP_PORT, DEFAULT_UDP_PORT, METHODS
+from rawprobe.transport.base import Reply, Sent, Transport, measured_rtt
+from rawprobe.transport.keys import Cookies, MatchKey
+
+__all__ = [
+    "CLASSIC_TABLE",
+    "CONFIDENCES",
+    "MultipathMachine",
+    "MultipathOptions",
+    "MultipathResults",
+    "multipath_many_with",
+    "multipath_with",
+    "new_multipath_machine",
+    "path_flows",
+    "probes_needed",
+]
+
+CONFIDENCES = (95, 99)
+
+#: The classic table (Augustin et al. 2007; Veitch et al. 2009; scamper's tracelb):
+#: ``CLASSIC_TABLE[c][K]`` probes rule out ``K`` next hops at confidence ``c`` (K >= 2),
+#: for K up to 16. :func:`probes_needed` computes it for any K and failure bound.
+CLASSIC_TABLE: dict[int, tuple[int, ...]] = {
+    95: (0, 0, 6, 11, 16, 21, 27, 33, 38, 44, 51, 57, 63, 70, 76, 83, 90),
+    99: (0, 0, 8, 15, 21, 28, 36, 43, 51, 58, 66, 74, 82, 90, 98, 106, 115),
+}
+
+
+@cache
+def probes_needed(hops: int, failure: Fraction) -> int:
+    """The fewest probes ``n`` such that ``n`` flows spread uniformly over ``hops``
+    next hops miss at least one of them with probability at most ``failure``.
+
+    Exact, by inclusion-exclusion in integers: P(miss) = sum over j of
+    (-1)^(j+1) C(hops, j) ((hops - j) / hops)^n. ``hops`` <= 1 needs no probe.
+    """
+    if hops <= 1:
+        return 0
+    if not 0 < failure < 1:
+        raise ValueError(f"failure bound {failure} must be in (0, 1)")
+    num, den = failure.numerator, failure.denominator
+
+    def bounded(n: int) -> bool:
+        missed = sum((-1) ** (j + 1) * math.comb(hops, j) * (hops - j) ** n for j in range(1, hops))
+        return bool(den * missed <= num * hops**n)
+
+    # The union bound hops * ((hops - 1) / hops)^n <= failure is enough: start there.
+    n = max(1, math.ceil(math.log(failure / hops) / math.log((hops - 1) / hops)))
+    while not bounded(n):  # (float rounding in the logarithms)
+        n += 1
+    while n > 1 and bounded(n - 1):
+        n -= 1
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class MultipathOptions:
+    """What one MDA trace does; validated on construction (UsageError on nonsense).
+
+    ``confidence`` (95 or 99) bounds the chance that the trace misses an interface
+    (``per_trace=False``: that an interface misses one of its next hops, the classic
+    rule). ``wait_s`` is the wait for one try; an unanswered probe is re-sent
+    ``retries`` times with the same flow. ``port``: the destination port (UDP 33434,
+    TCP 80). ``max_probes`` caps the probes of one trace (scamper's default, 3000);
+    ``gap_limit`` ends a trace after that many TTLs where every flow was silent.
+    ``flow_base`` is the first flow id (None: one per machine from the transport, so
+    that up to six traces to one address at once never share a flow).
+    """
+
+    method: str = "udp"
+    port: int | None = None
+    confidence: int = 95
+    per_trace: bool = True
+    first_ttl: int = 1
+    max_ttl: int = 30
+    wait_s: float = 1.0
+    retries: int = 2
+    max_probes: int = 3000
+    gap_limit: int = 3
+    packet_size: int | None = None
+    tos: int = 0
+    flow_base: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"bad method {self.method!r}: choose icmp, udp or tcp")
+        if self.confidence not in CONFIDENCES:
+            raise UsageError(f"bad confidence {self.confidence}: choose 95 or 99")
+        if not 1 <= self.max_ttl <= 255:
+            raise UsageError(f"bad max ttl {self.max_ttl}: must be 1..255")
+        if not 1 <= self.first_ttl <= self.max_ttl:
+            raise UsageError(f"bad first ttl {self.first_ttl}: must be 1..{self.max_ttl}")
+        if not (self.wait_s > 0 and self.wait_s < 1e6):
+            raise UsageError(f"bad wait {self.wait_s}: must be > 0 seconds")
+        if not 0 <= self.retries <= 10:
+            raise UsageError(f"bad retries {self.retries}: must be 0..10")
+        if not 1 <= self.max_probes <= _FLOW_SPAN:
+            raise UsageError(f"bad max probes {self.max_probes}: must be 1..{_FLOW_SPAN}")
+        if not 1 <= self.gap_limit <= 255:
+            raise UsageError(f"bad gap limit {self.gap_limit}: must be 1..255")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise UsageError(f"bad port {self.port}: must be 1..65535")
+        if not 0 <= self.tos <= 255:
+            raise UsageError(f"bad tos {self.tos}: must be 0..255")
+        if self.packet_size is not None and not 0 <= self.packet_size <= 65000:
+            raise UsageError(f"bad packet size {self.packet_size}: must be 0..65000")
+
+    @property
+    def destination_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return DEFAULT_TCP_PORT if self.method == "tcp" else DEFAULT_UDP_PORT
+
+    @property
+    def failure(self) -> Fraction:
+        """The failure bound: 1 - confidence."""
+        return Fraction(100 - self.confidence, 100)
+
+
+#: Flow ids of one machine lie in [base, base + _FLOW_SPAN): machines to one address
+#: get bases _FLOW_SPAN apart, six of them before the source ports (28232) wrap.
+_FLOW_SPAN = 4096
+_FLOW_SLOTS = 28232 // _FLOW_SPAN
+
+#: An interface: (TTL, address); address None is a TTL where the flow was silent. The
+#: source is (first_ttl - 1, source address).
+Node = tuple[int, str | None]
+
+
+class _Try:
+    """One packet in flight for (flow, TTL)."""
+
+    __slots__ = ("attempt", "flow", "packet", "sent", "ttl")
+
+    def __init__(self, flow: int, ttl: int, attempt: int, packet: bytes) -> None:
+        self.flow = flow
+        self.ttl = ttl
+        self.attempt = attempt
+        self.packet = packet  # (its quotes are compared with it: a NAT)
+        self.sent: Sent | None = None
+
+
+class MultipathMachine(MachineOutbox[object]):
+    """One MDA trace to one literal address. Pure: ``poll(now)`` gives the packets the
+    stopping rule asks for, ``receive_batch`` takes matched replies, ``result()`` the
+    MultipathResult. Emits no events. See the module docstring for the algorithm."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        source: str,
+        cookies: Cookies,
+        options: MultipathOptions,
+        flow_base: int = 0,
+        ident: int = 0,
+        target: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.address = address
+        self.target = target or address
+        self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.source = source
+        self.options = options
+        self._flow_base = flow_base & 0xFFFF
+        self._probes = FlowProbes(
+            source=source, address=address, method=options.method, cookies=cookies,
+            port=options.destination_port, ident=ident, packet_size=options.packet_size,
+            tos=options.tos,
+        )  # fmt: skip
+        self._started: float | None = None
+        self._finished: float | None = None
+        self._last_poll = 0.0
+        self._dirty = True  # something changed since the last plan
+        # Probes.
+        self._number = 0  # next probe number (identity)
+        self._fresh = 0  # next new flow (offset from the base)
+        self._queue: list[tuple[int, int, int]] = []  # (flow, ttl, attempt) to send
+        self._tries: dict[MatchKey, _Try] = {}
+        self._deadlines: list[tuple[float, MatchKey]] = []  # heap: (due, key)
+        self._keys: dict[tuple[int, int], list[MatchKey]] = {}  # (flow, ttl) -> tries
+        self._answers: dict[tuple[int, int], TraceResponse | None] = {}
+        self._order: dict[int, list[int]] = {}  # ttl -> flows in the order first probed
+        self._sent_per_ttl: dict[int, int] = {}
+        self._probes_sent = 0
+        self._send_error: str | None = None
+        # The graph.
+        root: Node = (options.first_ttl - 1, source)
+        self._root = root
+        self._levels: dict[int, list[Node]] = {root[0]: [root]}
+        self._level = root[0]  # interfaces at this TTL are being tested
+        self._flow_node: dict[tuple[int, int], Node] = {}  # (flow, ttl) -> interface
+        self._through: dict[Node, list[int]] = {root: []}  # flows that went on from it
+        self._cursor: dict[Node, int] = {}  # how many of _through[v] were sent on
+        self._succ: dict[Node, dict[Node, list[int]]] = {}  # links, with their flows
+        self._testing: dict[Node, int] = {}  # probes in flight for the node's test
+        self._serves: dict[tuple[int, int], Node | None] = {}  # (flow, ttl) -> test
+        self._forward_in_flight = 0  # flows brought forward, not answered yet
+        self._forward_sent = 0  # at this level
+        self._done: set[Node] = set()
+        self._chain: dict[int, Node] = {root[0]: root}  # every flow passes it
+        self._ends: set[Node] = set()  # where paths ended (the destination, !H, ...)
+        self._budget: dict[Node, Fraction] = {root: options.failure}
+        self._share: dict[Node, float] = {root: 1.0}  # of new flows, in the MDA's model
+        self._short = False  # a rule left unmet (max probes, max TTL, gap)
+        self._over = False  # the plan is over: finished once nothing is in flight
+
+    # -- machine interface ---------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._finished is not None
+
+    def poll(self, now: float) -> list[Outgoing]:
+        if self._started is None:
+            self._started = now
+        self._last_poll = now
+        if self._finished is not None:
+            return []
+        self._expire(now)
+        if self._dirty:
+            self._dirty = False
+            self._plan()
+        self._check_finished(now)
+        outgoing = [self._packet(*item) for item in self._queue]
+        self._queue.clear()
+        return outgoing
+
+    def sent_batch(self, keys: Sequence[MatchKey], stamps: Sequence[Sent], now: float) -> None:
+        for key, sent in zip(keys, stamps, strict=True):
+            probe = self._tries.get(key)
+            if probe is None:
+                continue
+            probe.sent = sent
+            self._probes_sent += 1
+            self._sent_per_ttl[probe.ttl] = self._sent_per_ttl.get(probe.ttl, 0) + 1
+            if sent.error is not None:
+                self._send_error = sent.error  # no route: no answer will come
+                self._resolve(probe.flow, probe.ttl, None)
+            else:
+                heapq.heappush(self._deadlines, (now + self.options.wait_s, key))
+        self._check_finished(now)
+
+    def receive_batch(self, replies: Sequence[Reply], now: float) -> None:
+        for reply in replies:
+            probe = self._tries.get(reply.key)
+            if probe is None or probe.sent is None:
+                continue
+            rtt, rtt_source = measured_rtt(probe.sent, reply)
+            response = parse_reply(reply, self.family, rtt, probe.attempt, probe.packet, rtt_source)
+            if response is not None:
+                self._resolve(probe.flow, probe.ttl, response)
+        self._check_finished(now)
+
+    def next_deadline(self) -> float:
+        if self._finished is not None:
+            return math.inf
+        if self._dirty or self._queue:
+            return self._last_poll
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1] not in self._tries:
+            heapq.heappop(deadlines)  # (answered)
+        return deadlines[0][0] if deadlines else self._last_poll
+
+    # -- results -------------------------------------------------------------------
+
+    def result(self, now: float | None = None) -> MultipathResult:
+        """The trace so far (complete once ``done``)."""
+        start = self._started if self._started is not None else 0.0
+        end = self._finished if self._finished is not None else (now or start)
+        finished = self._finished is not None
+        hops: list[TraceHop] = []
+        flows: list[tuple[int, ...]] = []
+        last = max(self._order, default=self.options.first_ttl - 1)
+        for ttl in range(self.options.first_ttl, last + 1):
+            order = self._order.get(ttl, [])
+            probes = tuple(self._answers.get((flow, ttl)) for flow in order)
+            pending = tuple(i for i, flow in enumerate(order) if (flow, ttl) not in self._answers)
+            hops.append(TraceHop(ttl, probes, self._sent_per_ttl.get(ttl, 0), pending))
+            flows.append(tuple((self._flow_base + f) & 0xFFFF for f in order))
+        links = [
+            MultipathLink(
+                source[0], source[1], to[1], tuple((self._flow_base + f) & 0xFFFF for f in ids)
+            )
+            for source, nexts in self._succ.items()
+            if source != self._root
+            for to, ids in nexts.items()
+        ]
+        links.sort(key=lambda link: link.ttl)
+        reached = any(p.reached for hop in hops for p in hop.responses)
+        return MultipathResult(
+            target=self.target,
+            address=self.address,
+            method=self.options.method,
+            source=self.source,
+            confidence=self.options.confidence,
+            first_ttl=self.options.first_ttl,
+            max_ttl=self.options.max_ttl,
+            hops=tuple(hops),
+            flows=tuple(flows),
+            links=tuple(links),
+            reached=reached,
+            rule_met=finished and not self._short,
+            elapsed_s=max(0.0, end - start),
+            probes_sent=self._probes_sent,
+            packet_size=self._probes.packet_size,
+            send_error=self._send_error,
+            finished=finished,
+        )
+
+    # -- answers -------------------------------------------------------------------
+
+    def _resolve(self, flow: int, ttl: int, response: TraceResponse | None) -> None:
+        """The answer of ``flow`` at ``ttl`` (None: silent after every try)."""
+        slot = (flow, ttl)
+        if slot in self._answers:
+            return
+        self._answers[slot] = response
+        self._dirty = True
+        for key in self._keys.pop(slot, ()):
+            if self._tries.pop(key, None) is not None:
+                self._retired.append(key)
+        node: Node = (ttl, response.address if response is not None else None)
+        self._flow_node[slot] = node
+        if node not in self._levels.setdefault(ttl, []):
+            self._levels[ttl].append(node)  # (found by a test below, or brought forward)
+            if ttl == self._level:  # a next hop the tests below missed: the least budget
+                level = [self._budget[n] for n in self._levels[ttl] if n in self._budget]
+                self._budget[node] = min(level, default=self.options.failure / 2)
+        if response is None or not response.terminal:
+            self._through.setdefault(node, []).append(flow)
+        else:
+            self._ends.add(node)
+        before = self._known(flow, ttl - 1)
+        if before is not None:
+            self._succ.setdefault(before, {}).setdefault(node, []).append(flow)
+        test = self._serves.pop(slot, None)
+        if test is not None:
+            self._testing[test] -= 1
+        elif ttl == self._level:
+            self._forward_in_flight -= 1
+
+    def _known(self, flow: int, ttl: int) -> Node | None:
+        """The interface ``flow`` met at ``ttl``, answered or inferred."""
+        node = self._flow_node.get((flow, ttl))
+        return node if node is not None else self._chain.get(ttl)
+
+    def _expire(self, now: float) -> None:
+        """Re-send the same flow when a try's wait is over; silence after the last one.
+        (An answer to an earlier try still counts until then.)"""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            probe = self._tries.get(heapq.heappop(deadlines)[1])
+            if probe is None:
+                continue  # (answered)
+            if probe.attempt < self.options.retries:
+                self._queue.append((probe.flow, probe.ttl, probe.attempt + 1))
+            else:
+                self._resolve(probe.flow, probe.ttl, None)
+
+    # -- the algorithm ---------------------------------------------------------------
+
+    def _eps(self, node: Node) -> Fraction:
+        """The failure bound of ``node``'s test (module docstring)."""
+        if not self.options.per_trace:
+            return self.options.failure
+        return self._budget[node] / 2
+
+    def _testable(self, node: Node) -> bool:
+        if self._through.get(node):
+            return True
+        return self._chain.get(node[0]) == node and node not in self._ends
+
+    def _plan(self) -> None:
+        """Queue what the stopping rule asks for at the current level; advance the level
+        once every test there has met it."""
+        while self._finished is None:
+            ttl = self._level
+            needy: dict[Node, int] = {}
+            open_tests = False
+            for node in list(self._levels.get(ttl, [])):
+                if node in self._done or not self._testable(node):
+                    continue
+                want = self._test(node)
+                if want is None:
+                    continue
+                open_tests = True
+                if want:
+                    needy[node] = want
+            if needy:
+                self._bring_forward(ttl, needy)
+            if open_tests or self._forward_in_flight or self._queue:
+                return
+            if not self._advance():
+                return
+
+    def _test(self, node: Node) -> int | None:
+        """Queue probes for ``node``'s test; None once it met the rule (now concluded),
+        else how many flows through it are still missing (0: enough in flight)."""
+        ttl = node[0]
+        nexts = self._succ.get(node, {})
+        answered = sum(len(flows) for flows in nexts.values())
+        # (Every probe shows a next hop, if only a silent one: at least n(2) at once.)
+        need = probes_needed(max(len(nexts), 1) + 1, self._eps(node))
+        in_flight = self._testing.get(node, 0)
+        if answered >= need and not in_flight:
+            self._conclude(node)
+            return None
+        budget = self.options.max_probes - self._probes_sent - self._in_flight()
+        want = min(need - answered - in_flight, budget)
+        if want <= 0:
+            if in_flight or budget > 0:
+                return 0
+            self._give_up(node)
+            return None
+        flows = self._through.setdefault(node, [])
+        cursor = self._cursor.get(node, 0)
+        while want and (cursor < len(flows) or self._chain.get(ttl) == node):
+            if cursor == len(flows):  # on the chain from the source: any new flow
+                flow = self._new_flow()
+                self._flow_node[flow, ttl] = node
+                flows.append(flow)
+            flow = flows[cursor]
+            cursor += 1
+            if (flow, ttl + 1) in self._answers or (flow, ttl + 1) in self._keys:
+                continue
+            self._send(flow, ttl + 1, node)
+            want -= 1
+        self._cursor[node] = cursor
+        return want
+
+    def _give_up(self, node: Node) -> None:
+        """The probe budget is spent: conclude with what was seen."""
+        self._short = True
+        self._conclude(node)
+
+    def _bring_forward(self, ttl: int, needy: dict[Node, int]) -> None:
+        """New flows probed at ``ttl`` until enough land on each needy interface, in
+        rounds: a round is the flows still missing divided by the needy interfaces'
+        share of new flows (as many as the missing flows when they are all needy; a
+        round sized for the rarest one would overshoot the others). The share is the
+        MDA's model: each interface splits its flows evenly among its next hops (one
+        estimated from the flows seen so far is too noisy: an interface met once in 24
+        flows asked for ten times too many)."""
+        if self._forward_in_flight:
+            return
+        level = self._levels.get(ttl, [])
+        floor = min((self._share[n] for n in level if n in self._share), default=1.0)
+        share = min(1.0, sum(self._share.get(n, floor) for n in needy))
+        batch = math.ceil(sum(needy.values()) / share)
+        limit = max(256, 64 * len(level))  # then the interface is given up on
+        room = self.options.max_probes - self._probes_sent - self._in_flight()
+        batch = min(batch, 256, room, limit - self._forward_sent)
+        if batch <= 0:
+            for node in needy:
+                self._give_up(node)
+            self._dirty = True
+            return
+        for _ in range(batch):
+            self._send(self._new_flow(), ttl, None)
+        self._forward_in_flight += batch
+        self._forward_sent += batch
+
+    def _conclude(self, node: Node) -> None:
+        """``node``'s test met the rule: with one next hop, every flow known to pass it
+        is known to pass that one too (and on the chain from the source, every flow)."""
+        self._done.add(node)
+        nexts = self._succ.get(node, {})
+        if len(nexts) != 1:
+            return
+        (only,) = nexts
+        ttl = node[0]
+        if self._chain.get(ttl) == node and only not in self._ends:
+            self._chain[ttl + 1] = only
+        if not self._through.get(only) and self._chain.get(ttl + 1) != only:
+            return  # (the end of the path: no flow goes on from it)
+        for flow in self._through.get(node, ()):
+            slot = (flow, ttl + 1)
+            if slot not in self._answers and slot not in self._flow_node:
+                self._flow_node[slot] = only
+                self._through[only].append(flow)
+
+    def _advance(self) -> bool:
+        """Every interface at the level met its rule: move to the next TTL, giving each
+        interface there its budget; False when the trace is over."""
+        ttl = self._level
+        nexts = [n for n in self._levels.get(ttl + 1, [])]
+        budgets: dict[Node, Fraction] = {}
+        shares: dict[Node, float] = {}
+        for node in self._levels.get(ttl, []):
+            succ = self._succ.get(node, {})
+            if not succ or node not in self._budget:
+                continue
+            budget = self._budget[node]
+            part = budget if len(succ) == 1 else budget / (2 * len(succ))
+            for after in succ:
+                budgets[after] = budgets.get(after, Fraction(0)) + part
+                shares[after] = shares.get(after, 0.0) + self._share.get(node, 0.0) / len(succ)
+        floor = min(budgets.values(), default=self.options.failure / 2)
+        for node in nexts:  # (one no test found: the least budget of the level)
+            self._budget[node] = budgets.get(node, floor)
+            if node in shares:
+                self._share[node] = shares[node]
+        self._level = ttl + 1
+        self._forward_in_flight = self._forward_sent = 0
+        testable = [n for n in nexts if self._testable(n)]
+        if not testable:
+            self._finish_plan(short=False)
+            return False
+        if self._level >= self.options.max_ttl:
+            self._finish_plan(short=True)
+            return False
+        gap = 0
+        for level in range(self._level, self._root[0], -1):
+            if any(address is not None for _, address in self._levels.get(level, [])):
+                break
+            gap += 1
+        if gap >= self.options.gap_limit:
+            self._finish_plan(short=True)
+            return False
+        return True
+
+    def _finish_plan(self, *, short: bool) -> None:
+        self._short = self._short or short
+        self._dirty = False
+        self._over = True
+
+    def _check_finished(self, now: float) -> None:
+        if self._finished is not None or self._started is None:
+            return
+        if self._tries or self._queue or self._dirty:
+            return
+        if not self._over:  # (nothing in flight, nothing to plan: cannot go on)
+            self._short = True
+        self._finished = now
+
+    # -- packets -------------------------------------------------------------------
+
+    def _in_flight(self) -> int:
+        return len(self._keys) + len(self._queue)
+
+    def _new_flow(self) -> int:
+        flow = self._fresh
+        self._fresh += 1
+        return flow
+
+    def _send(self, flow: int, ttl: int, test: Node | None) -> None:
+        """Queue the first try of ``flow`` at ``ttl``, for ``test`` (None: brought
+        forward)."""
+        self._serves[flow, ttl] = test
+        if test is not None:
+            self._testing[test] = self._testing.get(test, 0) + 1
+        self._order.setdefault(ttl, []).append(flow)
+        self._keys[flow, ttl] = []
+        self._queue.append((flow, ttl, 0))
+
+    def _packet(self, flow: int, ttl: int, attempt: int) -> Outgoing:
+        number = self._number
+        self._number += 1
+        out = self._probes.packet(ttl, (self._flow_base + flow) & 0xFFFF, number)
+        self._tries[out.key] = _Try(flow, ttl, attempt, out.packet)
+        self._keys.setdefault((flow, ttl), []).append(out.key)
+        return out
+
+
+def path_flows(result: MultipathResult, per_interface: int = 1) -> list[int]:
+    """Flow ids that pass every interface ``result`` found: at least ``per_interface``
+    through each (all it saw there, when fewer), flows seen at more interfaces first, so
+    that few flows cover the graph. What live rounds probe (``trace --live --mda``): a
+    flow keeps its path, so each (TTL, interface) gets probes every round."""
+    seen: dict[tuple[int, str], list[int]] = {}
+    reach: dict[int, int] = {}  # flow -> interfaces it was seen at
+    for hop, flows in zip(result.hops, result.flows, strict=True):
+        for probe, flow in zip(hop.probes, flows, strict=True):
+            if probe is not None:
+                seen.setdefault((hop.ttl, probe.address), []).append(flow)
+                reach[flow] = reach.get(flow, 0) + 1
+    chosen: dict[int, None] = {}
+    for _node, there in sorted(seen.items()):
+        have = sum(flow in chosen for flow in there)
+        for flow in sorted(there, key=lambda flow: -reach[flow]):
+            if have >= per_interface:
+                break
+            if flow not in chosen:
+                chosen[flow] = None
+                have += 1
+    return list(chosen)
+
+
+# -- async functions -------------------------------------------------------------------
+
+
+def new_multipath_machine(
+    transport: Transport,
+    address: str,
+    options: MultipathOptions,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+) -> MultipathMachine:
+    """A MultipathMachine wired to ``transport``'s cookies, with flows of its own."""
+    ident = transport.cookies.new_ident()
+    base = options.flow_base
+    if base is None:
+        base = (ident & 0xFF) % _FLOW_SLOTS * _FLOW_SPAN  # the next slot for each machine
+    return MultipathMachine(
+        address,
+        source=source or transport.source_for(address),
+        cookies=transport.cookies,
+        options=options,
+        flow_base=base,
+        ident=ident,
+        target=target,
+    )
+
+
+async def multipath_with(
+    transport: Transport,
+    address: str,
+    options: MultipathOptions | None = None,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+) -> MultipathResult:
+    """Trace every load-balanced path to one literal address over an open transport."""
+    machine = new_multipath_machine(
+        transport, address, options or MultipathOptions(), source=source, target=target
+    )
+    await drive(machine, transport)
+    return machine.result()
+
+
+#: What ``multipath_many_with`` yields: results in completion order (see ManyResults).
+MultipathResults = ManyResults[MultipathResult]
+
+
+@asynccontextmanager
+async def multipath_many_with(
+    transport: Transport,
+    addresses: Sequence[str],
+    options: MultipathOptions | None = None,
+    *,
+    targets: Sequence[str] | None = None,
+    source: str | None = None,
+) -> AsyncIterator[MultipathResults]:
+    """MDA traces to every address at once over one transport (one driver loop, the
+    transport's rate shared); yields their results as they complete::
+
+        async with multipath_many_with(transport, addresses) as results:
+            async for result in results:
+                ...
+
+    Leaving the block early cancels the traces still running; ``results.remaining()``
+    then gives what they had found.
+    """
+    options = options or MultipathOptions()
+    names = list(targets) if targets is not None else list(addresses)
+    machines = [
+        new_multipath_machine(transport, address, options, source=source, target=name)
+        for address, name in zip(addresses, names, strict=True)
+    ]
+    async with run_many(transport, machines) as results:
+        yield results
