@@ -44,7 +44,8 @@ def test_a_task_group_of_our_errors_comes_back_as_one_error(
     def job(index: int) -> int:
         raise ExceptionGroup("unhandled errors in a TaskGroup", [UsageError(f"bad {index}")])
 
-    with pytest.raises(UsageError, match="bad 0"):
+    # Both fail: whichever failure reaches the parent first is raised (either, under load).
+    with pytest.raises(UsageError, match=r"^bad [01]$"):
         run_workers(job, 2)
     assert "Traceback" not in capfd.readouterr().err
 
