@@ -1,32 +1,52 @@
 """Multipath traceroute: the MDA (Augustin et al., "Measuring load-balanced paths in
-the Internet", IMC 2007; scamper's ``tracelb``) as a pure machine, plus async functions
-for one target and many.
+the Internet", IMC 2007; scamper's ``tracelb``) as a pure machine, with MDA-Lite
+(Vermeulen et al., "Multilevel MDA-Lite Paris Traceroute", IMC 2018) as an option,
+plus async functions for one target and many.
 
 A per-flow load balancer sends each flow one way; other flows may go other ways. The
 MDA varies the **flow id** (``probes/flowprobes.py``: the source port, and over IPv6 the
-flow label) to find every next hop of every interface, hop by hop:
+flow label) to find every next hop of every interface, one level (TTL) at a time:
 
 * **Stopping rule.** An interface ``v`` at TTL ``h`` whose flows have shown ``k`` next
-  hops is probed at ``h + 1`` with flows known to pass ``v`` until ``n(k + 1)`` of them
-  answered: ``n(K)`` (:func:`probes_needed`) is the smallest number of probes that all
-  miss one of ``K`` equally likely next hops with probability at most ``eps``. At
-  ``eps`` 5% and 1% it is the classic table (6, 11, 16, 21, 27, ... and 8, 15, 21, 28,
-  36, ...: :data:`CLASSIC_TABLE`), computed exactly.
-* **Node control.** Each interface is tested with flows that are known to pass it:
-  flows seen there, flows inferred through a chain of interfaces that each have one
-  next hop (from the source down, any new flow), or new flows probed at ``h`` until
-  enough land on it ("bringing flows forward").
+  hops is tested until ``n(k + 1)`` flows count against a next hop more:
+  ``n(K)`` (:func:`probes_needed`) is the smallest number of probes that all miss one
+  of ``K`` equally likely next hops with probability at most ``eps``. At ``eps`` 5%
+  and 1% it is the classic table (6, 11, 16, 21, 27, ... and 8, 15, 21, 28, 36, ...:
+  :data:`CLASSIC_TABLE`), computed exactly.
+* **What counts.** A flow known to pass ``v`` (seen there, or inferred down a chain of
+  interfaces that each have one next hop; from the source down, any new flow), sent
+  to ``h + 1``, counts one ("node control"). A *new* flow sent to ``h + 1`` counts
+  for every interface at ``h`` at once, less: under the MDA's model (each interface
+  splits new flows evenly among its next hops) a hidden next hop more of ``v`` would
+  take it with probability ``p / (k + 1)``, ``p`` the share of new flows that reach
+  ``v``, so meeting no new interface weighs ``log(1 - p / (k + 1)) / log(k / (k + 1))``
+  flows (1 where every flow passes ``v``; 0.19 for one of four branches). When an
+  interface runs out of flows known to pass it, the machine sends whichever tells its
+  test more per probe: new flows one TTL on, or new flows at ``h`` ("brought
+  forward") of which those that land on it go on. A new flow that meets a new
+  interface at ``h + 1`` is sent again at ``h``: whose next hop it is (the link).
 * **Per-trace confidence.** The classic rule bounds the chance of missing a next hop
-  at *each* interface; a trace through two load balancers in a row (the ``nested``
-  lab: 6% at the classic 95%) misses something more often than the confidence says.
-  So ``confidence`` here bounds the whole trace: the source starts with the budget
-  ``1 - confidence``; an interface tests its next hops at half its budget, passes the
-  whole of it on when it shows one next hop and shares the other half among them when
-  it shows several; an interface reached from several receives each one's share. A
-  trace misses an interface only where an interface has several next hops and its
-  test stopped early; before that first miss every test saw the truth, so those
-  budgets sum to at most ``1 - confidence`` (under the MDA's model: next hops equally
-  likely for each new flow). ``per_trace=False`` is the classic per-interface rule.
+  at *each* interface; a trace through two load balancers in a row misses something
+  more often than the confidence says. So ``confidence`` bounds the whole trace: a
+  level may fail with at most half of ``1 - confidence`` until a level branches (an
+  interface there shows several next hops), then a quarter, an eighth, ..., shared
+  evenly by the level's interfaces. A trace misses an interface only where a test
+  stopped early at an interface that had more next hops; at the first such level,
+  every level before it saw the truth, so it is charged its true place in that
+  series, and the series sums to ``1 - confidence`` (under the MDA's model).
+  ``per_trace=False`` is the classic per-interface rule.
+* **Meshing.** New flows only count against a hidden *new* interface, at the share the
+  links seen so far give: where a level shows meshing (an interface with several next
+  hops while one at the next TTL is reached from several), links between interfaces
+  already seen may be missing, so only flows known to pass an interface count there.
+* **MDA-Lite** (``lite=True``): where nothing is meshed, an interface whose one next
+  hop others lead to as well (convergence) can have no other; so such interfaces are
+  tested with ``LITE_FLOWS`` flows each, or together with the level's other probes
+  enough for the hop's own rule (``n(K + 1)`` probes one TTL on, ``K`` interfaces
+  seen there); each level starts with ``LITE_FLOWS`` flows per interface to see the
+  links first. Where meshing shows, the level runs the full rule. The bound then holds
+  where nothing is meshed; meshing that the first flows do not show (one interface
+  among convergent ones with a second next hop) is missed more often.
 * **Silence.** An unanswered probe is sent again (a new identity, the same flow)
   ``retries`` times; a flow still silent at a TTL meets an anonymous interface
   (None, ``*``), which is tested like any other. The trace stops at the destination
@@ -117,12 +137,13 @@ class MultipathOptions:
 
     ``confidence`` (95 or 99) bounds the chance that the trace misses an interface
     (``per_trace=False``: that an interface misses one of its next hops, the classic
-    rule). ``wait_s`` is the wait for one try; an unanswered probe is re-sent
-    ``retries`` times with the same flow. ``port``: the destination port (UDP 33434,
-    TCP 80). ``max_probes`` caps the probes of one trace (scamper's default, 3000);
-    ``gap_limit`` ends a trace after that many TTLs where every flow was silent.
-    ``flow_base`` is the first flow id (None: one per machine from the transport, so
-    that up to six traces to one address at once never share a flow).
+    rule; ``lite``: MDA-Lite, the bound where nothing is meshed). ``wait_s`` is the
+    wait for one try; an unanswered probe is re-sent ``retries`` times with the same
+    flow. ``port``: the destination port (UDP 33434, TCP 80). ``max_probes`` caps the
+    probes of one trace (scamper's default, 3000); ``gap_limit`` ends a trace after
+    that many TTLs where every flow was silent. ``flow_base`` is the first flow id
+    (None: one per machine from the transport, so that up to six traces to one address
+    at once never share a flow).
     """
 
     method: str = "udp"
@@ -618,8 +639,9 @@ class MultipathMachine(MachineOutbox[object]):
         if any(self._testing.get(node) for node in needy):
             return  # (their flows' answers first: they tell how many next hops)
         level = self._levels.get(ttl, [])
-        floor = min((self._share[n] for n in level if n in self._share), default=1.0)
-        share = min(1.0, sum(self._share.get(n, floor) for n in needy))
+        known = [self._share[n] for n in level if n in self._share]
+        floor = min(known) if known else 1 / len(level)  # (for interfaces found late)
+        share = min(1.0, sum(self._share.get(n, 0.0) or floor for n in needy))
         weights = {node: self._weight(node) for node in needy}
         ahead = sum(weights.values())
         limit = max(256, 64 * len(level))  # then the interface is given up on
@@ -673,7 +695,7 @@ class MultipathMachine(MachineOutbox[object]):
             succ = self._succ.get(node, {})
             for after in succ:
                 shares[after] = shares.get(after, 0.0) + self._share.get(node, 0.0) / len(succ)
-        self._share.update(shares)
+        self._share.update((node, share) for node, share in shares.items() if share > 0)
         self._level = ttl + 1
         self._extra_sent = self._next_seen = 0
         self._meshed = False
