@@ -292,13 +292,13 @@ class MultipathMachine(MachineOutbox[object]):
         self._branching = 0  # levels where an interface showed several next hops
         self._level_eps = options.failure / 2  # each test's failure bound at the level
         self._level_width = 1  # interfaces to test at the level, when it began
-        self._meshed = False  # (lite) the level shows meshing: every test in full
+        self._meshed = False  # the level shows meshing: flows known to pass count alone
         self._warming = 0  # (lite) 2: the level's first round, LITE_FLOWS each; 1: sent
         #: Probes by (TTL, purpose): "test" (flows known at the interface tested),
         #: "forward" (new flows at the level), "next" (new flows one TTL on),
         #: "back" (a new flow's interface at the level), "retry". For benches.
         self.spent: Counter[tuple[int, str]] = Counter()
-        #: (lite) levels where meshing was found and the full rule ran.
+        #: Levels where meshing was found (there, the full rule without shortcuts).
         self.meshed_levels: list[int] = []
         self._short = False  # a rule left unmet (max probes, max TTL, gap)
         self._over = False  # the plan is over: finished once nothing is in flight
@@ -425,22 +425,25 @@ class MultipathMachine(MachineOutbox[object]):
                 del self._chain[later]  # not every flow passes it: infer no more
         if node not in self._levels.setdefault(ttl, []):
             self._levels[ttl].append(node)  # (found by a test below, or a new flow)
-        if response is None or not response.terminal:
-            self._through.setdefault(node, []).append(flow)
-        else:
-            self._ends.add(node)
         before = self._known(flow, ttl - 1)
+        purpose, test = self._serves.pop(slot, ("", None))
+        if response is not None and response.terminal:
+            self._ends.add(node)
+        elif response is not None or before is not None or purpose != "next":
+            # (A new flow lost one TTL on, whose way there is unknown, shows nothing
+            # to test: only where the flows known to pass some interface are lost.)
+            self._through.setdefault(node, []).append(flow)
         if before is not None:
             self._link(before, node, flow)
         after = self._flow_node.get((flow, ttl + 1))
         if after is not None and (flow, ttl + 1) in self._answers:
             self._link(node, after, flow)  # (a new flow traced back: its link)
-        purpose, test = self._serves.pop(slot, ("", None))
         if purpose:
             self._in_flight[purpose] -= 1
         if test is not None:
             self._testing[test] -= 1
-        if purpose == "next" and before is None:
+        if purpose == "next" and before is None and response is not None:
+            # (A silent one tells nothing: a hidden next hop may be a silent router.)
             if self._pred.get(node):
                 self._next_seen += 1  # evidence for every test at the level
             elif (flow, ttl - 1) not in self._keys and (flow, ttl - 1) not in self._answers:
@@ -552,9 +555,11 @@ class MultipathMachine(MachineOutbox[object]):
         return max(LITE_FLOWS, math.ceil(short / len(convergent)))
 
     def _check_meshing(self, ttl: int) -> None:
-        """(lite) Meshing: an interface at the level shows several next hops while an
-        interface one TTL on is reached from several. Then MDA-Lite's shortcut does not
-        hold there: every test at the level runs in full."""
+        """Meshing: an interface at the level shows several next hops while an interface
+        one TTL on is reached from several. Links between interfaces already seen may
+        then be missing, which new flows cannot show (``_weight``), and MDA-Lite's
+        assumption does not hold: every test at the level counts flows known to pass
+        its interface alone."""
         if self._meshed:
             return
         nodes = self._levels.get(ttl, [])
@@ -652,7 +657,10 @@ class MultipathMachine(MachineOutbox[object]):
                 self._give_up(node)
             self._dirty = True
             return
-        if ahead > share / (1 + share) and all(weights.values()):
+        # (Flows land on an anonymous interface when they are lost: seldom, whatever
+        # the model says; new flows one TTL on do not need to land on it.)
+        anonymous = any(address is None for _, address in needy)
+        if (ahead > share / (1 + share) or anonymous) and all(weights.values()):
             batch = max(math.ceil(want / weights[node] - _SLACK) for node, want in needy.items())
             purpose, at = "next", ttl + 1
         else:
@@ -704,8 +712,8 @@ class MultipathMachine(MachineOutbox[object]):
         if not testable:
             self._finish_plan(short=False)
             return False
-        # The levels that branched before this one took 1/2, 1/4, ... of the bound:
-        # this one may take the next half, shared by its interfaces.
+        # The levels that branched before this one may have taken 1/2, 1/4, ... of the
+        # bound: this one may take half of what is left, shared by its interfaces.
         self._level_width = len(testable)
         self._level_eps = self.options.failure / (2 ** (self._branching + 1) * len(testable))
         if self._level >= self.options.max_ttl:
