@@ -10,7 +10,8 @@ many IPv6 addresses of the target's ranges are traced, one family at a time, by:
 * ``scamper -O json -p 1000 -c "tracelb -P udp-sport -c C" -f FILE`` (UDP flows that
   differ in the source port, as rawprobe's; its other methods are checked apart);
 * ``rawprobe trace --mda -n --json --confidence C --file FILE`` (the per-trace rule,
-  the default) and the same with ``--per-interface`` (the classic rule, scamper's);
+  the default), the same with ``--lite`` (MDA-Lite), with ``--per-interface`` (the
+  classic rule, scamper's) and with both;
 
 and for each the bench prints the interfaces found (distinct addresses, and (TTL,
 address) pairs) against the topology's truth, the traces that missed one, the probes
@@ -132,7 +133,7 @@ def report(name: str, wall: float, traces: Sequence[Trace], paths: Sequence[Sequ
     want_addresses = {(target, a) for target, _ttl, a in wanted}
     probes = sum(t.probes for t in traces)
     return (
-        f"  {name:<31} {len(addresses):3d}/{len(want_addresses)} addresses, "
+        f"  {name:<40} {len(addresses):3d}/{len(want_addresses)} addresses, "
         f"{len(found):3d}/{len(wanted)} (TTL, address); {missed}/{len(traces)} traces missed "
         f"one; {probes:5d} probes; {wall:5.1f} s"
     )
@@ -182,8 +183,9 @@ def main() -> None:
                 print(report("scamper tracelb udp-sport", wall, traces or [], paths))
                 wall, found = run_rawprobe(net, str(path), args.confidence, [])
                 print(report("rawprobe --mda", wall, found, paths))
-                wall, found = run_rawprobe(net, str(path), args.confidence, ["--per-interface"])
-                print(report("rawprobe --mda --per-interface", wall, found, paths))
+                for extra in (["--lite"], ["--per-interface"], ["--lite", "--per-interface"]):
+                    wall, found = run_rawprobe(net, str(path), args.confidence, extra)
+                    print(report(" ".join(["rawprobe --mda", *extra]), wall, found, paths))
             methods(net, Path(tmp), args.confidence, args.cap)
 
 

@@ -128,6 +128,9 @@ def register(commands: Any) -> None:
     trace.add_argument(
         "--per-interface", action="store_true", help="--mda: the classic rule (scamper's)"
     )
+    trace.add_argument(
+        "--lite", action="store_true", help="--mda: MDA-Lite (fewer probes; assumes no meshing)"
+    )
     add_output_option(trace, "--dot", dest="dot", help="--mda: Graphviz file", stdout_ok=False)
     trace.set_defaults(handler=run)
 

@@ -57,7 +57,8 @@ def check_mda(args: argparse.Namespace) -> None:
     """Refuse what does not go with ``--mda`` (and its options without it)."""
     if not args.mda:
         mda_only = ((args.confidence, "--confidence"), (args.dot, "--dot"),
-                    (args.per_interface or None, "--per-interface"))  # fmt: skip
+                    (args.per_interface or None, "--per-interface"),
+                    (args.lite or None, "--lite"))  # fmt: skip
         for value, flag in mda_only:
             if value is not None:
                 raise UsageError(f"trace: {flag} goes with --mda")
@@ -82,6 +83,7 @@ def mda_options(args: argparse.Namespace) -> MultipathOptions:
         method=args.method or "udp",
         confidence=args.confidence or 95,
         per_trace=not args.per_interface,
+        lite=args.lite,
         first_ttl=args.first,
         max_ttl=args.max_hops,
         wait_s=wait_max / (1 + retries),  # (as -w for Paris: the tries share MAX)

@@ -1,32 +1,52 @@
 """Multipath traceroute: the MDA (Augustin et al., "Measuring load-balanced paths in
-the Internet", IMC 2007; scamper's ``tracelb``) as a pure machine, plus async functions
-for one target and many.
+the Internet", IMC 2007; scamper's ``tracelb``) as a pure machine, with MDA-Lite
+(Vermeulen et al., "Multilevel MDA-Lite Paris Traceroute", IMC 2018) as an option,
+plus async functions for one target and many.
 
 A per-flow load balancer sends each flow one way; other flows may go other ways. The
 MDA varies the **flow id** (``probes/flowprobes.py``: the source port, and over IPv6 the
-flow label) to find every next hop of every interface, hop by hop:
+flow label) to find every next hop of every interface, one level (TTL) at a time:
 
 * **Stopping rule.** An interface ``v`` at TTL ``h`` whose flows have shown ``k`` next
-  hops is probed at ``h + 1`` with flows known to pass ``v`` until ``n(k + 1)`` of them
-  answered: ``n(K)`` (:func:`probes_needed`) is the smallest number of probes that all
-  miss one of ``K`` equally likely next hops with probability at most ``eps``. At
-  ``eps`` 5% and 1% it is the classic table (6, 11, 16, 21, 27, ... and 8, 15, 21, 28,
-  36, ...: :data:`CLASSIC_TABLE`), computed exactly.
-* **Node control.** Each interface is tested with flows that are known to pass it:
-  flows seen there, flows inferred through a chain of interfaces that each have one
-  next hop (from the source down, any new flow), or new flows probed at ``h`` until
-  enough land on it ("bringing flows forward").
+  hops is tested until ``n(k + 1)`` flows count against a next hop more:
+  ``n(K)`` (:func:`probes_needed`) is the smallest number of probes that all miss one
+  of ``K`` equally likely next hops with probability at most ``eps``. At ``eps`` 5%
+  and 1% it is the classic table (6, 11, 16, 21, 27, ... and 8, 15, 21, 28, 36, ...:
+  :data:`CLASSIC_TABLE`), computed exactly.
+* **What counts.** A flow known to pass ``v`` (seen there, or inferred down a chain of
+  interfaces that each have one next hop; from the source down, any new flow), sent
+  to ``h + 1``, counts one ("node control"). A *new* flow sent to ``h + 1`` counts
+  for every interface at ``h`` at once, less: under the MDA's model (each interface
+  splits new flows evenly among its next hops) a hidden next hop more of ``v`` would
+  take it with probability ``p / (k + 1)``, ``p`` the share of new flows that reach
+  ``v``, so meeting no new interface weighs ``log(1 - p / (k + 1)) / log(k / (k + 1))``
+  flows (1 where every flow passes ``v``; 0.19 for one of four branches). When an
+  interface runs out of flows known to pass it, the machine sends whichever tells its
+  test more per probe: new flows one TTL on, or new flows at ``h`` ("brought
+  forward") of which those that land on it go on. A new flow that meets a new
+  interface at ``h + 1`` is sent again at ``h``: whose next hop it is (the link).
 * **Per-trace confidence.** The classic rule bounds the chance of missing a next hop
-  at *each* interface; a trace through two load balancers in a row (the ``nested``
-  lab: 6% at the classic 95%) misses something more often than the confidence says.
-  So ``confidence`` here bounds the whole trace: the source starts with the budget
-  ``1 - confidence``; an interface tests its next hops at half its budget, passes the
-  whole of it on when it shows one next hop and shares the other half among them when
-  it shows several; an interface reached from several receives each one's share. A
-  trace misses an interface only where an interface has several next hops and its
-  test stopped early; before that first miss every test saw the truth, so those
-  budgets sum to at most ``1 - confidence`` (under the MDA's model: next hops equally
-  likely for each new flow). ``per_trace=False`` is the classic per-interface rule.
+  at *each* interface; a trace through two load balancers in a row misses something
+  more often than the confidence says. So ``confidence`` bounds the whole trace: a
+  level may fail with at most half of ``1 - confidence`` until a level branches (an
+  interface there shows several next hops), then a quarter, an eighth, ..., shared
+  evenly by the level's interfaces. A trace misses an interface only where a test
+  stopped early at an interface that had more next hops; at the first such level,
+  every level before it saw the truth, so it is charged its true place in that
+  series, and the series sums to ``1 - confidence`` (under the MDA's model).
+  ``per_trace=False`` is the classic per-interface rule.
+* **Meshing.** New flows only count against a hidden *new* interface, at the share the
+  links seen so far give: where a level shows meshing (an interface with several next
+  hops while one at the next TTL is reached from several), links between interfaces
+  already seen may be missing, so only flows known to pass an interface count there.
+* **MDA-Lite** (``lite=True``): where nothing is meshed, an interface whose one next
+  hop others lead to as well (convergence) can have no other; so such interfaces are
+  tested with ``LITE_FLOWS`` flows each, or together with the level's other probes
+  enough for the hop's own rule (``n(K + 1)`` probes one TTL on, ``K`` interfaces
+  seen there); each level starts with ``LITE_FLOWS`` flows per interface to see the
+  links first. Where meshing shows, the level runs the full rule. The bound then holds
+  where nothing is meshed; meshing that the first flows do not show (one interface
+  among convergent ones with a second next hop) is missed more often.
 * **Silence.** An unanswered probe is sent again (a new identity, the same flow)
   ``retries`` times; a flow still silent at a TTL meets an anonymous interface
   (None, ``*``), which is tested like any other. The trace stops at the destination
@@ -42,6 +62,7 @@ from __future__ import annotations
 import heapq
 import math
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -116,18 +137,20 @@ class MultipathOptions:
 
     ``confidence`` (95 or 99) bounds the chance that the trace misses an interface
     (``per_trace=False``: that an interface misses one of its next hops, the classic
-    rule). ``wait_s`` is the wait for one try; an unanswered probe is re-sent
-    ``retries`` times with the same flow. ``port``: the destination port (UDP 33434,
-    TCP 80). ``max_probes`` caps the probes of one trace (scamper's default, 3000);
-    ``gap_limit`` ends a trace after that many TTLs where every flow was silent.
-    ``flow_base`` is the first flow id (None: one per machine from the transport, so
-    that up to six traces to one address at once never share a flow).
+    rule; ``lite``: MDA-Lite, the bound where nothing is meshed). ``wait_s`` is the
+    wait for one try; an unanswered probe is re-sent ``retries`` times with the same
+    flow. ``port``: the destination port (UDP 33434, TCP 80). ``max_probes`` caps the
+    probes of one trace (scamper's default, 3000); ``gap_limit`` ends a trace after
+    that many TTLs where every flow was silent. ``flow_base`` is the first flow id
+    (None: one per machine from the transport, so that up to six traces to one address
+    at once never share a flow).
     """
 
     method: str = "udp"
     port: int | None = None
     confidence: int = 95
     per_trace: bool = True
+    lite: bool = False
     first_ttl: int = 1
     max_ttl: int = 30
     wait_s: float = 1.0
@@ -173,6 +196,12 @@ class MultipathOptions:
         """The failure bound: 1 - confidence."""
         return Fraction(100 - self.confidence, 100)
 
+
+#: Why each probe was sent (``MultipathMachine.spent`` adds "retry").
+_PURPOSES = ("test", "forward", "next", "back")
+#: (lite) Flows a convergent interface is tested with (MDA-Lite's phi).
+LITE_FLOWS = 2
+_SLACK = 1e-9  # (float evidence against whole flows)
 
 #: Flow ids of one machine lie in [base, base + _FLOW_SPAN): machines to one address
 #: get bases _FLOW_SPAN apart, six of them before the source ports (28232) wrap.
@@ -250,15 +279,27 @@ class MultipathMachine(MachineOutbox[object]):
         self._through: dict[Node, list[int]] = {root: []}  # flows that went on from it
         self._cursor: dict[Node, int] = {}  # how many of _through[v] were sent on
         self._succ: dict[Node, dict[Node, list[int]]] = {}  # links, with their flows
+        self._pred: dict[Node, set[Node]] = {}  # the links' other ends
         self._testing: dict[Node, int] = {}  # probes in flight for the node's test
-        self._serves: dict[tuple[int, int], Node | None] = {}  # (flow, ttl) -> test
-        self._forward_in_flight = 0  # flows brought forward, not answered yet
-        self._forward_sent = 0  # at this level
+        self._serves: dict[tuple[int, int], tuple[str, Node | None]] = {}  # (purpose, test)
+        self._in_flight: dict[str, int] = dict.fromkeys(_PURPOSES, 0)  # per purpose
+        self._extra_sent = 0  # new flows for the level's tests (forward, next)
+        self._next_seen = 0  # new flows answered at level + 1, their interface there
         self._done: set[Node] = set()
         self._chain: dict[int, Node] = {root[0]: root}  # every flow passes it
         self._ends: set[Node] = set()  # where paths ended (the destination, !H, ...)
-        self._budget: dict[Node, Fraction] = {root: options.failure}
         self._share: dict[Node, float] = {root: 1.0}  # of new flows, in the MDA's model
+        self._branching = 0  # levels where an interface showed several next hops
+        self._level_eps = options.failure / 2  # each test's failure bound at the level
+        self._level_width = 1  # interfaces to test at the level, when it began
+        self._meshed = False  # the level shows meshing: flows known to pass count alone
+        self._warming = 0  # (lite) 2: the level's first round, LITE_FLOWS each; 1: sent
+        #: Probes by (TTL, purpose): "test" (flows known at the interface tested),
+        #: "forward" (new flows at the level), "next" (new flows one TTL on),
+        #: "back" (a new flow's interface at the level), "retry". For benches.
+        self.spent: Counter[tuple[int, str]] = Counter()
+        #: Levels where meshing was found (there, the full rule without shortcuts).
+        self.meshed_levels: list[int] = []
         self._short = False  # a rule left unmet (max probes, max TTL, gap)
         self._over = False  # the plan is over: finished once nothing is in flight
 
@@ -379,23 +420,40 @@ class MultipathMachine(MachineOutbox[object]):
                 self._retired.append(key)
         node: Node = (ttl, response.address if response is not None else None)
         self._flow_node[slot] = node
+        if self._chain.get(ttl, node) != node:  # (a test above stopped early)
+            for later in [t for t in self._chain if t >= ttl]:
+                del self._chain[later]  # not every flow passes it: infer no more
         if node not in self._levels.setdefault(ttl, []):
-            self._levels[ttl].append(node)  # (found by a test below, or brought forward)
-            if ttl == self._level:  # a next hop the tests below missed: the least budget
-                level = [self._budget[n] for n in self._levels[ttl] if n in self._budget]
-                self._budget[node] = min(level, default=self.options.failure / 2)
-        if response is None or not response.terminal:
-            self._through.setdefault(node, []).append(flow)
-        else:
-            self._ends.add(node)
+            self._levels[ttl].append(node)  # (found by a test below, or a new flow)
         before = self._known(flow, ttl - 1)
+        purpose, test = self._serves.pop(slot, ("", None))
+        if response is not None and response.terminal:
+            self._ends.add(node)
+        elif response is not None or before is not None or purpose != "next":
+            # (A new flow lost one TTL on, whose way there is unknown, shows nothing
+            # to test: only where the flows known to pass some interface are lost.)
+            self._through.setdefault(node, []).append(flow)
         if before is not None:
-            self._succ.setdefault(before, {}).setdefault(node, []).append(flow)
-        test = self._serves.pop(slot, None)
+            self._link(before, node, flow)
+        after = self._flow_node.get((flow, ttl + 1))
+        if after is not None and (flow, ttl + 1) in self._answers:
+            self._link(node, after, flow)  # (a new flow traced back: its link)
+        if purpose:
+            self._in_flight[purpose] -= 1
         if test is not None:
             self._testing[test] -= 1
-        elif ttl == self._level:
-            self._forward_in_flight -= 1
+        if purpose == "next" and before is None and response is not None:
+            # (A silent one tells nothing: a hidden next hop may be a silent router.)
+            if self._pred.get(node):
+                self._next_seen += 1  # evidence for every test at the level
+            elif (flow, ttl - 1) not in self._keys and (flow, ttl - 1) not in self._answers:
+                self._send(flow, ttl - 1, "back")  # a new interface: whose next hop?
+
+    def _link(self, before: Node, after: Node, flow: int) -> None:
+        flows = self._succ.setdefault(before, {}).setdefault(after, [])
+        if flow not in flows:
+            flows.append(flow)
+            self._pred.setdefault(after, set()).add(before)
 
     def _known(self, flow: int, ttl: int) -> Node | None:
         """The interface ``flow`` met at ``ttl``, answered or inferred."""
@@ -417,12 +475,6 @@ class MultipathMachine(MachineOutbox[object]):
 
     # -- the algorithm ---------------------------------------------------------------
 
-    def _eps(self, node: Node) -> Fraction:
-        """The failure bound of ``node``'s test (module docstring)."""
-        if not self.options.per_trace:
-            return self.options.failure
-        return self._budget[node] / 2
-
     def _testable(self, node: Node) -> bool:
         if self._through.get(node):
             return True
@@ -433,8 +485,14 @@ class MultipathMachine(MachineOutbox[object]):
         once every test there has met it."""
         while self._finished is None:
             ttl = self._level
-            needy: dict[Node, int] = {}
+            self._check_meshing(ttl)
+            if self._warming == 1:  # (lite: the first round's links, before any rule)
+                if self._in_flight["test"]:
+                    return
+                self._warming = 0
+            needy: dict[Node, float] = {}
             open_tests = False
+            done = len(self._done)
             for node in list(self._levels.get(ttl, [])):
                 if node in self._done or not self._testable(node):
                     continue
@@ -442,34 +500,112 @@ class MultipathMachine(MachineOutbox[object]):
                 if want is None:
                     continue
                 open_tests = True
-                if want:
+                if want > 0:
                     needy[node] = want
+            if self._warming == 2:
+                self._warming = 1 if self._in_flight["test"] else 0
+                if self._warming:
+                    return
             if needy:
-                self._bring_forward(ttl, needy)
-            if open_tests or self._forward_in_flight or self._queue:
+                self._more_flows(ttl, needy)
+            if self._queue or any(self._in_flight.values()):
                 return
+            if open_tests:
+                if len(self._done) == done:
+                    return
+                continue  # (a test was over: the lite ones waiting for it may go on)
             if not self._advance():
                 return
 
-    def _test(self, node: Node) -> int | None:
+    def _weight(self, node: Node) -> float:
+        """What one new flow probed one TTL past ``node``'s level tells its test, in
+        flows known to pass it: with ``k`` next hops seen, a hidden one more would take
+        a new flow with probability ``p / (k + 1)`` (``p``: the MDA's share of new flows
+        that reach ``node``), so a flow that met no new interface weighs
+        ``log(1 - p / (k + 1)) / log(k / (k + 1))`` (1 when every flow passes it)."""
+        k = len(self._succ.get(node, {}))
+        share = self._share.get(node, 0.0)
+        if not k or share <= 0.0 or self._meshed or self._convergent(node):
+            return 0.0
+        return math.log1p(-min(share, 1.0) / (k + 1)) / math.log(k / (k + 1))
+
+    def _convergent(self, node: Node) -> bool:
+        """(lite) ``node`` shows one next hop, which others lead to as well: under
+        MDA-Lite's assumptions (no meshing) it has no other."""
+        if not self.options.lite or self._meshed:
+            return False
+        nexts = self._succ.get(node, {})
+        return len(nexts) == 1 and len(self._pred.get(next(iter(nexts)), ())) > 1
+
+    def _lite_need(self, ttl: int) -> int | None:
+        """(lite) A convergent interface's flows: MDA-Lite's phi, and, once the other
+        tests at the level are over, together enough for the hop's own stopping rule
+        (``n(K + 1)`` probes one TTL on, ``K`` the interfaces seen there, at the level's
+        whole bound) with the probes those sent. None: wait for those tests."""
+        nodes = [n for n in self._levels.get(ttl, []) if self._testable(n)]
+        convergent = [n for n in nodes if self._convergent(n)]
+        if any(n not in self._done for n in nodes if n not in convergent):
+            return None
+        sent = sum(len(flows) for n in nodes for flows in self._succ.get(n, {}).values())
+        sent += self._next_seen
+        failure = self.options.failure
+        hop = failure if not self.options.per_trace else self._level_eps * self._level_width
+        verified = sum(len(f) for n in convergent for f in self._succ.get(n, {}).values())
+        short = probes_needed(len(self._levels.get(ttl + 1, [])) + 1, hop) - sent + verified
+        return max(LITE_FLOWS, math.ceil(short / len(convergent)))
+
+    def _check_meshing(self, ttl: int) -> None:
+        """Meshing: an interface at the level shows several next hops while an interface
+        one TTL on is reached from several. Links between interfaces already seen may
+        then be missing, which new flows cannot show (``_weight``), and MDA-Lite's
+        assumption does not hold: every test at the level counts flows known to pass
+        its interface alone."""
+        if self._meshed:
+            return
+        nodes = self._levels.get(ttl, [])
+        if any(len(self._succ.get(n, {})) > 1 for n in nodes) and any(
+            len(self._pred.get(n, ())) > 1 for n in self._levels.get(ttl + 1, [])
+        ):
+            self._meshed = True
+            self.meshed_levels.append(ttl)
+
+    def _test(self, node: Node) -> float | None:
         """Queue probes for ``node``'s test; None once it met the rule (now concluded),
         else how many flows through it are still missing (0: enough in flight)."""
         ttl = node[0]
         nexts = self._succ.get(node, {})
-        answered = sum(len(flows) for flows in nexts.values())
-        # (Every probe shows a next hop, if only a silent one: at least n(2) at once.)
-        need = probes_needed(max(len(nexts), 1) + 1, self._eps(node))
+        verified = sum(len(flows) for flows in nexts.values())
         in_flight = self._testing.get(node, 0)
-        if answered >= need and not in_flight:
+        if self._convergent(node):
+            lite = self._lite_need(ttl)
+            if lite is None:
+                return 0.0
+            need: float = lite
+            have, pending = float(verified), float(in_flight)
+        else:
+            # (Every probe shows a next hop, if only a silent one: at least n(2) at once.)
+            eps = self.options.failure if not self.options.per_trace else self._level_eps
+            need = probes_needed(max(len(nexts), 1) + 1, eps)
+            weight = self._weight(node)
+            have = verified + weight * self._next_seen
+            pending = in_flight + weight * self._in_flight["next"]
+        warming = self._warming == 2
+        if warming:  # (lite: LITE_FLOWS each first, to see which next hops are shared)
+            need = min(need, verified + in_flight + LITE_FLOWS)
+        settled = not (in_flight or self._in_flight["next"] or self._in_flight["back"])
+        if have >= need - _SLACK and settled and not warming:
             self._conclude(node)
             return None
-        budget = self.options.max_probes - self._probes_sent - self._in_flight()
-        want = min(need - answered - in_flight, budget)
-        if want <= 0:
-            if in_flight or budget > 0:
-                return 0
+        missing = need - have - pending
+        if missing <= _SLACK:
+            return 0.0  # (enough in flight)
+        budget = self.options.max_probes - self._probes_sent - self._in_flight_count()
+        if budget <= 0:
+            if not settled:
+                return 0.0
             self._give_up(node)
             return None
+        want = min(math.ceil(missing - _SLACK), budget)
         flows = self._through.setdefault(node, [])
         cursor = self._cursor.get(node, 0)
         while want and (cursor < len(flows) or self._chain.get(ttl) == node):
@@ -481,42 +617,59 @@ class MultipathMachine(MachineOutbox[object]):
             cursor += 1
             if (flow, ttl + 1) in self._answers or (flow, ttl + 1) in self._keys:
                 continue
-            self._send(flow, ttl + 1, node)
+            self._send(flow, ttl + 1, "test", node)
             want -= 1
+            missing -= 1
         self._cursor[node] = cursor
-        return want
+        return max(missing, 0.0) if want else 0.0
 
     def _give_up(self, node: Node) -> None:
         """The probe budget is spent: conclude with what was seen."""
         self._short = True
         self._conclude(node)
 
-    def _bring_forward(self, ttl: int, needy: dict[Node, int]) -> None:
-        """New flows probed at ``ttl`` until enough land on each needy interface, in
-        rounds: a round is the flows still missing divided by the needy interfaces'
-        share of new flows (as many as the missing flows when they are all needy; a
-        round sized for the rarest one would overshoot the others). The share is the
-        MDA's model: each interface splits its flows evenly among its next hops (one
-        estimated from the flows seen so far is too noisy: an interface met once in 24
-        flows asked for ten times too many)."""
-        if self._forward_in_flight:
+    def _more_flows(self, ttl: int, needy: dict[Node, float]) -> None:
+        """New flows for tests that ran out of flows known to pass their interface, in
+        rounds. Either one TTL past the level ("next"): each weighs
+        ``_weight(node)`` for every test at once; or at the level ("forward", the
+        MDA's node control): a flow that lands on a needy interface is then sent on,
+        one flow for its test at two probes. Whichever tells the needy tests more per
+        probe; a round of "next" flows is what the neediest test lacks (their weight is
+        known in advance), a round brought forward is the flows missing over the needy
+        interfaces' share of new flows (the MDA's model: each interface splits its flows
+        evenly among its next hops; one estimated from the flows seen so far is too
+        noisy: an interface met once in 24 flows asked for ten times too many)."""
+        if self._in_flight["forward"] or self._in_flight["next"] or self._in_flight["back"]:
             return
+        if any(self._testing.get(node) for node in needy):
+            return  # (their flows' answers first: they tell how many next hops)
         level = self._levels.get(ttl, [])
-        floor = min((self._share[n] for n in level if n in self._share), default=1.0)
-        share = min(1.0, sum(self._share.get(n, floor) for n in needy))
-        batch = math.ceil(sum(needy.values()) / share)
+        known = [self._share[n] for n in level if n in self._share]
+        floor = min(known) if known else 1 / len(level)  # (for interfaces found late)
+        share = min(1.0, sum(self._share.get(n, 0.0) or floor for n in needy))
+        weights = {node: self._weight(node) for node in needy}
+        ahead = sum(weights.values())
         limit = max(256, 64 * len(level))  # then the interface is given up on
-        room = self.options.max_probes - self._probes_sent - self._in_flight()
-        batch = min(batch, 256, room, limit - self._forward_sent)
-        if batch <= 0:
+        room = self.options.max_probes - self._probes_sent - self._in_flight_count()
+        room = min(256, room, limit - self._extra_sent)
+        if room <= 0:
             for node in needy:
                 self._give_up(node)
             self._dirty = True
             return
+        # (Flows land on an anonymous interface when they are lost: seldom, whatever
+        # the model says; new flows one TTL on do not need to land on it.)
+        anonymous = any(address is None for _, address in needy)
+        if (ahead > share / (1 + share) or anonymous) and all(weights.values()):
+            batch = max(math.ceil(want / weights[node] - _SLACK) for node, want in needy.items())
+            purpose, at = "next", ttl + 1
+        else:
+            batch = math.ceil(sum(needy.values()) / share - _SLACK)
+            purpose, at = "forward", ttl
+        batch = max(1, min(batch, room))
         for _ in range(batch):
-            self._send(self._new_flow(), ttl, None)
-        self._forward_in_flight += batch
-        self._forward_sent += batch
+            self._send(self._new_flow(), at, purpose)
+        self._extra_sent += batch
 
     def _conclude(self, node: Node) -> None:
         """``node``'s test met the rule: with one next hop, every flow known to pass it
@@ -538,38 +691,37 @@ class MultipathMachine(MachineOutbox[object]):
                 self._through[only].append(flow)
 
     def _advance(self) -> bool:
-        """Every interface at the level met its rule: move to the next TTL, giving each
-        interface there its budget; False when the trace is over."""
+        """Every interface at the level met its rule: move to the next TTL, with its
+        share of the failure bound; False when the trace is over."""
         ttl = self._level
-        nexts = [n for n in self._levels.get(ttl + 1, [])]
-        budgets: dict[Node, Fraction] = {}
+        level = self._levels.get(ttl, [])
+        nexts = list(self._levels.get(ttl + 1, []))
+        if any(len(self._succ.get(node, {})) > 1 for node in level):
+            self._branching += 1
         shares: dict[Node, float] = {}
-        for node in self._levels.get(ttl, []):
+        for node in level:
             succ = self._succ.get(node, {})
-            if not succ or node not in self._budget:
-                continue
-            budget = self._budget[node]
-            part = budget if len(succ) == 1 else budget / (2 * len(succ))
             for after in succ:
-                budgets[after] = budgets.get(after, Fraction(0)) + part
                 shares[after] = shares.get(after, 0.0) + self._share.get(node, 0.0) / len(succ)
-        floor = min(budgets.values(), default=self.options.failure / 2)
-        for node in nexts:  # (one no test found: the least budget of the level)
-            self._budget[node] = budgets.get(node, floor)
-            if node in shares:
-                self._share[node] = shares[node]
+        self._share.update((node, share) for node, share in shares.items() if share > 0)
         self._level = ttl + 1
-        self._forward_in_flight = self._forward_sent = 0
+        self._extra_sent = self._next_seen = 0
+        self._meshed = False
         testable = [n for n in nexts if self._testable(n)]
+        self._warming = 2 if self.options.lite and len(testable) > 1 else 0
         if not testable:
             self._finish_plan(short=False)
             return False
+        # The levels that branched before this one may have taken 1/2, 1/4, ... of the
+        # bound: this one may take half of what is left, shared by its interfaces.
+        self._level_width = len(testable)
+        self._level_eps = self.options.failure / (2 ** (self._branching + 1) * len(testable))
         if self._level >= self.options.max_ttl:
             self._finish_plan(short=True)
             return False
         gap = 0
-        for level in range(self._level, self._root[0], -1):
-            if any(address is not None for _, address in self._levels.get(level, [])):
+        for level_ttl in range(self._level, self._root[0], -1):
+            if any(address is not None for _, address in self._levels.get(level_ttl, [])):
                 break
             gap += 1
         if gap >= self.options.gap_limit:
@@ -593,7 +745,7 @@ class MultipathMachine(MachineOutbox[object]):
 
     # -- packets -------------------------------------------------------------------
 
-    def _in_flight(self) -> int:
+    def _in_flight_count(self) -> int:
         return len(self._keys) + len(self._queue)
 
     def _new_flow(self) -> int:
@@ -601,12 +753,14 @@ class MultipathMachine(MachineOutbox[object]):
         self._fresh += 1
         return flow
 
-    def _send(self, flow: int, ttl: int, test: Node | None) -> None:
-        """Queue the first try of ``flow`` at ``ttl``, for ``test`` (None: brought
-        forward)."""
-        self._serves[flow, ttl] = test
+    def _send(self, flow: int, ttl: int, purpose: str, test: Node | None = None) -> None:
+        """Queue the first try of ``flow`` at ``ttl`` for ``purpose`` (``_PURPOSES``;
+        a "test" probe is for ``test``'s stopping rule)."""
+        self._serves[flow, ttl] = (purpose, test)
+        self._in_flight[purpose] += 1
         if test is not None:
             self._testing[test] = self._testing.get(test, 0) + 1
+        self.spent[ttl, purpose] += 1
         self._order.setdefault(ttl, []).append(flow)
         self._keys[flow, ttl] = []
         self._queue.append((flow, ttl, 0))
@@ -614,6 +768,8 @@ class MultipathMachine(MachineOutbox[object]):
     def _packet(self, flow: int, ttl: int, attempt: int) -> Outgoing:
         number = self._number
         self._number += 1
+        if attempt:
+            self.spent[ttl, "retry"] += 1
         out = self._probes.packet(ttl, (self._flow_base + flow) & 0xFFFF, number)
         self._tries[out.key] = _Try(flow, ttl, attempt, out.packet)
         self._keys.setdefault((flow, ttl), []).append(out.key)

@@ -48,6 +48,42 @@ NESTED: Routes = {
     "198.18.6.2": ("198.18.7.2",),
     "198.18.7.2": (),
 }
+#: Graphs that break MDA-Lite's assumption (no meshing: no interface with several next
+#: hops at a TTL where another is reached from several).
+#: mesh: r1 over a1 and b1, each of them over both a2 and b2 (a full mesh), then r2.
+MESH: Routes = {
+    "": ("198.18.1.1",),
+    "198.18.1.1": ("198.18.2.2", "198.18.3.2"),
+    "198.18.2.2": ("198.18.4.2", "198.18.5.2"),
+    "198.18.3.2": ("198.18.4.2", "198.18.5.2"),
+    "198.18.4.2": ("198.18.6.2",),
+    "198.18.5.2": ("198.18.6.2",),
+    "198.18.6.2": (),
+}
+#: meshlink: nested with one more link, b1 to d1 (not b2): d1 is reached from a1 and
+#: from b1, while a1 splits over c1 and d1.
+MESHLINK: Routes = {
+    "": ("198.18.1.1",),
+    "198.18.1.1": ("198.18.2.2", "198.18.3.2"),
+    "198.18.2.2": ("198.18.4.2", "198.18.5.2"),
+    "198.18.3.2": ("198.18.5.2",),
+    "198.18.4.2": ("198.18.7.2",),
+    "198.18.5.2": ("198.18.7.2",),
+    "198.18.7.2": (),
+}
+#: hidden: nested where c1 also splits, over r2 and x: at c1's TTL, r2 is reached from
+#: c1, d1 and b2 (it looks convergent), and only c1's flows find x (1 flow in 8).
+HIDDEN: Routes = {
+    "": ("198.18.1.1",),
+    "198.18.1.1": ("198.18.2.2", "198.18.3.2"),
+    "198.18.2.2": ("198.18.4.2", "198.18.5.2"),
+    "198.18.3.2": ("198.18.6.2",),
+    "198.18.4.2": ("198.18.7.2", "198.18.9.2"),
+    "198.18.5.2": ("198.18.7.2",),
+    "198.18.6.2": ("198.18.7.2",),
+    "198.18.9.2": ("198.18.7.2",),
+    "198.18.7.2": (),
+}
 #: a line of three routers.
 LINE: Routes = {
     "": ("198.18.1.1",),
@@ -62,6 +98,12 @@ FORK: Routes = {
     "198.18.2.2": (),
     "198.18.3.2": (),
 }
+
+
+#: The load-balanced graphs by name (benches, honesty tests).
+GRAPHS: dict[str, Routes] = {
+    "ecmp4": ECMP4, "nested": NESTED, "mesh": MESH, "meshlink": MESHLINK, "hidden": HIDDEN,
+}  # fmt: skip
 
 
 def v6(routes: Routes) -> Routes:

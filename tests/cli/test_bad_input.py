@@ -150,6 +150,7 @@ TRACE = [
     ["trace", "--confidence", "95", V4],
     ["trace", "--confidence", "90", "--mda", V4],
     ["trace", "--per-interface", V4],
+    ["trace", "--lite", V4],
     ["trace", "--dot", "{nodir}", "--mda", V4],
     ["trace", "--dot", "-", "--mda", V4],
     ["trace", "--dot", "{dir}", V4],

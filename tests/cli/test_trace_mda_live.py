@@ -41,11 +41,19 @@ def test_live_plain_output_off_a_terminal_and_flows_per_interface(
     simulated_network: MemoryNetwork, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``--flows N`` with ``--mda``: N flows through each interface (when the MDA saw
-    that many there): the first hop's row counts every flow."""
+    that many there): the first hop's row counts every flow, each crossing one of the
+    four branches; at least 3 flows through each of the 3 interfaces 3 hops on."""
     simulated_network.add(TARGET, routes=ECMP4, delay_s=0.001)
     assert main(["trace", "--report", "--mda", "--flows", "3", *ROUNDS, TARGET]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"HOST: {TARGET}") and "Loss%" in lines[0]
     assert sum(line.startswith("path ") for line in lines) == 4
-    first = next(line for line in lines if line.startswith("  1.|-- 198.18.1.1"))
-    assert int(first.split()[3]) >= 3 * 3 * 4  # rounds x flows x branches
+
+    def sent(prefix: str) -> list[int]:  # (the rows of the graph, before the paths)
+        rows = lines[: next(i for i, line in enumerate(lines) if line.startswith("path "))]
+        return [int(line.split()[3]) for line in rows if line.startswith(prefix)]
+
+    (first,) = sent("  1.|-- 198.18.1.1")
+    branches = sent("  2.|-- ")
+    assert len(branches) == 4 and min(branches) >= 3 and first == sum(branches)
+    assert first >= 3 * 3 * 3  # rounds x flows x interfaces
