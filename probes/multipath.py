@@ -76,7 +76,7 @@ from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import MultipathLink, MultipathResult, TraceHop, TraceResponse
 from rawprobe.probes.multiplex import ManyResults, run_many
 from rawprobe.probes.trace_replies import parse_reply
-from rawprobe.probes.traceroute import DEFAULT_TCP_PORT, DEFAULT_UDP_PORT, METHODS
+from rawprobe.probes.traceroute import METHODS, check_packet, check_ttls, destination_port
 from rawprobe.transport.base import Reply, Sent, Transport, measured_rtt
 from rawprobe.transport.keys import Cookies, MatchKey
 
@@ -166,10 +166,7 @@ class MultipathOptions:
             raise UsageError(f"bad method {self.method!r}: choose icmp, udp or tcp")
         if self.confidence not in CONFIDENCES:
             raise UsageError(f"bad confidence {self.confidence}: choose 95 or 99")
-        if not 1 <= self.max_ttl <= 255:
-            raise UsageError(f"bad max ttl {self.max_ttl}: must be 1..255")
-        if not 1 <= self.first_ttl <= self.max_ttl:
-            raise UsageError(f"bad first ttl {self.first_ttl}: must be 1..{self.max_ttl}")
+        check_ttls(self.first_ttl, self.max_ttl)
         if not (self.wait_s > 0 and self.wait_s < 1e6):
             raise UsageError(f"bad wait {self.wait_s}: must be > 0 seconds")
         if not 0 <= self.retries <= 10:
@@ -178,18 +175,11 @@ class MultipathOptions:
             raise UsageError(f"bad max probes {self.max_probes}: must be 1..{_FLOW_SPAN}")
         if not 1 <= self.gap_limit <= 255:
             raise UsageError(f"bad gap limit {self.gap_limit}: must be 1..255")
-        if self.port is not None and not 1 <= self.port <= 65535:
-            raise UsageError(f"bad port {self.port}: must be 1..65535")
-        if not 0 <= self.tos <= 255:
-            raise UsageError(f"bad tos {self.tos}: must be 0..255")
-        if self.packet_size is not None and not 0 <= self.packet_size <= 65000:
-            raise UsageError(f"bad packet size {self.packet_size}: must be 0..65000")
+        check_packet(self.port, self.tos, self.packet_size)
 
     @property
     def destination_port(self) -> int:
-        if self.port is not None:
-            return self.port
-        return DEFAULT_TCP_PORT if self.method == "tcp" else DEFAULT_UDP_PORT
+        return destination_port(self.method, self.port)
 
     @property
     def failure(self) -> Fraction:

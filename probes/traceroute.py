@@ -75,6 +75,9 @@ __all__ = [
     "TraceResults",
     "TraceSpec",
     "annotation",
+    "check_packet",
+    "check_ttls",
+    "destination_port",
     "new_batch",
     "new_machine",
     "trace_many_with",
@@ -85,6 +88,32 @@ __all__ = [
 METHODS = ("icmp", "udp", "tcp")
 DEFAULT_UDP_PORT = 33434  # traceroute's base port
 DEFAULT_TCP_PORT = 80
+
+
+def check_ttls(first_ttl: int, max_ttl: int) -> None:
+    """UsageError unless ``first_ttl`` .. ``max_ttl`` is a range of TTLs (TraceOptions,
+    MultipathOptions)."""
+    if not 1 <= max_ttl <= 255:
+        raise UsageError(f"bad max ttl {max_ttl}: must be 1..255")
+    if not 1 <= first_ttl <= max_ttl:
+        raise UsageError(f"bad first ttl {first_ttl}: must be 1..{max_ttl}")
+
+
+def check_packet(port: int | None, tos: int, packet_size: int | None) -> None:
+    """UsageError for a destination port, TOS or packet size a trace probe cannot carry."""
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"bad port {port}: must be 1..65535")
+    if not 0 <= tos <= 255:
+        raise UsageError(f"bad tos {tos}: must be 0..255")
+    if packet_size is not None and not 0 <= packet_size <= 65000:
+        raise UsageError(f"bad packet size {packet_size}: must be 0..65000")
+
+
+def destination_port(method: str, port: int | None) -> int:
+    """The destination port of a trace's probes: ``port``, else the method's default."""
+    if port is not None:
+        return port
+    return DEFAULT_TCP_PORT if method == "tcp" else DEFAULT_UDP_PORT
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +147,7 @@ class TraceOptions:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise UsageError(f"bad method {self.method!r}: choose icmp, udp or tcp")
-        if not 1 <= self.max_ttl <= 255:
-            raise UsageError(f"bad max ttl {self.max_ttl}: must be 1..255")
-        if not 1 <= self.first_ttl <= self.max_ttl:
-            raise UsageError(f"bad first ttl {self.first_ttl}: must be 1..{self.max_ttl}")
+        check_ttls(self.first_ttl, self.max_ttl)
         if not 1 <= self.queries <= 10:
             raise UsageError(f"bad number of queries {self.queries}: must be 1..10")
         if not (self.wait_s > 0 and self.wait_s < 1e6):
@@ -133,18 +159,11 @@ class TraceOptions:
             raise UsageError(f"bad retries {self.retries}: must be 0..10")
         if self.in_flight is not None and self.in_flight < 1:
             raise UsageError(f"bad in-flight {self.in_flight}: must be at least 1")
-        if self.port is not None and not 1 <= self.port <= 65535:
-            raise UsageError(f"bad port {self.port}: must be 1..65535")
-        if not 0 <= self.tos <= 255:
-            raise UsageError(f"bad tos {self.tos}: must be 0..255")
-        if self.packet_size is not None and not 0 <= self.packet_size <= 65000:
-            raise UsageError(f"bad packet size {self.packet_size}: must be 0..65000")
+        check_packet(self.port, self.tos, self.packet_size)
 
     @property
     def destination_port(self) -> int:
-        if self.port is not None:
-            return self.port
-        return DEFAULT_TCP_PORT if self.method == "tcp" else DEFAULT_UDP_PORT
+        return destination_port(self.method, self.port)
 
 
 class _Probe:
