@@ -63,18 +63,17 @@ import heapq
 import math
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 
 from rawprobe.errors import UsageError
-from rawprobe.probes.drive import drive
 from rawprobe.probes.flowprobes import FlowProbes
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import MultipathLink, MultipathResult, TraceHop, TraceResponse
-from rawprobe.probes.multiplex import ManyResults, run_many
+from rawprobe.probes.multiplex import ManyResults, run_one, run_targets
 from rawprobe.probes.trace_replies import parse_reply
 from rawprobe.probes.traceroute import METHODS, check_packet, check_ttls, destination_port
 from rawprobe.transport.base import Reply, Sent, Transport, measured_rtt
@@ -829,23 +828,21 @@ async def multipath_with(
     machine = new_multipath_machine(
         transport, address, options or MultipathOptions(), source=source, target=target
     )
-    await drive(machine, transport)
-    return machine.result()
+    return await run_one(transport, machine)
 
 
 #: What ``multipath_many_with`` yields: results in completion order (see ManyResults).
 MultipathResults = ManyResults[MultipathResult]
 
 
-@asynccontextmanager
-async def multipath_many_with(
+def multipath_many_with(
     transport: Transport,
     addresses: Sequence[str],
     options: MultipathOptions | None = None,
     *,
     targets: Sequence[str] | None = None,
     source: str | None = None,
-) -> AsyncIterator[MultipathResults]:
+) -> AbstractAsyncContextManager[MultipathResults]:
     """MDA traces to every address at once over one transport (one driver loop, the
     transport's rate shared); yields their results as they complete::
 
@@ -857,10 +854,6 @@ async def multipath_many_with(
     then gives what they had found.
     """
     options = options or MultipathOptions()
-    names = list(targets) if targets is not None else list(addresses)
-    machines = [
-        new_multipath_machine(transport, address, options, source=source, target=name)
-        for address, name in zip(addresses, names, strict=True)
-    ]
-    async with run_many(transport, machines) as results:
-        yield results
+    return run_targets(
+        transport, new_multipath_machine, addresses, options, targets=targets, source=source
+    )

@@ -17,9 +17,12 @@ completion order.
 
 ``run_many`` drives a Multiplex in a task and hands out each machine's result as soon as
 it is done (``ManyResults``), and what the unfinished ones found when the caller leaves
-early: any many-target probe whose machines give a ``result(now)`` can be built on it;
+early: any many-target probe whose machines give a ``result(now)`` can be built on it
+(``run_targets``: a machine a target, made by the probe's factory);
 ``run_results`` does the same for one machine that runs many probes itself
-(``ManyMachine``: ``trace_many_with``'s TraceBatch).
+(``ManyMachine``: ``trace_many_with``'s TraceBatch). ``run_one`` and ``run_all`` are
+the plain forms: one machine to its end, or many to the end of the last (no task: the
+caller's exceptions stay its own).
 """
 
 from __future__ import annotations
@@ -311,3 +314,66 @@ async def run_results(
             task_group.start_soon(run_all)
             yield results  # (leaving the block by an exception cancels the machines too)
             task_group.cancel_scope.cancel()
+
+
+# -- the library's probe functions: one target, or one machine a target ------------------
+
+
+async def run_one(
+    transport: Transport,
+    machine: ResultMachine[EventT, ResultT],
+    *,
+    on_event: Callable[[EventT], None] | None = None,
+) -> ResultT:
+    """Drive ``machine`` to its end over ``transport`` (``on_event`` gets its events);
+    its result."""
+    await drive(machine, transport, on_event=on_event)
+    return machine.result()
+
+
+async def run_all(
+    transport: Transport,
+    machines: Sequence[Machine[EventT]],
+    *,
+    on_event: Callable[[int, EventT], None] | None = None,
+) -> None:
+    """Drive ``machines`` in one driver loop until every one is done; ``on_event`` gets
+    ``(index of the machine, event)`` as each emits."""
+
+    def dispatch(event: Emitted[EventT] | Finished) -> None:
+        if on_event is not None and isinstance(event, Emitted):
+            on_event(event.index, event.event)
+
+    await drive(Multiplex(machines), transport, on_event=None if on_event is None else dispatch)
+
+
+def by_name(
+    names: Sequence[str], on_event: Callable[[str, EventT], None] | None
+) -> Callable[[int, EventT], None] | None:
+    """``on_event`` for events by machine index: ``on_event(names[index], event)``."""
+    if on_event is None:
+        return None
+    return lambda index, event: on_event(names[index], event)
+
+
+@asynccontextmanager
+async def run_targets(
+    transport: Transport,
+    factory: Callable[..., ResultMachine[EventT, ResultT]],
+    addresses: Sequence[str],
+    options: object,
+    *,
+    targets: Sequence[str] | None = None,
+    source: str | None = None,
+    on_event: Callable[[str, EventT], None] | None = None,
+) -> AsyncIterator[ManyResults[ResultT]]:
+    """``run_many`` over a machine a target: ``factory(transport, address, options,
+    source=source, target=name)``, ``targets`` naming the addresses as the user typed
+    them (the result's ``target``); ``on_event`` gets ``(target, event)``."""
+    names = list(targets) if targets is not None else list(addresses)
+    machines = [
+        factory(transport, address, options, source=source, target=name)
+        for address, name in zip(addresses, names, strict=True)
+    ]
+    async with run_many(transport, machines, on_event=by_name(names, on_event)) as results:
+        yield results

@@ -8,10 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rawprobe.errors import UsageError
-from rawprobe.probes.drive import drive
 from rawprobe.probes.machine import MachineOutbox, Outgoing
 from rawprobe.probes.models import PingError, PingReply, PingResult, PingStats
-from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
+from rawprobe.probes.multiplex import by_name, run_all, run_one
 from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, Sent, Transport, measured_rtt
 from rawprobe.transport.keys import KIND_ECHO, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6
@@ -261,8 +260,7 @@ async def ping_with(
     across cancellation use ``PingMachine`` with ``drive`` directly.
     """
     machine = new_machine(transport, address, options or PingOptions(), source=source)
-    await drive(machine, transport, on_event=on_event)
-    return machine.result()
+    return await run_one(transport, machine, on_event=on_event)
 
 
 def new_machine(
@@ -290,12 +288,7 @@ async def ping_many_with(
     probes/multiplex.py); results in input order."""
     options = options or PingOptions()
     machines = [new_machine(transport, a, options, source=source) for a in addresses]
-
-    def dispatch(event: Emitted[PingEvent] | Finished) -> None:
-        if on_event is not None and isinstance(event, Emitted):
-            on_event(addresses[event.index], event.event)
-
-    await drive(Multiplex(machines), transport, on_event=dispatch)
+    await run_all(transport, machines, on_event=by_name(addresses, on_event))
     return [machine.result() for machine in machines]
 
 

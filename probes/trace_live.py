@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from rawprobe.probes.drive import drive
-from rawprobe.probes.multiplex import Multiplex
+from rawprobe.probes.multiplex import run_all
 from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.probes.traceroute import TraceOptions, new_machine
 from rawprobe.transport.base import Transport
@@ -73,7 +72,7 @@ async def trace_rounds(
             )
             for index, flow in enumerate(chosen)
         ]
-        await drive(Multiplex(machines), transport)
+        await run_all(transport, machines)
         stats.add_round(
             {flow: machine.result() for flow, machine in zip(chosen, machines, strict=True)}
         )

@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from rawprobe.errors import UsageError
-from rawprobe.probes.drive import drive
 from rawprobe.probes.flowprobes import FlowProbes, source_port
 from rawprobe.probes.machine import MachineOutbox, Outgoing, Route
 from rawprobe.probes.models import TraceHop, TraceResponse, TraceResult
@@ -54,8 +53,10 @@ from rawprobe.probes.multiplex import (
     Finished,
     ManyResults,
     ResultMachine,
-    run_many,
+    by_name,
+    run_one,
     run_results,
+    run_targets,
 )
 from rawprobe.probes.trace_replies import parse_reply
 from rawprobe.probes.trace_stats import LiveTrace
@@ -758,8 +759,7 @@ async def traceroute_with(
         transport, address, options or TraceOptions(), source=source, target=target,
         flow_id=flow_id,
     )  # fmt: skip
-    await drive(machine, transport, on_event=on_event)
-    return machine.result()
+    return await run_one(transport, machine, on_event=on_event)
 
 
 #: What ``trace_many_with`` yields: finished traces in completion order; ``remaining()``
@@ -794,26 +794,20 @@ async def trace_many_with(
     each trace's machine (``new_machine``'s arguments: path MTU traces give theirs).
     """
     options = options or TraceOptions()
-    names = list(targets) if targets is not None else list(addresses)
-
-    def on_hop(index: int, hop: TraceHop) -> None:
-        if on_event is not None:
-            on_event(names[index], hop)
-
     running: AbstractAsyncContextManager[TraceResults]
     if factory is None:
+        names = list(targets) if targets is not None else list(addresses)
         # Hop events only for a caller that takes them (each is a TraceHop made).
         batch = new_batch(
             transport, addresses, options, targets=names, source=source,
             events=on_event is not None,
         )  # fmt: skip
-        running = run_results(transport, batch, on_event=on_hop)
+        running = run_results(transport, batch, on_event=by_name(names, on_event))
     else:
-        machines = [
-            factory(transport, address, options, source=source, target=name)
-            for address, name in zip(addresses, names, strict=True)
-        ]
-        running = run_many(transport, machines, on_event=on_hop)
+        running = run_targets(
+            transport, factory, addresses, options, targets=targets, source=source,
+            on_event=on_event,
+        )  # fmt: skip
     async with running as results:
         yield results
 
