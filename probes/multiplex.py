@@ -324,10 +324,11 @@ async def run_one(
     machine: ResultMachine[EventT, ResultT],
     *,
     on_event: Callable[[EventT], None] | None = None,
+    inbox_size: int = 1024,
 ) -> ResultT:
-    """Drive ``machine`` to its end over ``transport`` (``on_event`` gets its events);
-    its result."""
-    await drive(machine, transport, on_event=on_event)
+    """Drive ``machine`` to its end over ``transport`` (``on_event`` gets its events,
+    ``inbox_size`` as ``drive``'s); its result."""
+    await drive(machine, transport, on_event=on_event, inbox_size=inbox_size)
     return machine.result()
 
 

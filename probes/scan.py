@@ -56,6 +56,7 @@ from rawprobe.probes.engine import (
 from rawprobe.probes.engine import source_lookup as source_lookup  # (a public name here)
 from rawprobe.probes.machine import Outgoing
 from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
+from rawprobe.probes.multiplex import run_one
 from rawprobe.probes.outage import DEFAULT_BUDGET_S
 from rawprobe.probes.permute import check_space
 from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
@@ -520,7 +521,7 @@ def scan_protocols(space: TargetSpace, technique: str = "syn") -> list[tuple[int
 # -- async ---------------------------------------------------------------------------
 
 #: Inbox for a scan's replies: a burst of answers must not overflow it.
-_INBOX = 1 << 16
+SCAN_INBOX = 1 << 16
 
 
 def _address_order(packed: bytes) -> tuple[int, bytes]:
@@ -619,8 +620,7 @@ async def syn_scan_with(
     transport. Events (PortResult, ScanProgress) go to ``on_event`` as they happen.
     """
     machine = new_machine(transport, space, ports, options, source=source)
-    await drive(machine, transport, on_event=on_event, inbox_size=_INBOX)
-    return machine.result()
+    return await run_one(transport, machine, on_event=on_event, inbox_size=SCAN_INBOX)
 
 
 class ScanStream:
@@ -665,7 +665,7 @@ async def open_scan(
 
     async def run() -> None:
         with send:
-            await drive(machine, transport, on_event=on_event, inbox_size=_INBOX)
+            await drive(machine, transport, on_event=on_event, inbox_size=SCAN_INBOX)
         stream.result = machine.result()
 
     with receive:

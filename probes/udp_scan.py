@@ -33,13 +33,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from rawprobe.probes.drive import EventCallback, drive
+from rawprobe.probes.drive import EventCallback
 from rawprobe.probes.engine import UdpProbes, Verdict
 from rawprobe.probes.models import ScanResult
+from rawprobe.probes.multiplex import run_one
 from rawprobe.probes.portspec import top_ports
 from rawprobe.probes.scan import (
     CLOSED,
     OPEN,
+    SCAN_INBOX,
     ScanMachine,
     ScanOptions,
     icmp_verdict,
@@ -114,5 +116,4 @@ async def udp_scan_with(
         source_for=source_lookup(source, transport.source_for),
         options=options if options is not None else udp_options(),
     )  # fmt: skip
-    await drive(machine, transport, on_event=on_event, inbox_size=1 << 16)
-    return machine.result()
+    return await run_one(transport, machine, on_event=on_event, inbox_size=SCAN_INBOX)
