@@ -13,6 +13,7 @@ identifier), so the driver needs no knowledge of a probe's kind.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
@@ -97,3 +98,16 @@ class MachineOutbox(Generic[EventT]):
     def take_retired(self) -> list[MatchKey]:
         retired, self._retired = self._retired, []
         return retired
+
+
+class TargetMachine(MachineOutbox[EventT]):
+    """A MachineOutbox that probes one literal ``address``: ``target`` names it as the
+    user typed it (the address when None), ``family`` is its address family and
+    ``source`` our address towards it (path MTU and MDA traces)."""
+
+    def __init__(self, address: str, source: str, target: str | None) -> None:
+        super().__init__()
+        self.address = address
+        self.target = target or address
+        self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.source = source

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import socket
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -71,7 +70,7 @@ from functools import cache
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.flowprobes import FlowProbes
-from rawprobe.probes.machine import MachineOutbox, Outgoing
+from rawprobe.probes.machine import Outgoing, TargetMachine
 from rawprobe.probes.models import MultipathLink, MultipathResult, TraceHop, TraceResponse
 from rawprobe.probes.multiplex import ManyResults, run_one, run_targets
 from rawprobe.probes.trace_replies import parse_reply
@@ -215,7 +214,7 @@ class _Try:
         self.sent: Sent | None = None
 
 
-class MultipathMachine(MachineOutbox[object]):
+class MultipathMachine(TargetMachine[object]):
     """One MDA trace to one literal address. Pure: ``poll(now)`` gives the packets the
     stopping rule asks for, ``receive_batch`` takes matched replies, ``result()`` the
     MultipathResult. Emits no events. See the module docstring for the algorithm."""
@@ -231,11 +230,7 @@ class MultipathMachine(MachineOutbox[object]):
         ident: int = 0,
         target: str | None = None,
     ) -> None:
-        super().__init__()
-        self.address = address
-        self.target = target or address
-        self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        self.source = source
+        super().__init__(address, source, target)
         self.options = options
         self._flow_base = flow_base & 0xFFFF
         self._probes = FlowProbes(

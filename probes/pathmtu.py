@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.flowprobes import FlowProbes
-from rawprobe.probes.machine import MachineOutbox, Outgoing
+from rawprobe.probes.machine import Outgoing, TargetMachine
 from rawprobe.probes.models import BlackHole, TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.trace_replies import parse_reply
 from rawprobe.probes.traceroute import TraceOptions, TraceResults, trace_many_with
@@ -162,7 +162,7 @@ class _Hop:
     search: SizeSearch | None = None
 
 
-class MtuMachine(MachineOutbox[TraceHop]):
+class MtuMachine(TargetMachine[TraceHop]):
     """A path MTU trace to one literal address (see the module docstring). Pure:
     ``poll(now)``, ``sent_batch``, ``receive_batch``, ``result()``, like TraceMachine.
 
@@ -185,11 +185,7 @@ class MtuMachine(MachineOutbox[TraceHop]):
     ) -> None:
         if options.method not in METHODS:
             raise UsageError(f"path MTU probes are UDP or ICMP, not {options.method}")
-        super().__init__()
-        self.address = address
-        self.target = target or address
-        self.family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        self.source = source
+        super().__init__(address, source, target)
         self.options = options
         self._flow_id = flow_id & 0xFFFF
         self._cookies = cookies
