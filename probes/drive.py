@@ -16,6 +16,8 @@ EventCallback = Callable[[object], None]
 
 #: Target wall time of one send slice (see ``drive``).
 _SLICE_S = 0.01
+#: Replies ``drive`` queues for a machine by default (a bulk probe asks for more).
+INBOX_SIZE = 1024
 
 
 async def drive(
@@ -23,7 +25,7 @@ async def drive(
     transport: Transport,
     *,
     on_event: Callable[[EventT], None] | None = None,
-    inbox_size: int = 1024,
+    inbox_size: int = INBOX_SIZE,
 ) -> None:
     """Run ``machine`` to completion over ``transport``.
 

@@ -38,7 +38,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from rawprobe.probes.drive import drive
+from rawprobe.probes.drive import INBOX_SIZE, drive
 from rawprobe.probes.machine import EventT, Machine, MachineOutbox, Outgoing, Route
 from rawprobe.transport.base import Reply, Sent, Transport
 from rawprobe.transport.keys import MatchKey
@@ -324,7 +324,7 @@ async def run_one(
     machine: ResultMachine[EventT, ResultT],
     *,
     on_event: Callable[[EventT], None] | None = None,
-    inbox_size: int = 1024,
+    inbox_size: int = INBOX_SIZE,
 ) -> ResultT:
     """Drive ``machine`` to its end over ``transport`` (``on_event`` gets its events,
     ``inbox_size`` as ``drive``'s); its result."""
