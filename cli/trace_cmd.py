@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("trace: --flows N is for --live or --report (a trace follows one flow)")
     if args.flows is not None and args.classic:
         raise UsageError("trace: --flows needs Paris probes (--classic varies the flow)")
-    if args.mda or args.confidence or args.per_interface or args.dot is not None:
+    if args.mda or args.confidence or args.per_interface or args.lite or args.dot is not None:
         # (MDA's module, its rich and its machine only when asked: start-up)
         from rawprobe.cli.trace_mda import check_mda, run_mda  # (imports this module)
 
