@@ -419,8 +419,9 @@ async def collect(
                 await show(result)
     finally:
         if finished is not None:
-            partial += finished.remaining()
-            results += partial
+            left = finished.remaining()
+            partial += left
+            results += left
 
 
 def print_document(document: dict[str, Any], traces: int) -> None:
