@@ -235,12 +235,25 @@ def _port_data(port: PortResult, protocol: str) -> dict[str, Any]:
     }
 
 
-def scan_document(results: Results, *, with_hosts: bool = True, **options: Any) -> dict[str, Any]:
+def scan_document(
+    results: Results,
+    *,
+    interrupted: bool = False,
+    counters: dict[str, int] | None = None,
+    workers: int = 1,
+    sockets: str = "raw",
+    shard: tuple[int, int] = (0, 1),
+    seed: int | None = None,
+    with_hosts: bool = True,
+) -> dict[str, Any]:
     """The JSON document: ``hosts`` (``host_data`` of each: open and filtered ports
     listed, closed ones counted, and listed too when the scan kept them), then the
-    ``summary`` (``scan_summary``, which takes the ``options``). ``with_hosts=False``
-    leaves ``hosts`` empty (for writing them one at a time with ``write_document``)."""
-    summary = scan_summary(results, **options)
+    ``summary``. ``with_hosts=False`` leaves ``hosts`` empty (for writing them one at a
+    time with ``write_document``)."""
+    summary = scan_summary(
+        results, interrupted=interrupted, counters=counters, workers=workers, sockets=sockets,
+        shard=shard, seed=seed,
+    )  # fmt: skip
     return {
         **header("scan"),
         "hosts": list(hosts_data(results)) if with_hosts else [],
