@@ -140,6 +140,16 @@ RTT_SOURCE = field(
     " without an RTT",
 )
 PORT_STATE = enum("open", "closed", "filtered", "unfiltered", "open|filtered")
+#: What every trace says of its run (cli/render_trace.py's ``run_data``).
+RUN: dict[str, Schema] = {
+    "destination_ttl": null(COUNT),
+    "first_ttl": COUNT,
+    "max_ttl": COUNT,
+    "probes_sent": COUNT,
+    "elapsed_ms": MS,
+    "send_error": null(STR),
+    "finished": field(BOOL, "false for a trace cut short by a signal"),
+}
 
 DEFS: dict[str, Schema] = {
     "counters": COUNTERS,
@@ -262,13 +272,7 @@ DEFS: dict[str, Schema] = {
         ),
         reached=BOOL,
         complete=field(BOOL, "reached, with an answer from every hop on the way"),
-        destination_ttl=null(COUNT),
-        first_ttl=COUNT,
-        max_ttl=COUNT,
-        probes_sent=COUNT,
-        elapsed_ms=MS,
-        send_error=null(STR),
-        finished=field(BOOL, "false for a trace cut short by a signal"),
+        **RUN,
         nat=field(null(ref("nat")), "a NAT the quotes show (null: none seen)"),
         hops=array(ref("trace_hop")),
         interface_mtu=field(null(COUNT), "trace --mtu: the MTU the probes left with"),
@@ -303,13 +307,7 @@ DEFS: dict[str, Schema] = {
         reached=BOOL,
         complete=field(BOOL, "finished, reached, and the rule met at every interface"),
         rule_met=field(BOOL, "not cut short by the probe budget, max TTL or a silent tail"),
-        destination_ttl=null(COUNT),
-        first_ttl=COUNT,
-        max_ttl=COUNT,
-        probes_sent=COUNT,
-        elapsed_ms=MS,
-        send_error=null(STR),
-        finished=field(BOOL, "false for a trace cut short by a signal"),
+        **RUN,
         hops=array(ref("mda_hop")),
         links=array(ref("mda_link")),
     ),
@@ -567,25 +565,16 @@ OUTPUTS: dict[str, dict[str, Schema]] = {
             "oneOf": [
                 document(
                     "trace",
-                    "trace --json",
-                    mode=const("trace"),
-                    traces=array(ref("trace")),
-                    summary=ref("trace_summary"),
-                ),
-                document(
-                    "trace",
-                    "trace --mda --json",
-                    mode=const("mda"),
-                    traces=array(ref("mda_trace")),
-                    summary=ref("trace_summary"),
-                ),
-                document(
-                    "trace",
-                    "trace --report --json",
-                    mode=const("report"),
-                    traces=array(ref("rounds")),
-                    summary=ref("rounds_summary"),
-                ),
+                    f"trace {option}--json",
+                    mode=const(mode),
+                    traces=array(ref(trace)),
+                    summary=ref(summary),
+                )
+                for mode, option, trace, summary in (
+                    ("trace", "", "trace", "trace_summary"),
+                    ("mda", "--mda ", "mda_trace", "trace_summary"),
+                    ("report", "--report ", "rounds", "rounds_summary"),
+                )
             ],
         },
         "event_round": event("trace", "round", "rounds"),

@@ -12,8 +12,8 @@ from typing import Any
 
 from rich.table import Table
 
-from rawprobe.cli.render import family, header, ms
-from rawprobe.cli.render_trace import _host, _response_data, trace_summary
+from rawprobe.cli.render import family, header
+from rawprobe.cli.render_trace import _host, _response_data, run_data, trace_summary
 from rawprobe.probes.models import MultipathResult, TraceResponse
 
 Names = Mapping[str, str]
@@ -182,13 +182,7 @@ def mda_data(result: MultipathResult, names: Names | None = None) -> dict[str, A
         "reached": result.reached,
         "complete": result.complete,
         "rule_met": result.rule_met,
-        "destination_ttl": result.destination_ttl,
-        "first_ttl": result.first_ttl,
-        "max_ttl": result.max_ttl,
-        "probes_sent": result.probes_sent,
-        "elapsed_ms": ms(result.elapsed_s),
-        "send_error": result.send_error,
-        "finished": result.finished,
+        **run_data(result),
         "hops": hops,
         "links": [
             {"ttl": link.ttl, "from": link.source, "to": link.to, "flows": list(link.flows)}

@@ -337,6 +337,20 @@ def _hop_data(hop: TraceHop, rate_limited: bool, names: Names | None) -> dict[st
     }
 
 
+def run_data(result: TraceResult | MultipathResult) -> dict[str, Any]:
+    """What every trace's JSON says of its run (``RUN`` in cli/output_schema.py): the
+    TTLs, the probes, the time, and whether it ran to its end."""
+    return {
+        "destination_ttl": result.destination_ttl,
+        "first_ttl": result.first_ttl,
+        "max_ttl": result.max_ttl,
+        "probes_sent": result.probes_sent,
+        "elapsed_ms": ms(result.elapsed_s),
+        "send_error": result.send_error,
+        "finished": result.finished,
+    }
+
+
 def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any]:
     """One trace of the JSON document (``interface_mtu``, ``path_mtu``, ``black_hole``
     and each hop's ``mtu``: a path MTU trace's, null in others)."""
@@ -351,13 +365,7 @@ def trace_data(result: TraceResult, names: Names | None = None) -> dict[str, Any
         "flow": list(result.flow),
         "reached": result.reached,
         "complete": result.complete,
-        "destination_ttl": result.destination_ttl,
-        "first_ttl": result.first_ttl,
-        "max_ttl": result.max_ttl,
-        "probes_sent": result.probes_sent,
-        "elapsed_ms": ms(result.elapsed_s),
-        "send_error": result.send_error,
-        "finished": result.finished,
+        **run_data(result),
         "nat": nat_data(nat_hop(result), names),
         "hops": [_hop_data(hop, hop.ttl in marked, names) for hop in result.hops],
     }

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -41,13 +41,13 @@ from rawprobe.cli.render import header, rtt_source_line
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
 from rawprobe.probes.models import MultipathResult, TraceHop, TraceResult
+from rawprobe.probes.multiplex import ManyResults
 from rawprobe.probes.pathmtu import new_mtu_machine, path_mtu_many_with
 from rawprobe.probes.trace_live import fresh_flows, trace_rounds
 from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.probes.traceroute import (
     METHODS,
     TraceOptions,
-    TraceResults,
     new_machine,
     trace_many_with,
     trace_protocols,
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("trace: --flows N is for --live or --report (a trace follows one flow)")
     if args.flows is not None and args.classic:
         raise UsageError("trace: --flows needs Paris probes (--classic varies the flow)")
-    if args.mda or args.confidence or args.per_interface or args.dot is not None:
+    if args.mda or args.confidence or args.per_interface or args.lite or args.dot is not None:
         # (MDA's module, its rich and its machine only when asked: start-up)
         from rawprobe.cli.trace_mda import check_mda, run_mda  # (imports this module)
 
@@ -340,16 +340,7 @@ async def _main(
                     source=args.source,
                     on_event=on_event if streaming else None,
                 )
-                finished: TraceResults | None = None
-                try:
-                    async with traces as finished:
-                        async for result in finished:
-                            results.append(result)
-                            await show(result)
-                finally:  # interrupted: the traces cut short, as far as they got
-                    if finished is not None:
-                        partial = finished.remaining()
-                        results += partial
+                await collect(traces, show, results, partial)
         if interrupt.happened:
             _show_partial(args, partial, printed[0], names_dns, console, rich_out, streaming)
         elif streaming and results:  # after the hop lines: what their loss and quotes say
@@ -369,11 +360,8 @@ async def _main(
             ordered, names, interrupted=interrupt.happened, sockets=sockets_name(transport),
             counters=transport.counters.as_dict(),
         )  # fmt: skip
-        # Indented for a few traces; compact (C encoder, ~10x faster) for thousands.
-        print(json.dumps(document, indent=2 if len(ordered) <= 10 else None))
-    if interrupt.happened:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if ordered and all(r.reached for r in ordered) else EXIT_NO_REPLY
+        print_document(document, len(ordered))
+    return exit_code(ordered, interrupt.happened)
 
 
 def _show_partial(
@@ -412,6 +400,41 @@ def _show_partial(
 
 
 _Traced = TypeVar("_Traced", TraceResult, MultipathResult)
+
+
+async def collect(
+    traces: AbstractAsyncContextManager[ManyResults[_Traced]],
+    show: Callable[[_Traced], Awaitable[None]],
+    results: list[_Traced],
+    partial: list[_Traced],
+) -> None:
+    """Run ``traces``: each result into ``results`` and shown as it comes. On the way
+    out, a signal's too, the traces cut short, as far as they got, into ``partial``
+    and ``results``."""
+    finished: ManyResults[_Traced] | None = None
+    try:
+        async with traces as finished:
+            async for result in finished:
+                results.append(result)
+                await show(result)
+    finally:
+        if finished is not None:
+            left = finished.remaining()
+            partial += left
+            results += left
+
+
+def print_document(document: dict[str, Any], traces: int) -> None:
+    """A trace ``--json`` document on stdout: indented for a few traces, compact (the
+    C encoder, ~10x faster) for thousands."""
+    print(json.dumps(document, indent=2 if traces <= 10 else None))
+
+
+def exit_code(ordered: Sequence[TraceResult | MultipathResult], interrupted: bool) -> int:
+    """A trace run's exit status: interrupted, every target reached, or not."""
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if ordered and all(r.reached for r in ordered) else EXIT_NO_REPLY
 
 
 def _input_order(results: Sequence[_Traced], targets: Sequence[str]) -> list[_Traced]:

@@ -11,7 +11,6 @@ first, then its rounds probe flows through every interface it found
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,23 +19,23 @@ import anyio
 from rich.console import Console
 
 from rawprobe.cli import render_mda
-from rawprobe.cli.args import (
-    EXIT_INTERRUPTED,
-    EXIT_NO_REPLY,
-    EXIT_OK,
-    interruptible,
-    probe_transport,
-    raw_rung,
-    sockets_name,
-)
+from rawprobe.cli.args import interruptible, probe_transport, raw_rung, sockets_name
 from rawprobe.cli.outputs import write_output
 from rawprobe.cli.target_args import host_addresses
-from rawprobe.cli.trace_cmd import DEFAULT_WAIT, _emit, _input_order, _names_for, _with_names
+from rawprobe.cli.trace_cmd import (
+    DEFAULT_WAIT,
+    _emit,
+    _input_order,
+    _names_for,
+    _with_names,
+    collect,
+    exit_code,
+    print_document,
+)
 from rawprobe.errors import UsageError
 from rawprobe.probes.models import MultipathResult
 from rawprobe.probes.multipath import (
     MultipathOptions,
-    MultipathResults,
     multipath_many_with,
     multipath_with,
     path_flows,
@@ -143,18 +142,10 @@ async def _main(
         probe_transport(args, protocols, verbose=args.verbose) as transport,
         interruptible() as interrupt,
     ):
-        finished: MultipathResults | None = None
-        try:
-            async with multipath_many_with(
-                transport, addresses, options, targets=targets, source=args.source
-            ) as finished:
-                async for result in finished:
-                    results.append(result)
-                    await show(result)
-        finally:  # interrupted: the traces cut short, as far as they got
-            if finished is not None:
-                partial = finished.remaining()
-                results += partial
+        traces = multipath_many_with(
+            transport, addresses, options, targets=targets, source=args.source
+        )
+        await collect(traces, show, results, partial)
     if interrupt.happened and not args.json:
         for result in partial:  # names already known only: no lookup holds the exit
             seen = _addresses(result)
@@ -169,10 +160,8 @@ async def _main(
         document = render_mda.mda_document(
             ordered, names, interrupted=interrupt.happened, sockets=sockets_name(transport)
         )
-        print(json.dumps(document, indent=2 if len(ordered) <= 10 else None))
-    if interrupt.happened:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if ordered and all(r.reached for r in ordered) else EXIT_NO_REPLY
+        print_document(document, len(ordered))
+    return exit_code(ordered, interrupt.happened)
 
 
 def _addresses(result: MultipathResult) -> list[str]:
