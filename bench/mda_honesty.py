@@ -30,8 +30,8 @@ from pathlib import Path
 import anyio
 
 from rawprobe.lab import Lab, lab
-from rawprobe.probes.models import MultipathResult
 from rawprobe.probes.multipath import MultipathOptions, multipath_many_with
+from rawprobe.probes.trace_models import MultipathResult
 from rawprobe.probes.traceroute import trace_protocols
 from rawprobe.transport.raw import open_transport
 

@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rawprobe.probes.models import PingError, PingReply, PingResult
+from rawprobe.probes.ping_models import PingError, PingReply, PingResult
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from rawprobe.cli.render import family, header
 from rawprobe.cli.render_trace import _host, _response_data, run_data, trace_summary
-from rawprobe.probes.models import MultipathResult, TraceResponse
+from rawprobe.probes.trace_models import MultipathResult, TraceResponse
 
 Names = Mapping[str, str]
 

@@ -39,7 +39,7 @@ from rawprobe.cli.render_scan import (
     service_name,
     technique_protocol,
 )
-from rawprobe.probes.models import HostPorts, PortResult
+from rawprobe.probes.scan_models import HostPorts, PortResult
 
 #: nmap's XML output version (nmap 7.93 writes 1.05).
 XML_OUTPUT_VERSION = "1.05"

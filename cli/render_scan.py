@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from rawprobe.cli.render import family, header, liveness, ms
-from rawprobe.probes.models import HostPorts, PortResult, ScanResult
+from rawprobe.probes.scan_models import HostPorts, PortResult, ScanResult
 
 #: A (state, reason) group with more ports than this is summarised in "Not shown"
 #: (nmap's rule of thumb), unless every port is asked for.

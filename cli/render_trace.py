@@ -12,7 +12,9 @@ from socket import AF_INET, AF_INET6
 from typing import TYPE_CHECKING, Any
 
 from rawprobe.cli.render import family, header, ms
-from rawprobe.probes.models import (
+from rawprobe.probes.path_truth import nat_hop, path_nat, rate_limited_ttls
+from rawprobe.probes.pathmtu import is_too_big
+from rawprobe.probes.trace_models import (
     BlackHole,
     HopStats,
     MultipathResult,
@@ -23,8 +25,6 @@ from rawprobe.probes.models import (
     TraceResponse,
     TraceResult,
 )
-from rawprobe.probes.path_truth import nat_hop, path_nat, rate_limited_ttls
-from rawprobe.probes.pathmtu import is_too_big
 from rawprobe.transport.wire.icmpext import MplsLabel
 
 if TYPE_CHECKING:  # (rich is imported where a table is drawn: not for --json)

@@ -66,7 +66,6 @@ from rawprobe.cli.target_args import (
 from rawprobe.errors import UsageError
 from rawprobe.probes.connect_scan import ConnectScan
 from rawprobe.probes.drive import drive
-from rawprobe.probes.models import HostPorts, ScanResult
 from rawprobe.probes.portspec import DEFAULT_TOP_UDP_PORTS, top_ports
 from rawprobe.probes.scan import (
     ScanMachine,
@@ -80,6 +79,7 @@ from rawprobe.probes.scan import (
     scan_protocols,
     source_lookup,
 )
+from rawprobe.probes.scan_models import HostPorts, ScanResult
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.udp_scan import UdpScanMachine
 from rawprobe.probes.workers import Messages, plan_workers, run_plan

@@ -40,10 +40,10 @@ from rawprobe.cli.outputs import add_output_option, opens_outputs
 from rawprobe.cli.render import header, rtt_source_line
 from rawprobe.cli.target_args import add_file_option, host_addresses, host_targets
 from rawprobe.errors import UsageError
-from rawprobe.probes.models import MultipathResult, TraceHop, TraceResult
 from rawprobe.probes.multiplex import ManyResults
 from rawprobe.probes.pathmtu import new_mtu_machine, path_mtu_many_with
 from rawprobe.probes.trace_live import fresh_flows, trace_rounds
+from rawprobe.probes.trace_models import MultipathResult, TraceHop, TraceResult
 from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.probes.traceroute import (
     METHODS,

@@ -33,13 +33,13 @@ from rawprobe.cli.trace_cmd import (
     print_document,
 )
 from rawprobe.errors import UsageError
-from rawprobe.probes.models import MultipathResult
 from rawprobe.probes.multipath import (
     MultipathOptions,
     multipath_many_with,
     multipath_with,
     path_flows,
 )
+from rawprobe.probes.trace_models import MultipathResult
 from rawprobe.probes.traceroute import trace_protocols
 from rawprobe.rdns import ReverseNames
 from rawprobe.transport.base import Transport

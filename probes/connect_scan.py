@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
 from rawprobe.probes.permute import Permutation
+from rawprobe.probes.scan_models import HostPorts, PortResult, ScanResult, ScanTiming
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.connect import probe_port
 from rawprobe.transport.sockets import NamespacePin

@@ -71,8 +71,8 @@ from functools import cache
 from rawprobe.errors import UsageError
 from rawprobe.probes.flowprobes import FlowProbes
 from rawprobe.probes.machine import Outgoing, TargetMachine
-from rawprobe.probes.models import MultipathLink, MultipathResult, TraceHop, TraceResponse
 from rawprobe.probes.multiplex import ManyResults, run_one, run_targets
+from rawprobe.probes.trace_models import MultipathLink, MultipathResult, TraceHop, TraceResponse
 from rawprobe.probes.trace_replies import parse_reply
 from rawprobe.probes.traceroute import METHODS, check_packet, check_ttls, destination_port
 from rawprobe.transport.base import Reply, Sent, Transport, measured_rtt

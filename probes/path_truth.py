@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import socket
 
-from rawprobe.probes.models import NatHop, PathStats, QuoteRewrite, TraceHop, TraceResult
+from rawprobe.probes.trace_models import NatHop, PathStats, QuoteRewrite, TraceHop, TraceResult
 from rawprobe.transport.base import IcmpError
 from rawprobe.transport.wire.checksum import ones_complement_sum
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from rawprobe.errors import UsageError
 from rawprobe.probes.flowprobes import FlowProbes
 from rawprobe.probes.machine import Outgoing, TargetMachine
-from rawprobe.probes.models import BlackHole, TraceHop, TraceResponse, TraceResult
+from rawprobe.probes.trace_models import BlackHole, TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.trace_replies import parse_reply
 from rawprobe.probes.traceroute import TraceOptions, TraceResults, trace_many_with
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s

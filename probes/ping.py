@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.machine import MachineOutbox, Outgoing
-from rawprobe.probes.models import PingError, PingReply, PingResult, PingStats
 from rawprobe.probes.multiplex import by_name, run_all, run_one
+from rawprobe.probes.ping_models import PingError, PingReply, PingResult, PingStats
 from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, Sent, Transport, measured_rtt
 from rawprobe.transport.keys import KIND_ECHO, Cookies, MatchKey
 from rawprobe.transport.sockets import PROTO_ICMP, PROTO_ICMPV6

@@ -55,11 +55,11 @@ from rawprobe.probes.engine import (
 )
 from rawprobe.probes.engine import source_lookup as source_lookup  # (a public name here)
 from rawprobe.probes.machine import Outgoing
-from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
 from rawprobe.probes.multiplex import run_one
 from rawprobe.probes.outage import DEFAULT_BUDGET_S
 from rawprobe.probes.permute import check_space
 from rawprobe.probes.portspec import DEFAULT_TOP_PORTS, parse_ports, top_ports
+from rawprobe.probes.scan_models import HostPorts, PortResult, ScanResult, ScanTiming
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.transport.base import IcmpError, Reply, TcpAnswer, Transport
 from rawprobe.transport.keys import Cookies

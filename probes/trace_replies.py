@@ -10,8 +10,8 @@ means the target was reached); an echo reply, a SYN-ACK or a RST come from the t
 from __future__ import annotations
 
 from rawprobe.errors import MalformedPacket
-from rawprobe.probes.models import TraceResponse
 from rawprobe.probes.path_truth import quote_rewrites
+from rawprobe.probes.trace_models import TraceResponse
 from rawprobe.transport.base import EchoAnswer, IcmpError, Reply, RttSource, TcpAnswer
 from rawprobe.transport.wire.icmp_table import PORT_UNREACHABLE, annotation
 from rawprobe.transport.wire.icmp_table import kind as icmp_kind

@@ -27,14 +27,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from rawprobe.probes.models import (
+from rawprobe.probes.path_truth import rate_limited
+from rawprobe.probes.trace_models import (
     HopStats,
     PathStats,
     QuoteRewrite,
     TraceResponse,
     TraceResult,
 )
-from rawprobe.probes.path_truth import rate_limited
 
 __all__ = ["LiveTrace"]
 

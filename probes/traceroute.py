@@ -47,7 +47,6 @@ from typing import NamedTuple
 from rawprobe.errors import UsageError
 from rawprobe.probes.flowprobes import FlowProbes, source_port
 from rawprobe.probes.machine import MachineOutbox, Outgoing, Route
-from rawprobe.probes.models import TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.multiplex import (
     Emitted,
     Finished,
@@ -58,6 +57,7 @@ from rawprobe.probes.multiplex import (
     run_results,
     run_targets,
 )
+from rawprobe.probes.trace_models import TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.trace_replies import parse_reply
 from rawprobe.probes.trace_stats import LiveTrace
 from rawprobe.transport.base import Reply, Sent, Transport, measured_rtt

@@ -35,7 +35,6 @@ from typing import Any, ClassVar
 
 from rawprobe.probes.drive import EventCallback
 from rawprobe.probes.engine import UdpProbes, Verdict
-from rawprobe.probes.models import ScanResult
 from rawprobe.probes.multiplex import run_one
 from rawprobe.probes.portspec import top_ports
 from rawprobe.probes.scan import (
@@ -48,6 +47,7 @@ from rawprobe.probes.scan import (
     refused,
     source_lookup,
 )
+from rawprobe.probes.scan_models import ScanResult
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.udp_payloads import payload_for
 from rawprobe.transport.base import IcmpError, Reply, Transport, UdpAnswer

@@ -51,40 +51,36 @@ from rawprobe.errors import (
 )
 from rawprobe.probes.connect_scan import ConnectScan as _ConnectScan
 from rawprobe.probes.craft import ICMP, IP, TCP, UDP, craft
-from rawprobe.probes.models import (
-    BlackHole,
-    HopStats,
-    HostPorts,
-    MultipathLink,
-    MultipathResult,
-    NatHop,
-    PathStats,
-    PingError,
-    PingReply,
-    PingResult,
-    PortResult,
-    QuoteRewrite,
-    ScanResult,
-    TraceHop,
-    TraceResponse,
-    TraceResult,
-)
 from rawprobe.probes.multipath import MultipathOptions, multipath_many_with
 from rawprobe.probes.multiplex import ResultMachine
 from rawprobe.probes.pathmtu import METHODS as MTU_METHODS
 from rawprobe.probes.pathmtu import new_mtu_machine
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols
+from rawprobe.probes.ping_models import PingError, PingReply, PingResult
 from rawprobe.probes.portspec import DEFAULT_TOP_UDP_PORTS as _DEFAULT_TOP_UDP_PORTS
 from rawprobe.probes.portspec import top_ports as _top_ports
 from rawprobe.probes.scan import ScanOptions, ScanProgress, ScanStream, open_scan, syn_scan_with
 from rawprobe.probes.scan import scan_ports as _scan_ports
 from rawprobe.probes.scan import scan_protocols as _scan_protocols
+from rawprobe.probes.scan_models import HostPorts, PortResult, ScanResult
 from rawprobe.probes.sweep import SweepOptions, SweepResult, sweep_with
 from rawprobe.probes.sweep import batch_for_rate as _batch_for_rate
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.targets import parse_block as _parse_block
 from rawprobe.probes.targets import refuse_special as _refuse_special
 from rawprobe.probes.targets import refuse_special_block as _refuse_special_block
+from rawprobe.probes.trace_models import (
+    BlackHole,
+    HopStats,
+    MultipathLink,
+    MultipathResult,
+    NatHop,
+    PathStats,
+    QuoteRewrite,
+    TraceHop,
+    TraceResponse,
+    TraceResult,
+)
 from rawprobe.probes.traceroute import (
     TraceOptions,
     new_machine,

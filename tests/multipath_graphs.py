@@ -11,8 +11,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Mapping, Sequence
 
-from rawprobe.probes.models import MultipathResult
 from rawprobe.probes.multipath import MultipathMachine, MultipathOptions
+from rawprobe.probes.trace_models import MultipathResult
 from rawprobe.transport.base import Reply, Sent
 from rawprobe.transport.keys import Cookies, key_of_reply_v4
 from rawprobe.transport.memory import flow_path

@@ -13,8 +13,8 @@ import output_check
 import pytest
 
 from rawprobe.cli.render_scan import scan_document
-from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
 from rawprobe.probes.portspec import parse_ports
+from rawprobe.probes.scan_models import HostPorts, PortResult, ScanResult, ScanTiming
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "udpscan_vs_nmap.py"
 ADDRESS = "198.19.0.5"

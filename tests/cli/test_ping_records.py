@@ -7,7 +7,7 @@ import argparse
 
 from rawprobe.cli import render
 from rawprobe.cli.ping_cmd import ENDLESS_JSON_RECORDS, _records_to_keep
-from rawprobe.probes.models import PingResult, PingStats
+from rawprobe.probes.ping_models import PingResult, PingStats
 
 
 def test_records_are_kept_for_json_only() -> None:

@@ -6,7 +6,7 @@ import output_check
 from rich.console import Console
 
 from rawprobe.cli import render
-from rawprobe.probes.models import PingError, PingReply, PingResult
+from rawprobe.probes.ping_models import PingError, PingReply, PingResult
 
 
 def result(rtts: list[float], transmitted: int, address: str = "198.19.0.5") -> PingResult:

@@ -25,7 +25,7 @@ from rawprobe.cli.render_nmap import (
     sweep_xml_tail,
 )
 from rawprobe.cli.render_scan import scan_document, scan_report
-from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
+from rawprobe.probes.scan_models import HostPorts, PortResult, ScanResult, ScanTiming
 
 A, B = "198.19.0.5", "2001:db8:ff::9"
 FILTERED = tuple(PortResult(A, p, "filtered", "no-response", tries=2) for p in range(1000, 1030))

@@ -10,15 +10,8 @@ import pytest
 from rich.console import Console
 
 from rawprobe.cli import render_scan, render_trace, sweep_cmd
-from rawprobe.probes.models import (
-    HostPorts,
-    PortResult,
-    ScanResult,
-    ScanTiming,
-    TraceHop,
-    TraceResponse,
-    TraceResult,
-)
+from rawprobe.probes.scan_models import HostPorts, PortResult, ScanResult, ScanTiming
+from rawprobe.probes.trace_models import TraceHop, TraceResponse, TraceResult
 
 A = "198.19.0.5"
 TIMING = ScanTiming(0.0001, 0.00005, 0.1, 100.0, 200.0, 0, 1, 9000.0, 10.0, 1)

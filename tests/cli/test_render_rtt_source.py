@@ -4,7 +4,8 @@ and ``-v``'s line (which send stamp the RTTs used: transport/txstamps.py)."""
 from __future__ import annotations
 
 from rawprobe.cli import render, render_trace
-from rawprobe.probes.models import PingReply, PingResult, TraceHop, TraceResponse, TraceResult
+from rawprobe.probes.ping_models import PingReply, PingResult
+from rawprobe.probes.trace_models import TraceHop, TraceResponse, TraceResult
 
 
 def ping_result(*sources: str) -> PingResult:

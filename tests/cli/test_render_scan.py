@@ -9,7 +9,7 @@ import output_check
 import pytest
 
 from rawprobe.cli.render_scan import grepable, scan_document, scan_report, write_document
-from rawprobe.probes.models import HostPorts, PortResult, ScanResult, ScanTiming
+from rawprobe.probes.scan_models import HostPorts, PortResult, ScanResult, ScanTiming
 
 A = "198.19.0.5"
 FILTERED = tuple(PortResult(A, p, "filtered", "no-response") for p in range(1000, 1030))

@@ -8,7 +8,7 @@ import output_check
 from rich.console import Console
 
 from rawprobe.cli import render_trace
-from rawprobe.probes.models import (
+from rawprobe.probes.trace_models import (
     BlackHole,
     HopStats,
     PathStats,

@@ -29,8 +29,8 @@ HEAVY = (
     "rawprobe.api",
     "importlib.metadata",
 )
-#: What a ping never uses: the other probes, the unprivileged rungs, pcap, the event
-#: loop it was not asked for, and rich (its plain lines need none).
+#: What a ping never uses: the other probes and their results, the unprivileged rungs,
+#: pcap, the event loop it was not asked for, and rich (its plain lines need none).
 NOT_FOR_PING = (
     "trio",
     "rich",
@@ -40,6 +40,8 @@ NOT_FOR_PING = (
     "rawprobe.probes.sweep",
     "rawprobe.probes.engine",
     "rawprobe.probes.udp_scan",
+    "rawprobe.probes.trace_models",
+    "rawprobe.probes.scan_models",
     "rawprobe.transport.dgram",
     "rawprobe.transport.udp_dgram",
     "rawprobe.transport.capture",

@@ -21,8 +21,8 @@ import pytest
 from test_path_truth_lab import lossy_branch  # noqa: F401 (a fixture: ecmp2, a1 lossy)
 
 from rawprobe.lab import Lab
-from rawprobe.probes.models import MultipathResult
 from rawprobe.probes.multipath import MultipathOptions, multipath_many_with
+from rawprobe.probes.trace_models import MultipathResult
 from rawprobe.probes.traceroute import trace_protocols
 from rawprobe.transport.raw import open_transport
 

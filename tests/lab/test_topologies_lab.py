@@ -19,7 +19,7 @@ import pytest
 
 from rawprobe.lab import Lab, lab_status, topology_names
 from rawprobe.lab import lab as build_lab
-from rawprobe.probes.models import TraceResult
+from rawprobe.probes.trace_models import TraceResult
 from rawprobe.probes.traceroute import TraceOptions, trace_protocols, traceroute_with
 from rawprobe.transport.raw import open_transport
 

@@ -15,7 +15,7 @@ import output_check
 import pytest
 
 from rawprobe.lab import TARGET_LINK_V4, TARGET_LINK_V6, Lab
-from rawprobe.probes.models import TraceResult
+from rawprobe.probes.trace_models import TraceResult
 from rawprobe.probes.traceroute import TraceOptions, trace_protocols, traceroute_with
 from rawprobe.transport.raw import open_transport
 

@@ -23,7 +23,6 @@ from multipath_graphs import (
 
 from rawprobe.errors import UsageError
 from rawprobe.probes.flowprobes import source_port
-from rawprobe.probes.models import MultipathResult
 from rawprobe.probes.multipath import (
     CLASSIC_TABLE,
     MultipathMachine,
@@ -31,6 +30,7 @@ from rawprobe.probes.multipath import (
     path_flows,
     probes_needed,
 )
+from rawprobe.probes.trace_models import MultipathResult
 from rawprobe.transport.keys import Cookies
 from rawprobe.transport.memory import flow_path
 

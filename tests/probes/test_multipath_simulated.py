@@ -22,8 +22,8 @@ from multipath_graphs import (
     v6,
 )
 
-from rawprobe.probes.models import MultipathResult
 from rawprobe.probes.multipath import MultipathOptions, multipath_many_with, multipath_with
+from rawprobe.probes.trace_models import MultipathResult
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 
 pytestmark = pytest.mark.anyio

@@ -16,13 +16,13 @@ import pytest
 
 from rawprobe.cli import render, render_scan, render_trace
 from rawprobe.probes.drive import drive
-from rawprobe.probes.models import TraceResult
 from rawprobe.probes.ping import PingOptions
 from rawprobe.probes.ping import new_machine as new_ping
 from rawprobe.probes.scan import ScanOptions
 from rawprobe.probes.scan import new_machine as new_scan
 from rawprobe.probes.sweep import HostDown, HostUp, SweepOptions
 from rawprobe.probes.sweep import new_machine as new_sweep
+from rawprobe.probes.trace_models import TraceResult
 from rawprobe.probes.traceroute import TraceOptions, trace_many_with
 from rawprobe.targets import resolve_targets
 from rawprobe.transport.base import Inbox, Sent

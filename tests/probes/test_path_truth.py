@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from rawprobe.probes.models import QuoteRewrite, TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.path_truth import (
     excess_loss_p,
     nat_hop,
@@ -16,6 +15,7 @@ from rawprobe.probes.path_truth import (
     rate_limited,
     rate_limited_ttls,
 )
+from rawprobe.probes.trace_models import QuoteRewrite, TraceHop, TraceResponse, TraceResult
 from rawprobe.transport.answers import IcmpError, answer_v4, answer_v6
 from rawprobe.transport.base import Counters, Inbox
 from rawprobe.transport.demux import Demux

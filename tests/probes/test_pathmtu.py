@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from rawprobe.errors import UsageError
-from rawprobe.probes.models import BlackHole, TraceResult
 from rawprobe.probes.pathmtu import MIN_WAIT_S, MtuMachine, SizeSearch, smaller_size
+from rawprobe.probes.trace_models import BlackHole, TraceResult
 from rawprobe.probes.traceroute import TraceOptions
 from rawprobe.transport.base import Reply, Sent
 from rawprobe.transport.keys import Cookies, key_of_reply_v4, key_of_reply_v6

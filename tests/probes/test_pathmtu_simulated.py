@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 import rawprobe
-from rawprobe.probes.models import BlackHole, TraceHop, TraceResult
 from rawprobe.probes.pathmtu import path_mtu_many_with
+from rawprobe.probes.trace_models import BlackHole, TraceHop, TraceResult
 from rawprobe.probes.traceroute import TraceOptions
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 

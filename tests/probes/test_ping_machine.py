@@ -5,8 +5,8 @@ import socket
 import pytest
 
 from rawprobe.errors import UsageError
-from rawprobe.probes.models import PingError, PingReply, PingResult
 from rawprobe.probes.ping import PingMachine, PingOptions
+from rawprobe.probes.ping_models import PingError, PingReply, PingResult
 from rawprobe.transport.base import Reply, Sent
 from rawprobe.transport.keys import Cookies, key_of_sent
 from rawprobe.transport.wire.addr import pton

@@ -15,8 +15,8 @@ import pytest
 
 from rawprobe.errors import UsageError
 from rawprobe.probes import ping
-from rawprobe.probes.models import PingReply, PingResult, PingStats
 from rawprobe.probes.ping import PingMachine, PingOptions
+from rawprobe.probes.ping_models import PingReply, PingResult, PingStats
 from rawprobe.transport.base import Reply, Sent
 from rawprobe.transport.keys import Cookies, MatchKey
 

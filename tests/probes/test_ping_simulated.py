@@ -5,8 +5,8 @@ import pytest
 import trio
 import trio.testing
 
-from rawprobe.probes.models import PingReply
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_with
+from rawprobe.probes.ping_models import PingReply
 from rawprobe.transport.keys import Cookies, key_of_sent
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 from rawprobe.transport.wire.icmp import build_echo

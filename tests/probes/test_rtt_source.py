@@ -10,8 +10,8 @@ import socket
 
 import pytest
 
-from rawprobe.probes.models import PingStats
 from rawprobe.probes.ping import PingMachine, PingOptions
+from rawprobe.probes.ping_models import PingStats
 from rawprobe.probes.traceroute import TraceMachine, TraceOptions
 from rawprobe.transport.base import Reply, Sent
 from rawprobe.transport.keys import Cookies, key_of_reply_v4, key_of_sent

@@ -8,8 +8,8 @@ import dataclasses
 
 import pytest
 
-from rawprobe.probes.models import HostPorts, PortResult
 from rawprobe.probes.scan import ScanOptions, merge_hosts, syn_scan_with
+from rawprobe.probes.scan_models import HostPorts, PortResult
 from rawprobe.targets import resolve_targets
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 

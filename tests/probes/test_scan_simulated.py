@@ -6,8 +6,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from rawprobe.probes.models import PortResult
 from rawprobe.probes.scan import ScanOptions, open_scan, syn_scan_with
+from rawprobe.probes.scan_models import PortResult
 from rawprobe.targets import resolve_targets
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 from rawprobe.transport.wire.ipv4 import IPv4Header, build_ipv4

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from rawprobe.probes.models import QuoteRewrite, TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.path_truth import path_nat
+from rawprobe.probes.trace_models import QuoteRewrite, TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.trace_stats import LiveTrace
 
 TARGET = "198.19.0.5"

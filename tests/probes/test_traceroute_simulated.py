@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rawprobe.probes.models import TraceHop, TraceResult
+from rawprobe.probes.trace_models import TraceHop, TraceResult
 from rawprobe.probes.traceroute import TraceOptions, trace_many_with, traceroute_with
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from rawprobe.probes.engine import Target
-from rawprobe.probes.models import ScanResult
+from rawprobe.probes.scan_models import ScanResult
 from rawprobe.probes.targets import TargetSpace
 from rawprobe.probes.udp_payloads import payload_for
 from rawprobe.probes.udp_scan import (
