@@ -764,7 +764,7 @@ async def traceroute_with(
 
 #: What ``trace_many_with`` yields: finished traces in completion order; ``remaining()``
 #: gives, once the block was left early (Ctrl-C, a timeout), the traces not yet taken:
-#: finished ones, then the unfinished ones as they stood (``TraceMachine.result(now)``:
+#: finished ones, then the unfinished ones as they stood (``TraceBatch.result_of(i, now)``:
 #: the hops probed so far).
 TraceResults = ManyResults[TraceResult]
 
@@ -822,20 +822,38 @@ def new_batch(
     events: bool = True,
 ) -> TraceBatch:
     """A TraceBatch of traces to ``addresses`` over ``transport``, each a fresh flow.
-    ICMP probes share one identifier, which the batch declares as its route (no key
-    registered per probe); traces to one address get disjoint probe numbers."""
-    ident = transport.cookies.new_ident() if options.method == "icmp" else None
+    ICMP probes share an identifier, which the batch declares as its route (no key
+    registered per probe); traces to one address get disjoint probe numbers: as many
+    as 16 bits of sequence hold share one identifier, the next ones take another."""
     per_trace = (options.max_ttl - options.first_ttl + 1) * options.queries
     per_trace *= 1 + options.retries
-    seen: dict[str, int] = {}
+    numbering = probe_numbering(addresses, per_trace)
+    idents: list[int] = []
     specs = []
-    for address, name in zip(addresses, targets or addresses, strict=True):
-        repeat = seen[address] = seen.get(address, -1) + 1
+    for address, name, (band, base) in zip(addresses, targets or addresses, numbering, strict=True):
+        ident = None
+        if options.method == "icmp":
+            while len(idents) <= band:
+                idents.append(transport.cookies.new_ident())
+            ident = idents[band]
         flow_id = transport.cookies.new_ident()
-        base = (repeat * per_trace) & 0xFFFF
         from_ = source or transport.source_for(address)
         specs.append(TraceSpec(address, from_, flow_id, name, base, ident))
     return TraceBatch(specs, cookies=transport.cookies, options=options, events=events, routes=True)
+
+
+def probe_numbering(addresses: Sequence[str], per_trace: int) -> list[tuple[int, int]]:
+    """(band, base) of each trace: traces to one address number their probes from
+    ``base`` on, in disjoint ranges of ``per_trace`` 16-bit numbers; as many as fit in
+    16 bits share band 0 (one ICMP identifier), the next ones band 1, and so on."""
+    per_band = max(1, 0x10000 // per_trace)
+    seen: dict[str, int] = {}
+    numbering = []
+    for address in addresses:
+        repeat = seen[address] = seen.get(address, -1) + 1
+        band, place = divmod(repeat, per_band)
+        numbering.append((band, (place * per_trace) & 0xFFFF))
+    return numbering
 
 
 def trace_protocols(addresses: Sequence[str], method: str) -> list[tuple[int, int]]:

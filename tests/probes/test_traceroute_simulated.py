@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from rawprobe.probes.trace_models import TraceHop, TraceResult
-from rawprobe.probes.traceroute import TraceOptions, trace_many_with, traceroute_with
+from rawprobe.probes.traceroute import (
+    TraceOptions,
+    probe_numbering,
+    trace_many_with,
+    traceroute_with,
+)
 from rawprobe.transport.memory import MemoryNetwork, open_memory_transport
 
 pytestmark = pytest.mark.anyio
@@ -125,3 +130,14 @@ async def test_one_batch_traces_every_target_even_the_same_one_twice(method: str
         routers = net.routers_v6 if ":" in result.address else net.routers_v4
         assert result.complete and result.path == (*routers, result.address)
     assert transport.counters.forged == 0 and transport.registered == 0
+
+
+def test_traces_to_one_address_never_share_a_probe_number_of_one_identifier() -> None:
+    """255 TTLs x 10 queries x 11 tries: 28050 probes a trace, so two traces to one
+    address fit one identifier's 16-bit sequence and the third takes another (band
+    1); within a band the ranges are disjoint and never wrap."""
+    per_trace = 255 * 10 * 11
+    numbering = probe_numbering(["198.19.0.5", "198.19.0.6", "198.19.0.5", "198.19.0.5"], per_trace)
+    assert numbering == [(0, 0), (0, 0), (0, per_trace), (1, 0)]
+    assert all(base + per_trace <= 0x10000 for _band, base in numbering)
+    assert probe_numbering(["198.19.0.5"] * 3, 90) == [(0, 0), (0, 90), (0, 180)]
