@@ -197,14 +197,17 @@ def mda_document(
     *,
     interrupted: bool = False,
     sockets: str = "raw",
+    counters: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """``{"schema": "rawprobe/2", "command": "trace", "mode": "mda", "traces": [...],
-    "summary": {...}}`` (the summary is a Paris trace document's)."""
+    "summary": {...}}`` (the summary is a Paris trace document's; ``counters``: the
+    transport's)."""
+    summary = trace_summary(results, interrupted=interrupted, sockets=sockets, counters=counters)
     return {
         **header("trace"),
         "mode": "mda",
         "traces": [mda_data(r, names) for r in results],
-        "summary": trace_summary(results, interrupted=interrupted, sockets=sockets),
+        "summary": summary,
     }
 
 

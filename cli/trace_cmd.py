@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("trace: --flows N is for --live or --report (a trace follows one flow)")
     if args.flows is not None and args.classic:
         raise UsageError("trace: --flows needs Paris probes (--classic varies the flow)")
-    if args.mda or args.confidence or args.per_interface or args.lite or args.dot is not None:
+    if args.mda or mda_options_given(args):
         # (MDA's module, its rich and its machine only when asked: start-up)
         from rawprobe.cli.trace_mda import check_mda, run_mda  # (imports this module)
 
@@ -397,6 +397,16 @@ def _show_partial(
             lines = [render_trace.trace_banner(result), *lines, ""]
         for line in lines:
             _emit(line)
+
+
+#: (dest, flag) of the options that only go with --mda.
+MDA_ONLY = (("confidence", "--confidence"), ("dot", "--dot"),
+            ("per_interface", "--per-interface"), ("lite", "--lite"))  # fmt: skip
+
+
+def mda_options_given(args: argparse.Namespace) -> list[str]:
+    """The MDA-only options on the command line (their flags), ``--mda`` aside."""
+    return [flag for dest, flag in MDA_ONLY if getattr(args, dest) not in (None, False)]
 
 
 _Traced = TypeVar("_Traced", TraceResult, MultipathResult)

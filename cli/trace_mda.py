@@ -30,6 +30,7 @@ from rawprobe.cli.trace_cmd import (
     _with_names,
     collect,
     exit_code,
+    mda_options_given,
     print_document,
 )
 from rawprobe.errors import UsageError
@@ -55,12 +56,9 @@ ICMP4_NOTE = (
 def check_mda(args: argparse.Namespace) -> None:
     """Refuse what does not go with ``--mda`` (and its options without it)."""
     if not args.mda:
-        mda_only = ((args.confidence, "--confidence"), (args.dot, "--dot"),
-                    (args.per_interface or None, "--per-interface"),
-                    (args.lite or None, "--lite"))  # fmt: skip
-        for value, flag in mda_only:
-            if value is not None:
-                raise UsageError(f"trace: {flag} goes with --mda")
+        alone = mda_options_given(args)
+        if alone:
+            raise UsageError(f"trace: {alone[0]} goes with --mda")
         return
     clashes = (
         (args.classic, "--classic"),
@@ -158,8 +156,9 @@ async def _main(
         write_output(args.dot, dot.encode(), "--dot")
     if args.json:
         document = render_mda.mda_document(
-            ordered, names, interrupted=interrupt.happened, sockets=sockets_name(transport)
-        )
+            ordered, names, interrupted=interrupt.happened, sockets=sockets_name(transport),
+            counters=transport.counters.as_dict(),
+        )  # fmt: skip
         print_document(document, len(ordered))
     return exit_code(ordered, interrupt.happened)
 

@@ -124,6 +124,9 @@ def test_the_cli_prints_the_graph_as_text_json_and_graphviz(
     assert done.returncode == 0, done.stderr
     document = output_check.document(done.stdout, "trace")
     assert document["mode"] == "mda" and len(document["traces"]) == 2
+    counters = document["summary"]["counters"]  # the transport's, as a Paris trace's
+    probes = sum(trace["probes_sent"] for trace in document["traces"])
+    assert counters["sent"] == probes and counters["forged"] == counters["kernel_drops"] == 0
     for trace, paths in zip(document["traces"], (net.paths_v4, net.paths_v6), strict=True):
         nodes, _links = lab_truth(paths, trace["address"])
         assert trace["confidence"] == 95 and trace["probes_sent"] > 0
