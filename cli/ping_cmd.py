@@ -29,8 +29,7 @@ from rawprobe.cli.args import (
 from rawprobe.cli.outputs import opens_outputs
 from rawprobe.cli.target_args import host_addresses
 from rawprobe.errors import UsageError
-from rawprobe.probes.drive import drive
-from rawprobe.probes.multiplex import Emitted, Finished, Multiplex
+from rawprobe.probes.multiplex import run_all
 from rawprobe.probes.ping import PingEvent, PingOptions, new_machine, ping_protocols
 from rawprobe.transport import privileges
 
@@ -108,11 +107,10 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
 
     several = len(addresses) > 1
 
-    def on_event(event: Emitted[PingEvent] | Finished) -> None:
-        if isinstance(event, Emitted):
-            line = render.ping_event_line(event.event, addresses[event.index] if several else None)
-            if line is not None:
-                _emit(line)
+    def on_event(index: int, event: PingEvent) -> None:
+        line = render.ping_event_line(event, addresses[index] if several else None)
+        if line is not None:
+            _emit(line)
 
     protocols = ping_protocols(addresses)
     async with probe_transport(args, protocols, verbose=args.verbose) as transport:
@@ -121,7 +119,7 @@ async def _main(args: argparse.Namespace, options: PingOptions) -> int:
             for host, address in zip(args.hosts, addresses, strict=True):
                 _emit(render.ping_banner(host, address, options.payload_size))
         async with interruptible() as interrupt:  # (one driver loop for every host)
-            await drive(Multiplex(machines), transport, on_event=on_event if live_lines else None)
+            await run_all(transport, machines, on_event=on_event if live_lines else None)
         now = anyio.current_time()
         results = [machine.result(now) for machine in machines]
     if args.verbose:

@@ -324,7 +324,7 @@ def nat_data(nat: NatHop | None, names: Names | None = None) -> dict[str, Any] |
 
 
 def _hop_data(hop: TraceHop, rate_limited: bool, names: Names | None) -> dict[str, Any]:
-    responses = hop.responses  # (a property: made once here, a thousand traces' worth)
+    responses = hop.responses
     return {
         "ttl": hop.ttl,
         "sent": hop.sent,

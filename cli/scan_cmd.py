@@ -68,6 +68,7 @@ from rawprobe.probes.connect_scan import ConnectScan
 from rawprobe.probes.drive import drive
 from rawprobe.probes.portspec import DEFAULT_TOP_UDP_PORTS, top_ports
 from rawprobe.probes.scan import (
+    SCAN_INBOX,
     ScanMachine,
     ScanOptions,
     ScanProgress,
@@ -494,7 +495,7 @@ async def _scan_shard(
                 with bar or contextlib.nullcontext() as on_progress:
                     on_event = _host_sender(index, messages, on_progress)
                     try:
-                        await drive(machine, transport, on_event=on_event, inbox_size=1 << 16)
+                        await drive(machine, transport, on_event=on_event, inbox_size=SCAN_INBOX)
                     finally:
                         if on_event is not None:
                             on_event(None)  # the hosts decided last (interrupted too)

@@ -270,7 +270,8 @@ class _Builder:
 
     Checksums are summed, not folded, until the end: 2**16 == 1 (mod 0xFFFF), so any
     integer that sums 16-bit words (a 32-bit word, a whole address) adds directly, and
-    ``(0xFFFF - total % 0xFFFF) % 0xFFFF`` is the checksum of the total."""
+    ``(0xFFFF - total % 0xFFFF) % 0xFFFF`` is the checksum of the total
+    (``checksum.checksum_of_sum``, inline here: one call less per probe)."""
 
     fixed: ClassVar[Mapping[type, Verdict]] = {}
 

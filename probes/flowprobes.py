@@ -49,7 +49,7 @@ from rawprobe.errors import UsageError
 from rawprobe.probes.machine import Outgoing
 from rawprobe.transport.base import new_tuple
 from rawprobe.transport.keys import KIND_ECHO, KIND_TCP, KIND_UDP, Cookies, MatchKey
-from rawprobe.transport.wire.checksum import ones_complement_sum
+from rawprobe.transport.wire.checksum import checksum_of_sum, ones_complement_sum
 from rawprobe.transport.wire.ipv4 import DF
 from rawprobe.transport.wire.tcp import SYN
 
@@ -99,12 +99,6 @@ def _pattern(start: int, stop: int) -> tuple[bytes, int]:
     of its count) and its one's complement sum, as the words of an even offset."""
     pattern = bytes(i & 0xFF for i in range(start, stop))
     return pattern, ones_complement_sum(pattern)
-
-
-def _fold(total: int) -> int:
-    """The Internet checksum of a sum of 16-bit words (any integer that sums them: a
-    32-bit word or a whole address adds directly, as 2**16 == 1 modulo 0xFFFF)."""
-    return (0xFFFF - total % 0xFFFF) % 0xFFFF
 
 
 def _compensating(checksum: int, wanted: int) -> int:
@@ -227,7 +221,7 @@ class FlowProbes:
         else:
             key, ident, message = self._tcp(flow, number)
         if self.family == socket.AF_INET:
-            checksum = _fold(self._ip_sum + (ttl << 8) + ident)
+            checksum = checksum_of_sum(self._ip_sum + (ttl << 8) + ident)
             head = _IP4.pack(self._ip_first, ident, self._flags, ttl, self._proto, checksum)
             packet = b"".join((head, self._addresses, message))
         else:
@@ -272,7 +266,7 @@ class FlowProbes:
         key: MatchKey = (KIND_ECHO, self._remote, self.ident, seq)
         cookie = self._cookie(key)
         # The checksum with a zero compensating word (a cookie's 64 bits add at once).
-        checksum = _fold(self._echo_sum + seq + int.from_bytes(cookie, "big"))
+        checksum = checksum_of_sum(self._echo_sum + seq + int.from_bytes(cookie, "big"))
         word = 0
         if self.paris:
             word = _compensating(checksum, flow.icmp_checksum)
@@ -283,7 +277,7 @@ class FlowProbes:
     def _udp(self, flow: _Flow, number: int) -> tuple[MatchKey, int, bytes]:
         dport = self._dport
         if self.paris:
-            checksum = _fold(flow.transport_sum + dport) or 0xFFFF
+            checksum = checksum_of_sum(flow.transport_sum + dport) or 0xFFFF
             # Never 0 (none) or 0xFFFF; spread, so that the constant change a NAT makes
             # to every checksum (through the pseudo-header) turns none into another's.
             wanted = 1 + (flow.udp_base + number * _SPREAD) % 0xFFFD
@@ -292,7 +286,7 @@ class FlowProbes:
         else:
             dport = (self._dport + number) & 0xFFFF or 1
             word = self._first_word
-            checksum = _fold(flow.transport_sum + dport + word) or 0xFFFF
+            checksum = checksum_of_sum(flow.transport_sum + dport + word) or 0xFFFF
         key: MatchKey = (KIND_UDP, self._remote, flow.sport << 16 | dport, checksum)
         header = _UDP.pack(flow.sport, dport, self._transport_length, checksum, word)
         return key, checksum, header + self._rest
@@ -302,7 +296,7 @@ class FlowProbes:
         sport = flow.sport
         if not self.paris:
             sport = 32768 + (flow.sport - 32768 + number) % _SOURCE_PORTS
-        checksum = _fold(flow.transport_sum + sport + seq)
+        checksum = checksum_of_sum(flow.transport_sum + sport + seq)
         key: MatchKey = (KIND_TCP, self._remote, sport << 16 | self._dport, seq)
         message = _TCP.pack(sport, self._dport, seq, 0, _TCP_FLAGS_WORD, _TCP_WINDOW, checksum, 0)
         return key, seq & 0xFFFF, message

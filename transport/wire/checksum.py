@@ -44,6 +44,13 @@ def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) ->
     return ~ones_complement_sum(data, initial) & 0xFFFF
 
 
+def checksum_of_sum(total: int) -> int:
+    """The Internet checksum of a plain sum of 16-bit words: any non-negative integer
+    that sums them (a 32-bit word or a whole address adds directly, as 2**16 == 1
+    modulo 0xFFFF). The bulk engine's templates inline this expression per probe."""
+    return (0xFFFF - total % 0xFFFF) % 0xFFFF
+
+
 def pseudo_header(src: str, dst: str, protocol: int, length: int) -> bytes:
     """The IPv4 (12 bytes, RFC 793) or IPv6 (40 bytes, RFC 8200 §8.1) pseudo-header.
 
