@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import anyio
 import pytest
 
 from rawprobe.lab import UDP_OPEN_PORTS, Lab
@@ -30,7 +31,8 @@ async def test_ports_1_40_with_and_without_the_targets_icmp_limit_are_all_right(
         try:
             started = time.monotonic()
             options = udp_options(max_rate_pps=0)
-            result = await udp_scan_with(transport, space, range(1, 41), options)
+            with anyio.fail_after(120):  # (a hang fails here, not at CI's time limit)
+                result = await udp_scan_with(transport, space, range(1, 41), options)
             took_s = time.monotonic() - started
         finally:
             await transport_cm.__aexit__(None, None, None)
