@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from rawprobe.errors import UsageError
 from rawprobe.probes.flowprobes import FlowProbes
 from rawprobe.probes.machine import Outgoing, TargetMachine
+from rawprobe.probes.multiplex import run_targets
 from rawprobe.probes.trace_models import BlackHole, TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.trace_replies import parse_reply
-from rawprobe.probes.traceroute import TraceOptions, TraceResults, trace_many_with
+from rawprobe.probes.traceroute import TraceOptions, TraceResults
 from rawprobe.transport.base import Reply, Sent, Transport, rtt_s
 from rawprobe.transport.keys import Cookies, MatchKey
 from rawprobe.transport.sockets import MAX_PACKET
@@ -543,11 +544,12 @@ def path_mtu_many_with(
     source: str | None = None,
     on_event: Callable[[str, TraceHop], None] | None = None,
 ) -> AbstractAsyncContextManager[TraceResults]:
-    """Path MTU traces to every address at once over one transport: ``trace_many_with``
-    (results in completion order, ``remaining()`` after leaving early, ``on_event(target,
-    hop)`` as each hop is final) with MtuMachines; UDP probes unless ``options`` say."""
+    """Path MTU traces to every address at once over one transport, as
+    ``trace_many_with`` (results in completion order, ``remaining()`` after leaving
+    early, ``on_event(target, hop)`` as each hop is final), an MtuMachine a target; UDP
+    probes unless ``options`` say."""
     options = options or TraceOptions(method="udp")
-    return trace_many_with(
-        transport, addresses, options, targets=targets, source=source, on_event=on_event,
-        factory=new_mtu_machine,
+    return run_targets(
+        transport, new_mtu_machine, addresses, options, targets=targets, source=source,
+        on_event=on_event,
     )  # fmt: skip

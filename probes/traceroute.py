@@ -40,7 +40,7 @@ import math
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -51,11 +51,9 @@ from rawprobe.probes.multiplex import (
     Emitted,
     Finished,
     ManyResults,
-    ResultMachine,
     by_name,
     run_one,
     run_results,
-    run_targets,
 )
 from rawprobe.probes.trace_models import TraceHop, TraceResponse, TraceResult
 from rawprobe.probes.trace_replies import parse_reply
@@ -778,10 +776,9 @@ async def trace_many_with(
     targets: Sequence[str] | None = None,
     source: str | None = None,
     on_event: Callable[[str, TraceHop], None] | None = None,
-    factory: Callable[..., ResultMachine[TraceHop, TraceResult]] | None = None,
 ) -> AsyncIterator[TraceResults]:
-    """Trace every address concurrently over one transport; yields an async iterator of
-    results in completion order::
+    """Trace every address concurrently over one transport (one TraceBatch); yields an
+    async iterator of results in completion order::
 
         async with trace_many_with(transport, addresses) as results:
             async for result in results:
@@ -790,25 +787,16 @@ async def trace_many_with(
     Leaving the block early cancels the traces still running; after the block,
     ``results.remaining()`` gives what they had found (see TraceResults). ``targets`` names the
     addresses as the user typed them (``TraceResult.target``); ``on_event`` gets
-    ``(target, TraceHop)`` as each hop of each trace becomes final. ``factory`` makes
-    each trace's machine (``new_machine``'s arguments: path MTU traces give theirs).
+    ``(target, TraceHop)`` as each hop of each trace becomes final.
     """
     options = options or TraceOptions()
-    running: AbstractAsyncContextManager[TraceResults]
-    if factory is None:
-        names = list(targets) if targets is not None else list(addresses)
-        # Hop events only for a caller that takes them (each is a TraceHop made).
-        batch = new_batch(
-            transport, addresses, options, targets=names, source=source,
-            events=on_event is not None,
-        )  # fmt: skip
-        running = run_results(transport, batch, on_event=by_name(names, on_event))
-    else:
-        running = run_targets(
-            transport, factory, addresses, options, targets=targets, source=source,
-            on_event=on_event,
-        )  # fmt: skip
-    async with running as results:
+    names = list(targets) if targets is not None else list(addresses)
+    # Hop events only for a caller that takes them (each is a TraceHop made).
+    batch = new_batch(
+        transport, addresses, options, targets=names, source=source,
+        events=on_event is not None,
+    )  # fmt: skip
+    async with run_results(transport, batch, on_event=by_name(names, on_event)) as results:
         yield results
 
 

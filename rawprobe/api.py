@@ -52,9 +52,8 @@ from rawprobe.errors import (
 from rawprobe.probes.connect_scan import ConnectScan as _ConnectScan
 from rawprobe.probes.craft import ICMP, IP, TCP, UDP, craft
 from rawprobe.probes.multipath import MultipathOptions, multipath_many_with
-from rawprobe.probes.multiplex import ResultMachine
 from rawprobe.probes.pathmtu import METHODS as MTU_METHODS
-from rawprobe.probes.pathmtu import new_mtu_machine
+from rawprobe.probes.pathmtu import path_mtu_many_with
 from rawprobe.probes.ping import PingOptions, ping_many_with, ping_protocols
 from rawprobe.probes.ping_models import PingError, PingReply, PingResult
 from rawprobe.probes.portspec import DEFAULT_TOP_UDP_PORTS as _DEFAULT_TOP_UDP_PORTS
@@ -83,7 +82,7 @@ from rawprobe.probes.trace_models import (
 )
 from rawprobe.probes.traceroute import (
     TraceOptions,
-    new_machine,
+    TraceResults,
     trace_many_with,
     trace_protocols,
 )
@@ -407,7 +406,7 @@ async def traceroute_many(
         if method in ("udp", "icmp"):
             unprivileged = "udp" if method == "udp" else "icmp"
         async with _traces(
-            hosts, options, f"a {method.upper()} traceroute", unprivileged, new_machine,
+            hosts, options, f"a {method.upper()} traceroute", unprivileged, trace_many_with,
             family=family, broadcast=broadcast, source=source, privileged=privileged,
             transport=transport,
         ) as results:  # fmt: skip
@@ -420,7 +419,7 @@ async def _traces(
     options: TraceOptions,
     what: str,
     unprivileged: Unprivileged,
-    factory: Callable[..., ResultMachine[TraceHop, TraceResult]],
+    run: Callable[..., AbstractAsyncContextManager[TraceResults]],
     *,
     family: int | None,
     broadcast: bool,
@@ -428,16 +427,15 @@ async def _traces(
     privileged: bool | None,
     transport: Transport | None,
 ) -> AsyncIterator[AsyncIterator[TraceResult]]:
-    """What traceroute_many and path_mtu_many share: the traces (``factory`` makes
-    their machines) over ``transport`` or one of the ladder's."""
+    """What traceroute_many and path_mtu_many share: the traces (``run``:
+    ``trace_many_with`` or ``path_mtu_many_with``) over ``transport`` or one of the
+    ladder's."""
     async with (
         _trace_transport(
             hosts, options.method, what, unprivileged, family=family, broadcast=broadcast,
             source=source, privileged=privileged, transport=transport,
         ) as (own, addresses),
-        trace_many_with(
-            own, addresses, options, targets=list(hosts), source=source, factory=factory
-        ) as results,
+        run(own, addresses, options, targets=list(hosts), source=source) as results,
     ):  # fmt: skip
         yield results
 
@@ -521,7 +519,7 @@ async def path_mtu_many(
         async with _traces(
             hosts, options, f"a {method.upper()} path MTU trace",
             "udp" if method == "udp" else None,  # (ICMP: raw sockets only)
-            new_mtu_machine, family=family, broadcast=broadcast, source=source,
+            path_mtu_many_with, family=family, broadcast=broadcast, source=source,
             privileged=privileged, transport=transport,
         ) as results:  # fmt: skip
             yield results
