@@ -252,7 +252,7 @@ class FlowProbes:
             transport_sum = self._pseudo_sum + self._dport + _TCP_FLAGS_WORD + _TCP_WINDOW
         return _Flow(
             sport=sport,
-            icmp_checksum=1 + (flow_id * 40503) % 0xFFFD,
+            icmp_checksum=1 + (flow_id * _SPREAD) % 0xFFFD,
             tcp_base=int.from_bytes(seed[:4], "big"),
             udp_base=int.from_bytes(seed[4:6], "big"),
             ip_head=ip_head,

@@ -72,8 +72,8 @@ class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
         super().__init__()
         self.machines = tuple(machines)
         count = len(self.machines)
-        self._active = dict.fromkeys(range(count))  # indices not finished, in order
-        self._running = [True] * count  # (a late reply to a done one: dropped)
+        # Indices not finished, in order (a late reply to a finished one is dropped).
+        self._active = dict.fromkeys(range(count))
         # Packets each machine made that have not left yet: a machine is finished only
         # once they did (the driver hands replies over between the slices of a batch,
         # and a reply may make a machine look done before its last packets left).
@@ -146,12 +146,12 @@ class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
     def _by_machine(self, keys: Sequence[MatchKey]) -> dict[int, list[int]]:
         """Positions in ``keys`` by the running machine each key belongs to."""
         positions: dict[int, list[int]] = {}
-        owner, route_owner, running = self._owner, self._route_owner, self._running
+        owner, route_owner, running = self._owner, self._route_owner, self._active
         for position, key in enumerate(keys):
             index = owner.get(key)
             if index is None and route_owner:
                 index = route_owner.get((key[0], key[2]))
-            if index is not None and running[index]:
+            if index is not None and index in running:
                 positions.setdefault(index, []).append(position)
         return positions
 
@@ -185,11 +185,10 @@ class Multiplex(MachineOutbox[Emitted[EventT] | Finished]):
             for key in retired:
                 owner.pop(key, None)
             self._retired += retired
-        if not self._running[index]:
+        if index not in self._active:
             return True
         if self._unsent[index] or not machine.done:
             return False
-        self._running[index] = False
         self._entry[index] = -1
         del self._active[index]
         self._events.append(Finished(index))
@@ -304,14 +303,14 @@ async def run_results(
         elif on_event is not None:
             on_event(event.index, event.event)
 
-    async def run_all() -> None:
+    async def drive_all() -> None:
         with send:
             await drive(many, transport, on_event=dispatch)
 
     results = ManyResults(receive, many)
     with contextlib.closing(results):  # once the driver is gone (its last replies count)
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(run_all)
+            task_group.start_soon(drive_all)
             yield results  # (leaving the block by an exception cancels the machines too)
             task_group.cancel_scope.cancel()
 

@@ -69,6 +69,7 @@ async def trace_rounds(
                 flow_id=flow,
                 probe_base=((number * len(chosen) + index) * per_machine) & 0xFFFF,
                 ident=ident,
+                events=False,  # (no one reads a round's hops as they come)
             )
             for index, flow in enumerate(chosen)
         ]

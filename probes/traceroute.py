@@ -421,9 +421,6 @@ class TraceBatch(MachineOutbox[Emitted[TraceHop] | Finished]):
 
     # -- results -------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return len(self._traces)
-
     def result_of(self, index: int, now: float | None = None) -> TraceResult:
         """Trace ``index`` so far (complete once it finished); ``now`` dates an
         unfinished one, whose hops end at the highest TTL probed so far (an
