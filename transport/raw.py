@@ -112,11 +112,7 @@ class RawTransport(SocketTransport):
 
     def _transmit(self, packet: bytes) -> TxStamp | None:
         version = packet[0] >> 4
-        sender = self._senders.get(version)
-        if sender is None:  # (not IPv4 or IPv6: _route says which family is missing)
-            sock = self._route(packet)[0]
-            sender = (sock, self._tx.get(sock))
-        sock, stamps = sender
+        sock, stamps = self._senders.get(version) or self._sender(packet)
         if version == 4:
             address = (inet_ntop(AF_INET, packet[16:20]), 0)
         else:
@@ -135,8 +131,7 @@ class RawTransport(SocketTransport):
     def _clear_pending_error(self, packet: bytes) -> None:
         """Read the send socket's error queue: transmit stamps are kept, the rest
         discarded (the receiving sockets hear the ICMP errors themselves)."""
-        sock = self._route(packet)[0]
-        _drain_error_queue(sock, self._tx.get(sock))
+        _drain_error_queue(*self._sender(packet))
 
     def _read_tx_stamps(self) -> None:
         """Hand every transmit stamp the kernel reported so far to its send."""
@@ -151,17 +146,14 @@ class RawTransport(SocketTransport):
             stamps.lost for stamps in self._tx.values()
         )
 
-    def _route(self, packet: bytes) -> tuple[socket.socket, tuple[str, int]]:
-        """The socket and sendto address for a whole IP packet."""
-        version = packet[0] >> 4
-        family = socket.AF_INET if version == 4 else socket.AF_INET6
-        sock = self._send_sockets.get(family)
-        if sock is None:
-            name = "IPv4" if version == 4 else "IPv6"
-            raise TransportError(f"{name} is not available on this host")
-        if version == 4:
-            return sock, (socket.inet_ntop(socket.AF_INET, packet[16:20]), 0)
-        return sock, (socket.inet_ntop(socket.AF_INET6, packet[24:40]), 0)
+    def _sender(self, packet: bytes) -> tuple[socket.socket, TxStamps | None]:
+        """The send socket for a whole IP packet (version 4: IPv4, else IPv6) and its
+        transmit stamps (``_transmit`` looks the version up inline)."""
+        v4 = packet[0] >> 4 == 4
+        sender = self._senders.get(4 if v4 else 6)
+        if sender is None:
+            raise TransportError(f"{'IPv4' if v4 else 'IPv6'} is not available on this host")
+        return sender
 
     def filter_tcp(self, local_ports: Sequence[int]) -> None:
         """Let the raw TCP sockets deliver only segments to ``local_ports``.
@@ -210,9 +202,8 @@ class RawTransport(SocketTransport):
         """Hand every packet the kernel already holds to the demultiplexer, now (up to
         ``PENDING_LIMIT`` per socket). The driver calls it before a machine decides
         anything has timed out: the readers take a batch per turn of the event loop,
-        and a reply merely waiting in a socket buffer must not count as lost."""
-        if self._tx:
-            self._read_tx_stamps()
+        and a reply merely waiting in a socket buffer must not count as lost (each
+        ``_read_ready`` reads the transmit stamps first)."""
         for (family, protocol), sock in self._sockets.items():
             if self._read_ready(sock, family, protocol, PENDING_LIMIT) is None:
                 return
