@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
-from lab_fixture import lab, lab_required, topology_lab  # noqa: F401
+from lab_fixture import lab, lab_required, lossy_branch, topology_lab  # noqa: F401
 
 # No per-example deadline: on shared CI machines a slow example is noise, not a bug
 # (the project asserts no timings in tests; performance is measured in bench/).

@@ -2,7 +2,8 @@
 
 ``lab`` builds one lab (the default line) for the whole session and tears it down at
 the end, whatever happens in between; ``topology_lab("ecmp4")`` does the same for any
-other topology of rawprobe/topologies/, built on first use. ``lab_required`` applies
+other topology of rawprobe/topologies/, built on first use; ``lossy_branch`` is ecmp2
+with one branch dropping a fifth of the probes. ``lab_required`` applies
 the skip policy alone, for tests that build labs of their own: when no lab can be built
 the test is skipped, unless ``RAWPROBE_LAB=required`` (CI), where it fails.
 
@@ -55,3 +56,22 @@ def topology_lab(lab_required: None) -> Iterator[Callable[[str], Lab]]:
     finally:
         for net in built.values():
             net.down()
+
+
+@pytest.fixture
+def lossy_branch(topology_lab: Callable[[str], Lab]) -> Iterator[Lab]:
+    """ecmp2 with a1 dropping 20% of the client's probes it forwards (iptables
+    statistic); answers coming back through a1 are spared."""
+    net = topology_lab("ecmp2")
+    rules = [
+        ("iptables", "-s", net.client_v4),
+        ("ip6tables", "-s", net.client_v6),
+    ]
+    rule = ("FORWARD", "-m", "statistic", "--mode", "random", "--probability", "0.2", "-j", "DROP")
+    for tool, *match in rules:
+        net.run("a1", tool, "-I", rule[0], *match, *rule[1:])
+    try:
+        yield net
+    finally:
+        for tool, *match in rules:
+            net.run("a1", tool, "-D", rule[0], *match, *rule[1:], check=False)

@@ -427,6 +427,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for module in (args, ladder, ping_cmd, trace_cmd, sweep_cmd, scan_cmd, send_cmd):
         if hasattr(module, "open_transport"):  # wherever the CLI opens transports
             monkeypatch.setattr(module, "open_transport", _simulated)
+    monkeypatch.setattr(ladder, "_unprivileged", _simulated)  # (the datagram rungs too)
     monkeypatch.setattr(sniff_cmd, "open_sniffer", _no_sniffer)
 
     def timeout(_signum: int, _frame: Any) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 import anyio
 import output_check
 import pytest
-from test_path_truth_lab import lossy_branch  # noqa: F401 (a fixture: ecmp2, a1 lossy)
 
 from rawprobe.lab import Lab
 from rawprobe.probes.multipath import MultipathOptions, multipath_many_with
@@ -184,7 +183,7 @@ def test_report_mda_gives_every_interface_of_both_branches_a_row(
 
 
 def test_live_mda_shows_the_loss_of_one_branch_on_its_rows_only(
-    lossy_branch: Lab,  # noqa: F811 (the fixture imported above)
+    lossy_branch: Lab,
 ) -> None:
     """a1 drops 20% of the client's probes it forwards: the rows after a1 on its branch
     lose about that, the rows of b1's branch none; before a1, none either."""

@@ -33,25 +33,6 @@ def last_rounds(output: str) -> dict[str, dict[str, Any]]:
 # -- ECMP: loss on one branch ------------------------------------------------------------
 
 
-@pytest.fixture
-def lossy_branch(topology_lab: Callable[[str], Lab]) -> Iterator[Lab]:
-    """ecmp2 with a1 dropping 20% of the client's probes it forwards (iptables
-    statistic); answers coming back through a1 are spared."""
-    net = topology_lab("ecmp2")
-    rules = [
-        ("iptables", "-s", net.client_v4),
-        ("ip6tables", "-s", net.client_v6),
-    ]
-    rule = ("FORWARD", "-m", "statistic", "--mode", "random", "--probability", "0.2", "-j", "DROP")
-    for tool, *match in rules:
-        net.run("a1", tool, "-I", rule[0], *match, *rule[1:])
-    try:
-        yield net
-    finally:
-        for tool, *match in rules:
-            net.run("a1", tool, "-D", rule[0], *match, *rule[1:], check=False)
-
-
 def test_live_over_several_flows_shows_the_loss_on_that_branch_only(lossy_branch: Lab) -> None:
     net = lossy_branch
     done = cli(net, "-U", "--live", "--json", "-c", "15", "-i", "0.1", "--flows", "16",

@@ -4,13 +4,13 @@ whatever the kernel refused in between (transport/txstamps.py's counting rules).
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import anyio
+import output_check
 import pytest
 
 from rawprobe.lab import Lab
@@ -32,12 +32,12 @@ def test_ping_and_trace_report_kernel_stamps_in_json_and_with_v(lab: Lab) -> Non
     out, err = rawprobe_cli(
         lab, "ping", "-v", "--json", "-c", "3", "-i", "0.2", lab.target_v4, lab.target_v6
     )
-    hosts = json.loads(out)["hosts"]
+    hosts = output_check.document(out, "ping")["hosts"]
     assert [h["rtt_source"] for h in hosts] == ["kernel", "kernel"]
     assert all(0 < rtt < 50 for h in hosts for rtt in h["rtts_ms"])
     assert f"rawprobe: {lab.target_v4}: rtt_source kernel" in err
     out, err = rawprobe_cli(lab, "trace", "-v", "-n", "-q", "1", "--json", lab.target_v6)
-    hops = json.loads(out)["traces"][0]["hops"]
+    hops = output_check.document(out, "trace")["traces"][0]["hops"]
     assert [h["rtt_source"] for h in hops] == ["kernel"] * 4
     assert f"rawprobe: {lab.target_v6}: rtt_source kernel" in err
 
