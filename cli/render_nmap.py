@@ -32,6 +32,7 @@ from rawprobe.cli.render_scan import (
     combined,
     done_comment,
     hosts_scanned,
+    hosts_up,
     initiated_comment,
     interrupted_line,
     not_shown,
@@ -252,9 +253,7 @@ def normal_output(
         results, only_open=only_open, show_all=show_all, reason=reason, interrupted=interrupted
     )
     result = combined(results)
-    up = sum(
-        any(host.is_up for _protocol, host in parts) for _a, parts in _by_host(_listed(results))
-    )
+    up = hosts_up(results)
     return [
         initiated_comment("scan", nmap_time(run.started_s), run.command_line),
         *report[:-1],  # the report's closing line becomes nmap's closing comment

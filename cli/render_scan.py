@@ -61,6 +61,11 @@ def _by_host(results: Sequence[ScanResult]) -> list[tuple[str, _Parts]]:
     return list(hosts.items())
 
 
+def hosts_up(results: Results) -> int:
+    """Hosts up in any protocol's result (a host counts once)."""
+    return sum(any(host.is_up for _p, host in parts) for _a, parts in _by_host(_listed(results)))
+
+
 def combined(results: Results) -> ScanResult:
     """One protocol's result as it is; several summed into one for the totals lines
     (ports, probes and time add up: the protocols are scanned one after the other)."""
@@ -279,7 +284,7 @@ def scan_summary(
     listed = _listed(results)
     result = combined(listed)
     timing = result.timing
-    up = sum(any(host.is_up for _p, host in parts) for _a, parts in _by_host(listed))
+    up = hosts_up(listed)
     complete = result.complete
     if shard[1] > 1:  # (the results count the whole space's ports)
         complete = not interrupted and not result.incomplete_reason
