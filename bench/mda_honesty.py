@@ -24,14 +24,17 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from multipath_graphs import GRAPHS, answered_from, lab_targets, lab_truth, result_of
+from multipath_graphs import truth as graph_truth
+
 from rawprobe.lab import Lab, lab
 from rawprobe.probes.multipath import MultipathOptions, multipath_many_with
-from rawprobe.probes.trace_models import MultipathResult
 from rawprobe.probes.traceroute import trace_protocols
 from rawprobe.transport.raw import open_transport
 
@@ -46,24 +49,6 @@ RULES: dict[tuple[int, str], dict[str, bool]] = {
     (99, "per interface"): {"per_trace": False},
 }
 BOUND = {95: 0.07, 99: 0.02}  # the issue's lab bounds (simulated: 1 - confidence)
-
-
-def truth(paths: Sequence[Sequence[str]], target: str) -> frozenset[tuple[int, str]]:
-    return frozenset((ttl, hop) for path in paths for ttl, hop in enumerate([*path, target], 1))
-
-
-def targets(count: int, run: int) -> list[str]:
-    v4 = [f"198.19.{run + 1}.{i + 1}" for i in range(count)]
-    v6 = [f"2001:db8:ff::{run + 1:x}:{i + 1:x}" for i in range(count)]
-    return v4 + v6
-
-
-def answering(result: MultipathResult) -> str:
-    """The address the destination answered from: the one probed, except over IPv6 for
-    the target's AnyIP range, where Linux picks a configured address for the ICMPv6
-    error (the target's own link address)."""
-    reached = {p.address for hop in result.hops for p in hop.responses if p.reached}
-    return reached.pop() if len(reached) == 1 else result.address
 
 
 class Tally:
@@ -92,7 +77,7 @@ async def lab_round(
         ):
             async for result in results:
                 paths = net.paths_v6 if ":" in result.address else net.paths_v4
-                want = truth(paths, answering(result))
+                want = lab_truth(paths, answered_from(result))[0]
                 tally.traces += 1
                 tally.missed += not want <= result.nodes
                 tally.extra += bool(result.nodes - want)
@@ -107,7 +92,7 @@ def run_lab(args: argparse.Namespace) -> dict[tuple[str, int, str], Tally]:
         with lab(topology=name) as net:
             for run in range(args.runs):
                 net.set_multipath_seed(rng.randrange(1, 2**32))
-                addresses = targets(args.targets, run)
+                addresses = lab_targets(run, args.targets)
                 for (confidence, rule), fields in RULES.items():
                     tally = tallies.setdefault((name, confidence, rule), Tally())
                     options = MultipathOptions(confidence=confidence, wait_s=0.5, **fields)  # type: ignore[arg-type]
@@ -117,10 +102,6 @@ def run_lab(args: argparse.Namespace) -> dict[tuple[str, int, str], Tally]:
 
 
 def run_simulated(args: argparse.Namespace) -> dict[tuple[str, int, str], Tally]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from multipath_graphs import GRAPHS, result_of
-    from multipath_graphs import truth as graph_truth
-
     tallies: dict[tuple[str, int, str], Tally] = {}
     for name in args.graphs:
         graph = GRAPHS[name]

@@ -33,7 +33,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from multipath_graphs import GRAPHS, run_pure, truth
+from multipath_graphs import GRAPHS, answered_from, lab_targets, lab_truth, run_pure, truth
 
 from rawprobe.lab import Lab, lab
 from rawprobe.probes.multipath import (
@@ -99,17 +99,12 @@ def in_lab(net: Lab, options: MultipathOptions, traces: int, seed: int) -> Itera
     rng = random.Random(seed)
     for run in range(max(1, traces // 10)):
         net.set_multipath_seed(rng.randrange(1, 2**32))
-        v4 = [f"198.19.{run + 1}.{i + 1}" for i in range(5)]
-        v6 = [f"2001:db8:ff::{run + 1:x}:{i + 1:x}" for i in range(5)]
         machines: list[MultipathMachine] = []
-        anyio.run(run_lab_round, net, v4 + v6, options, machines)
+        anyio.run(run_lab_round, net, lab_targets(run, 5), options, machines)
         for machine in machines:
             result = machine.result()
             paths = net.paths_v6 if ":" in result.address else net.paths_v4
-            ends = {p.address for hop in result.hops for p in hop.responses if p.reached}
-            end = ends.pop() if len(ends) == 1 else result.address
-            want = {(ttl, hop) for path in paths for ttl, hop in enumerate([*path, end], 1)}
-            yield machine, want <= result.nodes
+            yield machine, lab_truth(paths, answered_from(result))[0] <= result.nodes
 
 
 Trace = tuple[MultipathMachine, bool]  # (the machine, it found every interface)

@@ -30,13 +30,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from multipath_graphs import lab_truth
+
 from rawprobe.lab import Lab, lab
 
 Node = tuple[int, str]
 
 
 def truth(paths: Sequence[Sequence[str]], target: str) -> frozenset[Node]:
-    return frozenset((ttl, hop) for path in paths for ttl, hop in enumerate([*path, target], 1))
+    return lab_truth(paths, target)[0]
 
 
 def targets(count: int, family: int) -> list[str]:

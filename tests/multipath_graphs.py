@@ -1,5 +1,7 @@
 """Simulated load-balanced networks for the MDA tests (``SimHost.routes``), their truth,
-and a pure driver that runs a MultipathMachine against one without a transport.
+and a pure driver that runs a MultipathMachine against one without a transport; and
+the truth of the lab's multipath topologies (``lab_truth``, ``answered_from``,
+``lab_targets``) for the lab tests and the MDA benches.
 
 The graphs copy the lab's ``ecmp4`` and ``nested`` topologies (rawprobe/topologies/),
 IPv4 addresses and ICMPv4's habit of answering from the interface toward the client
@@ -8,6 +10,7 @@ IPv4 addresses and ICMPv4's habit of answering from the interface toward the cli
 
 from __future__ import annotations
 
+import itertools
 import socket
 from collections.abc import Callable, Mapping, Sequence
 
@@ -206,3 +209,36 @@ def run_pure(
 
 def result_of(routes: Routes, **kw: object) -> MultipathResult:
     return run_pure(routes, **kw)[0].result()  # type: ignore[arg-type]
+
+
+# -- the lab's topologies ------------------------------------------------------------------
+
+
+def lab_truth(
+    paths: Sequence[Sequence[str]], target: str
+) -> tuple[frozenset[tuple[int, str]], frozenset[tuple[int, str, str]]]:
+    """The (TTL, interface) pairs and (TTL, from, to) links of a topology's paths
+    (``Lab.paths_v4``/``paths_v6``) to ``target``."""
+    nodes: set[tuple[int, str]] = set()
+    links: set[tuple[int, str, str]] = set()
+    for path in paths:
+        hops = [*path, target]
+        nodes.update((ttl, hop) for ttl, hop in enumerate(hops, 1))
+        links.update((ttl, a, b) for ttl, (a, b) in enumerate(itertools.pairwise(hops), 1))
+    return frozenset(nodes), frozenset(links)
+
+
+def answered_from(result: MultipathResult) -> str:
+    """The address the destination answered from: the one probed, except over IPv6 for
+    the target's AnyIP range, where Linux picks a configured address for the ICMPv6
+    error (the target's own link address)."""
+    reached = {p.address for hop in result.hops for p in hop.responses if p.reached}
+    return reached.pop() if len(reached) == 1 else result.address
+
+
+def lab_targets(run: int, count: int) -> list[str]:
+    """``count`` IPv4 then ``count`` IPv6 addresses of the lab target's ranges, other
+    ones for each ``run`` (so each run's flows hash anew)."""
+    v4 = [f"198.19.{run + 1}.{i + 1}" for i in range(count)]
+    v6 = [f"2001:db8:ff::{run + 1:x}:{i + 1:x}" for i in range(count)]
+    return v4 + v6

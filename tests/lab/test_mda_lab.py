@@ -8,7 +8,6 @@ issue's 400 traces a topology; bench/mda_honesty.py also measures the classic ru
 
 from __future__ import annotations
 
-import itertools
 import random
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import anyio
 import output_check
 import pytest
+from multipath_graphs import answered_from, lab_targets, lab_truth
 
 from rawprobe.lab import Lab
 from rawprobe.probes.multipath import MultipathOptions, multipath_many_with
@@ -29,19 +29,6 @@ pytestmark = pytest.mark.lab
 
 MULTIPATH = ("ecmp2", "ecmp4", "nested")
 SEED = 1  # (set for the test, then the session's seed is put back)
-
-
-def lab_truth(
-    paths: Sequence[Sequence[str]], target: str
-) -> tuple[frozenset[tuple[int, str]], frozenset[tuple[int, str, str]]]:
-    """The (TTL, interface) pairs and (TTL, from, to) links of a topology's paths."""
-    nodes: set[tuple[int, str]] = set()
-    links: set[tuple[int, str, str]] = set()
-    for path in paths:
-        hops = [*path, target]
-        nodes.update((ttl, hop) for ttl, hop in enumerate(hops, 1))
-        links.update((ttl, a, b) for ttl, (a, b) in enumerate(itertools.pairwise(hops), 1))
-    return frozenset(nodes), frozenset(links)
 
 
 def mda(
@@ -243,13 +230,9 @@ def test_the_stopping_rule_is_honest_in_the_lab(
             for run in range(RUNS):
                 seed = rng.randrange(1, 2**32)
                 net.set_multipath_seed(seed)
-                v4 = [f"198.19.{run + 1}.{i + 1}" for i in range(TARGETS)]
-                v6 = [f"2001:db8:ff::{run + 1:x}:{i + 1:x}" for i in range(TARGETS)]
-                for result in mda(net, v4 + v6, confidence=confidence):
+                for result in mda(net, lab_targets(run, TARGETS), confidence=confidence):
                     paths = net.paths_v6 if ":" in result.address else net.paths_v4
-                    # (IPv6: the target answers for its AnyIP range from its own address)
-                    end = {p.address for hop in result.hops for p in hop.responses if p.reached}
-                    nodes = lab_truth(paths, end.pop() if len(end) == 1 else result.address)[0]
+                    nodes = lab_truth(paths, answered_from(result))[0]
                     assert result.nodes <= nodes, (name, seed, result.address)
                     traces += 1
                     if result.nodes != nodes:
